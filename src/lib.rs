@@ -1,1 +1,34 @@
+//! # ringgate
+//!
+//! A thread-per-core, io_uring reimplementation of the OpenClaw Gateway control plane: the
+//! WebSocket server that OpenClaw's CLI, TUI, apps and node hosts connect to. It speaks the same
+//! wire protocol (v4; v3 for nodes and probes).
+//!
+//! ## Shape
+//!
+//! * [`shard`]: one OS thread per core, pinned, each running its own monoio runtime (io_uring,
+//!   or epoll where io_uring is unavailable), its own `SO_REUSEPORT` listener and its own client
+//!   table. A connection lives its whole life on the shard that accepted it; nothing on the
+//!   per-message path takes a lock.
+//! * [`bus`]: one bounded lock-free inbox per shard. A broadcast is encoded once on its origin
+//!   shard ([`proto::frame::EventTemplate`], with a `seq` slot) and crosses to each other shard
+//!   once, where it fans out locally.
+//! * [`proto`]: the sans-IO protocol layer — frames, schemas, errors, the connect gate, the
+//!   permission gate and event recipient rules — unit-tested without sockets.
+//! * [`auth`]: shared secret, device proof, failure messages, the per-IP failure limiter.
+//! * [`methods`]: the method layer, one module per family.
+//! * [`state`]: replicated global state (presence) and the process-wide counters.
+//!
+//! ## The three gates
+//!
+//! *connect* ([`proto::handshake`]), *permission* ([`proto::scopes`]) and *bandwidth* (payload
+//! limits pre/post auth, per-connection buffered bytes, a per-shard buffered-bytes budget; see
+//! [`config::Limits`]).
 
+pub mod auth;
+pub mod bus;
+pub mod config;
+pub mod methods;
+pub mod proto;
+pub mod shard;
+pub mod state;

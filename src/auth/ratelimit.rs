@@ -1,0 +1,130 @@
+//! Auth-failure rate limiting per client IP (protocol §3.1, `auth-rate-limit.ts`): 10 failures in
+//! a 60 s sliding window lock the IP out for 5 minutes; loopback is never locked out but each
+//! failure is answered after an escalating delay (250 ms doubling, at most 5 s).
+//!
+//! One limiter per shard, owned by the shard thread (no lock). The kernel spreads one IP's
+//! connections over the shards, so an IP gets at most `10 × shards` failures per window.
+
+use std::{collections::HashMap, net::IpAddr};
+
+pub const WINDOW_MS: u64 = 60_000;
+pub const MAX_FAILURES: usize = 10;
+pub const LOCKOUT_MS: u64 = 300_000;
+const LOOPBACK_BASE_DELAY_MS: u64 = 250;
+const LOOPBACK_MAX_DELAY_MS: u64 = 5_000;
+/// Entries kept at most; the oldest are pruned past this so a spray of addresses cannot grow
+/// memory without bound.
+const MAX_TRACKED: usize = 65_536;
+
+#[derive(Debug, Default)]
+struct Entry {
+    failures: Vec<u64>,
+    locked_until: u64,
+}
+
+/// Per-IP failure tracker.
+#[derive(Debug, Default)]
+pub struct AuthLimiter {
+    by_ip: HashMap<IpAddr, Entry>,
+}
+
+/// What to do with the next connect from an IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Allow,
+    /// Locked out: reject with `rate_limited`, retry after this many ms.
+    Locked {
+        retry_after_ms: u64,
+    },
+}
+
+impl AuthLimiter {
+    /// Checked before the shared secret is evaluated.
+    pub fn gate(&mut self, ip: IpAddr, now_ms: u64) -> Gate {
+        if ip.is_loopback() {
+            return Gate::Allow;
+        }
+        match self.by_ip.get(&ip) {
+            Some(e) if e.locked_until > now_ms => Gate::Locked {
+                retry_after_ms: e.locked_until - now_ms,
+            },
+            _ => Gate::Allow,
+        }
+    }
+
+    /// Records a failure; returns the delay (ms) before answering it (loopback only).
+    pub fn record_failure(&mut self, ip: IpAddr, now_ms: u64) -> u64 {
+        if self.by_ip.len() >= MAX_TRACKED && !self.by_ip.contains_key(&ip) {
+            self.prune(now_ms);
+        }
+        let e = self.by_ip.entry(ip).or_default();
+        e.failures.retain(|&t| now_ms.saturating_sub(t) < WINDOW_MS);
+        e.failures.push(now_ms);
+        if ip.is_loopback() {
+            let n = e.failures.len().min(16) as u32;
+            return (LOOPBACK_BASE_DELAY_MS << (n - 1)).min(LOOPBACK_MAX_DELAY_MS);
+        }
+        if e.failures.len() >= MAX_FAILURES {
+            e.locked_until = now_ms + LOCKOUT_MS;
+            e.failures.clear();
+        }
+        0
+    }
+
+    /// A successful auth clears the IP's failures.
+    pub fn record_success(&mut self, ip: IpAddr) {
+        self.by_ip.remove(&ip);
+    }
+
+    fn prune(&mut self, now_ms: u64) {
+        self.by_ip.retain(|_, e| {
+            e.locked_until > now_ms || e.failures.iter().any(|&t| now_ms - t < WINDOW_MS)
+        });
+        if self.by_ip.len() >= MAX_TRACKED {
+            self.by_ip.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_lockout_after_ten_failures() {
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let mut l = AuthLimiter::default();
+        for i in 0..9 {
+            assert_eq!(l.record_failure(ip, 1000 + i), 0);
+            assert_eq!(l.gate(ip, 1000 + i), Gate::Allow);
+        }
+        l.record_failure(ip, 2000);
+        assert_eq!(
+            l.gate(ip, 2001),
+            Gate::Locked {
+                retry_after_ms: LOCKOUT_MS - 1
+            }
+        );
+        assert_eq!(l.gate(ip, 2000 + LOCKOUT_MS), Gate::Allow);
+    }
+
+    #[test]
+    fn failures_outside_window_do_not_count() {
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let mut l = AuthLimiter::default();
+        for i in 0..9 {
+            l.record_failure(ip, i * 10_000);
+        }
+        l.record_failure(ip, 200_000);
+        assert_eq!(l.gate(ip, 200_001), Gate::Allow);
+    }
+
+    #[test]
+    fn loopback_is_delayed_not_locked() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut l = AuthLimiter::default();
+        let delays: Vec<u64> = (0..8).map(|i| l.record_failure(ip, i)).collect();
+        assert_eq!(delays, vec![250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
+        assert_eq!(l.gate(ip, 10), Gate::Allow);
+    }
+}

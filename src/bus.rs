@@ -1,0 +1,190 @@
+//! The cross-shard bus: one bounded lock-free inbox per shard (crossbeam `ArrayQueue` plus an
+//! `AtomicWaker`), drained completely on each wake. A broadcast is encoded once on its origin
+//! shard and sent once per other shard as an `Arc`, never once per connection.
+
+use std::{
+    collections::VecDeque,
+    future::poll_fn,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    task::Poll,
+};
+
+use atomic_waker::AtomicWaker;
+use crossbeam::queue::ArrayQueue;
+
+use crate::{proto::frame::EventTemplate, state::presence::Delta};
+
+/// Messages between shards.
+#[derive(Debug, Clone)]
+pub enum BusMsg {
+    /// Fan an encoded event out to this shard's eligible connections.
+    Broadcast(Arc<EventTemplate>),
+    /// Apply a presence change to this shard's replica, then fan out the event (if any).
+    Presence {
+        delta: Delta,
+        event: Option<Arc<EventTemplate>>,
+    },
+    /// Record a queued system event (`wake` text).
+    SystemEvent(String),
+    /// Send `shutdown` to every client, close them 1012 and stop.
+    Shutdown,
+}
+
+/// Messages an inbox holds before senders spill into their local overflow queue.
+pub const INBOX_CAPACITY: usize = 16_384;
+
+/// One shard's inbox.
+pub struct Inbox {
+    queue: ArrayQueue<BusMsg>,
+    waker: AtomicWaker,
+    /// Pushes that found the queue full (and were retried from the sender's overflow).
+    pub full_events: AtomicU64,
+}
+
+impl Inbox {
+    fn new() -> Self {
+        Inbox {
+            queue: ArrayQueue::new(INBOX_CAPACITY),
+            waker: AtomicWaker::new(),
+            full_events: AtomicU64::new(0),
+        }
+    }
+
+    /// Pushes without blocking; hands the message back when full.
+    pub fn push(&self, msg: BusMsg) -> Result<(), BusMsg> {
+        let r = self.queue.push(msg);
+        if r.is_err() {
+            self.full_events.fetch_add(1, Ordering::Relaxed);
+        }
+        self.waker.wake();
+        r
+    }
+
+    /// Waits until the inbox is non-empty, then drains it all into `out`.
+    pub async fn recv_all(&self, out: &mut Vec<BusMsg>) {
+        poll_fn(|cx| {
+            while let Some(m) = self.queue.pop() {
+                out.push(m);
+            }
+            if !out.is_empty() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // Re-check after registering so a push between pop and register is not missed.
+            while let Some(m) = self.queue.pop() {
+                out.push(m);
+            }
+            if out.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+}
+
+/// All inboxes; shared by every shard (immutable after start).
+pub struct Bus {
+    inboxes: Vec<Inbox>,
+}
+
+impl Bus {
+    pub fn new(shards: usize) -> Arc<Bus> {
+        Arc::new(Bus {
+            inboxes: (0..shards).map(|_| Inbox::new()).collect(),
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.inboxes.len()
+    }
+
+    pub fn inbox(&self, shard: usize) -> &Inbox {
+        &self.inboxes[shard]
+    }
+}
+
+/// A shard's sending side: per-destination overflow so a full inbox never drops a message.
+pub struct Sender {
+    bus: Arc<Bus>,
+    me: usize,
+    overflow: Vec<VecDeque<BusMsg>>,
+}
+
+impl Sender {
+    pub fn new(bus: Arc<Bus>, me: usize) -> Self {
+        let n = bus.shards();
+        Sender {
+            bus,
+            me,
+            overflow: (0..n).map(|_| VecDeque::new()).collect(),
+        }
+    }
+
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.bus
+    }
+
+    /// Sends to every other shard.
+    pub fn to_others(&mut self, msg: BusMsg) {
+        for dest in 0..self.bus.shards() {
+            if dest != self.me {
+                self.send(dest, msg.clone());
+            }
+        }
+    }
+
+    pub fn send(&mut self, dest: usize, msg: BusMsg) {
+        if !self.overflow[dest].is_empty() {
+            self.overflow[dest].push_back(msg);
+            return;
+        }
+        if let Err(msg) = self.bus.inbox(dest).push(msg) {
+            self.overflow[dest].push_back(msg);
+        }
+    }
+
+    /// Retries spilled messages in order; true while some remain.
+    pub fn flush_overflow(&mut self) -> bool {
+        let mut pending = false;
+        for (dest, q) in self.overflow.iter_mut().enumerate() {
+            while let Some(m) = q.pop_front() {
+                if let Err(m) = self.bus.inbox(dest).push(m) {
+                    q.push_front(m);
+                    pending = true;
+                    break;
+                }
+            }
+        }
+        pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_preserves_order() {
+        let bus = Bus::new(2);
+        let mut s = Sender::new(bus.clone(), 0);
+        for i in 0..INBOX_CAPACITY + 10 {
+            s.send(1, BusMsg::SystemEvent(i.to_string()));
+        }
+        let mut got = Vec::new();
+        while let Some(BusMsg::SystemEvent(t)) = bus.inbox(1).queue.pop() {
+            got.push(t);
+        }
+        assert_eq!(got.len(), INBOX_CAPACITY);
+        assert!(!s.flush_overflow());
+        while let Some(BusMsg::SystemEvent(t)) = bus.inbox(1).queue.pop() {
+            got.push(t);
+        }
+        let want: Vec<String> = (0..INBOX_CAPACITY + 10).map(|i| i.to_string()).collect();
+        assert_eq!(got, want);
+    }
+}

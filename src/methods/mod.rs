@@ -1,0 +1,69 @@
+//! The method layer: after the permission gate has passed, validate params and run the handler.
+//! One module per family. Handlers do not fan events out themselves (the caller's own
+//! connection is borrowed while it is served); they return [`Effect`]s that the shard applies
+//! once the borrow ends, so the caller receives its own events too.
+
+pub mod system;
+
+use serde_json::Value;
+
+use crate::{
+    proto::{errors::ErrorShape, frame::EventTemplate, schema::Schemas},
+    shard::{client::Session, ctx::ShardCtx},
+    state::presence::Entry,
+};
+
+/// Every method ringgate implements (advertised in `hello-ok.features.methods`).
+pub const METHODS: &[&str] = &[
+    "health",
+    "status",
+    "system-presence",
+    "system-event",
+    "last-heartbeat",
+    "set-heartbeats",
+    "wake",
+];
+
+/// Every event ringgate emits (`hello-ok.features.events`).
+pub const EVENTS: &[&str] = &[
+    "connect.challenge",
+    "presence",
+    "tick",
+    "health",
+    "shutdown",
+];
+
+/// Work a handler asks the shard to do after its response is queued.
+#[derive(Debug)]
+pub enum Effect {
+    /// Upsert a presence entry and broadcast `presence` on every shard.
+    Presence { key: String, fields: Entry },
+    /// Broadcast an event on every shard.
+    Broadcast(EventTemplate),
+    /// Record a queued system event on every shard.
+    SystemEvent(String),
+}
+
+/// A call that passed the permission gate.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub params: &'a Value,
+    pub session: &'a Session,
+    pub now_ms: u64,
+}
+
+pub type Reply = Result<Value, ErrorShape>;
+
+/// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
+pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Reply> {
+    if !METHODS.contains(&call.method) {
+        return None;
+    }
+    if let Err(e) = Schemas::get().check_params(call.method, call.params) {
+        return Some(Err(ErrorShape::invalid(format!(
+            "invalid {} params: {e}",
+            call.method
+        ))));
+    }
+    Some(system::handle(ctx, call, effects))
+}

@@ -1,0 +1,122 @@
+//! `health`, `status`, `system-presence`, `system-event`, `last-heartbeat`, `set-heartbeats`,
+//! `wake` (protocol §7.6).
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use super::{Call, Effect, Reply};
+use crate::{proto::errors::ErrorShape, shard::ctx::ShardCtx, state::VERSION};
+
+pub fn handle(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Reply {
+    match call.method {
+        "health" => Ok(ctx.health_snapshot()),
+        "status" => Ok(status(ctx, call)),
+        "system-presence" => Ok(Value::Array(ctx.presence.list(call.now_ms))),
+        "last-heartbeat" => Ok(Value::Null),
+        "set-heartbeats" => match call.params.get("enabled").and_then(Value::as_bool) {
+            Some(enabled) => {
+                ctx.heartbeats_enabled = enabled;
+                Ok(json!({"ok": true, "enabled": enabled}))
+            }
+            None => Err(ErrorShape::invalid(
+                "invalid set-heartbeats params: enabled (boolean) required",
+            )),
+        },
+        "wake" => {
+            let text = call.params["text"].as_str().unwrap_or("").trim().to_owned();
+            if text.is_empty() {
+                return Ok(json!({"ok": false}));
+            }
+            effects.push(Effect::SystemEvent(text));
+            Ok(json!({"ok": true}))
+        }
+        "system-event" => system_event(call, effects),
+        _ => unreachable!("dispatch only routes implemented methods"),
+    }
+}
+
+fn status(ctx: &ShardCtx, call: &Call) -> Value {
+    let admin = call.session.scopes.has(crate::proto::scopes::Scope::Admin);
+    let g = &ctx.globals;
+    let mut gateway = json!({
+        "implementation": "ringgate",
+        "shards": ctx.sender.bus().shards(),
+        "driver": ctx.driver,
+        "connections": g.connections.load(Ordering::Relaxed),
+        "uptimeMs": g.uptime_ms(),
+        "slowConsumerCloses": g.slow_closes.load(Ordering::Relaxed),
+        "droppedEvents": g.dropped_events.load(Ordering::Relaxed),
+    });
+    if admin {
+        gateway["stateDir"] = json!(ctx.config.state_dir.display().to_string());
+        gateway["authMode"] = json!(ctx.config.auth.name());
+    }
+    json!({
+        "runtimeVersion": VERSION,
+        "heartbeat": {
+            "defaultAgentId": "main",
+            "agents": [{"agentId": "main", "enabled": false, "every": "disabled", "everyMs": null}],
+        },
+        "channelSummary": [],
+        "queuedSystemEvents": ctx.queued_system_events,
+        "sessions": {
+            "paths": [],
+            "count": 0,
+            "defaults": {"model": null, "contextTokens": null},
+            "recent": [],
+            "byAgent": [],
+        },
+        "gateway": gateway,
+    })
+}
+
+/// Upserts a presence entry from the params (keyed like the original: deviceId, instanceId,
+/// host, then the first 64 chars of the text) and broadcasts `presence`.
+fn system_event(call: &Call, effects: &mut Vec<Effect>) -> Reply {
+    let p = call.params;
+    let text = p["text"].as_str().unwrap_or("").trim();
+    if text.is_empty() {
+        return Err(ErrorShape::invalid("text required"));
+    }
+    let s = |k: &str| p.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let key = s("deviceId")
+        .or(s("instanceId"))
+        .or(s("host"))
+        .map(str::to_lowercase)
+        .unwrap_or_else(|| text.chars().take(64).collect());
+    let mut fields = Map::new();
+    for k in [
+        "deviceId",
+        "instanceId",
+        "host",
+        "ip",
+        "mode",
+        "version",
+        "platform",
+        "deviceFamily",
+        "modelIdentifier",
+        "reason",
+    ] {
+        if let Some(v) = s(k) {
+            fields.insert(k.into(), json!(v));
+        }
+    }
+    for k in ["roles", "scopes"] {
+        if let Some(arr) = p.get(k).and_then(Value::as_array) {
+            fields.insert(k.into(), Value::Array(arr.clone()));
+        }
+    }
+    if let Some(n) = p.get("lastInputSeconds").filter(|v| v.is_number()) {
+        fields.insert("lastInputSeconds".into(), n.clone());
+    }
+    fields.insert("text".into(), json!(text));
+    effects.push(Effect::Presence {
+        key: format!("event:{key}"),
+        fields,
+    });
+    if !text.starts_with("Node:") {
+        effects.push(Effect::SystemEvent(text.to_owned()));
+    }
+    Ok(json!({"ok": true}))
+}

@@ -1,0 +1,164 @@
+//! Frame codec: inbound text → JSON value (simd-json over a reused scratch buffer), outbound
+//! `res` frames, and `event` frames encoded once as a template with a `seq` slot so that a
+//! broadcast costs one encode however many connections receive it.
+
+use std::{fmt::Write as _, io::Write as _};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::errors::ErrorShape;
+
+/// Reusable parser state (one per shard): simd-json needs a mutable copy of the input.
+#[derive(Default)]
+pub struct Parser {
+    scratch: Vec<u8>,
+}
+
+impl Parser {
+    /// Parses one text frame; `None` when it is not JSON.
+    pub fn parse(&mut self, text: &[u8]) -> Option<Value> {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(text);
+        let v = simd_json::serde::from_slice::<Value>(&mut self.scratch).ok();
+        // Do not let one huge frame pin a huge scratch buffer.
+        if self.scratch.capacity() > 1 << 20 {
+            self.scratch = Vec::new();
+        }
+        v
+    }
+}
+
+/// Encodes `{"type":"res","id":…,"ok":true,"payload":…}`.
+pub fn res_ok(id: &str, payload: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"{\"type\":\"res\",\"id\":");
+    serde_json::to_writer(&mut out, id).expect("string encodes");
+    out.extend_from_slice(b",\"ok\":true,\"payload\":");
+    serde_json::to_writer(&mut out, payload).expect("payload encodes");
+    out.push(b'}');
+    out
+}
+
+/// Encodes `{"type":"res","id":…,"ok":false,"error":…}`.
+pub fn res_err(id: &str, error: &ErrorShape) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"type\":\"res\",\"id\":");
+    serde_json::to_writer(&mut out, id).expect("string encodes");
+    out.extend_from_slice(b",\"ok\":false,\"error\":");
+    serde_json::to_writer(&mut out, error).expect("error encodes");
+    out.push(b'}');
+    out
+}
+
+/// An event encoded once: `head` is `{"type":"event","event":…,"payload":…`, `tail` is the
+/// rest (`,"stateVersion":…}` or `}`); a recipient's frame is `head [,"seq":N] tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTemplate {
+    pub name: String,
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+impl EventTemplate {
+    pub fn new(name: &str, payload: &impl Serialize, state_version: Option<(u64, u64)>) -> Self {
+        let mut head = Vec::with_capacity(64);
+        head.extend_from_slice(b"{\"type\":\"event\",\"event\":");
+        serde_json::to_writer(&mut head, name).expect("string encodes");
+        head.extend_from_slice(b",\"payload\":");
+        serde_json::to_writer(&mut head, payload).expect("payload encodes");
+        let mut tail = Vec::new();
+        if let Some((presence, health)) = state_version {
+            write!(
+                tail,
+                ",\"stateVersion\":{{\"presence\":{presence},\"health\":{health}}}"
+            )
+            .expect("vec write");
+        }
+        tail.push(b'}');
+        EventTemplate {
+            name: name.to_owned(),
+            head,
+            tail,
+        }
+    }
+
+    /// Length of the frame for a given seq (for buffer accounting before writing).
+    pub fn len_with_seq(&self, seq: Option<u64>) -> usize {
+        self.head.len() + self.tail.len() + seq.map_or(0, |s| 7 + digits(s))
+    }
+
+    /// Writes the three pieces.
+    pub fn write_to(&self, out: &mut Vec<u8>, seq: Option<u64>) {
+        out.extend_from_slice(&self.head);
+        if let Some(seq) = seq {
+            let mut buf = String::with_capacity(24);
+            let _ = write!(buf, ",\"seq\":{seq}");
+            out.extend_from_slice(buf.as_bytes());
+        }
+        out.extend_from_slice(&self.tail);
+    }
+
+    pub fn to_vec(&self, seq: Option<u64>) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len_with_seq(seq));
+        self.write_to(&mut v, seq);
+        v
+    }
+}
+
+fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn template_with_and_without_seq() {
+        let t = EventTemplate::new("tick", &json!({"ts": 5}), None);
+        let with = t.to_vec(Some(12));
+        assert_eq!(with.len(), t.len_with_seq(Some(12)));
+        let v: Value = serde_json::from_slice(&with).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"event","event":"tick","payload":{"ts":5},"seq":12})
+        );
+        let v: Value = serde_json::from_slice(&t.to_vec(None)).unwrap();
+        assert_eq!(v, json!({"type":"event","event":"tick","payload":{"ts":5}}));
+        let p = EventTemplate::new("presence", &json!({"presence": []}), Some((3, 1)));
+        let v: Value = serde_json::from_slice(&p.to_vec(Some(1))).unwrap();
+        assert_eq!(v["stateVersion"], json!({"presence":3,"health":1}));
+        assert_eq!(p.to_vec(Some(1)).len(), p.len_with_seq(Some(1)));
+    }
+
+    #[test]
+    fn parser_rejects_garbage_and_reuses_buffer() {
+        let mut p = Parser::default();
+        assert!(p.parse(b"{not json").is_none());
+        assert_eq!(p.parse(br#"{"a":[1,2]}"#), Some(json!({"a":[1,2]})));
+        assert_eq!(p.parse(b"  42 "), Some(json!(42)));
+    }
+
+    #[test]
+    fn responses() {
+        let v: Value = serde_json::from_slice(&res_ok("1", &json!({"x": 1}))).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"res","id":"1","ok":true,"payload":{"x":1}})
+        );
+        let v: Value =
+            serde_json::from_slice(&res_err("a\"b", &ErrorShape::invalid("no"))).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"res","id":"a\"b","ok":false,"error":{"code":"INVALID_REQUEST","message":"no"}})
+        );
+    }
+}

@@ -1,0 +1,617 @@
+//! The connect gate (protocol §2.5): given schema-valid `connect` params and what the transport
+//! knows about the peer, decide accept (role, effective scopes, auth method) or reject (error
+//! shape + close code). Pure: no sockets, no clock, no shared state; the rate limiter is
+//! consulted by the caller.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use super::{
+    errors::{close, code, truncate_reason, ErrorShape},
+    scopes::Role,
+};
+use crate::auth::{
+    device::{self, DeviceProof, SignedFields, VerifiedDevice},
+    messages::{failure_details, failure_message, ClientKind},
+    secret::{self, AuthMode, SecretCheck},
+};
+
+pub const PROTOCOL_VERSION: u64 = 4;
+pub const MIN_NODE_PROTOCOL: u64 = 3;
+pub const MIN_PROBE_PROTOCOL: u64 = 3;
+
+/// What the transport and config contribute to the decision.
+#[derive(Debug, Clone)]
+pub struct Peer<'a> {
+    pub ip: IpAddr,
+    /// `Origin` request header.
+    pub origin: Option<&'a str>,
+    /// `Host` request header.
+    pub host: Option<&'a str>,
+    /// `x-openclaw-scopes` request header (caps the granted scopes when present).
+    pub scopes_header: Option<&'a str>,
+}
+
+/// Inputs of one connect decision.
+#[derive(Debug, Clone)]
+pub struct ConnectInput<'a> {
+    pub params: &'a Value,
+    pub challenge_nonce: &'a str,
+    pub now_ms: u64,
+    pub peer: Peer<'a>,
+    pub auth: &'a AuthMode,
+    pub allowed_origins: &'a [String],
+}
+
+/// Client metadata kept for presence and logs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClientInfo {
+    pub id: String,
+    pub mode: String,
+    pub version: String,
+    pub platform: String,
+    pub display_name: Option<String>,
+    pub device_family: Option<String>,
+    pub model_identifier: Option<String>,
+    pub instance_id: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+/// An accepted connect.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub role: Role,
+    /// Effective scopes, the live authority for every later request.
+    pub scopes: Vec<String>,
+    /// `hello-ok.auth.method`.
+    pub auth_method: &'static str,
+    pub client: ClientInfo,
+    pub caps: Vec<String>,
+    pub device: Option<VerifiedDevice>,
+}
+
+/// A rejected connect: send `error` in a `res` (when `respond`) then close.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub error: ErrorShape,
+    pub close_code: u16,
+    pub close_reason: String,
+    /// A shared-secret failure: counts toward the per-IP limiter.
+    pub auth_failure: bool,
+}
+
+impl Rejected {
+    fn policy(error: ErrorShape) -> Self {
+        let reason = truncate_reason(&error.message);
+        Rejected {
+            error,
+            close_code: close::POLICY,
+            close_reason: reason,
+            auth_failure: false,
+        }
+    }
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn str_list(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// True when a pre-auth frame claims worker identity on the normal ingress (close 1008
+/// `invalid-handshake` before any other check).
+pub fn claims_worker(params: &Value) -> bool {
+    let client = params.get("client");
+    s(params, "role") == Some("worker")
+        || client.and_then(|c| s(c, "id")) == Some("openclaw-worker")
+        || client.and_then(|c| s(c, "mode")) == Some("worker")
+}
+
+/// Protocol range check (§1.4).
+fn protocol_ok(min: u64, max: u64, role: Option<&str>, mode: &str) -> bool {
+    (min <= PROTOCOL_VERSION && PROTOCOL_VERSION <= max)
+        || (mode == "probe" && min <= PROTOCOL_VERSION && max >= MIN_PROBE_PROTOCOL)
+        || (role == Some("node")
+            && mode == "node"
+            && min <= MIN_NODE_PROTOCOL
+            && MIN_NODE_PROTOCOL <= max)
+}
+
+fn host_part(hostport: &str) -> &str {
+    let h = hostport.trim();
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    h.rsplit_once(':').map(|(h, _)| h).unwrap_or(h)
+}
+
+fn origin_host(origin: &str) -> Option<&str> {
+    let rest = origin.split_once("://")?.1;
+    Some(host_part(rest.split('/').next().unwrap_or(rest)))
+}
+
+fn is_loopback_host(h: &str) -> bool {
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_private_host(h: &str) -> bool {
+    if is_loopback_host(h) || h.ends_with(".local") || h.ends_with(".ts.net") {
+        return true;
+    }
+    match h.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_private() || v4.is_link_local(),
+        Ok(IpAddr::V6(v6)) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => false,
+    }
+}
+
+/// Origin policy (§2.5 step 5): `Err(reason)` when refused.
+fn check_origin(
+    client_id: &str,
+    mode: &str,
+    peer: &Peer,
+    allowed: &[String],
+) -> Result<(), &'static str> {
+    let browser_client = matches!(
+        client_id,
+        "openclaw-control-ui" | "openclaw-browser-copilot"
+    ) || mode == "webchat"
+        || client_id == "webchat-ui";
+    let Some(origin) = peer.origin.filter(|o| !o.is_empty() && *o != "null") else {
+        return if browser_client {
+            Err("origin missing or invalid")
+        } else {
+            Ok(())
+        };
+    };
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    let Some(oh) = origin_host(origin) else {
+        return Err("origin missing or invalid");
+    };
+    if let Some(host) = peer.host.map(host_part) {
+        if oh.eq_ignore_ascii_case(host) && is_private_host(oh) {
+            return Ok(());
+        }
+    }
+    if peer.ip.is_loopback() && is_loopback_host(oh) {
+        return Ok(());
+    }
+    Err("origin not allowed")
+}
+
+/// Evaluates a connect whose params passed the schema.
+pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
+    let p = input.params;
+    let client = &p["client"];
+    let client_id = s(client, "id").unwrap_or_default();
+    let mode = s(client, "mode").unwrap_or_default();
+    let min = p["minProtocol"].as_u64().unwrap_or(0);
+    let max = p["maxProtocol"].as_u64().unwrap_or(0);
+    let role_raw = s(p, "role");
+
+    // Step 2: protocol range → 1002.
+    if !protocol_ok(min, max, role_raw, mode) {
+        let error = ErrorShape::invalid("protocol mismatch").with_details(json!({
+            "code": "PROTOCOL_MISMATCH",
+            "clientMinProtocol": min,
+            "clientMaxProtocol": max,
+            "expectedProtocol": PROTOCOL_VERSION,
+            "minimumProbeProtocol": MIN_PROBE_PROTOCOL,
+        }));
+        return Err(Rejected {
+            error,
+            close_code: close::PROTOCOL,
+            close_reason: "protocol mismatch".into(),
+            auth_failure: false,
+        });
+    }
+
+    // Step 3: role.
+    let role = match role_raw.unwrap_or("operator") {
+        "operator" => Role::Operator,
+        "node" => Role::Node,
+        _ => return Err(Rejected::policy(ErrorShape::invalid("invalid role"))),
+    };
+    let requested_scopes = str_list(p.get("scopes"));
+
+    // Step 5: origin policy for browser clients and any client that sent an Origin.
+    if let Err(reason) = check_origin(client_id, mode, &input.peer, input.allowed_origins) {
+        return Err(Rejected::policy(
+            ErrorShape::invalid(
+                "origin not allowed (open the Control UI from the gateway host or allow it in gateway.controlUi.allowedOrigins)",
+            )
+            .with_details(json!({"code": "CONTROL_UI_ORIGIN_NOT_ALLOWED", "reason": reason})),
+        ));
+    }
+
+    // Step 6: shared secret.
+    let auth = p.get("auth");
+    let token = auth.and_then(|a| s(a, "token"));
+    let password = auth.and_then(|a| s(a, "password"));
+    let secret_result = secret::check(input.auth, token, password);
+    let local = input.peer.ip.is_loopback();
+    let kind = ClientKind::of(client_id, mode, local);
+    let device_param = p.get("device");
+    let auth_failed = |reason: &'static str| -> Rejected {
+        let can_retry = reason == "token_mismatch"
+            && device_param.is_some()
+            && token.is_some()
+            && auth.and_then(|a| a.get("deviceToken")).is_none();
+        let message = failure_message(reason, kind);
+        let error =
+            ErrorShape::invalid(message.clone()).with_details(failure_details(reason, can_retry));
+        Rejected {
+            error,
+            close_code: close::POLICY,
+            close_reason: truncate_reason(&message),
+            auth_failure: true,
+        }
+    };
+
+    // Step 7: missing device identity policy.
+    let backend_self = client_id == "gateway-client" && mode == "backend" && local;
+    let cli_local = client_id == "cli" && mode == "cli" && local;
+    let Some(device_param) = device_param else {
+        if let SecretCheck::Failed(reason) = secret_result {
+            return Err(auth_failed(reason));
+        }
+        // Operator UIs (Control UI, browser copilot, TUI) need a device identity.
+        let control_ui = matches!(
+            client_id,
+            "openclaw-control-ui" | "openclaw-browser-copilot" | "openclaw-tui"
+        );
+        if control_ui && !matches!(input.auth, AuthMode::None) {
+            return Err(Rejected::policy(
+                ErrorShape::invalid(
+                    "control ui requires device identity (use HTTPS or localhost secure context)",
+                )
+                .with_details(json!({"code": "CONTROL_UI_DEVICE_IDENTITY_REQUIRED"})),
+            ));
+        }
+        if role != Role::Operator {
+            return Err(Rejected::policy(
+                ErrorShape::new(code::NOT_PAIRED, "device identity required")
+                    .with_details(json!({"code": "DEVICE_IDENTITY_REQUIRED"})),
+            ));
+        }
+        let SecretCheck::Ok(method) = secret_result else {
+            unreachable!()
+        };
+        // Scope clearing: a device-less shared-secret connection gets no scopes, except the
+        // local CLI and the local backend self-connect.
+        let scopes = if cli_local || backend_self {
+            cap_scopes(&requested_scopes, input.peer.scopes_header)
+        } else {
+            Vec::new()
+        };
+        return Ok(accepted(role, scopes, method, client, p, None));
+    };
+
+    // Step 8: device proof.
+    let proof = DeviceProof {
+        id: s(device_param, "id").unwrap_or_default(),
+        public_key: s(device_param, "publicKey").unwrap_or_default(),
+        signature: s(device_param, "signature").unwrap_or_default(),
+        signed_at: device_param["signedAt"].as_u64().unwrap_or(0),
+        nonce: s(device_param, "nonce").unwrap_or_default(),
+    };
+    let signed_token = auth
+        .and_then(|a| {
+            s(a, "token")
+                .or(s(a, "deviceToken"))
+                .or(s(a, "bootstrapToken"))
+        })
+        .unwrap_or("");
+    let fields = SignedFields {
+        client_id,
+        client_mode: mode,
+        role: role.as_str(),
+        scopes: &requested_scopes,
+        token: signed_token,
+        platform: s(client, "platform"),
+        device_family: s(client, "deviceFamily"),
+    };
+    let verified =
+        device::verify(&proof, &fields, input.challenge_nonce, input.now_ms).map_err(|e| {
+            Rejected::policy(
+                ErrorShape::invalid(e.message)
+                    .with_details(json!({"code": e.code, "reason": e.reason})),
+            )
+        })?;
+
+    // Step 9: credentials (device tokens arrive with the pairing store).
+    if let SecretCheck::Failed(reason) = secret_result {
+        return Err(auth_failed(reason));
+    }
+
+    // Step 10: pairing. No device is paired until the pairing store exists, so a valid
+    // proof is answered with the original's not-paired result.
+    let message = "pairing required: device is not approved yet";
+    Err(Rejected {
+        close_reason: truncate_reason(message),
+        error: ErrorShape::new(code::NOT_PAIRED, message).with_details(json!({
+            "code": "PAIRING_REQUIRED",
+            "reason": "not-paired",
+            "remediationHint": "approve this device with `openclaw devices approve` on the gateway host",
+            "deviceId": verified.device_id,
+            "requestedRole": role.as_str(),
+            "requestedScopes": requested_scopes,
+        })),
+        close_code: close::POLICY,
+        auth_failure: false,
+    })
+}
+
+/// Applies the `x-openclaw-scopes` cap: present-but-empty ⇒ no scopes.
+fn cap_scopes(requested: &[&str], header: Option<&str>) -> Vec<String> {
+    match header {
+        None => requested.iter().map(|s| s.to_string()).collect(),
+        Some(h) => {
+            let allowed: Vec<&str> = h
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            requested
+                .iter()
+                .filter(|s| allowed.contains(s))
+                .map(|s| s.to_string())
+                .collect()
+        }
+    }
+}
+
+fn opt_string(v: &Value, k: &str) -> Option<String> {
+    s(v, k).map(str::to_owned)
+}
+
+fn accepted(
+    role: Role,
+    scopes: Vec<String>,
+    method: &'static str,
+    client: &Value,
+    p: &Value,
+    device: Option<VerifiedDevice>,
+) -> Accepted {
+    Accepted {
+        role,
+        scopes,
+        auth_method: method,
+        client: ClientInfo {
+            id: opt_string(client, "id").unwrap_or_default(),
+            mode: opt_string(client, "mode").unwrap_or_default(),
+            version: opt_string(client, "version").unwrap_or_default(),
+            platform: opt_string(client, "platform").unwrap_or_default(),
+            display_name: opt_string(client, "displayName"),
+            device_family: opt_string(client, "deviceFamily"),
+            model_identifier: opt_string(client, "modelIdentifier"),
+            instance_id: opt_string(client, "instanceId"),
+            time_zone: opt_string(client, "timeZone"),
+        },
+        caps: str_list(p.get("caps"))
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        device,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    const LOOPBACK: &str = "127.0.0.1";
+    const REMOTE: &str = "10.0.0.9";
+
+    fn params(mode: &str, scopes: &[&str], token: Option<&str>) -> Value {
+        let mut p = json!({"minProtocol":4,"maxProtocol":4,
+            "client":{"id":"cli","version":"1","platform":"linux","mode":mode},
+            "role":"operator","scopes":scopes,"caps":[]});
+        if let Some(t) = token {
+            p["auth"] = json!({"token": t});
+        }
+        p
+    }
+
+    fn run(p: &Value, ip: &str, auth: &AuthMode) -> Result<Accepted, Rejected> {
+        evaluate(&ConnectInput {
+            params: p,
+            challenge_nonce: "nonce",
+            now_ms: 1_000_000,
+            peer: Peer {
+                ip: ip.parse().unwrap(),
+                origin: None,
+                host: None,
+                scopes_header: None,
+            },
+            auth,
+            allowed_origins: &[],
+        })
+    }
+
+    fn tok() -> AuthMode {
+        AuthMode::Token("secret".into())
+    }
+
+    #[test]
+    fn cli_local_keeps_scopes() {
+        let a = run(
+            &params("cli", &["operator.admin"], Some("secret")),
+            LOOPBACK,
+            &tok(),
+        )
+        .unwrap();
+        assert_eq!(a.scopes, vec!["operator.admin"]);
+        assert_eq!(a.auth_method, "token");
+        assert_eq!(a.role, Role::Operator);
+    }
+
+    #[test]
+    fn probe_and_remote_scopes_cleared() {
+        let a = run(
+            &params("probe", &["operator.read"], Some("secret")),
+            LOOPBACK,
+            &tok(),
+        )
+        .unwrap();
+        assert!(a.scopes.is_empty());
+        let a = run(
+            &params("cli", &["operator.admin"], Some("secret")),
+            REMOTE,
+            &tok(),
+        )
+        .unwrap();
+        assert!(a.scopes.is_empty());
+    }
+
+    #[test]
+    fn bad_token_matches_vector() {
+        let r = run(
+            &params("cli", &["operator.admin"], Some("wrong")),
+            LOOPBACK,
+            &tok(),
+        )
+        .unwrap_err();
+        assert_eq!(r.close_code, 1008);
+        assert_eq!(r.error.code, "INVALID_REQUEST");
+        assert_eq!(
+            r.error.message,
+            "unauthorized: gateway token mismatch (use this gateway's gateway.auth.token or pair the device)"
+        );
+        assert_eq!(r.close_reason, r.error.message);
+        assert_eq!(
+            r.error.details.as_ref().unwrap()["code"],
+            "AUTH_TOKEN_MISMATCH"
+        );
+        assert!(r.auth_failure);
+        let r = run(&params("cli", &[], None), LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(
+            r.error.details.as_ref().unwrap()["code"],
+            "AUTH_TOKEN_MISSING"
+        );
+    }
+
+    #[test]
+    fn protocol_ranges() {
+        let mut p = params("cli", &[], Some("secret"));
+        p["minProtocol"] = json!(5);
+        p["maxProtocol"] = json!(6);
+        let r = run(&p, LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(r.close_code, 1002);
+        assert_eq!(r.close_reason, "protocol mismatch");
+        assert_eq!(
+            r.error.details.unwrap(),
+            json!({"code":"PROTOCOL_MISMATCH","clientMinProtocol":5,"clientMaxProtocol":6,"expectedProtocol":4,"minimumProbeProtocol":3})
+        );
+        let mut p = params("probe", &[], Some("secret"));
+        p["minProtocol"] = json!(3);
+        p["maxProtocol"] = json!(3);
+        assert!(run(&p, LOOPBACK, &tok()).is_ok(), "probe accepts 3..");
+        let mut p = params("cli", &[], Some("secret"));
+        p["minProtocol"] = json!(3);
+        p["maxProtocol"] = json!(3);
+        assert_eq!(run(&p, LOOPBACK, &tok()).unwrap_err().close_code, 1002);
+    }
+
+    #[test]
+    fn invalid_role_and_node_without_device() {
+        let mut p = params("cli", &[], Some("secret"));
+        p["role"] = json!("admin");
+        let r = run(&p, LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(
+            (r.error.message.as_str(), r.close_code),
+            ("invalid role", 1008)
+        );
+        let mut p = params("node", &[], Some("secret"));
+        p["role"] = json!("node");
+        let r = run(&p, LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(r.error.code, "NOT_PAIRED");
+        assert_eq!(r.error.details.unwrap()["code"], "DEVICE_IDENTITY_REQUIRED");
+    }
+
+    #[test]
+    fn origin_policy() {
+        let p = params("cli", &[], Some("secret"));
+        let run_origin = |origin: &str, host: &str, ip: &str, allowed: &[String]| {
+            evaluate(&ConnectInput {
+                params: &p,
+                challenge_nonce: "n",
+                now_ms: 0,
+                peer: Peer {
+                    ip: ip.parse().unwrap(),
+                    origin: Some(origin),
+                    host: Some(host),
+                    scopes_header: None,
+                },
+                auth: &tok(),
+                allowed_origins: allowed,
+            })
+        };
+        assert!(run_origin("http://127.0.0.1:18789", "127.0.0.1:18789", LOOPBACK, &[]).is_ok());
+        let r = run_origin("https://evil.example", "127.0.0.1:18789", LOOPBACK, &[]).unwrap_err();
+        assert_eq!(
+            r.error.details.unwrap()["code"],
+            "CONTROL_UI_ORIGIN_NOT_ALLOWED"
+        );
+        assert!(run_origin(
+            "https://ok.example",
+            "gw:1",
+            REMOTE,
+            &["https://ok.example".into()]
+        )
+        .is_ok());
+        // A browser client with no Origin fails.
+        let mut ui = params("webchat", &[], Some("secret"));
+        ui["client"]["id"] = json!("webchat-ui");
+        let r = run(&ui, LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(
+            r.error.details.unwrap()["reason"],
+            "origin missing or invalid"
+        );
+    }
+
+    #[test]
+    fn device_proof_then_not_paired() {
+        let key = SigningKey::from_bytes(&[3u8; 32]);
+        let raw = key.verifying_key().to_bytes();
+        let id = device::device_id(&raw);
+        let mut p = params("cli", &["operator.read"], Some("secret"));
+        let msg = format!("v3|{id}|cli|cli|operator|operator.read|1000000|secret|nonce|linux|");
+        let sig = URL_SAFE_NO_PAD.encode(key.sign(msg.as_bytes()).to_bytes());
+        p["device"] = json!({"id": id, "publicKey": URL_SAFE_NO_PAD.encode(raw), "signature": sig,
+                             "signedAt": 1_000_000u64, "nonce": "nonce"});
+        let r = run(&p, LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(r.error.code, "NOT_PAIRED");
+        assert_eq!(
+            r.error.details.as_ref().unwrap()["code"],
+            "PAIRING_REQUIRED"
+        );
+        // A forged signature is reported before pairing.
+        p["device"]["signature"] = json!(URL_SAFE_NO_PAD.encode([0u8; 64]));
+        let r = run(&p, LOOPBACK, &tok()).unwrap_err();
+        assert_eq!(
+            r.error.details.unwrap()["code"],
+            "DEVICE_AUTH_SIGNATURE_INVALID"
+        );
+    }
+
+    #[test]
+    fn worker_claims() {
+        assert!(claims_worker(&json!({"role": "worker"})));
+        assert!(claims_worker(&json!({"client": {"mode": "worker"}})));
+        assert!(!claims_worker(&json!({"client": {"mode": "cli"}})));
+    }
+}

@@ -1,0 +1,53 @@
+//! Server-to-client WebSocket data frames, written straight into a connection's outbox.
+//! Server frames are unmasked, so the header is all there is to it; tungstenite still parses
+//! everything inbound and writes control frames (pong, close).
+
+/// Writes a final text frame header for a payload of `len` bytes.
+pub fn write_text_header(out: &mut Vec<u8>, len: usize) {
+    out.push(0x81); // FIN + text
+    if len < 126 {
+        out.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// Header bytes for a payload of `len`.
+pub fn header_len(len: usize) -> usize {
+    if len < 126 {
+        2
+    } else if len <= u16::MAX as usize {
+        4
+    } else {
+        10
+    }
+}
+
+/// Writes a whole text frame.
+pub fn write_text(out: &mut Vec<u8>, payload: &[u8]) {
+    write_text_header(out, payload.len());
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_sizes() {
+        for (len, hdr) in [(0, 2), (125, 2), (126, 4), (65535, 4), (65536, 10)] {
+            let mut v = Vec::new();
+            write_text_header(&mut v, len);
+            assert_eq!(v.len(), hdr);
+            assert_eq!(header_len(len), hdr);
+            assert_eq!(v[0], 0x81);
+        }
+        let mut v = Vec::new();
+        write_text_header(&mut v, 300);
+        assert_eq!(&v, &[0x81, 126, 1, 44]);
+    }
+}

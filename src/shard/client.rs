@@ -1,0 +1,325 @@
+//! One connection's state on its shard: the WebSocket codec (tungstenite's context, fed straight
+//! from the socket), the outbox of framed bytes waiting for the socket, the protocol phase, and
+//! the per-connection event `seq`. Owned by one shard; shared between the connection's task and
+//! the shard's fan-out through `Rc<RefCell<_>>`, never across threads.
+
+use std::{
+    io::{self, Read, Write},
+    net::IpAddr,
+    os::fd::RawFd,
+    task::Waker,
+};
+
+use tungstenite::{
+    protocol::WebSocketContext,
+    protocol::{frame::coding::CloseCode, CloseFrame, Role as WsRole, WebSocketConfig},
+    Message,
+};
+
+use crate::proto::{
+    frame::EventTemplate,
+    handshake::ClientInfo,
+    scopes::{Role, ScopeSet},
+    wsframe,
+};
+
+/// tungstenite's read chunk: small, so an idle connection holds little. Large frames are read
+/// in several chunks.
+pub const READ_CHUNK: usize = 4096;
+
+/// An authenticated connection's identity and authority.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub role: Role,
+    pub scopes: ScopeSet,
+    /// `hello-ok.auth.scopes`, as granted.
+    pub scope_list: Vec<String>,
+    pub client: ClientInfo,
+    pub caps: Vec<String>,
+    /// Presence key when this client is presence-tracked.
+    pub presence_key: Option<String>,
+    pub device_id: Option<String>,
+}
+
+/// Where the connection is in its life.
+#[derive(Debug)]
+pub enum Phase {
+    /// Challenge sent; waiting for `connect`.
+    AwaitingConnect { nonce: String, opened_ms: u64 },
+    /// Rejected: the error is being delayed (loopback auth-failure backoff), then closed.
+    Rejecting,
+    /// `hello-ok` sent; [`Client::session`] is set.
+    Open,
+    /// A close frame was queued (or the socket is being dropped).
+    Closing,
+}
+
+/// Reads straight from the socket (non-blocking) and writes into the outbox, so tungstenite
+/// parses inbound bytes without an intermediate copy and its control frames (pong, close) land
+/// in the outbox in order with our data frames.
+pub struct Io<'a> {
+    pub fd: RawFd,
+    pub out: &'a mut Vec<u8>,
+    /// Set when the peer closed its write side.
+    pub eof: &'a mut bool,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.fd < 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // SAFETY: buf is valid for writes of buf.len() bytes; fd is a socket owned by the
+        // connection task for the lifetime of this call.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 && !buf.is_empty() {
+            *self.eof = true;
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// How the connection should end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Flush what is queued (a close frame included), then close the socket.
+    AfterFlush,
+    /// Drop the socket now (missed pong, slow consumer past its grace).
+    Now,
+}
+
+/// A connection's state.
+pub struct Client {
+    pub id: u64,
+    pub conn_id: String,
+    pub ip: IpAddr,
+    pub fd: RawFd,
+    pub phase: Phase,
+    /// Set at `hello-ok` and kept until the connection is gone (for cleanup after a close).
+    pub session: Option<Box<Session>>,
+    pub ws: WebSocketContext,
+    /// Framed bytes not yet written to the socket; `out[out_pos..]` is unsent.
+    pub out: Vec<u8>,
+    pub out_pos: usize,
+    /// Next event `seq` is `seq + 1`.
+    pub seq: u64,
+    /// Consecutive `unauthorized role` errors (the flood guard).
+    pub strikes: u32,
+    /// A ping was sent and no pong has arrived yet.
+    pub awaiting_pong: bool,
+    pub last_ping_ms: u64,
+    /// Whether this connection still holds a pre-auth slot for its IP.
+    pub holds_preauth: bool,
+    pub peer_eof: bool,
+    pub end: Option<End>,
+    /// When a slow consumer's close frame must have been flushed by (else dropped).
+    pub end_deadline_ms: Option<u64>,
+    /// The connection task's waker and whether it has work to look at.
+    pub waker: Option<Waker>,
+    pub signalled: bool,
+}
+
+impl Client {
+    /// `leftover`: bytes that arrived with the HTTP request head (already WebSocket data).
+    pub fn new(
+        id: u64,
+        fd: RawFd,
+        ip: IpAddr,
+        nonce: String,
+        now_ms: u64,
+        max_preauth: usize,
+        leftover: Vec<u8>,
+    ) -> Self {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_CHUNK)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_preauth))
+            .max_frame_size(Some(max_preauth));
+        Client {
+            id,
+            conn_id: uuid::Uuid::new_v4().to_string(),
+            ip,
+            fd,
+            phase: Phase::AwaitingConnect {
+                nonce,
+                opened_ms: now_ms,
+            },
+            session: None,
+            ws: WebSocketContext::from_partially_read(leftover, WsRole::Server, Some(config)),
+            out: Vec::new(),
+            out_pos: 0,
+            seq: 0,
+            strikes: 0,
+            awaiting_pong: false,
+            last_ping_ms: now_ms,
+            holds_preauth: true,
+            peer_eof: false,
+            end: None,
+            end_deadline_ms: None,
+            waker: None,
+            signalled: false,
+        }
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// The session while the connection is open (not once it is closing).
+    pub fn session(&self) -> Option<&Session> {
+        match self.phase {
+            Phase::Open => self.session.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Wakes the connection task.
+    pub fn signal(&mut self) {
+        self.signalled = true;
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Queues one text frame.
+    pub fn push_text(&mut self, payload: &[u8]) {
+        wsframe::write_text(&mut self.out, payload);
+        self.signal();
+    }
+
+    /// Queues an event frame from a template; `with_seq` stamps the next `seq`.
+    pub fn push_event(&mut self, ev: &EventTemplate, with_seq: bool) -> usize {
+        let seq = with_seq.then(|| {
+            self.seq += 1;
+            self.seq
+        });
+        let len = ev.len_with_seq(seq);
+        let before = self.out.len();
+        wsframe::write_text_header(&mut self.out, len);
+        ev.write_to(&mut self.out, seq);
+        self.signal();
+        self.out.len() - before
+    }
+
+    /// Frame size of an event for this connection (for the slow-consumer check).
+    pub fn event_frame_len(&self, ev: &EventTemplate, with_seq: bool) -> usize {
+        let len = ev.len_with_seq(with_seq.then_some(self.seq + 1));
+        len + wsframe::header_len(len)
+    }
+
+    /// Moves tungstenite's pending control frames (pong, close) into the outbox.
+    pub fn flush_ws(&mut self) {
+        let mut eof = self.peer_eof;
+        let mut io = Io {
+            fd: -1,
+            out: &mut self.out,
+            eof: &mut eof,
+        };
+        let _ = self.ws.flush(&mut io);
+        self.signal();
+    }
+
+    /// Queues a close frame with a code and reason, then ends after flushing.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        if self.end.is_some() {
+            return;
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.to_owned().into(),
+        };
+        let mut eof = self.peer_eof;
+        let mut io = Io {
+            fd: -1,
+            out: &mut self.out,
+            eof: &mut eof,
+        };
+        let _ = self.ws.close(&mut io, Some(frame));
+        self.phase = Phase::Closing;
+        self.end = Some(End::AfterFlush);
+        self.signal();
+    }
+
+    /// Sends a WebSocket ping.
+    pub fn ping(&mut self, now_ms: u64) {
+        let mut eof = self.peer_eof;
+        let mut io = Io {
+            fd: -1,
+            out: &mut self.out,
+            eof: &mut eof,
+        };
+        let _ = self.ws.write(&mut io, Message::Ping(Default::default()));
+        let _ = self.ws.flush(&mut io);
+        self.awaiting_pong = true;
+        self.last_ping_ms = now_ms;
+        self.signal();
+    }
+
+    /// Drops the socket without a close frame.
+    pub fn terminate(&mut self) {
+        self.phase = Phase::Closing;
+        self.end = Some(End::Now);
+        self.signal();
+    }
+
+    /// Writes as much of the outbox as the socket takes. `Ok(true)` when everything was sent.
+    pub fn flush_socket(&mut self) -> io::Result<bool> {
+        while self.out_pos < self.out.len() {
+            let buf = &self.out[self.out_pos..];
+            // SAFETY: buf is valid for reads of buf.len() bytes; fd is this connection's socket.
+            let n = unsafe {
+                libc::send(
+                    self.fd,
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    self.compact();
+                    return Ok(false);
+                }
+                return Err(e);
+            }
+            self.out_pos += n as usize;
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        // Give back memory after a burst so idle connections stay small.
+        if self.out.capacity() > 64 * 1024 {
+            self.out = Vec::new();
+        }
+        Ok(true)
+    }
+
+    fn compact(&mut self) {
+        if self.out_pos > 0 && self.out_pos >= self.out.len() / 2 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
+        }
+    }
+}

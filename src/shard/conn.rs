@@ -1,0 +1,419 @@
+//! One connection's task: the HTTP upgrade with its admission checks, then a loop that waits
+//! for the socket to be readable (io_uring poll or epoll), for the outbox to have something to
+//! write, or for the socket to accept more; reads go straight from the socket into tungstenite
+//! and writes straight from the outbox, so an idle connection holds no IO buffer of its own.
+
+use std::{
+    cell::RefCell,
+    future::poll_fn,
+    net::{IpAddr, SocketAddr},
+    os::fd::{AsRawFd, RawFd},
+    rc::Rc,
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use monoio::net::TcpStream;
+use serde_json::json;
+use tungstenite::{error::ProtocolError, Error as WsError, Message};
+
+use super::{
+    client::{Client, End, Io, Phase},
+    ctx::{ClientRef, ShardCtx},
+    dispatch::{self, presence_disconnect, UpgradeInfo},
+    http::{self, Request},
+};
+use crate::{
+    methods::Effect,
+    proto::{errors::close, frame::EventTemplate},
+    state::now_ms,
+};
+
+type Shared = Rc<RefCell<ShardCtx>>;
+
+/// IPv4-mapped IPv6 peers are treated as their IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes; fd is the connection's open socket.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes all of `bytes`, waiting for writability as needed (bounded by `deadline`).
+async fn write_all(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        // SAFETY: the slice is valid; fd is the connection's open socket.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes[pos..].as_ptr().cast(),
+                bytes.len() - pos,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            pos += n as usize;
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::WouldBlock {
+            return Err(e);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        monoio::select! {
+            r = stream.writable(false) => r?,
+            _ = monoio::time::sleep(left) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the HTTP request head, bounded in size and time.
+async fn read_head(stream: &TcpStream, deadline: Instant) -> Option<(Request, Vec<u8>)> {
+    let fd = stream.as_raw_fd();
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        match recv(fd, &mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => {
+                head.extend_from_slice(&chunk[..n]);
+                if let Some((req, used)) = http::parse(&head) {
+                    let rest = head.split_off(used);
+                    return Some((req, rest));
+                }
+                if head.len() > http::MAX_HEAD {
+                    return Some((Request::Bad, Vec::new()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                monoio::select! {
+                    r = stream.readable(false) => r.ok()?,
+                    _ = monoio::time::sleep(left) => return None,
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let ip = canonical(peer.ip());
+    let (limits, globals) = {
+        let ctx = shared.borrow();
+        (ctx.config.limits.clone(), ctx.globals.clone())
+    };
+    let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+    let Some((req, leftover)) = read_head(&stream, deadline).await else {
+        return;
+    };
+    let (accept, info) = match req {
+        Request::Upgrade {
+            accept,
+            info,
+            proxied,
+        } => {
+            let refusal = if proxied {
+                Some(http::response(
+                    "403 Forbidden",
+                    "application/json",
+                    r#"{"error":{"message":"proxy client attribution is required","type":"proxy_attribution_required"}}"#,
+                ))
+            } else if shared.borrow().shutting_down {
+                Some(http::response(
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    "Gateway websocket admission closed",
+                ))
+            } else if shared.borrow().buffered_total > limits.shard_buffered_budget {
+                Some(http::response(
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    "Gateway busy: shard send buffers over budget",
+                ))
+            } else if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
+                Some(http::response(
+                    "503 Service Unavailable",
+                    "text/plain; charset=utf-8",
+                    "Too many unauthenticated sockets",
+                ))
+            } else {
+                None
+            };
+            if let Some(r) = refusal {
+                let _ = write_all(&stream, &r, deadline).await;
+                return;
+            }
+            (accept, info)
+        }
+        Request::Plain { path } => {
+            let r = if path == "/healthz" || path == "/readyz" {
+                http::response(
+                    "200 OK",
+                    "application/json",
+                    r#"{"ok":true,"status":"live"}"#,
+                )
+            } else {
+                http::response(
+                    "426 Upgrade Required",
+                    "text/plain; charset=utf-8",
+                    "ringgate: this port speaks the OpenClaw gateway WebSocket protocol\n",
+                )
+            };
+            let _ = write_all(&stream, &r, deadline).await;
+            return;
+        }
+        Request::Bad => {
+            let r = http::response(
+                "400 Bad Request",
+                "text/plain; charset=utf-8",
+                "bad request\n",
+            );
+            let _ = write_all(&stream, &r, deadline).await;
+            return;
+        }
+    };
+    if write_all(&stream, &http::switching_protocols(&accept), deadline)
+        .await
+        .is_err()
+    {
+        globals.release_preauth(ip);
+        return;
+    }
+    let client = {
+        let mut ctx = shared.borrow_mut();
+        let id = ctx.next_client_id();
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let mut c = Client::new(
+            id,
+            stream.as_raw_fd(),
+            ip,
+            nonce.clone(),
+            now,
+            limits.max_preauth_payload,
+            leftover,
+        );
+        let challenge = EventTemplate::new(
+            "connect.challenge",
+            &json!({"nonce": nonce, "ts": now, "capabilities": []}),
+            None,
+        );
+        c.push_event(&challenge, false);
+        let c = Rc::new(RefCell::new(c));
+        ctx.clients.insert(id, c.clone());
+        c
+    };
+    run(&shared, &client, &stream, &info).await;
+    finish(&shared, &client, &stream).await;
+}
+
+/// Waits until the connection has been signalled (new outbox bytes, a close, a termination).
+async fn signalled(c: &ClientRef) {
+    poll_fn(|cx| {
+        let mut c = c.borrow_mut();
+        if c.signalled {
+            c.signalled = false;
+            Poll::Ready(())
+        } else {
+            c.waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeInfo) {
+    // One readiness wait stays armed across loop turns; it is replaced only once it fires.
+    let mut readable = Box::pin(stream.readable(false));
+    loop {
+        let (end, flushed) = {
+            let mut cb = c.borrow_mut();
+            if cb.end == Some(End::Now) {
+                return;
+            }
+            match cb.flush_socket() {
+                Ok(f) => (cb.end, f),
+                Err(_) => return,
+            }
+        };
+        if end == Some(End::AfterFlush) && flushed {
+            return;
+        }
+        let wait_other = async {
+            if flushed {
+                signalled(c).await;
+            } else {
+                let _ = stream.writable(false).await;
+            }
+        };
+        monoio::select! {
+            r = &mut readable => {
+                readable = Box::pin(stream.readable(false));
+                if r.is_err() {
+                    return;
+                }
+                if !on_readable(shared, c, info).await {
+                    return;
+                }
+            }
+            _ = wait_other => {}
+        }
+    }
+}
+
+/// Reads and handles every complete message available; false when the socket is done.
+async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool {
+    let mut effects: Vec<Effect> = Vec::new();
+    let mut rejection = None;
+    let mut alive = true;
+    {
+        let mut cb = c.borrow_mut();
+        let mut ctx = shared.borrow_mut();
+        let cl = &mut *cb;
+        loop {
+            if cl.end.is_some() {
+                break;
+            }
+            let mut io = Io {
+                fd: cl.fd,
+                out: &mut cl.out,
+                eof: &mut cl.peer_eof,
+            };
+            let msg = cl.ws.read(&mut io);
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let after = dispatch::on_text(&mut ctx, cl, info, t.as_bytes());
+                    effects.extend(after.effects);
+                    if after.rejection.is_some() {
+                        rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
+                        break;
+                    }
+                }
+                Ok(Message::Binary(b)) => {
+                    let after = dispatch::on_text(&mut ctx, cl, info, &b);
+                    effects.extend(after.effects);
+                    if after.rejection.is_some() {
+                        rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
+                        break;
+                    }
+                }
+                Ok(Message::Pong(_)) => cl.awaiting_pong = false,
+                Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => {}
+                Ok(Message::Close(_)) => {
+                    // tungstenite queued the reply close frame.
+                    cl.phase = Phase::Closing;
+                    cl.end = Some(End::AfterFlush);
+                }
+                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(WsError::Capacity(_)) => {
+                    let reason = if matches!(cl.phase, Phase::Open) {
+                        "payload too large"
+                    } else {
+                        "preauth payload too large"
+                    };
+                    cl.close(close::TOO_BIG, reason);
+                }
+                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                    cl.end = Some(End::Now);
+                }
+                Err(WsError::Protocol(p)) => {
+                    tracing::debug!(conn = %cl.conn_id, error = %p, "websocket protocol error");
+                    cl.close(close::PROTOCOL, "protocol error");
+                }
+                Err(WsError::Utf8(_)) => cl.close(1007, "invalid utf-8"),
+                Err(_) => cl.end = Some(End::Now),
+            }
+            if cl.peer_eof && cl.end.is_none() {
+                cl.end = Some(End::Now);
+            }
+        }
+        cl.flush_ws();
+        if cl.end == Some(End::Now) {
+            alive = false;
+        }
+    }
+    if !effects.is_empty() {
+        dispatch::apply(&mut shared.borrow_mut(), effects);
+    }
+    if let Some((delay, (frame, code, reason))) = rejection {
+        monoio::time::sleep(Duration::from_millis(delay)).await;
+        let mut cb = c.borrow_mut();
+        cb.push_text(&frame);
+        cb.phase = Phase::AwaitingConnect {
+            nonce: String::new(),
+            opened_ms: 0,
+        };
+        cb.close(code, &reason);
+    }
+    alive
+}
+
+/// Ends a connection: lingering close (so the peer reads our close frame rather than a reset),
+/// then table, presence and counter cleanup.
+async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
+    let graceful = c.borrow().end != Some(End::Now);
+    let fd = stream.as_raw_fd();
+    if graceful {
+        // SAFETY: fd is the connection's open socket.
+        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        let deadline = Instant::now() + Duration::from_millis(1000);
+        let mut sink = [0u8; 4096];
+        loop {
+            match recv(fd, &mut sink) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    monoio::select! {
+                        r = stream.readable(false) => if r.is_err() { break },
+                        _ = monoio::time::sleep(left) => break,
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    let (id, presence_key, opened, holds_preauth, ip) = {
+        let cb = c.borrow();
+        let s = cb.session.as_deref();
+        (
+            cb.id,
+            s.and_then(|s| s.presence_key.clone()),
+            s.is_some(),
+            cb.holds_preauth,
+            cb.ip,
+        )
+    };
+    let mut ctx = shared.borrow_mut();
+    ctx.clients.remove(&id);
+    if holds_preauth {
+        ctx.globals.release_preauth(ip);
+    }
+    if opened {
+        ctx.globals
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    if let (Some(key), false) = (presence_key, ctx.shutting_down) {
+        ctx.presence_change(key, presence_disconnect());
+    }
+}

@@ -1,0 +1,252 @@
+//! The shard's own state: its client table, its replica of presence, its auth limiter and
+//! parser, and the sending side of the bus. Only the shard's thread touches it.
+
+use std::{
+    cell::RefCell,
+    collections::{HashMap, VecDeque},
+    rc::Rc,
+    sync::{atomic::Ordering, Arc},
+};
+
+use serde_json::{json, Value};
+
+use super::client::{Client, End};
+use crate::{
+    auth::ratelimit::AuthLimiter,
+    bus::{BusMsg, Sender},
+    config::Config,
+    proto::{
+        errors::close,
+        events::{audience, droppable, may_receive},
+        frame::{EventTemplate, Parser},
+    },
+    state::{
+        now_ms,
+        presence::{Delta, Entry, Presence},
+        Globals,
+    },
+};
+
+/// System events queued by `wake`, kept for `status` (bounded).
+const MAX_QUEUED_SYSTEM_EVENTS: usize = 20;
+
+pub type ClientRef = Rc<RefCell<Client>>;
+
+/// Per-shard state.
+pub struct ShardCtx {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub globals: Arc<Globals>,
+    pub sender: Sender,
+    pub clients: HashMap<u64, ClientRef>,
+    next_client: u64,
+    pub presence: Presence,
+    pub limiter: AuthLimiter,
+    pub parser: Parser,
+    pub queued_system_events: VecDeque<String>,
+    pub heartbeats_enabled: bool,
+    /// Sum of unsent bytes over this shard's connections, refreshed by the housekeeping timer.
+    pub buffered_total: usize,
+    pub shutting_down: bool,
+    /// Name of the io driver this shard runs on.
+    pub driver: &'static str,
+}
+
+impl ShardCtx {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        globals: Arc<Globals>,
+        sender: Sender,
+        driver: &'static str,
+    ) -> Self {
+        let presence = Presence::new(globals.self_presence());
+        ShardCtx {
+            id,
+            config,
+            globals,
+            sender,
+            clients: HashMap::new(),
+            next_client: 1,
+            presence,
+            limiter: AuthLimiter::default(),
+            parser: Parser::default(),
+            queued_system_events: VecDeque::new(),
+            heartbeats_enabled: true,
+            buffered_total: 0,
+            shutting_down: false,
+            driver,
+        }
+    }
+
+    pub fn next_client_id(&mut self) -> u64 {
+        let id = self.next_client;
+        self.next_client += 1;
+        id
+    }
+
+    /// Delivers an event to this shard's eligible authenticated connections, stamping each
+    /// one's `seq`, applying the slow-consumer rule.
+    pub fn fanout(&mut self, ev: &EventTemplate) {
+        let aud = audience(&ev.name);
+        let drop_ok = droppable(&ev.name);
+        let max = self.config.limits.max_buffered_bytes;
+        for c in self.clients.values() {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                // Only the connection currently being served can be borrowed; effects are
+                // applied after its borrow ends, so this does not happen.
+                continue;
+            };
+            let Some(s) = c.session() else { continue };
+            if !may_receive(aud, s.role, &s.scopes) {
+                continue;
+            }
+            deliver(&mut c, ev, true, drop_ok, max, &self.globals);
+        }
+    }
+
+    /// Fans out locally and sends the template once to every other shard.
+    pub fn broadcast(&mut self, ev: EventTemplate) {
+        let ev = Arc::new(ev);
+        self.fanout(&ev);
+        self.sender.to_others(BusMsg::Broadcast(ev));
+    }
+
+    /// Applies a presence change here, bumps `stateVersion.presence`, and broadcasts the
+    /// `presence` event (to every shard, with the change, so replicas stay in step).
+    pub fn presence_change(&mut self, key: String, fields: Entry) {
+        let delta = Delta::Upsert {
+            key,
+            fields,
+            now_ms: now_ms(),
+        };
+        self.presence.apply(&delta);
+        let version = self.globals.presence_version.fetch_add(1, Ordering::AcqRel) + 1;
+        let health = self.globals.health_version.load(Ordering::Acquire);
+        let list = self.presence.list(now_ms());
+        let ev = Arc::new(EventTemplate::new(
+            "presence",
+            &json!({ "presence": list }),
+            Some((version, health)),
+        ));
+        self.fanout(&ev);
+        self.sender.to_others(BusMsg::Presence {
+            delta,
+            event: Some(ev),
+        });
+    }
+
+    /// Handles one message from another shard.
+    pub fn on_bus(&mut self, msg: BusMsg) {
+        match msg {
+            BusMsg::Broadcast(ev) => self.fanout(&ev),
+            BusMsg::Presence { delta, event } => {
+                self.presence.apply(&delta);
+                if let Some(ev) = event {
+                    self.fanout(&ev);
+                }
+            }
+            BusMsg::SystemEvent(text) => self.record_system_event(text),
+            BusMsg::Shutdown => self.shutdown(),
+        }
+    }
+
+    pub fn record_system_event(&mut self, text: String) {
+        if self.queued_system_events.len() == MAX_QUEUED_SYSTEM_EVENTS {
+            self.queued_system_events.pop_front();
+        }
+        self.queued_system_events.push_back(text);
+    }
+
+    /// `shutdown {reason}` to every client, then close 1012 "service restart".
+    pub fn shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let ev = EventTemplate::new("shutdown", &json!({"reason": "gateway stopping"}), None);
+        self.fanout(&ev);
+        for c in self.clients.values() {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.close(close::RESTART, "service restart");
+            }
+        }
+    }
+
+    /// The health snapshot (`health` method and event, `hello-ok.snapshot.health`).
+    pub fn health_snapshot(&self) -> Value {
+        let sessions_path = self.config.state_dir.join("sessions").display().to_string();
+        json!({
+            "ok": true,
+            "ts": now_ms(),
+            "durationMs": 0,
+            "plugins": {"loaded": [], "errors": [], "unavailable": []},
+            "configReload": {"hotReloadStatus": "disabled"},
+            "channels": {},
+            "channelOrder": [],
+            "channelLabels": {},
+            "heartbeatSeconds": 0,
+            "defaultAgentId": "main",
+            "agents": [{
+                "agentId": "main",
+                "isDefault": true,
+                "heartbeat": {"enabled": false, "every": "disabled", "everyMs": null,
+                              "prompt": "", "target": "none", "ackMaxChars": 0},
+                "sessions": {"path": sessions_path, "count": 0, "recent": []},
+            }],
+            "sessions": {"path": sessions_path, "count": 0, "recent": []},
+            "gateway": {
+                "implementation": "ringgate",
+                "shards": self.sender.bus().shards(),
+                "connections": self.globals.connections.load(Ordering::Relaxed),
+                "uptimeMs": self.globals.uptime_ms(),
+            },
+        })
+    }
+
+    /// Sums unsent bytes; ends slow consumers whose close grace ran out.
+    pub fn housekeeping(&mut self, now: u64) {
+        let mut total = 0;
+        for c in self.clients.values() {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                total += c.unsent();
+                if c.end_deadline_ms.is_some_and(|d| now >= d) && c.end != Some(End::Now) {
+                    c.terminate();
+                }
+            }
+        }
+        self.buffered_total = total;
+    }
+}
+
+/// Queues an event for one connection under the slow-consumer rule (§6.4): past
+/// `max_buffered`, droppable events are skipped (their `seq` still consumed) and anything else
+/// closes the connection 1008 "slow consumer" (dropped 1 s later if the close cannot flush).
+pub fn deliver(
+    c: &mut Client,
+    ev: &EventTemplate,
+    with_seq: bool,
+    drop_ok: bool,
+    max_buffered: usize,
+    g: &Globals,
+) {
+    if c.end.is_some() {
+        return;
+    }
+    let len = c.event_frame_len(ev, with_seq);
+    if c.unsent() + len > max_buffered {
+        if drop_ok {
+            if with_seq {
+                c.seq += 1;
+            }
+            g.dropped_events.fetch_add(1, Ordering::Relaxed);
+        } else {
+            g.slow_closes.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(conn = %c.conn_id, unsent = c.unsent(), "closing slow consumer");
+            c.close(close::POLICY, "slow consumer");
+            c.end_deadline_ms = Some(now_ms() + 1000);
+        }
+        return;
+    }
+    c.push_event(ev, with_seq);
+}

@@ -1,0 +1,357 @@
+//! What happens to one inbound text frame: the pre-auth rules and the connect gate before
+//! `hello-ok`, then frame check → permission gate → method → response after it.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    client::{Client, Phase, Session},
+    ctx::ShardCtx,
+};
+use crate::{
+    auth::ratelimit::Gate,
+    methods::{self, Call, Effect, EVENTS, METHODS},
+    proto::{
+        errors::{close, truncate_reason, ErrorShape},
+        frame::{res_err, res_ok},
+        handshake::{self, Accepted, ConnectInput, Peer, PROTOCOL_VERSION},
+        schema::Schemas,
+        scopes::{authorize, Denied, Role, Scope, ScopeSet},
+    },
+    state::{now_ms, VERSION},
+};
+
+/// More consecutive `unauthorized role` errors than this close the connection.
+const MAX_UNAUTHORIZED_STRIKES: u32 = 10;
+
+/// HTTP request facts the connect gate needs.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeInfo {
+    pub origin: Option<String>,
+    pub host: Option<String>,
+    pub scopes_header: Option<String>,
+}
+
+/// What the connection task must do after a frame was handled.
+#[derive(Debug, Default)]
+pub struct After {
+    pub effects: Vec<Effect>,
+    /// Delay the queued rejection by this long (loopback auth-failure backoff).
+    pub reject_delay_ms: u64,
+    pub rejection: Option<(Vec<u8>, u16, String)>,
+}
+
+/// Handles one complete text message.
+pub fn on_text(ctx: &mut ShardCtx, c: &mut Client, up: &UpgradeInfo, text: &[u8]) -> After {
+    let mut after = After::default();
+    match &c.phase {
+        Phase::AwaitingConnect { .. } => on_preauth(ctx, c, up, text, &mut after),
+        Phase::Open => on_request(ctx, c, text, &mut after),
+        Phase::Rejecting | Phase::Closing => {}
+    }
+    after
+}
+
+fn on_preauth(
+    ctx: &mut ShardCtx,
+    c: &mut Client,
+    up: &UpgradeInfo,
+    text: &[u8],
+    after: &mut After,
+) {
+    let Some(frame) = ctx.parser.parse(text) else {
+        c.close(close::NORMAL, "");
+        return;
+    };
+    if let Some(params) = frame.get("params") {
+        if handshake::claims_worker(params) {
+            c.close(close::POLICY, "invalid-handshake");
+            return;
+        }
+    }
+    let schemas = Schemas::get();
+    if schemas.check_request(&frame).is_err() {
+        c.close(close::POLICY, "invalid request frame");
+        return;
+    }
+    let id = frame["id"].as_str().unwrap_or_default().to_owned();
+    let fail = |c: &mut Client, error: ErrorShape| {
+        let reason = truncate_reason(&error.message);
+        c.push_text(&res_err(&id, &error));
+        c.close(close::POLICY, &reason);
+    };
+    if frame["method"] != "connect" {
+        fail(
+            c,
+            ErrorShape::invalid("invalid handshake: first request must be connect"),
+        );
+        return;
+    }
+    let empty = Value::Object(Map::new());
+    let params = frame.get("params").unwrap_or(&empty);
+    if let Err(e) = schemas.check_connect(params) {
+        fail(
+            c,
+            ErrorShape::invalid(format!("invalid connect params: {e}")),
+        );
+        return;
+    }
+    let now = now_ms();
+    let Phase::AwaitingConnect { nonce, .. } = &c.phase else {
+        return;
+    };
+    if let Gate::Locked { retry_after_ms } = ctx.limiter.gate(c.ip, now) {
+        let message = "unauthorized: too many failed authentication attempts (retry later)";
+        let error = ErrorShape::invalid(message)
+            .retry_after(retry_after_ms)
+            .with_details(crate::auth::messages::failure_details(
+                "rate_limited",
+                false,
+            ));
+        fail(c, error);
+        return;
+    }
+    let input = ConnectInput {
+        params,
+        challenge_nonce: nonce,
+        now_ms: now,
+        peer: Peer {
+            ip: c.ip,
+            origin: up.origin.as_deref(),
+            host: up.host.as_deref(),
+            scopes_header: up.scopes_header.as_deref(),
+        },
+        auth: &ctx.config.auth,
+        allowed_origins: &ctx.config.allowed_origins,
+    };
+    match handshake::evaluate(&input) {
+        Ok(acc) => {
+            if !matches!(ctx.config.auth, crate::auth::secret::AuthMode::None) {
+                ctx.limiter.record_success(c.ip);
+            }
+            open(ctx, c, &id, acc, after);
+        }
+        Err(rej) => {
+            tracing::info!(conn = %c.conn_id, ip = %c.ip, reason = %rej.close_reason, "connect rejected");
+            let frame = res_err(&id, &rej.error);
+            let delay = if rej.auth_failure {
+                ctx.limiter.record_failure(c.ip, now)
+            } else {
+                0
+            };
+            if delay > 0 {
+                c.phase = Phase::Rejecting;
+                after.reject_delay_ms = delay;
+                after.rejection = Some((frame, rej.close_code, rej.close_reason));
+            } else {
+                c.push_text(&frame);
+                c.close(rej.close_code, &rej.close_reason);
+            }
+        }
+    }
+}
+
+/// Registers an accepted client and sends `hello-ok`.
+fn open(ctx: &mut ShardCtx, c: &mut Client, id: &str, acc: Accepted, after: &mut After) {
+    let tracked = !matches!(acc.client.mode.as_str(), "cli" | "backend" | "probe");
+    let presence_key = tracked.then(|| match acc.role {
+        Role::Node => acc
+            .device
+            .as_ref()
+            .map(|d| d.device_id.clone())
+            .or(acc.client.instance_id.clone())
+            .unwrap_or_else(|| c.conn_id.clone()),
+        Role::Operator => c.conn_id.clone(),
+    });
+    let session = Session {
+        role: acc.role,
+        scopes: ScopeSet::from_strs(acc.scopes.iter().map(String::as_str)),
+        scope_list: acc.scopes,
+        client: acc.client,
+        caps: acc.caps,
+        presence_key,
+        device_id: acc.device.map(|d| d.device_id),
+    };
+    let hello = hello_ok(ctx, c, &session, acc.auth_method);
+    c.push_text(&res_ok(id, &hello));
+    // Raise the frame limit to the post-auth maximum.
+    let max = ctx.config.limits.max_payload;
+    c.ws.set_config(|cfg| {
+        cfg.max_message_size = Some(max);
+        cfg.max_frame_size = Some(max);
+    });
+    if c.holds_preauth {
+        ctx.globals.release_preauth(c.ip);
+        c.holds_preauth = false;
+    }
+    ctx.globals.connections.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(conn = %c.conn_id, client = %session.client.id, mode = %session.client.mode, "connected");
+    if let Some(key) = &session.presence_key {
+        after.effects.push(Effect::Presence {
+            key: key.clone(),
+            fields: presence_fields(c, &session),
+        });
+    }
+    c.session = Some(Box::new(session));
+    c.phase = Phase::Open;
+}
+
+fn presence_fields(c: &Client, s: &Session) -> Map<String, Value> {
+    let ci = &s.client;
+    let mut m = Map::new();
+    m.insert(
+        "host".into(),
+        json!(ci.display_name.clone().unwrap_or_else(|| ci.id.clone())),
+    );
+    m.insert("clientId".into(), json!(ci.id));
+    if !c.ip.is_loopback() {
+        m.insert("ip".into(), json!(c.ip.to_string()));
+    }
+    m.insert("version".into(), json!(ci.version));
+    m.insert("platform".into(), json!(ci.platform));
+    for (k, v) in [
+        ("deviceFamily", &ci.device_family),
+        ("modelIdentifier", &ci.model_identifier),
+        ("timeZone", &ci.time_zone),
+        ("instanceId", &ci.instance_id),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    m.insert("mode".into(), json!(ci.mode));
+    if let Some(d) = &s.device_id {
+        m.insert("deviceId".into(), json!(d));
+    }
+    m.insert("roles".into(), json!([s.role.as_str()]));
+    m.insert("scopes".into(), json!(s.scope_list));
+    m.insert("onlineSince".into(), json!(now_ms()));
+    m.insert("reason".into(), json!("connect"));
+    m
+}
+
+/// The presence fields written when a tracked client disconnects.
+pub fn presence_disconnect() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("reason".into(), json!("disconnect"));
+    m
+}
+
+fn hello_ok(ctx: &mut ShardCtx, c: &Client, s: &Session, method: &str) -> Value {
+    let (pv, hv) = ctx.globals.state_version();
+    let limits = &ctx.config.limits;
+    let mut snapshot = json!({
+        "presence": ctx.presence.list(now_ms()),
+        "health": ctx.health_snapshot(),
+        "stateVersion": {"presence": pv, "health": hv},
+        "uptimeMs": ctx.globals.uptime_ms(),
+        "sessionDefaults": {
+            "defaultAgentId": "main",
+            "modelConfigured": false,
+            "ownership": "sole",
+            "selectionRequired": false,
+            "mainKey": "main",
+            "mainSessionKey": "agent:main:main",
+            "scope": "per-sender",
+        },
+    });
+    if s.scopes.has(Scope::Admin) {
+        snapshot["stateDir"] = json!(ctx.config.state_dir.display().to_string());
+        snapshot["authMode"] = json!(ctx.config.auth.name());
+        if let Some(p) = &ctx.config.config_path {
+            snapshot["configPath"] = json!(p.display().to_string());
+        }
+    }
+    json!({
+        "type": "hello-ok",
+        "protocol": PROTOCOL_VERSION,
+        "server": {"version": VERSION, "connId": c.conn_id},
+        "features": {"methods": METHODS, "events": EVENTS, "capabilities": []},
+        "snapshot": snapshot,
+        "auth": {"method": method, "role": s.role.as_str(), "scopes": s.scope_list},
+        "policy": {
+            "maxPayload": limits.max_payload,
+            "maxBufferedBytes": limits.max_buffered_bytes,
+            "tickIntervalMs": limits.tick_interval_ms,
+        },
+    })
+}
+
+fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After) {
+    // Non-JSON after auth: ignored, the socket stays open.
+    let Some(frame) = ctx.parser.parse(text) else {
+        tracing::debug!(conn = %c.conn_id, "ignoring non-JSON frame");
+        return;
+    };
+    if frame.get("type").and_then(Value::as_str) == Some("cancel") {
+        return;
+    }
+    if let Err(e) = Schemas::get().check_request(&frame) {
+        let id = frame.get("id").and_then(Value::as_str).unwrap_or("invalid");
+        c.push_text(&res_err(
+            id,
+            &ErrorShape::invalid(format!("invalid request frame: {e}")),
+        ));
+        c.strikes = 0;
+        return;
+    }
+    let id = frame["id"].as_str().unwrap_or_default();
+    let method = frame["method"].as_str().unwrap_or_default();
+    let null = Value::Null;
+    let raw_params = frame.get("params").unwrap_or(&null);
+    let Some(session) = c.session() else { return };
+    let reply = match authorize(method, session.role, &session.scopes, Some(raw_params)) {
+        Err(Denied::Role(role)) => {
+            c.push_text(&res_err(id, &ErrorShape::unauthorized_role(role.as_str())));
+            c.strikes += 1;
+            if c.strikes > MAX_UNAUTHORIZED_STRIKES {
+                c.close(close::POLICY, "repeated unauthorized calls");
+            }
+            return;
+        }
+        Err(Denied::MissingScope(scope)) => Err(ErrorShape::missing_scope(scope)),
+        Ok(()) => {
+            let empty = Value::Object(Map::new());
+            let params = if raw_params.is_null() {
+                &empty
+            } else {
+                raw_params
+            };
+            let call = Call {
+                method,
+                params,
+                session,
+                now_ms: now_ms(),
+            };
+            methods::dispatch(ctx, &call, &mut after.effects)
+                .unwrap_or_else(|| Err(ErrorShape::unknown_method(method)))
+        }
+    };
+    c.strikes = 0;
+    let bytes = match reply {
+        Ok(payload) => res_ok(id, &payload),
+        Err(e) => res_err(id, &e),
+    };
+    if c.unsent() + bytes.len() > ctx.config.limits.max_buffered_bytes {
+        ctx.globals.slow_closes.fetch_add(1, Ordering::Relaxed);
+        c.close(close::POLICY, "slow consumer");
+        c.end_deadline_ms = Some(now_ms() + 1000);
+        return;
+    }
+    c.push_text(&bytes);
+}
+
+/// Applies handler effects once no connection is borrowed.
+pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
+    for e in effects {
+        match e {
+            Effect::Presence { key, fields } => ctx.presence_change(key, fields),
+            Effect::Broadcast(ev) => ctx.broadcast(ev),
+            Effect::SystemEvent(text) => {
+                ctx.record_system_event(text.clone());
+                ctx.sender.to_others(crate::bus::BusMsg::SystemEvent(text));
+            }
+        }
+    }
+}

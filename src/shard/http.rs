@@ -1,0 +1,119 @@
+//! The HTTP side of the gateway port: parse the upgrade request, answer 101 or an HTTP error.
+
+use super::dispatch::UpgradeInfo;
+
+/// Largest request head accepted.
+pub const MAX_HEAD: usize = 16 * 1024;
+
+/// A parsed request head.
+#[derive(Debug)]
+pub enum Request {
+    /// A WebSocket upgrade: the `Sec-WebSocket-Accept` value and the headers the gate needs.
+    Upgrade {
+        accept: String,
+        info: UpgradeInfo,
+        proxied: bool,
+    },
+    /// A plain HTTP request to this path.
+    Plain { path: String },
+    /// Not a valid request.
+    Bad,
+}
+
+/// Parses a complete head (`None` until `\r\n\r\n` has arrived); also returns the head's
+/// length (bytes after it already belong to the WebSocket stream).
+pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let consumed = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some((Request::Bad, buf.len())),
+        Ok(httparse::Status::Complete(n)) => n,
+    };
+    let path = req.path.unwrap_or("/").to_owned();
+    let get = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::to_owned)
+    };
+    let upgrade = get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let key = get("sec-websocket-key");
+    if req.method != Some("GET")
+        || !upgrade
+        || key.is_none()
+        || get("sec-websocket-version").as_deref() != Some("13")
+    {
+        return Some((Request::Plain { path }, consumed));
+    }
+    let proxied = req.headers.iter().any(|h| {
+        let n = h.name.to_ascii_lowercase();
+        n == "forwarded"
+            || n.starts_with("x-forwarded-")
+            || n == "x-real-ip"
+            || n.starts_with("tailscale-")
+    });
+    let accept =
+        tungstenite::handshake::derive_accept_key(key.unwrap_or_default().trim().as_bytes());
+    let info = UpgradeInfo {
+        origin: get("origin"),
+        host: get("host"),
+        scopes_header: get("x-openclaw-scopes"),
+    };
+    Some((
+        Request::Upgrade {
+            accept,
+            info,
+            proxied,
+        },
+        consumed,
+    ))
+}
+
+pub fn switching_protocols(accept: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A complete plain response that closes the connection.
+pub fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_and_plain() {
+        let req = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:1\r\n\r\n";
+        assert!(parse(&req[..20]).is_none());
+        match parse(req).unwrap().0 {
+            Request::Upgrade {
+                accept,
+                info,
+                proxied,
+            } => {
+                assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+                assert_eq!(info.origin.as_deref(), Some("http://127.0.0.1:1"));
+                assert!(!proxied);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(b"GET /healthz HTTP/1.1\r\n\r\n"),
+            Some((Request::Plain { .. }, _))
+        ));
+        assert!(matches!(
+            parse(b"\x00\x01garbage\r\n\r\n"),
+            Some((Request::Bad, _))
+        ));
+    }
+}

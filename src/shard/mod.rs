@@ -1,0 +1,329 @@
+//! Shards: one OS thread per core, pinned, each with its own monoio runtime, `SO_REUSEPORT`
+//! listener, client table and timers. [`start`] binds the listeners and spawns the threads;
+//! everything a shard does afterwards happens on its own thread.
+
+pub mod client;
+pub mod conn;
+pub mod ctx;
+pub mod dispatch;
+pub mod http;
+
+use std::{
+    cell::RefCell,
+    io,
+    net::{SocketAddr, TcpListener as StdListener},
+    os::fd::FromRawFd,
+    rc::Rc,
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use serde_json::json;
+
+use self::{client::Phase, ctx::ShardCtx};
+use crate::{
+    bus::{Bus, BusMsg, Sender},
+    config::{Config, Driver},
+    proto::{errors::close, frame::EventTemplate},
+    state::{now_ms, Globals},
+};
+
+/// A running gateway: its address and shard threads.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub bus: Arc<Bus>,
+    pub globals: Arc<Globals>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Gateway {
+    /// Asks every shard to shut down (shutdown event, close 1012) and waits for them.
+    pub fn shutdown(self) {
+        for i in 0..self.bus.shards() {
+            let _ = self.bus.inbox(i).push(BusMsg::Shutdown);
+        }
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Creates a listening socket with `SO_REUSEPORT` so every shard can bind the same port.
+fn reuseport_listener(addr: SocketAddr) -> io::Result<StdListener> {
+    let domain = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket syscalls on a descriptor we own; every error path closes it.
+    unsafe {
+        let fd = libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let listener = StdListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+            let r = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&one as *const libc::c_int).cast(),
+                4,
+            );
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let (storage, len) = sockaddr(addr);
+        if libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::listen(fd, 4096) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zeroed is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            (
+                storage,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            (
+                storage,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+/// The driver a shard will actually run.
+pub fn resolve_driver(d: Driver) -> Driver {
+    match d {
+        Driver::Auto if monoio::utils::detect_uring() => Driver::IoUring,
+        Driver::Auto => Driver::Epoll,
+        other => other,
+    }
+}
+
+/// Binds one listener per shard (shard 0 first; the others join its port) and starts the
+/// shard threads.
+pub fn start(config: Config) -> io::Result<Gateway> {
+    let n = config.shard_count();
+    let driver = resolve_driver(config.driver);
+    let first = reuseport_listener(SocketAddr::new(config.bind, config.port))?;
+    let addr = first.local_addr()?;
+    let mut listeners = vec![first];
+    for _ in 1..n {
+        listeners.push(reuseport_listener(addr)?);
+    }
+    let config = Arc::new(config);
+    let globals = Arc::new(Globals::new());
+    let bus = Bus::new(n);
+    let cores = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
+    let mut threads = Vec::with_capacity(n);
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let (config, globals, bus) = (config.clone(), globals.clone(), bus.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("ringgate-shard-{id}"))
+            .spawn(move || {
+                if let Err(e) = monoio::utils::bind_to_cpu_set([id % cores]) {
+                    tracing::warn!(shard = id, error = ?e, "could not pin shard thread");
+                }
+                let r = match driver {
+                    Driver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
+                        .with_entries(4096)
+                        .enable_timer()
+                        .build()
+                        .map(|mut rt| {
+                            rt.block_on(shard_main(id, config, globals, bus, listener, "io_uring"))
+                        }),
+                    _ => RuntimeBuilder::<LegacyDriver>::new()
+                        .enable_timer()
+                        .build()
+                        .map(|mut rt| {
+                            rt.block_on(shard_main(id, config, globals, bus, listener, "epoll"))
+                        }),
+                };
+                if let Err(e) = r {
+                    tracing::error!(shard = id, error = %e, "shard runtime failed to start");
+                }
+            })?;
+        threads.push(t);
+    }
+    Ok(Gateway {
+        addr,
+        bus,
+        globals,
+        threads,
+    })
+}
+
+async fn shard_main(
+    id: usize,
+    config: Arc<Config>,
+    globals: Arc<Globals>,
+    bus: Arc<Bus>,
+    listener: StdListener,
+    driver: &'static str,
+) {
+    let sender = Sender::new(bus.clone(), id);
+    let ctx = Rc::new(RefCell::new(ShardCtx::new(
+        id,
+        config.clone(),
+        globals,
+        sender,
+        driver,
+    )));
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "cannot register listener");
+            return;
+        }
+    };
+    tracing::info!(shard = id, driver, "shard started");
+
+    // Accept loop.
+    let accept_ctx = ctx.clone();
+    monoio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    monoio::spawn(conn::serve(accept_ctx.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // Out of descriptors or memory: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    });
+
+    // Bus drain.
+    let bus_ctx = ctx.clone();
+    monoio::spawn(async move {
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            bus.inbox(id).recv_all(&mut batch).await;
+            let mut c = bus_ctx.borrow_mut();
+            for m in batch.drain(..) {
+                c.on_bus(m);
+            }
+        }
+    });
+
+    // Housekeeping: handshake timeouts, pings, slow-consumer grace, bus overflow, budget.
+    let hk_ctx = ctx.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(Duration::from_millis(250)).await;
+            let mut c = hk_ctx.borrow_mut();
+            let now = now_ms();
+            let limits = c.config.limits.clone();
+            for client in c.clients.values() {
+                let Ok(mut cl) = client.try_borrow_mut() else {
+                    continue;
+                };
+                match cl.phase {
+                    Phase::AwaitingConnect { opened_ms, .. }
+                        if now.saturating_sub(opened_ms) >= limits.handshake_timeout_ms =>
+                    {
+                        cl.close(close::NORMAL, "");
+                    }
+                    Phase::Open
+                        if now.saturating_sub(cl.last_ping_ms) >= limits.ping_interval_ms =>
+                    {
+                        if cl.awaiting_pong {
+                            tracing::debug!(conn = %cl.conn_id, "no pong: terminating");
+                            cl.terminate();
+                        } else {
+                            cl.ping(now);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            c.housekeeping(now);
+            c.sender.flush_overflow();
+        }
+    });
+
+    // Tick.
+    let tick_ctx = ctx.clone();
+    let tick_every = config.limits.tick_interval_ms;
+    monoio::spawn(async move {
+        let every = Duration::from_millis(tick_every);
+        loop {
+            monoio::time::sleep(every).await;
+            let ev = EventTemplate::new("tick", &json!({"ts": now_ms()}), None);
+            tick_ctx.borrow_mut().fanout(&ev);
+        }
+    });
+
+    // Health refresh, owned by shard 0.
+    if id == 0 {
+        let h_ctx = ctx.clone();
+        monoio::spawn(async move {
+            let every = Duration::from_millis(config.limits.health_interval_ms);
+            loop {
+                monoio::time::sleep(every).await;
+                let mut c = h_ctx.borrow_mut();
+                let hv = c.globals.health_version.fetch_add(1, Ordering::AcqRel) + 1;
+                let pv = c.globals.presence_version.load(Ordering::Acquire);
+                let ev = EventTemplate::new("health", &c.health_snapshot(), Some((pv, hv)));
+                c.broadcast(ev);
+            }
+        });
+    }
+
+    // Run until shutdown, then give clients up to 3 s to receive their close frames.
+    let mut since: Option<Instant> = None;
+    loop {
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        let c = ctx.borrow();
+        if !c.shutting_down {
+            continue;
+        }
+        let started = *since.get_or_insert_with(Instant::now);
+        if c.clients.is_empty() || started.elapsed() > Duration::from_secs(3) {
+            tracing::info!(shard = id, remaining = c.clients.len(), "shard stopped");
+            return;
+        }
+    }
+}

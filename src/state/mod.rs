@@ -1,0 +1,166 @@
+//! Global state: what every shard shares read-only or through atomics (the process-wide
+//! counters), and the replicated tables each shard holds a copy of.
+
+pub mod presence;
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::{json, Value};
+
+/// The version string ringgate reports (`server.version`, `runtimeVersion`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Buckets of the per-IP pre-auth socket counter.
+const PREAUTH_BUCKETS: usize = 65_536;
+
+/// Process-wide counters, shared by every shard as atomics (never locked).
+pub struct Globals {
+    pub started: Instant,
+    pub started_ms: u64,
+    /// `stateVersion.presence`.
+    pub presence_version: AtomicU64,
+    /// `stateVersion.health`.
+    pub health_version: AtomicU64,
+    /// Unauthenticated sockets per hashed IP. Hash collisions can only make the cap stricter
+    /// for the colliding addresses, never looser.
+    preauth: Box<[AtomicU32]>,
+    /// Authenticated connections, all shards.
+    pub connections: AtomicUsize,
+    /// Connections closed as slow consumers.
+    pub slow_closes: AtomicU64,
+    /// Droppable events skipped for slow consumers.
+    pub dropped_events: AtomicU64,
+    /// Server instance id (presence self entry).
+    pub instance_id: String,
+    pub hostname: String,
+}
+
+impl Default for Globals {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Globals {
+    pub fn new() -> Self {
+        Globals {
+            started: Instant::now(),
+            started_ms: now_ms(),
+            presence_version: AtomicU64::new(1),
+            health_version: AtomicU64::new(1),
+            preauth: (0..PREAUTH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
+            connections: AtomicUsize::new(0),
+            slow_closes: AtomicU64::new(0),
+            dropped_events: AtomicU64::new(0),
+            instance_id: uuid::Uuid::new_v4().to_string(),
+            hostname: hostname(),
+        }
+    }
+
+    fn bucket(&self, ip: IpAddr) -> &AtomicU32 {
+        // FNV-1a: a fixed hash so one IP maps to the same bucket on every shard.
+        let mut fx: u64 = 0xcbf29ce484222325;
+        let bytes: Vec<u8> = match ip {
+            IpAddr::V4(v) => v.octets().to_vec(),
+            IpAddr::V6(v) => v.octets().to_vec(),
+        };
+        for b in bytes {
+            fx ^= b as u64;
+            fx = fx.wrapping_mul(0x100000001b3);
+        }
+        &self.preauth[(fx as usize) % PREAUTH_BUCKETS]
+    }
+
+    /// Takes a pre-auth slot for `ip`; false when it already holds `cap`.
+    pub fn acquire_preauth(&self, ip: IpAddr, cap: u32) -> bool {
+        self.bucket(ip)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < cap).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub fn release_preauth(&self, ip: IpAddr) {
+        let _ = self
+            .bucket(ip)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn state_version(&self) -> (u64, u64) {
+        (
+            self.presence_version.load(Ordering::Acquire),
+            self.health_version.load(Ordering::Acquire),
+        )
+    }
+
+    pub fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The gateway's own presence entry.
+    pub fn self_presence(&self) -> serde_json::Map<String, Value> {
+        let platform = format!("{} {}", std::env::consts::OS, kernel_release());
+        let text = format!(
+            "Gateway: {} · app {VERSION} · mode gateway · reason self",
+            self.hostname
+        );
+        json!({
+            "host": self.hostname,
+            "version": VERSION,
+            "platform": platform,
+            "deviceFamily": "Linux",
+            "mode": "gateway",
+            "reason": "self",
+            "instanceId": self.instance_id,
+            "text": text,
+            "ts": now_ms(),
+        })
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preauth_cap_per_ip() {
+        let g = Globals::new();
+        let ip: IpAddr = "127.0.0.5".parse().unwrap();
+        for _ in 0..3 {
+            assert!(g.acquire_preauth(ip, 3));
+        }
+        assert!(!g.acquire_preauth(ip, 3));
+        g.release_preauth(ip);
+        assert!(g.acquire_preauth(ip, 3));
+        g.release_preauth("127.0.0.9".parse().unwrap()); // never below zero
+    }
+}
