@@ -272,21 +272,22 @@ impl Config {
             }
             .to_owned()
         });
-        self.auth =
-            match mode.as_str() {
-                "token" => AuthMode::Token(token.unwrap_or_else(|| match &self.auth {
-                    AuthMode::Token(t) => t.clone(),
-                    _ => String::new(),
-                })),
-                "password" => AuthMode::Password(password.unwrap_or_default()),
-                "none" => AuthMode::None,
-                other => return Err(invalid(
+        self.auth = match mode.as_str() {
+            "token" => AuthMode::Token(token.unwrap_or_else(|| match &self.auth {
+                AuthMode::Token(t) => t.clone(),
+                _ => String::new(),
+            })),
+            "password" => AuthMode::Password(password.unwrap_or_default()),
+            "none" => AuthMode::None,
+            other => {
+                return Err(invalid(
                     "gateway.auth.mode",
                     format!(
                         "`{other}` is not token, password or none (trusted-proxy is not supported)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Ok(())
     }
 

@@ -51,7 +51,8 @@ pub struct ErrorShape {
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<Value>,
+    /// Boxed: errors are the cold path, and this keeps `Result<_, ErrorShape>` small.
+    pub details: Option<Box<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
     #[serde(rename = "retryAfterMs", skip_serializing_if = "Option::is_none")]
@@ -74,7 +75,7 @@ impl ErrorShape {
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 

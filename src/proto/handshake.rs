@@ -513,7 +513,7 @@ mod tests {
         assert_eq!(r.close_code, 1002);
         assert_eq!(r.close_reason, "protocol mismatch");
         assert_eq!(
-            r.error.details.unwrap(),
+            *r.error.details.unwrap(),
             json!({"code":"PROTOCOL_MISMATCH","clientMinProtocol":5,"clientMaxProtocol":6,"expectedProtocol":4,"minimumProbeProtocol":3})
         );
         let mut p = params("probe", &[], Some("secret"));
