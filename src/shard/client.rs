@@ -25,7 +25,7 @@ use crate::proto::{
 
 /// tungstenite's read chunk: small, so an idle connection holds little. Large frames are read
 /// in several chunks.
-pub const READ_CHUNK: usize = 4096;
+pub const READ_CHUNK: usize = 2048;
 
 /// An authenticated connection's identity and authority.
 #[derive(Debug, Clone)]
@@ -309,11 +309,20 @@ impl Client {
         }
         self.out.clear();
         self.out_pos = 0;
-        // Give back memory after a burst so idle connections stay small.
+        // Give back memory after a burst; [`Client::trim`] frees the rest once idle.
         if self.out.capacity() > 64 * 1024 {
             self.out = Vec::new();
         }
         Ok(true)
+    }
+
+    /// Frees the outbox of a connection with nothing to send, so idle connections hold no
+    /// write buffer (called by the shard's housekeeping timer, a few times a second).
+    pub fn trim(&mut self) {
+        if self.unsent() == 0 && self.out.capacity() > 0 {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
     }
 
     fn compact(&mut self) {

@@ -84,7 +84,8 @@ async fn write_all(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std::
 async fn read_head(stream: &TcpStream, deadline: Instant) -> Option<(Request, Vec<u8>)> {
     let fd = stream.as_raw_fd();
     let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
+    // On the heap: a stack array here would live in every connection's task for its lifetime.
+    let mut chunk = vec![0u8; 2048];
     loop {
         match recv(fd, &mut chunk) {
             Ok(0) => return None,
@@ -220,7 +221,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         c
     };
     run(&shared, &client, &stream, &info).await;
-    finish(&shared, &client, &stream).await;
+    Box::pin(finish(&shared, &client, &stream)).await;
 }
 
 /// Waits until the connection has been signalled (new outbox bytes, a close, a termination).
@@ -373,7 +374,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
         // SAFETY: fd is the connection's open socket.
         unsafe { libc::shutdown(fd, libc::SHUT_WR) };
         let deadline = Instant::now() + Duration::from_millis(1000);
-        let mut sink = [0u8; 4096];
+        let mut sink = vec![0u8; 4096];
         loop {
             match recv(fd, &mut sink) {
                 Ok(0) => break,

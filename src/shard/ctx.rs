@@ -210,6 +210,7 @@ impl ShardCtx {
         for c in self.clients.values() {
             if let Ok(mut c) = c.try_borrow_mut() {
                 total += c.unsent();
+                c.trim();
                 if c.end_deadline_ms.is_some_and(|d| now >= d) && c.end != Some(End::Now) {
                     c.terminate();
                 }
