@@ -223,12 +223,6 @@ impl Client {
         self.out.len() - before
     }
 
-    /// Frame size of an event for this connection (for the slow-consumer check).
-    pub fn event_frame_len(&self, ev: &EventTemplate, with_seq: bool) -> usize {
-        let len = ev.len_with_seq(with_seq.then_some(self.seq + 1));
-        len + wsframe::header_len(len)
-    }
-
     /// Moves tungstenite's pending control frames (pong, close) into the outbox.
     pub fn flush_ws(&mut self) {
         let mut eof = self.peer_eof;

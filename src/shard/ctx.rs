@@ -220,8 +220,8 @@ impl ShardCtx {
     }
 }
 
-/// Queues an event for one connection under the slow-consumer rule (§6.4): past
-/// `max_buffered`, droppable events are skipped (their `seq` still consumed) and anything else
+/// Queues an event for one connection under the slow-consumer rule (§6.4): with more than
+/// `max_buffered` bytes already unsent, droppable events are skipped (their `seq` still consumed) and anything else
 /// closes the connection 1008 "slow consumer" (dropped 1 s later if the close cannot flush).
 pub fn deliver(
     c: &mut Client,
@@ -234,8 +234,9 @@ pub fn deliver(
     if c.end.is_some() {
         return;
     }
-    let len = c.event_frame_len(ev, with_seq);
-    if c.unsent() + len > max_buffered {
+    // As in the original: what is already buffered decides, so one large frame to an idle
+    // connection is always sent.
+    if c.unsent() > max_buffered {
         if drop_ok {
             if with_seq {
                 c.seq += 1;

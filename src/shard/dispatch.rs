@@ -333,7 +333,7 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
         Ok(payload) => res_ok(id, &payload),
         Err(e) => res_err(id, &e),
     };
-    if c.unsent() + bytes.len() > ctx.config.limits.max_buffered_bytes {
+    if c.unsent() > ctx.config.limits.max_buffered_bytes {
         ctx.globals.slow_closes.fetch_add(1, Ordering::Relaxed);
         c.close(close::POLICY, "slow consumer");
         c.end_deadline_ms = Some(now_ms() + 1000);

@@ -1,0 +1,213 @@
+//! Slow consumers (protocol §6.4): a connection that stops reading while broadcasts pile up
+//! past `maxBufferedBytes` has droppable events (`presence`) skipped and is closed 1008
+//! "slow consumer" on the next non-droppable one (`tick`), then dropped after a 1 s grace;
+//! other connections are unaffected and `status.gateway.slowConsumerCloses` counts it.
+
+mod common;
+
+use std::{
+    net::{SocketAddr, TcpStream},
+    os::fd::FromRawFd,
+    time::{Duration, Instant},
+};
+
+use common::{connect_params, params_for, Client, Incoming, Server};
+use serde_json::json;
+
+/// A TCP connection whose receive buffer is tiny, so the kernel holds little of what the
+/// server sends and the server's own outbox fills quickly.
+fn small_rcvbuf_stream(addr: SocketAddr) -> TcpStream {
+    let SocketAddr::V4(a) = addr else {
+        panic!("IPv4 expected")
+    };
+    // SAFETY: plain socket syscalls on a descriptor we own; it is handed to TcpStream (which
+    // closes it) only after a successful connect, and closed by hand otherwise.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket()");
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            panic!("connect: {e}");
+        }
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+fn slow_closes(c: &mut Client) -> u64 {
+    let s = c.call("status", None);
+    s["gateway"]["slowConsumerCloses"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no gateway.slowConsumerCloses in {s}"))
+}
+
+#[test]
+fn stalled_reader_is_closed_and_others_carry_on() {
+    let server = Server::opts()
+        .limits(json!({"maxBufferedBytes": 65536, "tickIntervalMs": 100}))
+        .start();
+    let mut driver = Client::connect(&server);
+    driver.keep_events = false;
+    assert_eq!(driver.hello["policy"]["maxBufferedBytes"], 65536);
+    assert_eq!(slow_closes(&mut driver), 0);
+
+    // The slow one: an admin (receives presence and ticks) that never reads after hello-ok.
+    let slow = Client::connect_on(small_rcvbuf_stream(server.addr), &server, &connect_params());
+    // A healthy, scope-less client: gets ticks only, and reads them at the end.
+    let mut healthy = Client::connect_with(&server, &params_for("cli", "probe", &[]));
+
+    let big = "x".repeat(8000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0u64;
+    loop {
+        i += 1;
+        // Same presence key each time, so every presence event stays well under the limit;
+        // "Node:" texts are not queued as system events, so `status` stays small too.
+        driver.call(
+            "system-event",
+            Some(json!({"text": format!("Node: {big} {i}"), "host": "slow-test"})),
+        );
+        driver.call(
+            "system-event",
+            Some(json!({"text": format!("Node: small {i}"), "host": "slow-test"})),
+        );
+        if i % 10 == 0 && slow_closes(&mut driver) >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slow-consumer close after {i} rounds; status {}",
+            driver.call("status", None)
+        );
+    }
+
+    // The stalled client: whatever it reads, it ends with the slow-consumer close frame or, if
+    // that could not be flushed within the grace, with the connection dropped.
+    let mut slow = slow;
+    let read_deadline = Instant::now() + Duration::from_secs(15);
+    let mut frames = 0usize;
+    let end = loop {
+        let left = read_deadline.saturating_duration_since(Instant::now());
+        match common::recv(&mut slow.ws, left) {
+            Incoming::Json(v) => {
+                assert_eq!(v["type"], "event", "{v}");
+                frames += 1;
+            }
+            Incoming::Timeout => panic!("the slow consumer was never closed ({frames} frames)"),
+            other => break other,
+        }
+    };
+    match &end {
+        Incoming::Close(code, reason) => {
+            assert_eq!((*code, reason.as_str()), (1008, "slow consumer"))
+        }
+        Incoming::Gone(_) => {}
+        other => panic!("unexpected end of the slow consumer: {other:?}"),
+    }
+
+    // Everyone else is fine.
+    let h = healthy.call("health", None);
+    assert_eq!(h["ok"], true);
+    assert!(
+        healthy.events.iter().all(|e| e["event"] == "tick"),
+        "scope-less client got {:?}",
+        healthy.events
+    );
+    driver.call("system-presence", None);
+    assert!(slow_closes(&mut driver) >= 1);
+    let status = driver.call("status", None);
+    assert!(
+        status["gateway"]["droppedEvents"].as_u64().is_some(),
+        "{status}"
+    );
+}
+
+// The original measures the bytes *already* buffered for a connection (`bufferedAmount`)
+// before a send (§6.4): an idle connection with nothing buffered is never a slow consumer,
+// however large the one frame being sent. The two tests below pin that: a frame larger than
+// `maxBufferedBytes` reaches an idle, reading client.
+
+/// A presence entry whose text alone is larger than the 64 KiB limit configured below.
+fn oversized_entry(driver: &mut Client) {
+    let text = format!("Node: {}", "z".repeat(70_000));
+    driver.call(
+        "system-event",
+        Some(json!({"text": text, "host": "oversized"})),
+    );
+}
+
+#[test]
+fn oversized_response_to_an_idle_client_is_sent() {
+    let server = Server::opts()
+        .limits(json!({"maxBufferedBytes": 65536}))
+        .start();
+    let mut driver = Client::connect(&server);
+    oversized_entry(&mut driver);
+    // A fresh, idle client asks for the list (> 64 KiB): it must get it, not a close.
+    let mut reader = Client::connect(&server);
+    let id = reader.send_request("system-presence", None);
+    match common::recv(&mut reader.ws, Duration::from_secs(3)) {
+        Incoming::Json(v) => {
+            assert_eq!(v["id"], id.as_str(), "{}", &v.to_string()[..200]);
+            assert_eq!(v["ok"], true);
+            assert!(v["payload"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["host"] == "oversized"));
+        }
+        other => panic!(
+            "idle client asking for a response larger than maxBufferedBytes got {other:?} \
+             instead of the response"
+        ),
+    }
+}
+
+#[test]
+fn oversized_droppable_event_reaches_an_idle_client() {
+    let server = Server::opts()
+        .limits(json!({"maxBufferedBytes": 65536}))
+        .start();
+    let mut watcher = Client::connect(&server);
+    let mut driver = Client::connect(&server);
+    oversized_entry(&mut driver);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match common::recv(&mut watcher.ws, left) {
+            Incoming::Json(v) if v["event"] == "presence" => {
+                let list = v["payload"]["presence"].as_array().unwrap();
+                if list.iter().any(|e| e["host"] == "oversized") {
+                    assert_eq!(v["seq"], 1, "first event on this connection");
+                    return;
+                }
+            }
+            Incoming::Json(_) => {}
+            other => panic!(
+                "an idle watcher did not receive a presence event larger than \
+                 maxBufferedBytes (it was dropped as if the client were slow): {other:?}"
+            ),
+        }
+    }
+}
