@@ -1,13 +1,14 @@
 # ringgate — build, run, test.
 #   make run    build and start a gateway on 127.0.0.1:18789 with embedded defaults
 #   make test   all tests (unit, integration, conformance with the real OpenClaw client)
+#   make compare  benchmark against the original OpenClaw gateway (BENCHMARKS.md)
 
 SHARED ?= ../shared
 OPENCLAW_CLIENT_DIR ?= $(CURDIR)/target/openclaw-client
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint bench openclaw-client clean
+.PHONY: all build run test unit lint bench openclaw-client clean compare
 
 all: build
 
@@ -36,6 +37,10 @@ lint:
 
 bench:
 	$(CARGO) bench --bench hot_paths
+
+# Side-by-side with the original Node gateway and a bare echo server (see BENCHMARKS.md).
+compare: build
+	SHARED=$(SHARED) BIN=$(CURDIR)/target/release bash tools/compare.sh
 
 clean:
 	$(CARGO) clean

@@ -15,7 +15,7 @@ use std::{
 use atomic_waker::AtomicWaker;
 use crossbeam::queue::ArrayQueue;
 
-use crate::{proto::frame::EventTemplate, state::presence::Delta};
+use crate::{proto::frame::EventTemplate, state::presence::Delta, store::DeviceDelta};
 
 /// Messages between shards.
 #[derive(Debug, Clone)]
@@ -25,8 +25,12 @@ pub enum BusMsg {
     /// Apply a presence change to this shard's replica, then fan out the event (if any).
     Presence {
         delta: Delta,
+        /// `stateVersion.presence` of this change.
+        version: u64,
         event: Option<Arc<EventTemplate>>,
     },
+    /// A paired-device change from the storage thread (already durable).
+    Device(DeviceDelta),
     /// Record a queued system event (`wake` text).
     SystemEvent(String),
     /// Send `shutdown` to every client, close them 1012 and stop.

@@ -118,6 +118,8 @@ pub struct Config {
     pub limits: Limits,
     /// The file the config came from, if any.
     pub config_path: Option<PathBuf>,
+    /// Silently approve pairing of local (loopback) devices (`gateway.nodes.pairing.autoApproveLocal`).
+    pub auto_approve_local: bool,
 }
 
 impl Default for Config {
@@ -132,6 +134,7 @@ impl Default for Config {
             state_dir: default_state_dir(),
             limits: Limits::default(),
             config_path: None,
+            auto_approve_local: true,
         }
     }
 }
@@ -232,7 +235,9 @@ impl Config {
         for (k, v, key) in fields(root, "", &["gateway", "ringgate"])? {
             match k {
                 "gateway" => {
-                    for (k, v, key) in fields(v, &key, &["port", "bind", "auth", "controlUi"])? {
+                    for (k, v, key) in
+                        fields(v, &key, &["port", "bind", "auth", "controlUi", "nodes"])?
+                    {
                         match k {
                             "port" => self.port = as_u64(&key, v, 0, 65535)? as u16,
                             "bind" => self.bind = parse_bind(&key, as_str(&key, v)?)?,
@@ -244,6 +249,15 @@ impl Config {
                                         "mode" => auth_mode = Some(s),
                                         "token" => token = Some(s),
                                         _ => password = Some(s),
+                                    }
+                                }
+                            }
+                            "nodes" => {
+                                for (_, v, key) in fields(v, &key, &["pairing"])? {
+                                    for (_, v, key) in fields(v, &key, &["autoApproveLocal"])? {
+                                        self.auto_approve_local = v.as_bool().ok_or_else(|| {
+                                            invalid(&key, "must be true or false")
+                                        })?;
                                     }
                                 }
                             }

@@ -18,6 +18,8 @@
 //! * [`auth`]: shared secret, device proof, failure messages, the per-IP failure limiter.
 //! * [`methods`]: the method layer, one module per family.
 //! * [`state`]: replicated global state (presence) and the process-wide counters.
+//! * [`pairing`] and [`store`]: device pairing decisions (pure) and the storage thread that
+//!   owns the SQLite database and the authoritative pairing state; shards hold replicas.
 //!
 //! ## The three gates
 //!
@@ -29,6 +31,8 @@ pub mod auth;
 pub mod bus;
 pub mod config;
 pub mod methods;
+pub mod pairing;
 pub mod proto;
 pub mod shard;
 pub mod state;
+pub mod store;

@@ -334,18 +334,30 @@ fn device_id_mismatch() {
 
 #[test]
 fn valid_signature_from_unpaired_device_requires_pairing() {
-    let server = Server::start();
+    // With local silent approval off, an unpaired device gets NOT_PAIRED with a request id.
+    let server = Server::opts()
+        .config(r#"{gateway: {nodes: {pairing: {autoApproveLocal: false}}}}"#)
+        .start();
     let (mut ws, p) = signed(&server, |n, ts| (n.to_owned(), ts));
     let first = send_connect(&mut ws, &p);
     let msg = "pairing required: device is not approved yet";
-    let err = expect_rejection(&mut ws, first, 1008, msg);
+    let res = match first {
+        common::Incoming::Json(v) => v,
+        other => panic!("expected an error response, got {other:?}"),
+    };
+    let err = &res["error"];
     assert_eq!(err["code"], "NOT_PAIRED", "{err}");
     assert_eq!(err["message"], msg);
     let d = &err["details"];
     assert_eq!(d["code"], "PAIRING_REQUIRED", "{err}");
+    assert_eq!(d["reason"], "not-paired", "{err}");
     assert_eq!(d["deviceId"], p["device"]["id"], "{err}");
     assert_eq!(d["requestedRole"], "operator", "{err}");
     assert_eq!(d["requestedScopes"], json!(["operator.admin"]), "{err}");
+    let request_id = d["requestId"].as_str().expect("requestId").to_owned();
+    let (code, reason) = common::expect_close(&mut ws, READ_TIMEOUT);
+    assert_eq!(code, 1008);
+    assert_eq!(reason, format!("{msg} (requestId: {request_id})"));
 }
 
 #[test]

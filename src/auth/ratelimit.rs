@@ -81,7 +81,8 @@ impl AuthLimiter {
             e.locked_until > now_ms || e.failures.iter().any(|&t| now_ms - t < WINDOW_MS)
         });
         if self.by_ip.len() >= MAX_TRACKED {
-            self.by_ip.clear();
+            // Still full of live failures: forget unlocked addresses, never lockouts.
+            self.by_ip.retain(|_, e| e.locked_until > now_ms);
         }
     }
 }

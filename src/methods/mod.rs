@@ -3,6 +3,7 @@
 //! connection is borrowed while it is served); they return [`Effect`]s that the shard applies
 //! once the borrow ends, so the caller receives its own events too.
 
+pub mod devices;
 pub mod system;
 
 use serde_json::Value;
@@ -10,7 +11,8 @@ use serde_json::Value;
 use crate::{
     proto::{errors::ErrorShape, frame::EventTemplate, schema::Schemas},
     shard::{client::Session, ctx::ShardCtx},
-    state::presence::Entry,
+    state::presence::{Delta, Entry},
+    store::{Op, OpResult},
 };
 
 /// Every method ringgate implements (advertised in `hello-ok.features.methods`).
@@ -22,6 +24,13 @@ pub const METHODS: &[&str] = &[
     "last-heartbeat",
     "set-heartbeats",
     "wake",
+    "device.pair.list",
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.pair.rename",
+    "device.token.rotate",
+    "device.token.revoke",
 ];
 
 /// Every event ringgate emits (`hello-ok.features.events`).
@@ -38,6 +47,8 @@ pub const EVENTS: &[&str] = &[
 pub enum Effect {
     /// Upsert a presence entry and broadcast `presence` on every shard.
     Presence { key: String, fields: Entry },
+    /// Announce a presence change already applied to this shard's replica.
+    PresencePublish { delta: Delta, version: u64 },
     /// Broadcast an event on every shard.
     Broadcast(EventTemplate),
     /// Record a queued system event on every shard.
@@ -54,16 +65,34 @@ pub struct Call<'a> {
 
 pub type Reply = Result<Value, ErrorShape>;
 
+/// Turns the storage thread's result into the reply, on the caller's shard.
+pub type Finish = Box<dyn FnOnce(OpResult, &ShardCtx) -> Reply>;
+
+/// A reply that waits for the storage thread.
+pub struct Deferred {
+    pub op: Op,
+    pub finish: Finish,
+}
+
+/// What a handler produced.
+pub enum Outcome {
+    Reply(Reply),
+    Deferred(Box<Deferred>),
+}
+
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
-pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Reply> {
+pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Outcome> {
     if !METHODS.contains(&call.method) {
         return None;
     }
     if let Err(e) = Schemas::get().check_params(call.method, call.params) {
-        return Some(Err(ErrorShape::invalid(format!(
+        return Some(Outcome::Reply(Err(ErrorShape::invalid(format!(
             "invalid {} params: {e}",
             call.method
-        ))));
+        )))));
     }
-    Some(system::handle(ctx, call, effects))
+    if call.method.starts_with("device.") {
+        return Some(devices::handle(ctx, call));
+    }
+    Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

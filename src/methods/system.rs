@@ -47,6 +47,7 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
         "uptimeMs": g.uptime_ms(),
         "slowConsumerCloses": g.slow_closes.load(Ordering::Relaxed),
         "droppedEvents": g.dropped_events.load(Ordering::Relaxed),
+        "logsSuppressed": g.logs_suppressed.load(Ordering::Relaxed),
     });
     if admin {
         gateway["stateDir"] = json!(ctx.config.state_dir.display().to_string());

@@ -11,10 +11,13 @@ use super::{
     errors::{close, code, truncate_reason, ErrorShape},
     scopes::Role,
 };
-use crate::auth::{
-    device::{self, DeviceProof, SignedFields, VerifiedDevice},
-    messages::{failure_details, failure_message, ClientKind},
-    secret::{self, AuthMode, SecretCheck},
+use crate::{
+    auth::{
+        device::{self, DeviceProof, SignedFields, VerifiedDevice},
+        messages::{failure_details, failure_message, ClientKind},
+        secret::{self, AuthMode, SecretCheck},
+    },
+    pairing::{self, PairedDevice, TokenRefusal},
 };
 
 pub const PROTOCOL_VERSION: u64 = 4;
@@ -42,6 +45,8 @@ pub struct ConnectInput<'a> {
     pub peer: Peer<'a>,
     pub auth: &'a AuthMode,
     pub allowed_origins: &'a [String],
+    /// The paired-device replica row for `device.id`, if any (for device-token auth).
+    pub paired: Option<&'a PairedDevice>,
 }
 
 /// Client metadata kept for presence and logs.
@@ -329,27 +334,38 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
             )
         })?;
 
-    // Step 9: credentials (device tokens arrive with the pairing store).
-    if let SecretCheck::Failed(reason) = secret_result {
-        return Err(auth_failed(reason));
-    }
+    // Step 9: credentials: the shared secret, else a device token (the explicit
+    // `auth.deviceToken`, else `auth.token` as a fallback) checked against the paired device.
+    let method = match secret_result {
+        SecretCheck::Ok(m) => m,
+        SecretCheck::Failed(reason) => {
+            let explicit = auth.and_then(|a| s(a, "deviceToken"));
+            let scopes: Vec<String> = requested_scopes.iter().map(|s| s.to_string()).collect();
+            let pk = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                verified.public_key,
+            );
+            match explicit.or(token) {
+                Some(t) => {
+                    match pairing::verify_token(input.paired, &pk, role.as_str(), t, &scopes) {
+                        Ok(()) => "device-token",
+                        Err(refusal) if explicit.is_some() => {
+                            return Err(auth_failed(match refusal {
+                                TokenRefusal::Mismatch => "device_token_mismatch",
+                                TokenRefusal::Scope => "scope_mismatch",
+                            }))
+                        }
+                        Err(_) => return Err(auth_failed(reason)),
+                    }
+                }
+                None => return Err(auth_failed(reason)),
+            }
+        }
+    };
 
-    // Step 10: pairing. No device is paired until the pairing store exists, so a valid
-    // proof is answered with the original's not-paired result.
-    let message = "pairing required: device is not approved yet";
-    Err(Rejected {
-        close_reason: truncate_reason(message),
-        error: ErrorShape::new(code::NOT_PAIRED, message).with_details(json!({
-            "code": "PAIRING_REQUIRED",
-            "reason": "not-paired",
-            "remediationHint": "approve this device with `openclaw devices approve` on the gateway host",
-            "deviceId": verified.device_id,
-            "requestedRole": role.as_str(),
-            "requestedScopes": requested_scopes,
-        })),
-        close_code: close::POLICY,
-        auth_failure: false,
-    })
+    // Step 10 (pairing) needs the store: the caller decides with `crate::pairing`.
+    let scopes = cap_scopes(&requested_scopes, input.peer.scopes_header);
+    Ok(accepted(role, scopes, method, client, p, Some(verified)))
 }
 
 /// Applies the `x-openclaw-scopes` cap: present-but-empty ⇒ no scopes.
@@ -439,6 +455,7 @@ mod tests {
             },
             auth,
             allowed_origins: &[],
+            paired: None,
         })
     }
 
@@ -558,6 +575,7 @@ mod tests {
                 },
                 auth: &tok(),
                 allowed_origins: allowed,
+                paired: None,
             })
         };
         assert!(run_origin("http://127.0.0.1:18789", "127.0.0.1:18789", LOOPBACK, &[]).is_ok());
@@ -584,7 +602,7 @@ mod tests {
     }
 
     #[test]
-    fn device_proof_then_not_paired() {
+    fn device_proof_is_verified_before_pairing() {
         let key = SigningKey::from_bytes(&[3u8; 32]);
         let raw = key.verifying_key().to_bytes();
         let id = device::device_id(&raw);
@@ -593,11 +611,20 @@ mod tests {
         let sig = URL_SAFE_NO_PAD.encode(key.sign(msg.as_bytes()).to_bytes());
         p["device"] = json!({"id": id, "publicKey": URL_SAFE_NO_PAD.encode(raw), "signature": sig,
                              "signedAt": 1_000_000u64, "nonce": "nonce"});
-        let r = run(&p, LOOPBACK, &tok()).unwrap_err();
-        assert_eq!(r.error.code, "NOT_PAIRED");
+        let a = run(&p, LOOPBACK, &tok()).unwrap();
+        assert_eq!(a.device.as_ref().unwrap().device_id, id);
+        assert_eq!(
+            a.scopes,
+            vec!["operator.read"],
+            "device connections keep their scopes"
+        );
+        // The token is part of the signed payload: changing it breaks the signature.
+        let mut wrong = p.clone();
+        wrong["auth"]["token"] = json!("wrong");
+        let r = run(&wrong, LOOPBACK, &tok()).unwrap_err();
         assert_eq!(
             r.error.details.as_ref().unwrap()["code"],
-            "PAIRING_REQUIRED"
+            "DEVICE_AUTH_SIGNATURE_INVALID"
         );
         // A forged signature is reported before pairing.
         p["device"]["signature"] = json!(URL_SAFE_NO_PAD.encode([0u8; 64]));

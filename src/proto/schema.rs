@@ -115,7 +115,39 @@ fn method_schemas() -> Vec<(&'static str, Value)> {
     let ne = non_empty();
     let s = json!({"type": "string"});
     let strs = json!({"type": "array", "items": {"type": "string"}});
+    let strs_ne = json!({"type": "array", "items": non_empty()});
     vec![
+        ("device.pair.list", closed(json!({}), &[])),
+        (
+            "device.pair.approve",
+            closed(json!({"requestId": ne}), &["requestId"]),
+        ),
+        (
+            "device.pair.reject",
+            closed(json!({"requestId": ne}), &["requestId"]),
+        ),
+        (
+            "device.pair.remove",
+            closed(json!({"deviceId": ne}), &["deviceId"]),
+        ),
+        (
+            "device.pair.rename",
+            closed(
+                json!({"deviceId": ne, "label": {"type": "string", "minLength": 1, "maxLength": 64}}),
+                &["deviceId", "label"],
+            ),
+        ),
+        (
+            "device.token.rotate",
+            closed(
+                json!({"deviceId": ne, "role": ne, "scopes": strs_ne}),
+                &["deviceId", "role"],
+            ),
+        ),
+        (
+            "device.token.revoke",
+            closed(json!({"deviceId": ne, "role": ne}), &["deviceId", "role"]),
+        ),
         (
             "wake",
             json!({

@@ -23,6 +23,10 @@ use crate::proto::{
     wsframe,
 };
 
+/// How long a queued close frame may take to flush before the socket is dropped
+/// (`WEBSOCKET_CLOSE_GRACE_MS`).
+pub const CLOSE_GRACE_MS: u64 = 1000;
+
 /// tungstenite's read chunk: small, so an idle connection holds little. Large frames are read
 /// in several chunks.
 pub const READ_CHUNK: usize = 2048;
@@ -39,6 +43,8 @@ pub struct Session {
     /// Presence key when this client is presence-tracked.
     pub presence_key: Option<String>,
     pub device_id: Option<String>,
+    /// `hello-ok.auth.method`.
+    pub auth_method: &'static str,
 }
 
 /// Where the connection is in its life.
@@ -48,6 +54,8 @@ pub enum Phase {
     AwaitingConnect { nonce: String, opened_ms: u64 },
     /// Rejected: the error is being delayed (loopback auth-failure backoff), then closed.
     Rejecting,
+    /// Waiting for the storage thread (pairing, device token).
+    Pairing,
     /// `hello-ok` sent; [`Client::session`] is set.
     Open,
     /// A close frame was queued (or the socket is being dropped).
@@ -182,6 +190,15 @@ impl Client {
         }
     }
 
+    /// Is more than `cap` still unsent after trying the socket once? (The slow-consumer test:
+    /// what this turn queued may not have been offered to the socket yet.)
+    pub fn over(&mut self, cap: usize) -> bool {
+        if self.unsent() > cap && self.fd >= 0 {
+            let _ = self.flush_socket();
+        }
+        self.unsent() > cap
+    }
+
     /// Bytes queued and not yet written to the socket.
     pub fn unsent(&self) -> usize {
         self.out.len() - self.out_pos
@@ -253,6 +270,7 @@ impl Client {
         let _ = self.ws.close(&mut io, Some(frame));
         self.phase = Phase::Closing;
         self.end = Some(End::AfterFlush);
+        self.end_deadline_ms = Some(crate::state::now_ms() + CLOSE_GRACE_MS);
         self.signal();
     }
 

@@ -18,15 +18,19 @@ use serde_json::json;
 use tungstenite::{error::ProtocolError, Error as WsError, Message};
 
 use super::{
-    client::{Client, End, Io, Phase},
+    client::{Client, End, Io, Phase, CLOSE_GRACE_MS},
     ctx::{ClientRef, ShardCtx},
-    dispatch::{self, presence_disconnect, UpgradeInfo},
+    dispatch::{self, presence_disconnect, PendingConnect, UpgradeInfo},
     http::{self, Request},
 };
 use crate::{
-    methods::Effect,
-    proto::{errors::close, frame::EventTemplate},
+    methods::{Deferred, Effect},
+    proto::{
+        errors::close,
+        frame::{res_err, res_ok, EventTemplate},
+    },
     state::now_ms,
+    store::Op,
 };
 
 type Shared = Rc<RefCell<ShardCtx>>;
@@ -111,6 +115,27 @@ async fn read_head(stream: &TcpStream, deadline: Instant) -> Option<(Request, Ve
     }
 }
 
+/// A pre-auth slot released on drop unless handed to the client record.
+struct PreauthSlot<'a> {
+    globals: &'a crate::state::Globals,
+    ip: IpAddr,
+    held: bool,
+}
+
+impl PreauthSlot<'_> {
+    fn disarm(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for PreauthSlot<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.globals.release_preauth(self.ip);
+        }
+    }
+}
+
 /// Serves one accepted socket until it closes.
 pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
@@ -120,6 +145,21 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         (ctx.config.limits.clone(), ctx.globals.clone())
     };
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+    // The per-IP pre-auth budget counts a socket from accept, so slow request heads count too.
+    if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
+        let r = http::response(
+            "503 Service Unavailable",
+            "text/plain; charset=utf-8",
+            "Too many unauthenticated sockets",
+        );
+        let _ = write_all(&stream, &r, deadline).await;
+        return;
+    }
+    let slot = PreauthSlot {
+        globals: &globals,
+        ip,
+        held: true,
+    };
     let Some((req, leftover)) = read_head(&stream, deadline).await else {
         return;
     };
@@ -146,12 +186,6 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
                     "503 Service Unavailable",
                     "text/plain; charset=utf-8",
                     "Gateway busy: shard send buffers over budget",
-                ))
-            } else if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
-                Some(http::response(
-                    "503 Service Unavailable",
-                    "text/plain; charset=utf-8",
-                    "Too many unauthenticated sockets",
                 ))
             } else {
                 None
@@ -193,9 +227,10 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         .await
         .is_err()
     {
-        globals.release_preauth(ip);
         return;
     }
+    // From here the client record holds the slot (released at hello-ok or on close).
+    slot.disarm();
     let client = {
         let mut ctx = shared.borrow_mut();
         let id = ctx.next_client_id();
@@ -256,13 +291,24 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
         if end == Some(End::AfterFlush) && flushed {
             return;
         }
+        // A signal (new bytes, a close, a termination) must always be seen, also while the
+        // socket is full; writability matters only when bytes are waiting.
         let wait_other = async {
             if flushed {
                 signalled(c).await;
             } else {
-                let _ = stream.writable(false).await;
+                monoio::select! {
+                    _ = stream.writable(false) => {},
+                    _ = signalled(c) => {},
+                }
             }
         };
+        if end.is_some() {
+            // Closing: stop reading (unread input would keep readiness firing); the close
+            // deadline set by `Client::close` bounds how long the flush may take.
+            wait_other.await;
+            continue;
+        }
         monoio::select! {
             r = &mut readable => {
                 readable = Box::pin(stream.readable(false));
@@ -278,91 +324,202 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
     }
 }
 
-/// Reads and handles every complete message available; false when the socket is done.
-async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool {
-    let mut effects: Vec<Effect> = Vec::new();
-    let mut rejection = None;
-    let mut alive = true;
-    {
-        let mut cb = c.borrow_mut();
-        let mut ctx = shared.borrow_mut();
-        let cl = &mut *cb;
-        loop {
-            if cl.end.is_some() {
+/// Unsent bytes a connection may accumulate before `hello-ok`.
+const PREAUTH_OUTBOX_CAP: usize = 64 * 1024;
+
+/// Messages handled per turn before yielding to the shard's other tasks.
+const MESSAGES_PER_TURN: usize = 64;
+
+/// Yields once to the executor.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A delayed connect rejection: the `res` frame, close code and reason.
+type Rejection = (Vec<u8>, u16, String);
+
+/// What one pass over the available messages left to do.
+#[derive(Default)]
+struct Pass {
+    effects: Vec<Effect>,
+    rejection: Option<(u64, Rejection)>,
+    connect: Option<PendingConnect>,
+    deferred: Vec<(String, Box<Deferred>)>,
+    /// The turn budget ran out with messages possibly still buffered.
+    more: bool,
+}
+
+/// Handles up to [`MESSAGES_PER_TURN`] complete messages.
+fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
+    let mut pass = Pass::default();
+    let mut cb = c.borrow_mut();
+    let mut ctx = shared.borrow_mut();
+    let cl = &mut *cb;
+    let mut handled = 0;
+    loop {
+        if cl.end.is_some() {
+            break;
+        }
+        if handled == MESSAGES_PER_TURN {
+            pass.more = true;
+            break;
+        }
+        // The bandwidth gate also covers what a client makes us write by sending (responses,
+        // errors, pongs): past the cap it is a slow consumer. Before hello the cap is small.
+        let cap = if matches!(cl.phase, Phase::Open) {
+            ctx.config.limits.max_buffered_bytes
+        } else {
+            PREAUTH_OUTBOX_CAP
+        };
+        if cl.over(cap) {
+            ctx.globals
+                .slow_closes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            cl.close(close::POLICY, "slow consumer");
+            break;
+        }
+        let mut io = Io {
+            fd: cl.fd,
+            out: &mut cl.out,
+            eof: &mut cl.peer_eof,
+        };
+        let msg = cl.ws.read(&mut io);
+        let text = match msg {
+            Ok(Message::Text(t)) => Some(tungstenite::Bytes::from(t)),
+            Ok(Message::Binary(b)) => Some(b),
+            Ok(Message::Pong(_)) => {
+                cl.awaiting_pong = false;
+                None
+            }
+            Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => None,
+            Ok(Message::Close(_)) => {
+                // tungstenite queued the reply close frame.
+                cl.phase = Phase::Closing;
+                cl.end = Some(End::AfterFlush);
+                None
+            }
+            Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(WsError::Capacity(_)) => {
+                let reason = if matches!(cl.phase, Phase::Open) {
+                    "payload too large"
+                } else {
+                    "preauth payload too large"
+                };
+                cl.close(close::TOO_BIG, reason);
+                None
+            }
+            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
+                // EOF without a close frame: flush what we owe, then close.
+                cl.end = Some(End::AfterFlush);
+                cl.end_deadline_ms = Some(now_ms() + CLOSE_GRACE_MS);
+                None
+            }
+            Err(WsError::Protocol(p)) => {
+                tracing::debug!(conn = %cl.conn_id, error = %p, "websocket protocol error");
+                cl.close(close::PROTOCOL, "protocol error");
+                None
+            }
+            Err(WsError::Utf8(_)) => {
+                cl.close(1007, "invalid utf-8");
+                None
+            }
+            Err(_) => {
+                cl.end = Some(End::Now);
+                None
+            }
+        };
+        if let Some(text) = text {
+            handled += 1;
+            let after = dispatch::on_text(&mut ctx, cl, info, &text);
+            pass.effects.extend(after.effects);
+            pass.deferred.extend(after.deferred);
+            if after.rejection.is_some() {
+                pass.rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
                 break;
             }
-            let mut io = Io {
-                fd: cl.fd,
-                out: &mut cl.out,
-                eof: &mut cl.peer_eof,
-            };
-            let msg = cl.ws.read(&mut io);
-            match msg {
-                Ok(Message::Text(t)) => {
-                    let after = dispatch::on_text(&mut ctx, cl, info, t.as_bytes());
-                    effects.extend(after.effects);
-                    if after.rejection.is_some() {
-                        rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
-                        break;
-                    }
-                }
-                Ok(Message::Binary(b)) => {
-                    let after = dispatch::on_text(&mut ctx, cl, info, &b);
-                    effects.extend(after.effects);
-                    if after.rejection.is_some() {
-                        rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
-                        break;
-                    }
-                }
-                Ok(Message::Pong(_)) => cl.awaiting_pong = false,
-                Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => {}
-                Ok(Message::Close(_)) => {
-                    // tungstenite queued the reply close frame.
-                    cl.phase = Phase::Closing;
-                    cl.end = Some(End::AfterFlush);
-                }
-                Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(WsError::Capacity(_)) => {
-                    let reason = if matches!(cl.phase, Phase::Open) {
-                        "payload too large"
-                    } else {
-                        "preauth payload too large"
-                    };
-                    cl.close(close::TOO_BIG, reason);
-                }
-                Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
-                    cl.end = Some(End::Now);
-                }
-                Err(WsError::Protocol(p)) => {
-                    tracing::debug!(conn = %cl.conn_id, error = %p, "websocket protocol error");
-                    cl.close(close::PROTOCOL, "protocol error");
-                }
-                Err(WsError::Utf8(_)) => cl.close(1007, "invalid utf-8"),
-                Err(_) => cl.end = Some(End::Now),
-            }
-            if cl.peer_eof && cl.end.is_none() {
-                cl.end = Some(End::Now);
+            if after.connect.is_some() {
+                // Later frames wait in tungstenite's buffer until the connect is decided.
+                pass.connect = after.connect;
+                pass.more = true;
+                break;
             }
         }
-        cl.flush_ws();
-        if cl.end == Some(End::Now) {
-            alive = false;
+        if cl.peer_eof && cl.end.is_none() {
+            // The peer finished sending: flush what we owe it, then close.
+            cl.end = Some(End::AfterFlush);
+            cl.end_deadline_ms = Some(now_ms() + CLOSE_GRACE_MS);
         }
     }
-    if !effects.is_empty() {
-        dispatch::apply(&mut shared.borrow_mut(), effects);
-    }
-    if let Some((delay, (frame, code, reason))) = rejection {
-        monoio::time::sleep(Duration::from_millis(delay)).await;
-        let mut cb = c.borrow_mut();
-        cb.push_text(&frame);
-        cb.phase = Phase::AwaitingConnect {
-            nonce: String::new(),
-            opened_ms: 0,
+    cl.flush_ws();
+    pass
+}
+
+/// Runs a deferred reply on its own task so the connection keeps reading meanwhile.
+fn spawn_deferred(shared: &Shared, c: &ClientRef, id: String, d: Box<Deferred>) {
+    let store = shared.borrow().store.clone();
+    let (shared, c) = (shared.clone(), c.clone());
+    monoio::spawn(async move {
+        let r = store.call(d.op).await;
+        let reply = (d.finish)(r, &shared.borrow());
+        let bytes = match reply {
+            Ok(payload) => res_ok(&id, &payload),
+            Err(e) => res_err(&id, &e),
         };
-        cb.close(code, &reason);
+        let mut cb = c.borrow_mut();
+        if cb.end.is_none() {
+            cb.push_text(&bytes);
+        }
+    });
+}
+
+/// Reads and handles every complete message available; false when the socket is done.
+async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool {
+    loop {
+        let mut pass = read_pass(shared, c, info);
+        if !pass.effects.is_empty() {
+            dispatch::apply(&mut shared.borrow_mut(), std::mem::take(&mut pass.effects));
+        }
+        for (id, d) in pass.deferred.drain(..) {
+            spawn_deferred(shared, c, id, d);
+        }
+        if let Some((delay, (frame, code, reason))) = pass.rejection {
+            monoio::time::sleep(Duration::from_millis(delay)).await;
+            let mut cb = c.borrow_mut();
+            if cb.end.is_none() {
+                cb.push_text(&frame);
+                cb.close(code, &reason);
+            }
+            return true;
+        }
+        if let Some(mut pc) = pass.connect {
+            let store = shared.borrow().store.clone();
+            let op = std::mem::replace(&mut pc.op, Op::List);
+            let r = store.call(op).await;
+            let effects = {
+                let mut ctx = shared.borrow_mut();
+                let mut cb = c.borrow_mut();
+                dispatch::finish_connect(&mut ctx, &mut cb, pc, r)
+            };
+            dispatch::apply(&mut shared.borrow_mut(), effects);
+        }
+        if c.borrow().end == Some(End::Now) {
+            return false;
+        }
+        if !pass.more {
+            return true;
+        }
+        yield_now().await;
     }
-    alive
 }
 
 /// Ends a connection: lingering close (so the peer reads our close frame rather than a reset),
@@ -378,6 +535,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
         loop {
             match recv(fd, &mut sink) {
                 Ok(0) => break,
+                Ok(_) if Instant::now() >= deadline => break,
                 Ok(_) => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     let left = deadline.saturating_duration_since(Instant::now());

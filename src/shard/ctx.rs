@@ -15,6 +15,7 @@ use crate::{
     auth::ratelimit::AuthLimiter,
     bus::{BusMsg, Sender},
     config::Config,
+    pairing::PairedDevice,
     proto::{
         errors::close,
         events::{audience, droppable, may_receive},
@@ -25,6 +26,7 @@ use crate::{
         presence::{Delta, Entry, Presence},
         Globals,
     },
+    store::{DeviceDelta, Store},
 };
 
 /// System events queued by `wake`, kept for `status` (bounded).
@@ -50,6 +52,12 @@ pub struct ShardCtx {
     pub shutting_down: bool,
     /// Name of the io driver this shard runs on.
     pub driver: &'static str,
+    /// Highest `stateVersion.presence` announced on this shard.
+    pub presence_seen: u64,
+    /// The storage thread.
+    pub store: Store,
+    /// Replica of the paired devices, kept current by deltas from the storage thread.
+    pub devices: HashMap<String, Arc<PairedDevice>>,
 }
 
 impl ShardCtx {
@@ -59,6 +67,8 @@ impl ShardCtx {
         globals: Arc<Globals>,
         sender: Sender,
         driver: &'static str,
+        store: Store,
+        devices: &[Arc<PairedDevice>],
     ) -> Self {
         let presence = Presence::new(globals.self_presence());
         ShardCtx {
@@ -76,6 +86,12 @@ impl ShardCtx {
             buffered_total: 0,
             shutting_down: false,
             driver,
+            presence_seen: 0,
+            store,
+            devices: devices
+                .iter()
+                .map(|d| (d.device_id.clone(), d.clone()))
+                .collect(),
         }
     }
 
@@ -112,9 +128,9 @@ impl ShardCtx {
         self.sender.to_others(BusMsg::Broadcast(ev));
     }
 
-    /// Applies a presence change here, bumps `stateVersion.presence`, and broadcasts the
-    /// `presence` event (to every shard, with the change, so replicas stay in step).
-    pub fn presence_change(&mut self, key: String, fields: Entry) {
+    /// Applies a presence change to this shard's replica and takes the next
+    /// `stateVersion.presence`; [`ShardCtx::presence_publish`] then announces it.
+    pub fn presence_apply(&mut self, key: String, fields: Entry) -> (Delta, u64) {
         let delta = Delta::Upsert {
             key,
             fields,
@@ -122,33 +138,124 @@ impl ShardCtx {
         };
         self.presence.apply(&delta);
         let version = self.globals.presence_version.fetch_add(1, Ordering::AcqRel) + 1;
-        let health = self.globals.health_version.load(Ordering::Acquire);
-        let list = self.presence.list(now_ms());
-        let ev = Arc::new(EventTemplate::new(
-            "presence",
-            &json!({ "presence": list }),
-            Some((version, health)),
-        ));
+        self.presence_seen = self.presence_seen.max(version);
+        (delta, version)
+    }
+
+    /// Encodes the `presence` event once from this replica, fans it out here and sends it with
+    /// the change to every other shard.
+    pub fn presence_publish(&mut self, delta: Delta, version: u64) {
+        let ev = Arc::new(self.presence_event(version));
         self.fanout(&ev);
         self.sender.to_others(BusMsg::Presence {
             delta,
+            version,
             event: Some(ev),
         });
+    }
+
+    /// Applies a presence change and announces it.
+    pub fn presence_change(&mut self, key: String, fields: Entry) {
+        let (delta, version) = self.presence_apply(key, fields);
+        self.presence_publish(delta, version);
+    }
+
+    fn presence_event(&mut self, version: u64) -> EventTemplate {
+        let health = self.globals.health_version.load(Ordering::Acquire);
+        let list = self.presence.list(now_ms());
+        EventTemplate::new(
+            "presence",
+            &json!({ "presence": list }),
+            Some((version, health)),
+        )
     }
 
     /// Handles one message from another shard.
     pub fn on_bus(&mut self, msg: BusMsg) {
         match msg {
             BusMsg::Broadcast(ev) => self.fanout(&ev),
-            BusMsg::Presence { delta, event } => {
+            BusMsg::Presence {
+                delta,
+                version,
+                event,
+            } => {
                 self.presence.apply(&delta);
-                if let Some(ev) = event {
+                if version >= self.presence_seen {
+                    self.presence_seen = version;
+                    if let Some(ev) = event {
+                        self.fanout(&ev);
+                    }
+                } else if event.is_some() {
+                    // A newer change was announced here first: this one's list lacks it, so
+                    // announce this replica's (complete) list under the newest version instead
+                    // of letting clients see the version go backwards.
+                    let ev = self.presence_event(self.presence_seen);
                     self.fanout(&ev);
                 }
             }
             BusMsg::SystemEvent(text) => self.record_system_event(text),
+            BusMsg::Device(delta) => self.on_device_delta(delta),
             BusMsg::Shutdown => self.shutdown(),
         }
+    }
+
+    /// Applies a paired-device change and closes this shard's connections whose credentials it
+    /// voided (device removed, its token for the role revoked or rotated) with 4001.
+    fn on_device_delta(&mut self, delta: DeviceDelta) {
+        let (device_id, voided_roles): (String, Option<Vec<String>>) = match delta {
+            DeviceDelta::Removed(id) => {
+                self.devices.remove(&id);
+                (id, None)
+            }
+            DeviceDelta::Upsert(d) => {
+                let id = d.device_id.clone();
+                let old = self.devices.insert(id.clone(), d.clone());
+                let voided = old
+                    .map(|o| {
+                        o.tokens
+                            .iter()
+                            .filter(|(role, t)| {
+                                t.revoked_at_ms.is_none()
+                                    && d.tokens.get(*role).is_none_or(|n| {
+                                        n.token != t.token || n.revoked_at_ms.is_some()
+                                    })
+                            })
+                            .map(|(role, _)| role.clone())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                if voided.is_empty() {
+                    return;
+                }
+                (id, Some(voided))
+            }
+        };
+        for c in self.clients.values() {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                continue;
+            };
+            let hit = c.session().is_some_and(|s| {
+                s.device_id.as_deref() == Some(device_id.as_str())
+                    && voided_roles
+                        .as_ref()
+                        .is_none_or(|roles| roles.iter().any(|r| r == s.role.as_str()))
+            });
+            if hit {
+                tracing::info!(conn = %c.conn_id, device = %device_id, "device credentials voided: closing");
+                c.close(close::AUTH_CHANGED, "device removed");
+            }
+        }
+    }
+
+    /// Is the device connected (on this shard, or tracked in presence on any shard)?
+    pub fn device_connected(&self, device_id: &str) -> bool {
+        self.presence.device_online(device_id)
+            || self.clients.values().any(|c| {
+                c.try_borrow().is_ok_and(|c| {
+                    c.session()
+                        .is_some_and(|s| s.device_id.as_deref() == Some(device_id))
+                })
+            })
     }
 
     pub fn record_system_event(&mut self, text: String) {
@@ -236,7 +343,7 @@ pub fn deliver(
     }
     // As in the original: what is already buffered decides, so one large frame to an idle
     // connection is always sent.
-    if c.unsent() > max_buffered {
+    if c.over(max_buffered) {
         if drop_ok {
             if with_seq {
                 c.seq += 1;
@@ -244,9 +351,10 @@ pub fn deliver(
             g.dropped_events.fetch_add(1, Ordering::Relaxed);
         } else {
             g.slow_closes.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(conn = %c.conn_id, unsent = c.unsent(), "closing slow consumer");
+            if g.log_allowed() {
+                tracing::warn!(conn = %c.conn_id, unsent = c.unsent(), "closing slow consumer");
+            }
             c.close(close::POLICY, "slow consumer");
-            c.end_deadline_ms = Some(now_ms() + 1000);
         }
         return;
     }

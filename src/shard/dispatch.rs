@@ -1,7 +1,9 @@
 //! What happens to one inbound text frame: the pre-auth rules and the connect gate before
 //! `hello-ok`, then frame check → permission gate → method → response after it.
 
-use std::sync::atomic::Ordering;
+use std::sync::{atomic::Ordering, Arc};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use serde_json::{json, Map, Value};
 
@@ -10,8 +12,10 @@ use super::{
     ctx::ShardCtx,
 };
 use crate::{
+    auth::device::VerifiedDevice,
     auth::ratelimit::Gate,
-    methods::{self, Call, Effect, EVENTS, METHODS},
+    methods::{self, Call, Deferred, Effect, Outcome, EVENTS, METHODS},
+    pairing::{self, Ask, DeviceToken, Locality, PairedDevice, PendingRequest, Reason},
     proto::{
         errors::{close, truncate_reason, ErrorShape},
         frame::{res_err, res_ok},
@@ -20,6 +24,7 @@ use crate::{
         scopes::{authorize, Denied, Role, Scope, ScopeSet},
     },
     state::{now_ms, VERSION},
+    store::{Op, OpResult},
 };
 
 /// More consecutive `unauthorized role` errors than this close the connection.
@@ -33,10 +38,24 @@ pub struct UpgradeInfo {
     pub scopes_header: Option<String>,
 }
 
+/// A connect waiting for the storage thread (pairing or a device token).
+pub struct PendingConnect {
+    pub id: String,
+    pub acc: Accepted,
+    pub op: Op,
+    /// Why pairing was needed (`None`: only a token is being issued).
+    pub reason: Option<Reason>,
+    pub existing: Option<Arc<PairedDevice>>,
+}
+
 /// What the connection task must do after a frame was handled.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct After {
     pub effects: Vec<Effect>,
+    /// Finish the connect once the store answered.
+    pub connect: Option<PendingConnect>,
+    /// Replies (request id, work) that wait for the store.
+    pub deferred: Vec<(String, Box<Deferred>)>,
     /// Delay the queued rejection by this long (loopback auth-failure backoff).
     pub reject_delay_ms: u64,
     pub rejection: Option<(Vec<u8>, u16, String)>,
@@ -48,7 +67,7 @@ pub fn on_text(ctx: &mut ShardCtx, c: &mut Client, up: &UpgradeInfo, text: &[u8]
     match &c.phase {
         Phase::AwaitingConnect { .. } => on_preauth(ctx, c, up, text, &mut after),
         Phase::Open => on_request(ctx, c, text, &mut after),
-        Phase::Rejecting | Phase::Closing => {}
+        Phase::Rejecting | Phase::Pairing | Phase::Closing => {}
     }
     after
 }
@@ -124,16 +143,27 @@ fn on_preauth(
         },
         auth: &ctx.config.auth,
         allowed_origins: &ctx.config.allowed_origins,
+        paired: params
+            .get("device")
+            .and_then(|d| d.get("id"))
+            .and_then(Value::as_str)
+            .and_then(|id| ctx.devices.get(id))
+            .map(|d| &**d),
     };
     match handshake::evaluate(&input) {
         Ok(acc) => {
             if !matches!(ctx.config.auth, crate::auth::secret::AuthMode::None) {
                 ctx.limiter.record_success(c.ip);
             }
-            open(ctx, c, &id, acc, after);
+            match acc.device.clone() {
+                None => open(ctx, c, &id, acc, None, after),
+                Some(dev) => pair_or_open(ctx, c, up, id, acc, dev, after),
+            }
         }
         Err(rej) => {
-            tracing::info!(conn = %c.conn_id, ip = %c.ip, reason = %rej.close_reason, "connect rejected");
+            if ctx.globals.log_allowed() {
+                tracing::info!(conn = %c.conn_id, ip = %c.ip, reason = %rej.close_reason, "connect rejected");
+            }
             let frame = res_err(&id, &rej.error);
             let delay = if rej.auth_failure {
                 ctx.limiter.record_failure(c.ip, now)
@@ -152,8 +182,165 @@ fn on_preauth(
     }
 }
 
+/// Step 10 of the connect gate: a device with a valid proof is either paired as asked (issue or
+/// reuse its token), or needs pairing (silently approved when local, else a pending request
+/// and `NOT_PAIRED`). Anything that writes goes to the storage thread.
+fn pair_or_open(
+    ctx: &mut ShardCtx,
+    c: &mut Client,
+    up: &UpgradeInfo,
+    id: String,
+    acc: Accepted,
+    dev: VerifiedDevice,
+    after: &mut After,
+) {
+    let pk = URL_SAFE_NO_PAD.encode(dev.public_key);
+    let existing = ctx.devices.get(&dev.device_id).cloned();
+    let role = acc.role.as_str();
+    let ask = Ask {
+        public_key: &pk,
+        role,
+        scopes: &acc.scopes,
+        platform: Some(&acc.client.platform),
+        device_family: acc.client.device_family.as_deref(),
+    };
+    let reason = pairing::requirement(existing.as_deref(), &ask);
+    let op = match reason {
+        None => {
+            let reusable = existing
+                .as_deref()
+                .and_then(|p| pairing::reusable_token(p, role, &acc.scopes))
+                .cloned();
+            if let Some(token) = reusable {
+                open(ctx, c, &id, acc, Some(token), after);
+                return;
+            }
+            Op::EnsureToken {
+                device_id: dev.device_id.clone(),
+                role: role.to_owned(),
+                scopes: acc.scopes.clone(),
+            }
+        }
+        Some(reason) => {
+            let browser_ui = acc.client.id == "openclaw-control-ui" || acc.client.mode == "webchat";
+            let loc = Locality {
+                local: c.ip.is_loopback(),
+                has_origin: up.origin.is_some(),
+                browser_ui,
+            };
+            let silent = pairing::silent_allowed(
+                reason,
+                loc,
+                role,
+                existing.as_deref(),
+                acc.auth_method,
+                ctx.config.auto_approve_local,
+            );
+            let ci = &acc.client;
+            let pending = PendingRequest {
+                request_id: uuid::Uuid::new_v4().to_string(),
+                device_id: dev.device_id.clone(),
+                public_key: pk,
+                display_name: ci.display_name.clone(),
+                platform: Some(ci.platform.clone()),
+                device_family: ci.device_family.clone(),
+                client_id: Some(ci.id.clone()),
+                client_mode: Some(ci.mode.clone()),
+                role: role.to_owned(),
+                roles: vec![role.to_owned()],
+                scopes: acc.scopes.clone(),
+                remote_ip: (!c.ip.is_loopback()).then(|| c.ip.to_string()),
+                silent,
+                is_repair: false,
+                ts: now_ms(),
+            };
+            Op::RequestPairing {
+                pending: Box::new(pending),
+                silent,
+            }
+        }
+    };
+    c.phase = Phase::Pairing;
+    after.connect = Some(PendingConnect {
+        id,
+        acc,
+        op,
+        reason,
+        existing,
+    });
+}
+
+/// Finishes a connect with the storage thread's answer.
+pub fn finish_connect(
+    ctx: &mut ShardCtx,
+    c: &mut Client,
+    pc: PendingConnect,
+    r: OpResult,
+) -> Vec<Effect> {
+    let mut after = After::default();
+    if c.end.is_some() {
+        return after.effects;
+    }
+    c.phase = Phase::AwaitingConnect {
+        nonce: String::new(),
+        opened_ms: now_ms(),
+    };
+    match r {
+        OpResult::Approved { device, token, .. } => {
+            tracing::info!(conn = %c.conn_id, device = %device.device_id, "device pairing approved silently");
+            open(ctx, c, &pc.id, pc.acc, token, &mut after);
+        }
+        OpResult::Token(token) => open(ctx, c, &pc.id, pc.acc, Some(token), &mut after),
+        OpResult::Pending { request_id } => {
+            let reason = pc.reason.unwrap_or(Reason::NotPaired);
+            let dev = pc
+                .acc
+                .device
+                .as_ref()
+                .map(|d| d.device_id.as_str())
+                .unwrap_or_default();
+            let details = reason.details(
+                Some(&request_id),
+                dev,
+                pc.acc.role.as_str(),
+                &pc.acc.scopes,
+                pc.existing.as_deref(),
+            );
+            let error = ErrorShape::new(crate::proto::errors::code::NOT_PAIRED, reason.message())
+                .with_details(details);
+            c.push_text(&res_err(&pc.id, &error));
+            c.close(
+                close::POLICY,
+                &truncate_reason(&reason.close_reason(Some(&request_id))),
+            );
+        }
+        OpResult::Failed(m) | OpResult::Invalid(m) => {
+            tracing::error!(conn = %c.conn_id, error = %m, "pairing store failure during connect");
+            let error = ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                "device pairing unavailable; retry shortly",
+            )
+            .retry_after(1000);
+            c.push_text(&res_err(&pc.id, &error));
+            c.close(close::TRY_AGAIN, "device pairing unavailable");
+        }
+        other => {
+            tracing::error!(conn = %c.conn_id, result = ?other, "unexpected store result during connect");
+            c.close(close::INTERNAL, "internal error");
+        }
+    }
+    after.effects
+}
+
 /// Registers an accepted client and sends `hello-ok`.
-fn open(ctx: &mut ShardCtx, c: &mut Client, id: &str, acc: Accepted, after: &mut After) {
+fn open(
+    ctx: &mut ShardCtx,
+    c: &mut Client,
+    id: &str,
+    acc: Accepted,
+    token: Option<DeviceToken>,
+    after: &mut After,
+) {
     let tracked = !matches!(acc.client.mode.as_str(), "cli" | "backend" | "probe");
     let presence_key = tracked.then(|| match acc.role {
         Role::Node => acc
@@ -172,8 +359,18 @@ fn open(ctx: &mut ShardCtx, c: &mut Client, id: &str, acc: Accepted, after: &mut
         caps: acc.caps,
         presence_key,
         device_id: acc.device.map(|d| d.device_id),
+        auth_method: acc.auth_method,
     };
-    let hello = hello_ok(ctx, c, &session, acc.auth_method);
+    // Presence first (§2.5 step 17), so the snapshot includes this client.
+    let presence = session.presence_key.clone().map(|key| {
+        let fields = presence_fields(c, &session);
+        ctx.presence_apply(key, fields)
+    });
+    let mut hello = hello_ok(ctx, c, &session, acc.auth_method);
+    if let Some(t) = token {
+        hello["auth"]["deviceToken"] = json!(t.token);
+        hello["auth"]["issuedAtMs"] = json!(t.rotated_at_ms.unwrap_or(t.created_at_ms));
+    }
     c.push_text(&res_ok(id, &hello));
     // Raise the frame limit to the post-auth maximum.
     let max = ctx.config.limits.max_payload;
@@ -187,11 +384,10 @@ fn open(ctx: &mut ShardCtx, c: &mut Client, id: &str, acc: Accepted, after: &mut
     }
     ctx.globals.connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(conn = %c.conn_id, client = %session.client.id, mode = %session.client.mode, "connected");
-    if let Some(key) = &session.presence_key {
-        after.effects.push(Effect::Presence {
-            key: key.clone(),
-            fields: presence_fields(c, &session),
-        });
+    if let Some((delta, version)) = presence {
+        after
+            .effects
+            .push(Effect::PresencePublish { delta, version });
     }
     c.session = Some(Box::new(session));
     c.phase = Phase::Open;
@@ -324,8 +520,15 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                 session,
                 now_ms: now_ms(),
             };
-            methods::dispatch(ctx, &call, &mut after.effects)
-                .unwrap_or_else(|| Err(ErrorShape::unknown_method(method)))
+            match methods::dispatch(ctx, &call, &mut after.effects) {
+                None => Err(ErrorShape::unknown_method(method)),
+                Some(Outcome::Reply(r)) => r,
+                Some(Outcome::Deferred(d)) => {
+                    c.strikes = 0;
+                    after.deferred.push((id.to_owned(), d));
+                    return;
+                }
+            }
         }
     };
     c.strikes = 0;
@@ -333,10 +536,9 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
         Ok(payload) => res_ok(id, &payload),
         Err(e) => res_err(id, &e),
     };
-    if c.unsent() > ctx.config.limits.max_buffered_bytes {
+    if c.over(ctx.config.limits.max_buffered_bytes) {
         ctx.globals.slow_closes.fetch_add(1, Ordering::Relaxed);
         c.close(close::POLICY, "slow consumer");
-        c.end_deadline_ms = Some(now_ms() + 1000);
         return;
     }
     c.push_text(&bytes);
@@ -347,6 +549,7 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
     for e in effects {
         match e {
             Effect::Presence { key, fields } => ctx.presence_change(key, fields),
+            Effect::PresencePublish { delta, version } => ctx.presence_publish(delta, version),
             Effect::Broadcast(ev) => ctx.broadcast(ev),
             Effect::SystemEvent(text) => {
                 ctx.record_system_event(text.clone());

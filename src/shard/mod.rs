@@ -26,8 +26,10 @@ use self::{client::Phase, ctx::ShardCtx};
 use crate::{
     bus::{Bus, BusMsg, Sender},
     config::{Config, Driver},
+    pairing::PairedDevice,
     proto::{errors::close, frame::EventTemplate},
     state::{now_ms, Globals},
+    store::Store,
 };
 
 /// A running gateway: its address and shard threads.
@@ -42,7 +44,10 @@ impl Gateway {
     /// Asks every shard to shut down (shutdown event, close 1012) and waits for them.
     pub fn shutdown(self) {
         for i in 0..self.bus.shards() {
-            let _ = self.bus.inbox(i).push(BusMsg::Shutdown);
+            // A full inbox drains quickly; never give up on delivering the shutdown.
+            while self.bus.inbox(i).push(BusMsg::Shutdown).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         for t in self.threads {
             let _ = t.join();
@@ -149,15 +154,19 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     for _ in 1..n {
         listeners.push(reuseport_listener(addr)?);
     }
+    let bus = Bus::new(n);
+    let (store, devices) =
+        Store::open(&config.state_dir, bus.clone()).map_err(|e| io::Error::other(e.to_string()))?;
+    let devices = Arc::new(devices);
     let config = Arc::new(config);
     let globals = Arc::new(Globals::new());
-    let bus = Bus::new(n);
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())
         .unwrap_or(1);
     let mut threads = Vec::with_capacity(n);
     for (id, listener) in listeners.into_iter().enumerate() {
         let (config, globals, bus) = (config.clone(), globals.clone(), bus.clone());
+        let (store, devices) = (store.clone(), devices.clone());
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
             .spawn(move || {
@@ -170,13 +179,17 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .enable_timer()
                         .build()
                         .map(|mut rt| {
-                            rt.block_on(shard_main(id, config, globals, bus, listener, "io_uring"))
+                            rt.block_on(shard_main(
+                                id, config, globals, bus, listener, "io_uring", store, devices,
+                            ))
                         }),
                     _ => RuntimeBuilder::<LegacyDriver>::new()
                         .enable_timer()
                         .build()
                         .map(|mut rt| {
-                            rt.block_on(shard_main(id, config, globals, bus, listener, "epoll"))
+                            rt.block_on(shard_main(
+                                id, config, globals, bus, listener, "epoll", store, devices,
+                            ))
                         }),
                 };
                 if let Err(e) = r {
@@ -193,6 +206,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn shard_main(
     id: usize,
     config: Arc<Config>,
@@ -200,6 +214,8 @@ async fn shard_main(
     bus: Arc<Bus>,
     listener: StdListener,
     driver: &'static str,
+    store: Store,
+    devices: Arc<Vec<Arc<PairedDevice>>>,
 ) {
     let sender = Sender::new(bus.clone(), id);
     let ctx = Rc::new(RefCell::new(ShardCtx::new(
@@ -208,6 +224,8 @@ async fn shard_main(
         globals,
         sender,
         driver,
+        store,
+        &devices,
     )));
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,

@@ -4,6 +4,7 @@
 pub mod presence;
 
 use std::{
+    hash::BuildHasher,
     net::IpAddr,
     sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     time::{Instant, SystemTime, UNIX_EPOCH},
@@ -21,6 +22,9 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// Client-triggerable log lines allowed per second (see [`Globals::log_allowed`]).
+pub const LOG_LINES_PER_SECOND: u64 = 20;
 
 /// Buckets of the per-IP pre-auth socket counter.
 const PREAUTH_BUCKETS: usize = 65_536;
@@ -45,6 +49,11 @@ pub struct Globals {
     /// Server instance id (presence self entry).
     pub instance_id: String,
     pub hostname: String,
+    hasher: std::collections::hash_map::RandomState,
+    log_second: AtomicU64,
+    log_count: AtomicU64,
+    /// Log lines suppressed by [`Globals::log_allowed`].
+    pub logs_suppressed: AtomicU64,
 }
 
 impl Default for Globals {
@@ -66,21 +75,34 @@ impl Globals {
             dropped_events: AtomicU64::new(0),
             instance_id: uuid::Uuid::new_v4().to_string(),
             hostname: hostname(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            log_second: AtomicU64::new(0),
+            log_count: AtomicU64::new(0),
+            logs_suppressed: AtomicU64::new(0),
         }
     }
 
     fn bucket(&self, ip: IpAddr) -> &AtomicU32 {
-        // FNV-1a: a fixed hash so one IP maps to the same bucket on every shard.
-        let mut fx: u64 = 0xcbf29ce484222325;
-        let bytes: Vec<u8> = match ip {
-            IpAddr::V4(v) => v.octets().to_vec(),
-            IpAddr::V6(v) => v.octets().to_vec(),
-        };
-        for b in bytes {
-            fx ^= b as u64;
-            fx = fx.wrapping_mul(0x100000001b3);
+        // Keyed per process (SipHash with random keys, shared by every shard), so a client
+        // cannot pick addresses that collide with someone else's bucket.
+        let h = self.hasher.hash_one(ip);
+        &self.preauth[(h as usize) % PREAUTH_BUCKETS]
+    }
+
+    /// Sampling for log lines a client can trigger at will (rejected connects, slow
+    /// consumers): at most [`LOG_LINES_PER_SECOND`] per second across all shards; the rest are
+    /// counted in `logs_suppressed` (reported by `status`).
+    pub fn log_allowed(&self) -> bool {
+        let sec = now_ms() / 1000;
+        if self.log_second.swap(sec, Ordering::AcqRel) != sec {
+            self.log_count.store(0, Ordering::Release);
         }
-        &self.preauth[(fx as usize) % PREAUTH_BUCKETS]
+        if self.log_count.fetch_add(1, Ordering::AcqRel) < LOG_LINES_PER_SECOND {
+            true
+        } else {
+            self.logs_suppressed.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 
     /// Takes a pre-auth slot for `ip`; false when it already holds `cap`.

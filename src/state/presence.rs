@@ -126,6 +126,14 @@ impl Presence {
         v.into_iter().map(|e| Value::Object(e.clone())).collect()
     }
 
+    /// Is a tracked client of this device currently connected (by its presence entry)?
+    pub fn device_online(&self, device_id: &str) -> bool {
+        self.entries.values().any(|e| {
+            e.get("deviceId").and_then(Value::as_str) == Some(device_id)
+                && e.get("reason").and_then(Value::as_str) != Some("disconnect")
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -84,6 +84,8 @@ pub struct ServerOpts {
     pub env: Vec<(String, String)>,
     /// JSON5 text written to `<state>/config.json5` and passed with `--config`.
     pub config: Option<String>,
+    /// Use this state dir (kept) instead of a fresh temporary one.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for ServerOpts {
@@ -93,6 +95,7 @@ impl Default for ServerOpts {
             args: Vec::new(),
             env: Vec::new(),
             config: None,
+            state_dir: None,
         }
     }
 }
@@ -105,6 +108,11 @@ impl ServerOpts {
 
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_owned());
+        self
+    }
+
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_owned());
         self
     }
 
@@ -129,7 +137,7 @@ pub struct Server {
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
     exited: Option<ExitStatus>,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// The path of the binary under test.
@@ -168,15 +176,23 @@ impl Server {
     }
 
     pub fn start_with(opts: ServerOpts) -> Server {
-        let dir = TempDir::new("state");
+        let dir = match &opts.state_dir {
+            Some(_) => None,
+            None => Some(TempDir::new("state")),
+        };
+        let state: PathBuf = match (&opts.state_dir, &dir) {
+            (Some(p), _) => p.clone(),
+            (None, Some(d)) => d.path().to_owned(),
+            (None, None) => unreachable!(),
+        };
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .args(["--shards", &opts.shards.to_string()])
             .args(["--port", "0", "--bind", "127.0.0.1", "--token", TOKEN])
             .arg("--state-dir")
-            .arg(dir.path());
+            .arg(&state);
         if let Some(cfg) = &opts.config {
-            let path = dir.path().join("config.json5");
+            let path = state.join("config.json5");
             std::fs::write(&path, cfg).expect("write config");
             cmd.arg("--config").arg(&path);
         }
@@ -232,6 +248,12 @@ impl Server {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// Kills the process with SIGKILL and waits for it (a crash, for durability tests).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        self.exited = self.child.wait().ok();
     }
 
     /// Sends SIGTERM (graceful shutdown).
@@ -716,7 +738,12 @@ pub fn add_device(
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let token = params["auth"]["token"].as_str().unwrap_or("");
+    // The signed token: `auth.token ?? auth.deviceToken ?? auth.bootstrapToken ?? ""`.
+    let auth = &params["auth"];
+    let token = ["token", "deviceToken", "bootstrapToken"]
+        .iter()
+        .find_map(|k| auth[*k].as_str())
+        .unwrap_or("");
     let lower = |v: &Value| v.as_str().unwrap_or("").trim().to_ascii_lowercase();
     let payload = format!(
         "v3|{id}|{}|{}|{}|{}|{signed_at}|{token}|{nonce}|{}|{}",

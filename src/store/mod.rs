@@ -1,0 +1,667 @@
+//! The durable state store: one storage thread owns an embedded SQLite database (WAL,
+//! `synchronous=FULL`) in the state dir and the authoritative pairing state. Shards send it
+//! commands over a channel and get completions through a lock-free one-shot, so no shard ever
+//! blocks on disk. Commands that arrive together are applied in one transaction (group commit);
+//! a result is delivered only after its transaction committed, so an acknowledged change
+//! survives `kill -9`. After each commit the thread sends the changes to every shard's
+//! replica and broadcasts the pairing events.
+
+pub mod oneshot;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use crossbeam::channel::{self, Receiver};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use self::oneshot::Oneshot;
+use crate::{
+    bus::{Bus, BusMsg},
+    pairing::{self, DeviceToken, PairedDevice, PendingRequest, PENDING_TTL_MS},
+    proto::{frame::EventTemplate, scopes::ScopeSet},
+    state::now_ms,
+};
+
+/// Schema migrations, applied in order above the stored `schema_version`.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE devices (device_id TEXT PRIMARY KEY, row TEXT NOT NULL, updated_at_ms INTEGER NOT NULL);",
+];
+
+/// Commands applied per transaction at most.
+const MAX_BATCH: usize = 256;
+
+/// A store that could not be opened: startup stops with this message.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The state dir cannot be created or written: fix permissions or choose another dir.
+    #[error("state dir {path} is not usable: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The database is corrupt, locked or from a newer ringgate: it is left untouched.
+    #[error("state database {path} cannot be opened: {message}")]
+    Db { path: PathBuf, message: String },
+}
+
+/// A change to the paired-device replicas.
+#[derive(Debug, Clone)]
+pub enum DeviceDelta {
+    Upsert(Arc<PairedDevice>),
+    Removed(String),
+}
+
+/// Work for the storage thread.
+#[derive(Debug)]
+pub enum Op {
+    /// A connect needs pairing: create or refresh a pending request; approve it at once when
+    /// `silent` (local silent approval), issuing a token for `pending.role`.
+    RequestPairing {
+        pending: Box<PendingRequest>,
+        silent: bool,
+    },
+    /// A paired device connects without a reusable token: mint one.
+    EnsureToken {
+        device_id: String,
+        role: String,
+        scopes: Vec<String>,
+    },
+    Approve {
+        request_id: String,
+        caller: ScopeSet,
+    },
+    Reject {
+        request_id: String,
+    },
+    Remove {
+        device_id: String,
+    },
+    Rename {
+        device_id: String,
+        label: String,
+    },
+    Rotate {
+        device_id: String,
+        role: String,
+        scopes: Option<Vec<String>>,
+    },
+    Revoke {
+        device_id: String,
+        role: String,
+    },
+    List,
+}
+
+/// What an [`Op`] produced.
+#[derive(Debug, Clone)]
+pub enum OpResult {
+    Approved {
+        request_id: String,
+        device: Arc<PairedDevice>,
+        token: Option<DeviceToken>,
+    },
+    Pending {
+        request_id: String,
+    },
+    Token(DeviceToken),
+    Rejected {
+        request_id: String,
+        device_id: String,
+    },
+    Removed {
+        device_id: String,
+        removed_at_ms: u64,
+    },
+    Renamed {
+        device_id: String,
+        label: String,
+    },
+    Revoked {
+        device_id: String,
+        role: String,
+        revoked_at_ms: u64,
+    },
+    List {
+        pending: Vec<PendingRequest>,
+        paired: Vec<Arc<PairedDevice>>,
+    },
+    /// `INVALID_REQUEST` with this message.
+    Invalid(String),
+    /// The write did not become durable.
+    Failed(String),
+}
+
+struct Cmd {
+    op: Op,
+    done: Arc<Oneshot<OpResult>>,
+}
+
+/// Handle to the storage thread (cheap to clone, `Send`).
+#[derive(Clone)]
+pub struct Store {
+    tx: channel::Sender<Cmd>,
+}
+
+impl Store {
+    /// Opens (creating or migrating) the database and starts the storage thread. Returns the
+    /// paired devices for the shards' initial replicas.
+    pub fn open(
+        state_dir: &Path,
+        bus: Arc<Bus>,
+    ) -> Result<(Store, Vec<Arc<PairedDevice>>), StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.into(),
+            source,
+        })?;
+        let path = state_dir.join("ringgate.sqlite");
+        let db_err = |e: rusqlite::Error| StoreError::Db {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let conn = Connection::open(&path).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        migrate(&conn).map_err(|message| StoreError::Db {
+            path: path.clone(),
+            message,
+        })?;
+        let devices = load(&conn).map_err(|message| StoreError::Db {
+            path: path.clone(),
+            message,
+        })?;
+        let snapshot: Vec<Arc<PairedDevice>> = devices.values().cloned().map(Arc::new).collect();
+        let (tx, rx) = channel::unbounded();
+        let state = StoreState {
+            conn,
+            devices,
+            pending: HashMap::new(),
+            bus,
+        };
+        std::thread::Builder::new()
+            .name("ringgate-store".into())
+            .spawn(move || state.run(rx))
+            .map_err(|source| StoreError::Dir {
+                path: state_dir.into(),
+                source,
+            })?;
+        Ok((Store { tx }, snapshot))
+    }
+
+    /// Sends an op and waits (asynchronously) for its durable result.
+    pub async fn call(&self, op: Op) -> OpResult {
+        let done = Oneshot::new();
+        if self
+            .tx
+            .send(Cmd {
+                op,
+                done: done.clone(),
+            })
+            .is_err()
+        {
+            return OpResult::Failed("state store stopped".into());
+        }
+        done.wait().await
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), String> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    )
+    .map_err(|e| e.to_string())?;
+    let version: usize = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()
+        .map_err(|e| e.to_string())?
+        .map(|v| v.parse().unwrap_or(usize::MAX))
+        .unwrap_or(0);
+    if version > MIGRATIONS.len() {
+        return Err(format!(
+            "schema version {version} is newer than this ringgate supports ({}); upgrade ringgate",
+            MIGRATIONS.len()
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN; {sql} INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '{}'); COMMIT;",
+            i + 1
+        ))
+        .map_err(|e| format!("migration {} failed: {e}", i + 1))?;
+    }
+    Ok(())
+}
+
+fn load(conn: &Connection) -> Result<HashMap<String, PairedDevice>, String> {
+    let mut stmt = conn
+        .prepare("SELECT device_id, row FROM devices")
+        .map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (id, json) = row.map_err(|e| e.to_string())?;
+        let d: PairedDevice = serde_json::from_str(&json)
+            .map_err(|e| format!("device row {id} is unreadable: {e}"))?;
+        out.insert(id, d);
+    }
+    Ok(out)
+}
+
+struct StoreState {
+    conn: Connection,
+    devices: HashMap<String, PairedDevice>,
+    pending: HashMap<String, PendingRequest>,
+    bus: Arc<Bus>,
+}
+
+/// What one op changed, to publish after commit.
+#[derive(Default)]
+struct Changes {
+    upserts: Vec<String>,
+    removed: Vec<String>,
+    events: Vec<EventTemplate>,
+}
+
+fn resolved_event(request_id: &str, device_id: &str, decision: &str) -> EventTemplate {
+    EventTemplate::new(
+        "device.pair.resolved",
+        &json!({"requestId": request_id, "deviceId": device_id, "decision": decision, "ts": now_ms()}),
+        None,
+    )
+}
+
+fn mint(role: &str, scopes: &[String], now: u64) -> DeviceToken {
+    DeviceToken {
+        token: pairing::new_token(),
+        role: role.to_owned(),
+        scopes: scopes.to_vec(),
+        created_at_ms: now,
+        rotated_at_ms: None,
+        revoked_at_ms: None,
+        last_used_at_ms: None,
+    }
+}
+
+fn union(into: &mut Vec<String>, add: &[String]) {
+    for s in add {
+        if !into.contains(s) {
+            into.push(s.clone());
+        }
+    }
+}
+
+impl StoreState {
+    fn run(mut self, rx: Receiver<Cmd>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            self.apply_batch(batch);
+        }
+    }
+
+    fn apply_batch(&mut self, batch: Vec<Cmd>) {
+        let now = now_ms();
+        self.expire_pending(now);
+        let mut changes = Changes::default();
+        let results: Vec<OpResult> = batch
+            .iter()
+            .map(|c| self.apply(&c.op, now, &mut changes))
+            .collect();
+        match self.persist(&changes) {
+            Ok(()) => {
+                self.publish(changes);
+                for (cmd, r) in batch.into_iter().zip(results) {
+                    cmd.done.complete(r);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "state store commit failed; reloading from disk");
+                if let Ok(devices) = load(&self.conn) {
+                    self.devices = devices;
+                }
+                for cmd in batch {
+                    cmd.done
+                        .complete(OpResult::Failed(format!("state store write failed: {e}")));
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self, changes: &Changes) -> Result<(), rusqlite::Error> {
+        if changes.upserts.is_empty() && changes.removed.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        for id in &changes.upserts {
+            if let Some(d) = self.devices.get(id) {
+                let row = serde_json::to_string(d).unwrap_or_default();
+                tx.execute(
+                    "INSERT OR REPLACE INTO devices (device_id, row, updated_at_ms) VALUES (?1, ?2, ?3)",
+                    params![id, row, now_ms() as i64],
+                )?;
+            }
+        }
+        for id in &changes.removed {
+            tx.execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
+        }
+        tx.commit()
+    }
+
+    /// Sends replica deltas and events to every shard; a full inbox is retried, never dropped.
+    fn publish(&self, changes: Changes) {
+        let mut msgs = Vec::new();
+        for id in changes.upserts {
+            if let Some(d) = self.devices.get(&id) {
+                msgs.push(BusMsg::Device(DeviceDelta::Upsert(Arc::new(d.clone()))));
+            }
+        }
+        for id in changes.removed {
+            msgs.push(BusMsg::Device(DeviceDelta::Removed(id)));
+        }
+        for ev in changes.events {
+            msgs.push(BusMsg::Broadcast(Arc::new(ev)));
+        }
+        for m in msgs {
+            for shard in 0..self.bus.shards() {
+                let mut m = m.clone();
+                loop {
+                    match self.bus.inbox(shard).push(m) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            m = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn expire_pending(&mut self, now: u64) {
+        self.pending
+            .retain(|_, p| now.saturating_sub(p.ts) < PENDING_TTL_MS);
+    }
+
+    fn apply(&mut self, op: &Op, now: u64, ch: &mut Changes) -> OpResult {
+        match op {
+            Op::RequestPairing { pending, silent } => {
+                self.request_pairing((**pending).clone(), *silent, now, ch)
+            }
+            Op::EnsureToken {
+                device_id,
+                role,
+                scopes,
+            } => {
+                let Some(d) = self.devices.get_mut(device_id) else {
+                    return OpResult::Invalid("unknown deviceId".into());
+                };
+                if let Some(t) = pairing::reusable_token(d, role, scopes) {
+                    return OpResult::Token(t.clone());
+                }
+                let t = mint(role, scopes, now);
+                d.tokens.insert(role.clone(), t.clone());
+                ch.upserts.push(device_id.clone());
+                OpResult::Token(t)
+            }
+            Op::Approve { request_id, caller } => {
+                let Some(p) = self.pending.get(request_id) else {
+                    return OpResult::Invalid("unknown requestId".into());
+                };
+                if let Err(msg) = pairing::approval_allowed(p, caller) {
+                    return OpResult::Invalid(msg);
+                }
+                let p = self.pending.remove(request_id).expect("checked above");
+                let device = self.approve(&p, "manual", now, ch);
+                ch.events
+                    .push(resolved_event(request_id, &p.device_id, "approved"));
+                OpResult::Approved {
+                    request_id: request_id.clone(),
+                    device,
+                    token: None,
+                }
+            }
+            Op::Reject { request_id } => match self.pending.remove(request_id) {
+                None => OpResult::Invalid("unknown requestId".into()),
+                Some(p) => {
+                    ch.events
+                        .push(resolved_event(request_id, &p.device_id, "rejected"));
+                    OpResult::Rejected {
+                        request_id: request_id.clone(),
+                        device_id: p.device_id,
+                    }
+                }
+            },
+            Op::Remove { device_id } => match self.devices.remove(device_id) {
+                None => OpResult::Invalid("unknown deviceId".into()),
+                Some(_) => {
+                    ch.removed.push(device_id.clone());
+                    ch.events
+                        .push(EventTemplate::new("device.pair.changed", &json!({}), None));
+                    OpResult::Removed {
+                        device_id: device_id.clone(),
+                        removed_at_ms: now,
+                    }
+                }
+            },
+            Op::Rename { device_id, label } => match self.devices.get_mut(device_id) {
+                None => OpResult::Invalid("unknown deviceId".into()),
+                Some(d) => {
+                    d.label = Some(label.clone());
+                    ch.upserts.push(device_id.clone());
+                    ch.events
+                        .push(EventTemplate::new("device.pair.changed", &json!({}), None));
+                    OpResult::Renamed {
+                        device_id: device_id.clone(),
+                        label: label.clone(),
+                    }
+                }
+            },
+            Op::Rotate {
+                device_id,
+                role,
+                scopes,
+            } => {
+                let Some(d) = self.devices.get_mut(device_id) else {
+                    return OpResult::Invalid("unknown deviceId".into());
+                };
+                if !d.roles.contains(role) {
+                    return OpResult::Invalid("device token rotation denied".into());
+                }
+                let scopes = scopes.clone().unwrap_or_else(|| {
+                    d.tokens
+                        .get(role)
+                        .map(|t| t.scopes.clone())
+                        .unwrap_or_else(|| d.approved_scopes.clone())
+                });
+                if role == "operator" && !pairing::covers(&d.approved_scopes, &scopes) {
+                    return OpResult::Invalid("device token rotation denied".into());
+                }
+                let mut t = mint(role, &scopes, now);
+                t.rotated_at_ms = Some(now);
+                d.tokens.insert(role.clone(), t.clone());
+                ch.upserts.push(device_id.clone());
+                OpResult::Token(t)
+            }
+            Op::Revoke { device_id, role } => {
+                let Some(t) = self
+                    .devices
+                    .get_mut(device_id)
+                    .and_then(|d| d.tokens.get_mut(role))
+                else {
+                    return OpResult::Invalid("device token revocation denied".into());
+                };
+                let at = *t.revoked_at_ms.get_or_insert(now);
+                ch.upserts.push(device_id.clone());
+                OpResult::Revoked {
+                    device_id: device_id.clone(),
+                    role: role.clone(),
+                    revoked_at_ms: at,
+                }
+            }
+            Op::List => {
+                let mut pending: Vec<PendingRequest> = self.pending.values().cloned().collect();
+                pending.sort_by_key(|p| p.ts);
+                let mut paired: Vec<Arc<PairedDevice>> =
+                    self.devices.values().cloned().map(Arc::new).collect();
+                paired.sort_by_key(|d| d.approved_at_ms);
+                OpResult::List { pending, paired }
+            }
+        }
+    }
+
+    fn request_pairing(
+        &mut self,
+        mut req: PendingRequest,
+        silent: bool,
+        now: u64,
+        ch: &mut Changes,
+    ) -> OpResult {
+        // Reuse a live request of the same device and key that asks for no less; a wider one
+        // supersedes older ones (resolved as rejected).
+        let existing: Vec<PendingRequest> = self
+            .pending
+            .values()
+            .filter(|p| p.device_id == req.device_id && p.public_key == req.public_key)
+            .cloned()
+            .collect();
+        let mut reused: Option<String> = None;
+        for old in existing {
+            let same_roles = old.roles.iter().all(|r| req.roles.contains(r))
+                && req.roles.iter().all(|r| old.roles.contains(r));
+            if reused.is_none() && same_roles && pairing::covers(&old.scopes, &req.scopes) {
+                let mut refreshed = old.clone();
+                refreshed.ts = now;
+                reused = Some(old.request_id.clone());
+                self.pending.insert(old.request_id.clone(), refreshed);
+            } else {
+                self.pending.remove(&old.request_id);
+                ch.events
+                    .push(resolved_event(&old.request_id, &old.device_id, "rejected"));
+            }
+        }
+        let created = reused.is_none();
+        if let Some(id) = reused {
+            req.request_id = id;
+        }
+        if created {
+            req.ts = now;
+            req.silent = silent;
+            req.is_repair = self.devices.contains_key(&req.device_id);
+            self.pending.insert(req.request_id.clone(), req.clone());
+        }
+        let req = self.pending.get(&req.request_id).cloned().unwrap_or(req);
+        if !silent {
+            if created {
+                ch.events
+                    .push(EventTemplate::new("device.pair.requested", &req, None));
+            }
+            return OpResult::Pending {
+                request_id: req.request_id,
+            };
+        }
+        self.pending.remove(&req.request_id);
+        let device = self.approve(&req, "silent", now, ch);
+        let token = {
+            let d = self.devices.get_mut(&req.device_id).expect("just approved");
+            match pairing::reusable_token(d, &req.role, &req.scopes) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = mint(&req.role, &req.scopes, now);
+                    d.tokens.insert(req.role.clone(), t.clone());
+                    t
+                }
+            }
+        };
+        let device = Arc::new(
+            self.devices
+                .get(&device.device_id)
+                .cloned()
+                .unwrap_or((*device).clone()),
+        );
+        ch.events
+            .push(resolved_event(&req.request_id, &req.device_id, "approved"));
+        OpResult::Approved {
+            request_id: req.request_id,
+            device,
+            token: Some(token),
+        }
+    }
+
+    /// Creates or widens the device row from a request.
+    fn approve(
+        &mut self,
+        p: &PendingRequest,
+        via: &str,
+        now: u64,
+        ch: &mut Changes,
+    ) -> Arc<PairedDevice> {
+        let d = self
+            .devices
+            .entry(p.device_id.clone())
+            .or_insert_with(|| PairedDevice {
+                device_id: p.device_id.clone(),
+                public_key: p.public_key.clone(),
+                display_name: None,
+                platform: None,
+                device_family: None,
+                client_id: None,
+                client_mode: None,
+                role: None,
+                roles: Vec::new(),
+                scopes: Vec::new(),
+                approved_scopes: Vec::new(),
+                remote_ip: None,
+                approved_via: None,
+                approved_at_ms: now,
+                last_seen_at_ms: None,
+                label: None,
+                tokens: Default::default(),
+            });
+        if d.public_key != p.public_key {
+            // A new key for the same id: the old tokens are void.
+            d.public_key = p.public_key.clone();
+            d.tokens.clear();
+            d.roles.clear();
+            d.approved_scopes.clear();
+        }
+        d.display_name = p.display_name.clone().or(d.display_name.take());
+        d.platform = p.platform.clone();
+        d.device_family = p.device_family.clone();
+        d.client_id = p.client_id.clone();
+        d.client_mode = p.client_mode.clone();
+        d.role = Some(p.role.clone());
+        union(&mut d.roles, &p.roles);
+        d.scopes = p.scopes.clone();
+        union(&mut d.approved_scopes, &p.scopes);
+        d.remote_ip = p.remote_ip.clone();
+        d.approved_via = Some(via.to_owned());
+        d.approved_at_ms = now;
+        d.last_seen_at_ms = Some(now);
+        ch.upserts.push(p.device_id.clone());
+        Arc::new(d.clone())
+    }
+}
+
+/// A pending request's public JSON (the `device.pair.requested` payload).
+pub fn pending_json(p: &PendingRequest) -> Value {
+    serde_json::to_value(p).unwrap_or_default()
+}
