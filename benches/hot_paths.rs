@@ -1,6 +1,6 @@
 //! Criterion benches of the per-message hot paths: envelope parse (simd-json with a reused
 //! buffer vs serde_json), params schema validation, connect verification (ed25519), the scope
-//! check, and event encoding with a `seq` slot.
+//! check, event encoding with a `seq` slot, one bus hop, and local fan-out to 1k connections.
 //!
 //! `make bench`; for the AVX-512 ed25519 backend:
 //! `RUSTFLAGS='--cfg curve25519_dalek_backend="avx512"' make bench`.
@@ -29,13 +29,20 @@ fn parse(c: &mut Criterion) {
     let mut p = Parser::default();
     let big = big_frame();
     c.bench_function("parse/small/simd-json", |b| {
-        b.iter(|| p.parse(black_box(SMALL)))
+        b.iter(|| p.parse_simd(black_box(SMALL)))
     });
     c.bench_function("parse/small/serde_json", |b| {
         b.iter(|| serde_json::from_slice::<Value>(black_box(SMALL)).ok())
     });
     c.bench_function("parse/1MB/simd-json", |b| {
-        b.iter(|| p.parse(black_box(&big)))
+        b.iter(|| p.parse_simd(black_box(&big)))
+    });
+    let mut scratch = Vec::new();
+    c.bench_function("parse/small/simd-tape", |b| {
+        b.iter(|| ringgate::proto::frame::parse_simd_tape(&mut scratch, black_box(SMALL)))
+    });
+    c.bench_function("parse/1MB/simd-tape", |b| {
+        b.iter(|| ringgate::proto::frame::parse_simd_tape(&mut scratch, black_box(&big)))
     });
     c.bench_function("parse/1MB/serde_json", |b| {
         b.iter(|| serde_json::from_slice::<Value>(black_box(&big)).ok())
@@ -121,5 +128,106 @@ fn encode(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, schema, verify, scope, encode);
+/// One cross-thread bus hop: push to another thread's inbox and get the echo back (the
+/// figure is a round trip, two hops).
+fn bus_hop(c: &mut Criterion) {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+
+    use ringgate::bus::{Bus, BusMsg};
+    let bus = Bus::new(2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (b2, s2) = (bus.clone(), stop.clone());
+    let echo = std::thread::spawn(move || {
+        let mut batch = Vec::new();
+        while !s2.load(Ordering::Relaxed) {
+            b2.inbox(1).drain_now(&mut batch);
+            for m in batch.drain(..) {
+                while b2.inbox(0).push(m.clone()).is_err() {}
+            }
+        }
+    });
+    let mut got = Vec::new();
+    c.bench_function("bus/round-trip", |b| {
+        b.iter(|| {
+            let _ = bus.inbox(1).push(BusMsg::SystemEvent(String::new()));
+            loop {
+                bus.inbox(0).drain_now(&mut got);
+                if !got.is_empty() {
+                    got.clear();
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = echo.join();
+}
+
+/// Local fan-out of one encoded event to 1,000 authenticated connections (scope check, seq
+/// stamp, frame into each outbox).
+fn fanout(c: &mut Criterion) {
+    use std::{cell::RefCell, net::IpAddr, rc::Rc, sync::Arc};
+
+    use ringgate::{
+        bus::{Bus, Sender},
+        config::Config,
+        proto::{handshake::ClientInfo, scopes::Role},
+        shard::{
+            client::{Client, Phase, Session},
+            ctx::ShardCtx,
+        },
+        state::Globals,
+        store::Store,
+    };
+    let dir = std::env::temp_dir().join(format!("ringgate-bench-{}", std::process::id()));
+    let bus = Bus::new(1);
+    let (store, _) = Store::open(&dir, bus.clone()).expect("store");
+    let mut ctx = ShardCtx::new(
+        0,
+        Arc::new(Config::default()),
+        Arc::new(Globals::new()),
+        Sender::new(bus, 0),
+        "bench",
+        store,
+        &[],
+    );
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    for i in 0..1000u64 {
+        let mut cl = Client::new(i, -1, ip, String::new(), 0, 65536, Vec::new());
+        cl.session = Some(Box::new(Session {
+            role: Role::Operator,
+            scopes: ScopeSet::from_strs(["operator.read"]),
+            scope_list: vec!["operator.read".into()],
+            client: ClientInfo::default(),
+            caps: Vec::new(),
+            presence_key: None,
+            device_id: None,
+            auth_method: "token",
+        }));
+        cl.phase = Phase::Open;
+        ctx.clients.insert(i, Rc::new(RefCell::new(cl)));
+    }
+    let ev = EventTemplate::new(
+        "presence",
+        &json!({"presence": [{"host": "vm", "mode": "gateway", "ts": 1}]}),
+        Some((2, 1)),
+    );
+    c.bench_function("fanout/1k-connections", |b| {
+        b.iter(|| {
+            ctx.fanout(black_box(&ev));
+            for cl in ctx.clients.values() {
+                let mut cl = cl.borrow_mut();
+                cl.out.clear();
+                cl.out_pos = 0;
+            }
+        })
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, parse, schema, verify, scope, encode, bus_hop, fanout);
 criterion_main!(benches);

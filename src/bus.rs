@@ -67,6 +67,13 @@ impl Inbox {
         r
     }
 
+    /// Drains what is queued now, without waiting.
+    pub fn drain_now(&self, out: &mut Vec<BusMsg>) {
+        while let Some(m) = self.queue.pop() {
+            out.push(m);
+        }
+    }
+
     /// Waits until the inbox is non-empty, then drains it all into `out`.
     pub async fn recv_all(&self, out: &mut Vec<BusMsg>) {
         poll_fn(|cx| {

@@ -293,29 +293,52 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Starts ringgate on an ephemeral port (or uses `RINGGATE_CONFORMANCE_URL`).
-    fn start() -> Gateway {
+    /// Starts ringgate on an ephemeral port (or uses `RINGGATE_CONFORMANCE_URL`), with
+    /// `--config FILE` holding `config` (JSON5) if given. With
+    /// `RINGGATE_CONFORMANCE_URL` set, a configured gateway is taken from
+    /// `RINGGATE_CONFORMANCE_MANUAL_URL` (an already-running gateway started with that
+    /// configuration); `None` when there is none (the test is skipped).
+    fn start_with_config(config: Option<&str>) -> Option<Gateway> {
         if let Ok(url) = std::env::var("RINGGATE_CONFORMANCE_URL") {
             let token = std::env::var("RINGGATE_CONFORMANCE_TOKEN")
                 .expect("RINGGATE_CONFORMANCE_URL needs RINGGATE_CONFORMANCE_TOKEN");
-            return Gateway {
+            let url = match config {
+                None => url,
+                Some(config) => match std::env::var("RINGGATE_CONFORMANCE_MANUAL_URL") {
+                    Ok(url) => url,
+                    Err(_) => {
+                        println!(
+                            "skipping: needs a gateway configured with {config} \
+                             (set RINGGATE_CONFORMANCE_MANUAL_URL)"
+                        );
+                        return None;
+                    }
+                },
+            };
+            return Some(Gateway {
                 url,
                 token,
                 child: None,
                 stderr_log: None,
                 _dir: None,
-            };
+            });
         }
         let dir = TempDir::new("gateway");
         let state_dir = dir.path().join("state");
         std::fs::create_dir_all(&state_dir).unwrap();
         let stderr_log = dir.path().join("ringgate.stderr");
         let stderr = File::create(&stderr_log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringgate"))
-            .arg("run")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringgate"));
+        cmd.arg("run")
             .args(["--port", "0", "--bind", "127.0.0.1", "--token", TOKEN])
             .args(["--shards", "2", "--state-dir"])
-            .arg(&state_dir)
+            .arg(&state_dir);
+        if let Some(config) = config {
+            let file = dir.path().join("ringgate.json5");
+            std::fs::write(&file, config).unwrap();
+            cmd.arg("--config").arg(&file);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -360,13 +383,13 @@ impl Gateway {
                 );
             }
         };
-        Gateway {
+        Some(Gateway {
             url,
             token: TOKEN.to_string(),
             child: Some(child),
             stderr_log: Some(stderr_log),
             _dir: Some(dir),
-        }
+        })
     }
 }
 
@@ -409,8 +432,14 @@ struct Harness {
 
 impl Harness {
     fn start() -> Option<Harness> {
+        Harness::start_with_config(None)
+    }
+
+    /// Like [`Harness::start`], ringgate started with `--config` (see
+    /// [`Gateway::start_with_config`]).
+    fn start_with_config(config: Option<&str>) -> Option<Harness> {
         let oc = openclaw_client()?;
-        let gw = Gateway::start();
+        let gw = Gateway::start_with_config(config)?;
         Some(Harness {
             oc,
             gw,
@@ -430,12 +459,48 @@ impl Harness {
     }
 
     fn node_script(&self, name: &str, args: &[String]) -> Output {
+        self.node_script_in(self.home.path(), name, args)
+    }
+
+    /// Runs a script with `HOME=home` (where the client library keeps its device identity and
+    /// device tokens).
+    fn node_script_in(&self, home: &Path, name: &str, args: &[String]) -> Output {
         let mut cmd = Command::new(self.oc.node_bin());
-        cmd.arg(script(name))
-            .args(args)
-            .env("HOME", self.home.path());
+        cmd.arg(script(name)).args(args).env("HOME", home);
         scrub(&mut cmd);
         run_bounded(cmd, &format!("node {name}"))
+    }
+
+    /// Runs gateway-client.mjs with a real device identity kept in `home` (`device: true`) and
+    /// returns the output and its final `result` or `error` line. `config["sharedToken"] =
+    /// false` leaves the shared token out.
+    fn device_client(&self, home: &Path, mut config: Value) -> (Output, Value) {
+        config["url"] = json!(self.gw.url);
+        config["token"] = json!(self.gw.token);
+        config["device"] = json!(true);
+        let out = self.node_script_in(home, "gateway-client.mjs", &[config.to_string()]);
+        let last = json_lines(&out.stdout)
+            .into_iter()
+            .rev()
+            .find(|l| l["kind"] == "result" || l["kind"] == "error")
+            .unwrap_or_else(|| {
+                panic!(
+                    "gateway-client.mjs printed no result or error\n{}",
+                    out.describe()
+                )
+            });
+        (out, last)
+    }
+
+    /// A device connect that must succeed: returns the result line.
+    fn device_connects(&self, home: &Path, config: Value) -> Value {
+        let (out, result) = self.device_client(home, config);
+        assert!(
+            result["kind"] == "result" && out.code == Some(0),
+            "the device connect must succeed\n{}",
+            out.describe()
+        );
+        result
     }
 
     /// Runs tests/conformance/gateway-client.mjs to completion and returns its result line.
@@ -518,6 +583,8 @@ impl Harness {
             child,
             stdin,
             ready,
+            lines: rx,
+            seen: Vec::new(),
         }
     }
 
@@ -546,6 +613,43 @@ struct HeldClient {
     child: Child,
     stdin: Option<ChildStdin>,
     ready: Value,
+    /// Lines printed after `ready` (`{"kind":"event",…}`), not yet consumed.
+    lines: Receiver<String>,
+    /// Every event line read so far.
+    seen: Vec<Value>,
+}
+
+impl HeldClient {
+    /// Waits up to `timeout` for an event named `event` whose payload satisfies `pred`.
+    fn wait_event(
+        &mut self,
+        event: &str,
+        pred: impl Fn(&Value) -> bool,
+        timeout: Duration,
+    ) -> Value {
+        let matches =
+            |l: &Value| l["kind"] == "event" && l["event"] == event && pred(&l["payload"]);
+        if let Some(hit) = self.seen.iter().find(|l| matches(l)) {
+            return hit["payload"].clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let parsed: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    self.seen.push(parsed.clone());
+                    if matches(&parsed) {
+                        return parsed["payload"].clone();
+                    }
+                }
+                Err(_) => panic!(
+                    "no {event} event within {timeout:?}; events seen: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
 }
 
 impl Drop for HeldClient {
@@ -1182,6 +1286,545 @@ fn raw_control_ui_client_without_device_is_rejected() {
         json!({"code": "CONTROL_UI_DEVICE_IDENTITY_REQUIRED"})
     );
     assert_server_close(&lines, 1008, MSG_CONTROL_UI_DEVICE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8: device pairing with the client library's own device identity
+// ---------------------------------------------------------------------------------------------
+
+/// ringgate configuration that turns off silent approval of local devices.
+const MANUAL_APPROVAL_CONFIG: &str = "{gateway: {nodes: {pairing: {autoApproveLocal: false}}}}";
+/// How long to wait for a pairing event on a held operator connection.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn device_id_of(result: &Value) -> String {
+    result["device"]["deviceId"]
+        .as_str()
+        .filter(|id| id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("the script must report the device id (64 hex): {result}"))
+        .to_string()
+}
+
+/// The single connect request of a script run: `{hasToken, hasDeviceToken, deviceId, …}`.
+fn only_connect(result: &Value) -> &Value {
+    let connects = result["connects"].as_array().expect("connects");
+    assert_eq!(connects.len(), 1, "one connect request expected: {result}");
+    &connects[0]
+}
+
+/// `hello-ok.auth` of a device that the gateway paired: a device token and its issue time.
+fn assert_device_token(hello: &Value) -> String {
+    let auth = &hello["auth"];
+    assert_eq!(auth["role"], "operator", "hello.auth: {auth}");
+    assert!(
+        auth["issuedAtMs"].is_u64(),
+        "hello.auth.issuedAtMs must be an integer: {auth}"
+    );
+    auth["deviceToken"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("hello.auth.deviceToken must be a non-empty string: {auth}"))
+        .to_string()
+}
+
+/// `device.pair.list` through `openclaw gateway call … --json` (device-less CLI, shared token).
+fn cli_pair_list(h: &Harness) -> Value {
+    let out = h.openclaw(&["gateway", "call", "device.pair.list", "--json"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "gateway call device.pair.list\n{}",
+        out.describe()
+    );
+    let list = parse_cli_json(&out);
+    assert!(
+        list["pending"].is_array() && list["paired"].is_array(),
+        "device.pair.list returns {{pending: [], paired: []}}: {list:#}"
+    );
+    list
+}
+
+/// `openclaw devices list --json`.
+fn cli_devices_list_json(h: &Harness) -> Value {
+    let out = h.openclaw(&["devices", "list", "--json"]);
+    assert_eq!(out.code, Some(0), "devices list --json\n{}", out.describe());
+    let list = parse_cli_json(&out);
+    assert!(
+        list["pending"].is_array() && list["paired"].is_array(),
+        "devices list --json prints {{pending: [], paired: []}}: {list:#}"
+    );
+    list
+}
+
+fn find_by<'a>(list: &'a Value, section: &str, key: &str, value: &str) -> Option<&'a Value> {
+    list[section]
+        .as_array()
+        .and_then(|entries| entries.iter().find(|e| e[key] == value))
+}
+
+/// A device connect refused with `NOT_PAIRED` (pairing required, request pending): returns the
+/// request id.
+fn assert_not_paired(out: &Output, line: &Value, device_id: &str) -> String {
+    assert_eq!(
+        line["kind"],
+        "error",
+        "the connect must be refused until approved\n{}",
+        out.describe()
+    );
+    assert_eq!(line["code"], "NOT_PAIRED", "connect error: {line:#}");
+    let details = &line["details"];
+    assert_eq!(details["code"], "PAIRING_REQUIRED", "details: {line:#}");
+    assert_eq!(details["reason"], "not-paired", "details: {line:#}");
+    assert_eq!(details["deviceId"], device_id, "details: {line:#}");
+    assert_eq!(details["requestedRole"], "operator", "details: {line:#}");
+    let request_id = details["requestId"]
+        .as_str()
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| panic!("details.requestId: {line:#}"))
+        .to_string();
+    assert_eq!(
+        details["remediationHint"], "Approve this device from the pending pairing requests.",
+        "details: {line:#}"
+    );
+    assert_eq!(
+        line["message"],
+        format!("device pairing required (requestId: {request_id})"),
+        "message: {line:#}"
+    );
+    request_id
+}
+
+#[test]
+fn gateway_client_device_is_paired_and_reconnects_with_device_token() {
+    let Some(h) = Harness::start() else { return };
+    let device_home = TempDir::new("device-home");
+
+    // First run: shared token plus a device identity created by the client library itself. A
+    // local device with a valid proof is paired silently and gets a device token.
+    let first = h.device_connects(device_home.path(), json!({"scopes": ["operator.admin"]}));
+    let device_id = device_id_of(&first);
+    let connect = only_connect(&first);
+    assert_eq!(connect["hasToken"], true, "first connect: {connect}");
+    assert_eq!(
+        connect["deviceId"],
+        device_id.as_str(),
+        "first connect: {connect}"
+    );
+    let token = assert_device_token(&first["hello"]);
+    let scopes = first["hello"]["auth"]["scopes"]
+        .as_array()
+        .expect("hello.auth.scopes");
+    assert!(
+        scopes.iter().any(|s| s == "operator.admin"),
+        "hello.auth: {}",
+        first["hello"]["auth"]
+    );
+
+    // Second run, same HOME, no shared token: GatewayClient authenticates with the device
+    // token it stored from the first hello-ok.
+    let second = h.device_connects(
+        device_home.path(),
+        json!({"sharedToken": false, "scopes": ["operator.admin"], "calls": [{"method": "health"}]}),
+    );
+    assert_eq!(
+        device_id_of(&second),
+        device_id,
+        "same identity on the second run"
+    );
+    let connect = only_connect(&second);
+    assert_eq!(
+        connect["hasToken"], false,
+        "second connect carries no shared token: {connect}"
+    );
+    assert_eq!(
+        connect["hasDeviceToken"], true,
+        "second connect uses the stored device token: {connect}"
+    );
+    assert_eq!(
+        connect["deviceId"],
+        device_id.as_str(),
+        "second connect: {connect}"
+    );
+    // The original returns the same (still valid) token again.
+    assert_eq!(
+        assert_device_token(&second["hello"]),
+        token,
+        "a reconnect with the device token gets the same device token back"
+    );
+    let health = &second["results"][0];
+    assert_eq!(
+        health["ok"], true,
+        "health over the device-token connection: {health}"
+    );
+    assert_eq!(health["payload"]["ok"], true, "health: {health}");
+
+    // The gateway lists the device, with the identity the client used.
+    let list = cli_pair_list(&h);
+    let paired = find_by(&list, "paired", "deviceId", &device_id)
+        .unwrap_or_else(|| panic!("device {device_id} not paired: {list:#}"));
+    assert_eq!(
+        paired["publicKey"], first["device"]["publicKey"],
+        "paired: {paired:#}"
+    );
+    assert_eq!(paired["clientId"], "cli", "paired: {paired:#}");
+    assert_eq!(paired["clientMode"], "cli", "paired: {paired:#}");
+    assert_eq!(paired["approvedVia"], "silent", "paired: {paired:#}");
+    assert!(
+        paired["roles"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r == "operator")),
+        "paired.roles: {paired:#}"
+    );
+    let tokens = paired["tokens"].as_array().expect("paired.tokens");
+    assert!(
+        tokens.iter().any(|t| t["role"] == "operator"),
+        "paired.tokens has the operator token: {paired:#}"
+    );
+    assert!(
+        tokens.iter().all(|t| t.get("token").is_none()),
+        "device.pair.list must not reveal tokens: {paired:#}"
+    );
+    assert!(
+        !list.to_string().contains(&token),
+        "device.pair.list must not reveal the device token: {list:#}"
+    );
+    assert!(
+        find_by(&list, "pending", "deviceId", &device_id).is_none(),
+        "no pending request left for a paired device: {list:#}"
+    );
+}
+
+#[test]
+fn cli_devices_list_shows_paired_device() {
+    let Some(h) = Harness::start() else { return };
+    let device_home = TempDir::new("device-home");
+    let display_name = unique("conf-dev");
+    let paired_run = h.device_connects(
+        device_home.path(),
+        json!({"scopes": ["operator.admin"], "displayName": display_name}),
+    );
+    let device_id = device_id_of(&paired_run);
+
+    let list = cli_devices_list_json(&h);
+    let paired = find_by(&list, "paired", "deviceId", &device_id)
+        .unwrap_or_else(|| panic!("device {device_id} not in devices list --json: {list:#}"));
+    assert_eq!(
+        paired["displayName"],
+        display_name.as_str(),
+        "paired: {paired:#}"
+    );
+    assert_eq!(
+        paired["publicKey"], paired_run["device"]["publicKey"],
+        "paired: {paired:#}"
+    );
+    assert_eq!(paired["platform"], "linux", "paired: {paired:#}");
+
+    // The table: a `Paired (N)` header, the display name, and the full id under
+    // `Full device IDs` (the table column wraps it).
+    let out = h.openclaw(&["devices", "list"]);
+    assert_eq!(out.code, Some(0), "devices list\n{}", out.describe());
+    let text = strip_ansi(&out.stdout);
+    assert!(
+        text.contains("Paired ("),
+        "no Paired section\n{}",
+        out.describe()
+    );
+    assert!(
+        text.contains(&display_name),
+        "the table must show the device name\n{}",
+        out.describe()
+    );
+    let full_ids = text
+        .split("Full device IDs")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `Full device IDs` section\n{}", out.describe()));
+    assert!(
+        full_ids
+            .lines()
+            .any(|l| l.contains(&device_id) && l.contains(&display_name)),
+        "`Full device IDs` must list {device_id} {display_name}\n{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn cli_devices_approve_and_reject_pending_requests() {
+    let Some(h) = Harness::start_with_config(Some(MANUAL_APPROVAL_CONFIG)) else {
+        return;
+    };
+    // An operator that holds operator.pairing (admin) sees the pairing events.
+    let mut operator =
+        h.hold_client(json!({"clientName": "cli", "mode": "cli", "scopes": ["operator.admin"]}));
+
+    // Device A: refused with a pending request, approved with the CLI, then connects.
+    let home_a = TempDir::new("device-a");
+    let name_a = unique("conf-dev-a");
+    let (out, line) = h.device_client(
+        home_a.path(),
+        json!({"scopes": ["operator.admin"], "displayName": name_a}),
+    );
+    let device_a = device_id_of(&line);
+    let request_a = assert_not_paired(&out, &line, &device_a);
+    let requested = operator.wait_event(
+        "device.pair.requested",
+        |p| p["requestId"] == request_a.as_str(),
+        EVENT_TIMEOUT,
+    );
+    assert_eq!(
+        requested["deviceId"],
+        device_a.as_str(),
+        "requested: {requested:#}"
+    );
+
+    let list = cli_devices_list_json(&h);
+    let pending = find_by(&list, "pending", "requestId", &request_a)
+        .unwrap_or_else(|| panic!("request {request_a} not pending: {list:#}"));
+    assert_eq!(
+        pending["deviceId"],
+        device_a.as_str(),
+        "pending: {pending:#}"
+    );
+    assert_eq!(
+        pending["displayName"],
+        name_a.as_str(),
+        "pending: {pending:#}"
+    );
+    assert_eq!(pending["role"], "operator", "pending: {pending:#}");
+    assert!(
+        find_by(&list, "paired", "deviceId", &device_a).is_none(),
+        "not paired before approval: {list:#}"
+    );
+    let out = h.openclaw(&["devices", "list"]);
+    assert_eq!(out.code, Some(0), "devices list\n{}", out.describe());
+    let text = strip_ansi(&out.stdout);
+    assert!(
+        text.contains("Pending (") && text.contains(&request_a),
+        "the table must show the pending request\n{}",
+        out.describe()
+    );
+
+    let out = h.openclaw(&["devices", "approve", &request_a]);
+    assert_eq!(out.code, Some(0), "devices approve\n{}", out.describe());
+    let text = strip_ansi(&out.stdout);
+    assert!(
+        text.contains(&format!("Approved {device_a} ({request_a})")),
+        "approve output\n{}",
+        out.describe()
+    );
+    let resolved = operator.wait_event(
+        "device.pair.resolved",
+        |p| p["requestId"] == request_a.as_str(),
+        EVENT_TIMEOUT,
+    );
+    assert_eq!(resolved["decision"], "approved", "resolved: {resolved:#}");
+    assert_eq!(
+        resolved["deviceId"],
+        device_a.as_str(),
+        "resolved: {resolved:#}"
+    );
+
+    let approved = h.device_connects(
+        home_a.path(),
+        json!({"scopes": ["operator.admin"], "displayName": name_a}),
+    );
+    assert_eq!(
+        device_id_of(&approved),
+        device_a,
+        "same identity after approval"
+    );
+    assert_device_token(&approved["hello"]);
+    let list = cli_devices_list_json(&h);
+    let paired = find_by(&list, "paired", "deviceId", &device_a)
+        .unwrap_or_else(|| panic!("device {device_a} not paired after approval: {list:#}"));
+    assert_eq!(paired["displayName"], name_a.as_str(), "paired: {paired:#}");
+    assert!(
+        find_by(&list, "pending", "requestId", &request_a).is_none(),
+        "approved request still pending: {list:#}"
+    );
+
+    // Device B: refused, rejected with the CLI; stays unpaired and is refused again.
+    let home_b = TempDir::new("device-b");
+    let (out, line) = h.device_client(home_b.path(), json!({"scopes": ["operator.admin"]}));
+    let device_b = device_id_of(&line);
+    let request_b = assert_not_paired(&out, &line, &device_b);
+    let out = h.openclaw(&["devices", "reject", &request_b]);
+    assert_eq!(out.code, Some(0), "devices reject\n{}", out.describe());
+    assert!(
+        strip_ansi(&out.stdout).contains(&format!("Rejected {device_b}")),
+        "reject output\n{}",
+        out.describe()
+    );
+    let resolved = operator.wait_event(
+        "device.pair.resolved",
+        |p| p["requestId"] == request_b.as_str(),
+        EVENT_TIMEOUT,
+    );
+    assert_eq!(resolved["decision"], "rejected", "resolved: {resolved:#}");
+    // The request is gone: rejecting it again fails (the original: `unknown requestId`, exit 1).
+    let out = h.openclaw(&["devices", "reject", &request_b]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "rejecting twice must fail\n{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("unknown requestId") || out.stdout.contains("unknown requestId"),
+        "second reject\n{}",
+        out.describe()
+    );
+    let list = cli_devices_list_json(&h);
+    assert!(
+        find_by(&list, "pending", "requestId", &request_b).is_none()
+            && find_by(&list, "paired", "deviceId", &device_b).is_none(),
+        "a rejected device is neither pending nor paired: {list:#}"
+    );
+    let (out, line) = h.device_client(home_b.path(), json!({"scopes": ["operator.admin"]}));
+    assert_not_paired(&out, &line, &device_b);
+    drop(operator);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9: the interactive TUI, driven in tmux
+// ---------------------------------------------------------------------------------------------
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A private tmux server (own socket); killed on drop.
+struct Tmux {
+    bin: PathBuf,
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-S").arg(&self.socket).args(args);
+        run_bounded(cmd, &format!("tmux {}", args.join(" ")))
+    }
+
+    fn capture(&self, target: &str) -> String {
+        strip_ansi(&self.cmd(&["capture-pane", "-p", "-t", target]).stdout)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-S")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let _ = cmd.status();
+    }
+}
+
+#[test]
+fn tui_connects_in_tmux() {
+    let Some(tmux_bin) = on_path("tmux") else {
+        println!("skipping: tmux is not on PATH (install it, e.g. apt-get install -y tmux)");
+        return;
+    };
+    let Some(h) = Harness::start() else { return };
+    let dir = TempDir::new("tmux");
+    let tmux = Tmux {
+        bin: tmux_bin,
+        socket: dir.path().join("tmux.sock"),
+    };
+    let unset: String = SCRUBBED_ENV.iter().map(|v| format!("-u {v} ")).collect();
+    // `; sleep` keeps the pane (and its last screen) if the TUI exits.
+    let command = format!(
+        "env {unset}OPENCLAW_CLIENT_HOME={home} NO_COLOR=1 {bin} tui --url {url} --token {token}; \
+         echo \"[tui exited: $?]\"; sleep 60",
+        home = shell_quote(&h.home.path().to_string_lossy()),
+        bin = shell_quote(&h.oc.openclaw_bin().to_string_lossy()),
+        url = shell_quote(&h.gw.url),
+        token = shell_quote(&h.gw.token),
+    );
+    let out = tmux.cmd(&[
+        "new-session",
+        "-d",
+        "-s",
+        "tui",
+        "-x",
+        "160",
+        "-y",
+        "45",
+        &command,
+    ]);
+    assert_eq!(out.code, Some(0), "tmux new-session\n{}", out.describe());
+
+    // The status line (`<connection status> | <activity>`) starts as `connecting`; on hello-ok the
+    // TUI switches to `subscribing to session events`, calls `sessions.subscribe` and then loads
+    // agents, the session and its history before it shows `gateway connected` (after 4 s just
+    // `connected`). When `sessions.subscribe` fails it stops there with `session event
+    // subscription failed` — still a connected gateway, which is what ringgate gets while it does
+    // not implement sessions. A refused connect shows `gateway disconnected: <reason>`.
+    let status_after_hello = |screen: &str| -> Option<String> {
+        screen
+            .lines()
+            .map(str::trim)
+            .find(|l| {
+                [
+                    "gateway connected |",
+                    "gateway reconnected |",
+                    "connected |",
+                    "session event subscription failed |",
+                ]
+                .iter()
+                .any(|s| l.starts_with(s))
+            })
+            .map(str::to_string)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let screen = loop {
+        let screen = tmux.capture("tui");
+        if status_after_hello(&screen).is_some()
+            || screen.contains("gateway disconnected")
+            || Instant::now() >= deadline
+        {
+            break screen;
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    println!("--- TUI screen ---\n{}", screen.trim_end());
+    let status = status_after_hello(&screen).unwrap_or_else(|| {
+        panic!("the TUI must reach a connected status within 20 s\n--- screen ---\n{screen}")
+    });
+    println!("TUI status line: {status}");
+    assert!(
+        screen.contains(&format!("openclaw tui - {}", h.gw.url)),
+        "the TUI header names the gateway URL\n--- screen ---\n{screen}"
+    );
+    assert!(
+        !screen.contains("gateway disconnected") && !screen.contains("pairing required"),
+        "--- screen ---\n{screen}"
+    );
+
+    // The TUI connected as openclaw-tui with a device identity that the gateway paired
+    // silently (loopback).
+    let list = cli_pair_list(&h);
+    let tui_device = list["paired"]
+        .as_array()
+        .and_then(|p| p.iter().find(|d| d["clientId"] == "openclaw-tui"))
+        .unwrap_or_else(|| panic!("no paired openclaw-tui device: {list:#}"));
+    assert_eq!(tui_device["clientMode"], "ui", "tui device: {tui_device:#}");
+    assert_eq!(
+        tui_device["approvedVia"], "silent",
+        "tui device: {tui_device:#}"
+    );
+    drop(tmux);
 }
 
 #[test]

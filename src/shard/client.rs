@@ -29,7 +29,7 @@ pub const CLOSE_GRACE_MS: u64 = 1000;
 
 /// tungstenite's read chunk: small, so an idle connection holds little. Large frames are read
 /// in several chunks.
-pub const READ_CHUNK: usize = 2048;
+pub const READ_CHUNK: usize = 1024;
 
 /// An authenticated connection's identity and authority.
 #[derive(Debug, Clone)]

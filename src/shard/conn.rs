@@ -160,7 +160,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         ip,
         held: true,
     };
-    let Some((req, leftover)) = read_head(&stream, deadline).await else {
+    let Some((req, leftover)) = Box::pin(read_head(&stream, deadline)).await else {
         return;
     };
     let (accept, info) = match req {
@@ -315,7 +315,9 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
                 if r.is_err() {
                     return;
                 }
-                if !on_readable(shared, c, info).await {
+                // Boxed: its state exists only while a read is handled, so an idle
+                // connection's task stays small.
+                if !Box::pin(on_readable(shared, c, info)).await {
                     return;
                 }
             }
