@@ -207,6 +207,7 @@ fn fanout(c: &mut Criterion) {
             presence_key: None,
             device_id: None,
             auth_method: "token",
+            sessions_subscribed: false,
         }));
         cl.phase = Phase::Open;
         ctx.clients.insert(i, Rc::new(RefCell::new(cl)));

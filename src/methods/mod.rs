@@ -4,6 +4,7 @@
 //! once the borrow ends, so the caller receives its own events too.
 
 pub mod devices;
+pub mod sessions;
 pub mod system;
 
 use serde_json::Value;
@@ -31,6 +32,7 @@ pub const METHODS: &[&str] = &[
     "device.pair.rename",
     "device.token.rotate",
     "device.token.revoke",
+    "sessions.subscribe",
 ];
 
 /// Every event ringgate emits (`hello-ok.features.events`).
@@ -93,6 +95,9 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     }
     if call.method.starts_with("device.") {
         return Some(devices::handle(ctx, call));
+    }
+    if call.method == "sessions.subscribe" {
+        return Some(Outcome::Reply(sessions::handle(call)));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

@@ -45,6 +45,8 @@ pub struct Session {
     pub device_id: Option<String>,
     /// `hello-ok.auth.method`.
     pub auth_method: &'static str,
+    /// Called `sessions.subscribe` (receives `sessions.changed`).
+    pub sessions_subscribed: bool,
 }
 
 /// Where the connection is in its life.

@@ -117,6 +117,10 @@ impl ShardCtx {
             if !may_receive(aud, s.role, &s.scopes) {
                 continue;
             }
+            // Subscription-only events (§6.3).
+            if ev.name == "sessions.changed" && !s.sessions_subscribed {
+                continue;
+            }
             deliver(&mut c, ev, true, drop_ok, max, &self.globals);
         }
     }

@@ -360,6 +360,7 @@ fn open(
         presence_key,
         device_id: acc.device.map(|d| d.device_id),
         auth_method: acc.auth_method,
+        sessions_subscribed: false,
     };
     // Presence first (§2.5 step 17), so the snapshot includes this client.
     let presence = session.presence_key.clone().map(|key| {
@@ -532,6 +533,11 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
         }
     };
     c.strikes = 0;
+    if method == "sessions.subscribe" && reply.is_ok() {
+        if let Some(s) = c.session.as_mut() {
+            s.sessions_subscribed = true;
+        }
+    }
     let bytes = match reply {
         Ok(payload) => res_ok(id, &payload),
         Err(e) => res_err(id, &e),
