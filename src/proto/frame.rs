@@ -66,22 +66,20 @@ pub fn parse_simd_tape(scratch: &mut Vec<u8>, text: &[u8]) -> Option<Value> {
 
 /// Encodes `{"type":"res","id":…,"ok":true,"payload":…}`.
 pub fn res_ok(id: &str, payload: &impl Serialize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(b"{\"type\":\"res\",\"id\":");
-    serde_json::to_writer(&mut out, id).expect("string encodes");
-    out.extend_from_slice(b",\"ok\":true,\"payload\":");
-    serde_json::to_writer(&mut out, payload).expect("payload encodes");
-    out.push(b'}');
-    out
+    res(id, b",\"ok\":true,\"payload\":", payload)
 }
 
 /// Encodes `{"type":"res","id":…,"ok":false,"error":…}`.
 pub fn res_err(id: &str, error: &ErrorShape) -> Vec<u8> {
+    res(id, b",\"ok\":false,\"error\":", error)
+}
+
+fn res(id: &str, middle: &[u8], body: &impl Serialize) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"{\"type\":\"res\",\"id\":");
     serde_json::to_writer(&mut out, id).expect("string encodes");
-    out.extend_from_slice(b",\"ok\":false,\"error\":");
-    serde_json::to_writer(&mut out, error).expect("error encodes");
+    out.extend_from_slice(middle);
+    serde_json::to_writer(&mut out, body).expect("body encodes");
     out.push(b'}');
     out
 }
