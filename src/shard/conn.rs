@@ -466,12 +466,25 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
     pass
 }
 
+/// Longest wait for the storage thread before answering `UNAVAILABLE`.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A store round trip bounded by [`STORE_TIMEOUT`] (a late result is discarded).
+async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::OpResult {
+    monoio::select! {
+        r = store.call(op) => r,
+        _ = monoio::time::sleep(STORE_TIMEOUT) => {
+            crate::store::OpResult::Failed("state store timed out".into())
+        }
+    }
+}
+
 /// Runs a deferred reply on its own task so the connection keeps reading meanwhile.
 fn spawn_deferred(shared: &Shared, c: &ClientRef, id: String, d: Box<Deferred>) {
     let store = shared.borrow().store.clone();
     let (shared, c) = (shared.clone(), c.clone());
     monoio::spawn(async move {
-        let r = store.call(d.op).await;
+        let r = call_store(&store, d.op).await;
         let reply = (d.finish)(r, &shared.borrow());
         let bytes = match reply {
             Ok(payload) => res_ok(&id, &payload),
@@ -506,7 +519,7 @@ async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool
         if let Some(mut pc) = pass.connect {
             let store = shared.borrow().store.clone();
             let op = std::mem::replace(&mut pc.op, Op::List);
-            let r = store.call(op).await;
+            let r = call_store(&store, op).await;
             let effects = {
                 let mut ctx = shared.borrow_mut();
                 let mut cb = c.borrow_mut();
