@@ -17,8 +17,9 @@ use crate::{
 /// Pending requests expire this long after their last refresh.
 pub const PENDING_TTL_MS: u64 = 300_000;
 
-/// One per-role bearer token of a paired device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One per-role bearer token of a paired device. `Debug` redacts the token, so it cannot reach
+/// a log line by accident.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceToken {
     pub token: String,
@@ -66,6 +67,19 @@ pub struct PairedDevice {
     pub label: Option<String>,
     /// Tokens by role.
     pub tokens: BTreeMap<String, DeviceToken>,
+}
+
+impl std::fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceToken")
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .field("scopes", &self.scopes)
+            .field("created_at_ms", &self.created_at_ms)
+            .field("rotated_at_ms", &self.rotated_at_ms)
+            .field("revoked_at_ms", &self.revoked_at_ms)
+            .finish()
+    }
 }
 
 impl PairedDevice {

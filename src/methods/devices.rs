@@ -32,6 +32,13 @@ fn common(r: OpResult) -> Result<Value, ErrorShape> {
     }
 }
 
+/// For a non-admin device-token session, the one device it may act on.
+fn own_device(call: &Call) -> Option<String> {
+    let s = call.session;
+    (!s.scopes.has(Scope::Admin) && s.auth_method == "device-token")
+        .then(|| s.device_id.clone().unwrap_or_default())
+}
+
 /// Non-admin sessions authenticated by a device token may only manage their own device.
 fn own_device_only(call: &Call, target: &str) -> bool {
     let s = call.session;
@@ -72,6 +79,7 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
             op: Op::Approve {
                 request_id: str_param(call, "requestId"),
                 caller: call.session.scopes.clone(),
+                own_device: own_device(call),
             },
             finish: Box::new(|r, _| match r {
                 OpResult::Approved {
@@ -83,6 +91,7 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
         "device.pair.reject" => Outcome::Deferred(Box::new(Deferred {
             op: Op::Reject {
                 request_id: str_param(call, "requestId"),
+                own_device: own_device(call),
             },
             finish: Box::new(|r, _| match r {
                 OpResult::Rejected {
@@ -141,7 +150,11 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
             }
             if !rotate {
                 return Outcome::Deferred(Box::new(Deferred {
-                    op: Op::Revoke { device_id, role },
+                    op: Op::Revoke {
+                        device_id,
+                        role,
+                        caller: call.session.scopes.clone(),
+                    },
                     finish: Box::new(|r, _| match r {
                         OpResult::Revoked {
                             device_id,
@@ -171,6 +184,7 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
                     device_id,
                     role,
                     scopes,
+                    caller: call.session.scopes.clone(),
                 },
                 finish: Box::new(move |r, _| match r {
                     OpResult::Token(t) => {

@@ -52,6 +52,8 @@ pub struct ShardCtx {
     pub shutting_down: bool,
     /// Name of the io driver this shard runs on.
     pub driver: &'static str,
+    /// Pre-serialized `hello-ok` parts.
+    pub hello_cache: super::hello::HelloCache,
     /// Highest `stateVersion.presence` announced on this shard.
     pub presence_seen: u64,
     /// The storage thread.
@@ -87,6 +89,7 @@ impl ShardCtx {
             shutting_down: false,
             driver,
             presence_seen: 0,
+            hello_cache: Default::default(),
             store,
             devices: devices
                 .iter()

@@ -14,16 +14,16 @@ use super::{
 use crate::{
     auth::device::VerifiedDevice,
     auth::ratelimit::Gate,
-    methods::{self, Call, Deferred, Effect, Outcome, EVENTS, METHODS},
+    methods::{self, Call, Deferred, Effect, Outcome},
     pairing::{self, Ask, DeviceToken, Locality, PairedDevice, PendingRequest, Reason},
     proto::{
         errors::{close, truncate_reason, ErrorShape},
         frame::{res_err, res_ok},
-        handshake::{self, Accepted, ConnectInput, Peer, PROTOCOL_VERSION},
+        handshake::{self, Accepted, ConnectInput, Peer},
         schema::Schemas,
-        scopes::{authorize, Denied, Role, Scope, ScopeSet},
+        scopes::{authorize, Denied, Role, ScopeSet},
     },
-    state::{now_ms, VERSION},
+    state::now_ms,
     store::{Op, OpResult},
 };
 
@@ -367,12 +367,8 @@ fn open(
         let fields = presence_fields(c, &session);
         ctx.presence_apply(key, fields)
     });
-    let mut hello = hello_ok(ctx, c, &session, acc.auth_method);
-    if let Some(t) = token {
-        hello["auth"]["deviceToken"] = json!(t.token);
-        hello["auth"]["issuedAtMs"] = json!(t.rotated_at_ms.unwrap_or(t.created_at_ms));
-    }
-    c.push_text(&res_ok(id, &hello));
+    let hello = super::hello::response(ctx, id, &c.conn_id, &session, token.as_ref());
+    c.push_text(&hello);
     // Raise the frame limit to the post-auth maximum.
     let max = ctx.config.limits.max_payload;
     c.ws.set_config(|cfg| {
@@ -433,46 +429,6 @@ pub fn presence_disconnect() -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("reason".into(), json!("disconnect"));
     m
-}
-
-fn hello_ok(ctx: &mut ShardCtx, c: &Client, s: &Session, method: &str) -> Value {
-    let (pv, hv) = ctx.globals.state_version();
-    let limits = &ctx.config.limits;
-    let mut snapshot = json!({
-        "presence": ctx.presence.list(now_ms()),
-        "health": ctx.health_snapshot(),
-        "stateVersion": {"presence": pv, "health": hv},
-        "uptimeMs": ctx.globals.uptime_ms(),
-        "sessionDefaults": {
-            "defaultAgentId": "main",
-            "modelConfigured": false,
-            "ownership": "sole",
-            "selectionRequired": false,
-            "mainKey": "main",
-            "mainSessionKey": "agent:main:main",
-            "scope": "per-sender",
-        },
-    });
-    if s.scopes.has(Scope::Admin) {
-        snapshot["stateDir"] = json!(ctx.config.state_dir.display().to_string());
-        snapshot["authMode"] = json!(ctx.config.auth.name());
-        if let Some(p) = &ctx.config.config_path {
-            snapshot["configPath"] = json!(p.display().to_string());
-        }
-    }
-    json!({
-        "type": "hello-ok",
-        "protocol": PROTOCOL_VERSION,
-        "server": {"version": VERSION, "connId": c.conn_id},
-        "features": {"methods": METHODS, "events": EVENTS, "capabilities": []},
-        "snapshot": snapshot,
-        "auth": {"method": method, "role": s.role.as_str(), "scopes": s.scope_list},
-        "policy": {
-            "maxPayload": limits.max_payload,
-            "maxBufferedBytes": limits.max_buffered_bytes,
-            "tickIntervalMs": limits.tick_interval_ms,
-        },
-    })
 }
 
 fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After) {

@@ -6,6 +6,7 @@ pub mod client;
 pub mod conn;
 pub mod ctx;
 pub mod dispatch;
+pub mod hello;
 pub mod http;
 
 use std::{

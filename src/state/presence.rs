@@ -35,6 +35,8 @@ pub enum Delta {
 pub struct Presence {
     self_key: String,
     entries: HashMap<String, Entry>,
+    /// Local change counter (any applied delta), for caches of the list.
+    version: u64,
 }
 
 impl Presence {
@@ -43,11 +45,21 @@ impl Presence {
         let self_key = "__self__".to_owned();
         let mut entries = HashMap::new();
         entries.insert(self_key.clone(), self_entry);
-        Presence { self_key, entries }
+        Presence {
+            self_key,
+            entries,
+            version: 0,
+        }
     }
 
     /// Applies a delta (idempotent for the same delta).
+    /// Changes applied to this replica so far.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     pub fn apply(&mut self, d: &Delta) {
+        self.version += 1;
         let Delta::Upsert {
             key,
             fields,

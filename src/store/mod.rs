@@ -75,9 +75,12 @@ pub enum Op {
     Approve {
         request_id: String,
         caller: ScopeSet,
+        /// Set for non-admin device-token sessions: they may only act on their own device.
+        own_device: Option<String>,
     },
     Reject {
         request_id: String,
+        own_device: Option<String>,
     },
     Remove {
         device_id: String,
@@ -90,10 +93,13 @@ pub enum Op {
         device_id: String,
         role: String,
         scopes: Option<Vec<String>>,
+        /// The caller's scopes: a non-admin must hold every scope of the token it mints.
+        caller: ScopeSet,
     },
     Revoke {
         device_id: String,
         role: String,
+        caller: ScopeSet,
     },
     List,
 }
@@ -296,6 +302,16 @@ fn mint(role: &str, scopes: &[String], now: u64) -> DeviceToken {
     }
 }
 
+/// Does the caller hold every scope (admin holds all)?
+fn caller_covers(caller: &ScopeSet, scopes: &[String]) -> bool {
+    scopes
+        .iter()
+        .all(|s| match crate::proto::scopes::Scope::parse(s) {
+            Some(sc) => caller.satisfies(sc),
+            None => caller.has(crate::proto::scopes::Scope::Admin),
+        })
+}
+
 fn union(into: &mut Vec<String>, add: &[String]) {
     for s in add {
         if !into.contains(s) {
@@ -422,10 +438,17 @@ impl StoreState {
                 ch.upserts.push(device_id.clone());
                 OpResult::Token(t)
             }
-            Op::Approve { request_id, caller } => {
+            Op::Approve {
+                request_id,
+                caller,
+                own_device,
+            } => {
                 let Some(p) = self.pending.get(request_id) else {
                     return OpResult::Invalid("unknown requestId".into());
                 };
+                if own_device.as_ref().is_some_and(|d| *d != p.device_id) {
+                    return OpResult::Invalid("device pairing approval denied".into());
+                }
                 if let Err(msg) = pairing::approval_allowed(p, caller) {
                     return OpResult::Invalid(msg);
                 }
@@ -439,7 +462,18 @@ impl StoreState {
                     token: None,
                 }
             }
-            Op::Reject { request_id } => match self.pending.remove(request_id) {
+            Op::Reject {
+                request_id,
+                own_device,
+            } if own_device.as_ref().is_some_and(|d| {
+                self.pending
+                    .get(request_id)
+                    .is_some_and(|p| p.device_id != *d)
+            }) =>
+            {
+                OpResult::Invalid("device pairing rejection denied".into())
+            }
+            Op::Reject { request_id, .. } => match self.pending.remove(request_id) {
                 None => OpResult::Invalid("unknown requestId".into()),
                 Some(p) => {
                     ch.events
@@ -479,6 +513,7 @@ impl StoreState {
                 device_id,
                 role,
                 scopes,
+                caller,
             } => {
                 let Some(d) = self.devices.get_mut(device_id) else {
                     return OpResult::Invalid("unknown deviceId".into());
@@ -492,7 +527,10 @@ impl StoreState {
                         .map(|t| t.scopes.clone())
                         .unwrap_or_else(|| d.approved_scopes.clone())
                 });
-                if role == "operator" && !pairing::covers(&d.approved_scopes, &scopes) {
+                if role == "operator"
+                    && (!pairing::covers(&d.approved_scopes, &scopes)
+                        || !caller_covers(caller, &scopes))
+                {
                     return OpResult::Invalid("device token rotation denied".into());
                 }
                 let mut t = mint(role, &scopes, now);
@@ -501,7 +539,11 @@ impl StoreState {
                 ch.upserts.push(device_id.clone());
                 OpResult::Token(t)
             }
-            Op::Revoke { device_id, role } => {
+            Op::Revoke {
+                device_id,
+                role,
+                caller,
+            } => {
                 let Some(t) = self
                     .devices
                     .get_mut(device_id)
@@ -509,6 +551,9 @@ impl StoreState {
                 else {
                     return OpResult::Invalid("device token revocation denied".into());
                 };
+                if role == "operator" && !caller_covers(caller, &t.scopes) {
+                    return OpResult::Invalid("device token revocation denied".into());
+                }
                 let at = *t.revoked_at_ms.get_or_insert(now);
                 ch.upserts.push(device_id.clone());
                 OpResult::Revoked {
@@ -535,6 +580,15 @@ impl StoreState {
         now: u64,
         ch: &mut Changes,
     ) -> OpResult {
+        if silent {
+            // Approve exactly this ask. Never approve a reused pending request: it may ask for
+            // more than the rules allow to approve silently. Other pending requests of the
+            // device stay pending for an operator.
+            req.ts = now;
+            req.silent = true;
+            req.is_repair = self.devices.contains_key(&req.device_id);
+            return self.approve_silently(req, now, ch);
+        }
         // Reuse a live request of the same device and key that asks for no less; a wider one
         // supersedes older ones (resolved as rejected).
         let existing: Vec<PendingRequest> = self
@@ -569,16 +623,17 @@ impl StoreState {
             self.pending.insert(req.request_id.clone(), req.clone());
         }
         let req = self.pending.get(&req.request_id).cloned().unwrap_or(req);
-        if !silent {
-            if created {
-                ch.events
-                    .push(EventTemplate::new("device.pair.requested", &req, None));
-            }
-            return OpResult::Pending {
-                request_id: req.request_id,
-            };
+        if created {
+            ch.events
+                .push(EventTemplate::new("device.pair.requested", &req, None));
         }
-        self.pending.remove(&req.request_id);
+        OpResult::Pending {
+            request_id: req.request_id,
+        }
+    }
+
+    /// Local silent approval: the device row and a token for the asked role.
+    fn approve_silently(&mut self, req: PendingRequest, now: u64, ch: &mut Changes) -> OpResult {
         let device = self.approve(&req, "silent", now, ch);
         let token = {
             let d = self.devices.get_mut(&req.device_id).expect("just approved");
@@ -664,4 +719,140 @@ impl StoreState {
 /// A pending request's public JSON (the `device.pair.requested` payload).
 pub fn pending_json(p: &PendingRequest) -> Value {
     serde_json::to_value(p).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> StoreState {
+        let conn = Connection::open_in_memory().unwrap();
+        migrate(&conn).unwrap();
+        StoreState {
+            conn,
+            devices: HashMap::new(),
+            pending: HashMap::new(),
+            bus: Bus::new(1),
+        }
+    }
+
+    fn ask(id: &str, scopes: &[&str]) -> PendingRequest {
+        PendingRequest {
+            request_id: id.into(),
+            device_id: "dev".into(),
+            public_key: "pk".into(),
+            display_name: None,
+            platform: Some("linux".into()),
+            device_family: None,
+            client_id: Some("cli".into()),
+            client_mode: Some("cli".into()),
+            role: "operator".into(),
+            roles: vec!["operator".into()],
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            remote_ip: None,
+            silent: false,
+            is_repair: false,
+            ts: 0,
+        }
+    }
+
+    fn run(s: &mut StoreState, op: Op) -> OpResult {
+        let mut ch = Changes::default();
+        let r = s.apply(&op, 1_000, &mut ch);
+        s.persist(&ch).unwrap();
+        r
+    }
+
+    #[test]
+    fn silent_approval_never_grants_a_wider_pending_request() {
+        let mut s = state();
+        let r = run(
+            &mut s,
+            Op::RequestPairing {
+                pending: Box::new(ask("wide", &["operator.admin"])),
+                silent: false,
+            },
+        );
+        assert!(matches!(r, OpResult::Pending { ref request_id } if request_id == "wide"));
+        let r = run(
+            &mut s,
+            Op::RequestPairing {
+                pending: Box::new(ask("narrow", &["operator.read"])),
+                silent: true,
+            },
+        );
+        let OpResult::Approved { device, token, .. } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(device.approved_scopes, vec!["operator.read"]);
+        assert_eq!(token.unwrap().scopes, vec!["operator.read"]);
+        assert!(
+            s.pending.contains_key("wide"),
+            "the wide request still waits for an operator"
+        );
+    }
+
+    #[test]
+    fn rotation_and_revocation_need_the_token_scopes() {
+        let mut s = state();
+        run(
+            &mut s,
+            Op::RequestPairing {
+                pending: Box::new(ask("r", &["operator.admin"])),
+                silent: true,
+            },
+        );
+        let pairing_only = ScopeSet::from_strs(["operator.pairing"]);
+        let r = run(
+            &mut s,
+            Op::Revoke {
+                device_id: "dev".into(),
+                role: "operator".into(),
+                caller: pairing_only.clone(),
+            },
+        );
+        assert!(
+            matches!(r, OpResult::Invalid(ref m) if m == "device token revocation denied"),
+            "{r:?}"
+        );
+        let r = run(
+            &mut s,
+            Op::Rotate {
+                device_id: "dev".into(),
+                role: "operator".into(),
+                scopes: None,
+                caller: pairing_only,
+            },
+        );
+        assert!(matches!(r, OpResult::Invalid(_)), "{r:?}");
+        let admin = ScopeSet::from_strs(["operator.admin"]);
+        let r = run(
+            &mut s,
+            Op::Rotate {
+                device_id: "dev".into(),
+                role: "operator".into(),
+                scopes: None,
+                caller: admin,
+            },
+        );
+        assert!(matches!(r, OpResult::Token(_)), "{r:?}");
+    }
+
+    #[test]
+    fn committed_devices_reload_from_disk() {
+        let mut s = state();
+        run(
+            &mut s,
+            Op::RequestPairing {
+                pending: Box::new(ask("r", &["operator.read"])),
+                silent: true,
+            },
+        );
+        let loaded = load(&s.conn).unwrap();
+        assert_eq!(
+            loaded.get("dev").map(|d| d.approved_scopes.clone()),
+            Some(vec!["operator.read".to_string()])
+        );
+        assert!(loaded["dev"].live_token("operator").is_some());
+    }
 }

@@ -1,0 +1,185 @@
+//! The `hello-ok` payload (protocol §2.6), serialized straight to bytes. Its big parts — the
+//! presence and health snapshots, the method and event lists, the policy — are the same for
+//! every connect within a second, so each shard keeps them pre-serialized and refreshes them
+//! when presence changes or after a second. This keeps a handshake from building and dropping
+//! a few hundred JSON nodes.
+
+use serde::Serialize;
+use serde_json::{json, value::RawValue};
+
+use super::{client::Session, ctx::ShardCtx};
+use crate::{
+    methods::{EVENTS, METHODS},
+    pairing::DeviceToken,
+    proto::{handshake::PROTOCOL_VERSION, scopes::Scope},
+    state::{now_ms, VERSION},
+};
+
+/// How long cached snapshot parts may be reused.
+const SNAPSHOT_MAX_AGE_MS: u64 = 1000;
+
+fn raw(v: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).expect("built-in value serializes")
+}
+
+/// Pre-serialized `hello-ok` parts, per shard.
+#[derive(Default)]
+pub struct HelloCache {
+    statics: Option<Statics>,
+    presence: Option<(u64, u64, Box<RawValue>)>,
+    health: Option<(u64, Box<RawValue>)>,
+}
+
+struct Statics {
+    features: Box<RawValue>,
+    session_defaults: Box<RawValue>,
+    policy: Box<RawValue>,
+}
+
+#[derive(Serialize)]
+struct Server<'a> {
+    version: &'static str,
+    #[serde(rename = "connId")]
+    conn_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct StateVersion {
+    presence: u64,
+    health: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Snapshot<'a> {
+    presence: &'a RawValue,
+    health: &'a RawValue,
+    state_version: StateVersion,
+    uptime_ms: u64,
+    session_defaults: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_mode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_path: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Auth<'a> {
+    method: &'a str,
+    role: &'static str,
+    scopes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_at_ms: Option<u64>,
+}
+
+/// The `hello-ok` payload.
+#[derive(Serialize)]
+pub struct HelloOk<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    protocol: u64,
+    server: Server<'a>,
+    features: &'a RawValue,
+    snapshot: Snapshot<'a>,
+    auth: Auth<'a>,
+    policy: &'a RawValue,
+}
+
+/// Serializes the `connect` response carrying `hello-ok`.
+pub fn response(
+    ctx: &mut ShardCtx,
+    id: &str,
+    conn_id: &str,
+    s: &Session,
+    token: Option<&DeviceToken>,
+) -> Vec<u8> {
+    let now = now_ms();
+    let (pv, hv) = ctx.globals.state_version();
+    let version = ctx.presence.version();
+    let uptime = ctx.globals.uptime_ms();
+    let admin = s.scopes.has(Scope::Admin);
+    let (state_dir, auth_mode, config_path) = if admin {
+        (
+            Some(ctx.config.state_dir.display().to_string()),
+            Some(ctx.config.auth.name()),
+            ctx.config
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        )
+    } else {
+        (None, None, None)
+    };
+    refresh(ctx, now, version);
+    let cache = &ctx.hello_cache;
+    let statics = cache.statics.as_ref().expect("refreshed");
+    let hello = HelloOk {
+        ty: "hello-ok",
+        protocol: PROTOCOL_VERSION,
+        server: Server {
+            version: VERSION,
+            conn_id,
+        },
+        features: &statics.features,
+        snapshot: Snapshot {
+            presence: &cache.presence.as_ref().expect("refreshed").2,
+            health: &cache.health.as_ref().expect("refreshed").1,
+            state_version: StateVersion {
+                presence: pv,
+                health: hv,
+            },
+            uptime_ms: uptime,
+            session_defaults: &statics.session_defaults,
+            state_dir,
+            auth_mode,
+            config_path,
+        },
+        auth: Auth {
+            method: s.auth_method,
+            role: s.role.as_str(),
+            scopes: &s.scope_list,
+            device_token: token.map(|t| t.token.as_str()),
+            issued_at_ms: token.map(|t| t.rotated_at_ms.unwrap_or(t.created_at_ms)),
+        },
+        policy: &statics.policy,
+    };
+    crate::proto::frame::res_ok(id, &hello)
+}
+
+fn refresh(ctx: &mut ShardCtx, now: u64, presence_version: u64) {
+    if ctx.hello_cache.statics.is_none() {
+        let l = &ctx.config.limits;
+        ctx.hello_cache.statics = Some(Statics {
+            features: raw(&json!({"methods": METHODS, "events": EVENTS, "capabilities": []})),
+            session_defaults: raw(&json!({
+                "defaultAgentId": "main",
+                "modelConfigured": false,
+                "ownership": "sole",
+                "selectionRequired": false,
+                "mainKey": "main",
+                "mainSessionKey": "agent:main:main",
+                "scope": "per-sender",
+            })),
+            policy: raw(&json!({
+                "maxPayload": l.max_payload,
+                "maxBufferedBytes": l.max_buffered_bytes,
+                "tickIntervalMs": l.tick_interval_ms,
+            })),
+        });
+    }
+    let fresh = |at: u64| now.saturating_sub(at) < SNAPSHOT_MAX_AGE_MS;
+    if !matches!(&ctx.hello_cache.presence, Some((v, at, _)) if *v == presence_version && fresh(*at))
+    {
+        let list = raw(&ctx.presence.list(now));
+        ctx.hello_cache.presence = Some((presence_version, now, list));
+    }
+    if !matches!(&ctx.hello_cache.health, Some((at, _)) if fresh(*at)) {
+        let h = raw(&ctx.health_snapshot());
+        ctx.hello_cache.health = Some((now, h));
+    }
+}
