@@ -52,6 +52,9 @@ pub struct ShardCtx {
     pub shutting_down: bool,
     /// Name of the io driver this shard runs on.
     pub driver: &'static str,
+    /// Devices removed in the last minute (so a connect that waited on the store cannot open
+    /// with a token of a device removed meanwhile).
+    pub removed_devices: HashMap<String, u64>,
     /// Pre-serialized `hello-ok` parts.
     pub hello_cache: super::hello::HelloCache,
     /// Highest `stateVersion.presence` announced on this shard.
@@ -90,6 +93,7 @@ impl ShardCtx {
             driver,
             presence_seen: 0,
             hello_cache: Default::default(),
+            removed_devices: HashMap::new(),
             store,
             devices: devices
                 .iter()
@@ -212,10 +216,15 @@ impl ShardCtx {
         let (device_id, voided_roles): (String, Option<Vec<String>>) = match delta {
             DeviceDelta::Removed(id) => {
                 self.devices.remove(&id);
+                let now = now_ms();
+                self.removed_devices
+                    .retain(|_, at| now.saturating_sub(*at) < 60_000);
+                self.removed_devices.insert(id.clone(), now);
                 (id, None)
             }
             DeviceDelta::Upsert(d) => {
                 let id = d.device_id.clone();
+                self.removed_devices.remove(&id);
                 let old = self.devices.insert(id.clone(), d.clone());
                 let voided = old
                     .map(|o| {

@@ -270,6 +270,30 @@ fn pair_or_open(
     });
 }
 
+/// Did a change that voids `token` reach this shard while the connect waited for the store?
+/// (Changes that arrive later close the opened connection as usual.)
+fn voided_meanwhile(ctx: &ShardCtx, pc: &PendingConnect, token: &DeviceToken) -> bool {
+    let Some(dev) = pc.acc.device.as_ref() else {
+        return false;
+    };
+    if ctx.removed_devices.contains_key(&dev.device_id) {
+        return true;
+    }
+    let issued = |t: &DeviceToken| t.rotated_at_ms.unwrap_or(t.created_at_ms);
+    // The replica may still show the device as it was before this token was issued, so only
+    // a view that is newer than the token counts.
+    ctx.devices
+        .get(&dev.device_id)
+        .and_then(|d| d.tokens.get(&token.role))
+        .is_some_and(|t| {
+            if t.token == token.token {
+                t.revoked_at_ms.is_some()
+            } else {
+                issued(t) > issued(token)
+            }
+        })
+}
+
 /// Finishes a connect with the storage thread's answer.
 pub fn finish_connect(
     ctx: &mut ShardCtx,
@@ -286,6 +310,27 @@ pub fn finish_connect(
         opened_ms: now_ms(),
     };
     match r {
+        OpResult::Approved {
+            token: Some(token), ..
+        }
+        | OpResult::Token(token)
+            if voided_meanwhile(ctx, &pc, &token) =>
+        {
+            // A revoke, rotation or removal committed after this token was issued and already
+            // reached this shard: the connect must not open with it.
+            let error = ErrorShape::invalid(
+                "unauthorized: device token mismatch (rotate/reissue device token)",
+            )
+            .with_details(crate::auth::messages::failure_details(
+                "device_token_mismatch",
+                false,
+            ));
+            c.push_text(&res_err(&pc.id, &error));
+            c.close(
+                close::POLICY,
+                "unauthorized: device token mismatch (rotate/reissue device token)",
+            );
+        }
         OpResult::Approved { device, token, .. } => {
             tracing::info!(conn = %c.conn_id, device = %device.device_id, "device pairing approved silently");
             open(ctx, c, &pc.id, pc.acc, token, &mut after);
