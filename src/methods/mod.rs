@@ -10,7 +10,7 @@ pub mod system;
 use serde_json::Value;
 
 use crate::{
-    proto::{errors::ErrorShape, frame::EventTemplate, schema::Schemas},
+    proto::{errors::ErrorShape, schema::Schemas},
     shard::{client::Session, ctx::ShardCtx},
     state::presence::{Delta, Entry},
     store::{Op, OpResult},
@@ -51,8 +51,6 @@ pub enum Effect {
     Presence { key: String, fields: Entry },
     /// Announce a presence change already applied to this shard's replica.
     PresencePublish { delta: Delta, version: u64 },
-    /// Broadcast an event on every shard.
-    Broadcast(EventTemplate),
     /// Record a queued system event on every shard.
     SystemEvent(String),
 }

@@ -557,7 +557,6 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
         match e {
             Effect::Presence { key, fields } => ctx.presence_change(key, fields),
             Effect::PresencePublish { delta, version } => ctx.presence_publish(delta, version),
-            Effect::Broadcast(ev) => ctx.broadcast(ev),
             Effect::SystemEvent(text) => {
                 ctx.record_system_event(text.clone());
                 ctx.sender.to_others(crate::bus::BusMsg::SystemEvent(text));

@@ -145,14 +145,6 @@ impl Presence {
                 && e.get("reason").and_then(Value::as_str) != Some("disconnect")
         })
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

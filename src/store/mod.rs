@@ -302,6 +302,17 @@ fn mint(role: &str, scopes: &[String], now: u64) -> DeviceToken {
     }
 }
 
+/// The device's reusable token for the role, else a newly minted one stored on the row
+/// (`true` when minted).
+fn token_for(d: &mut PairedDevice, role: &str, scopes: &[String], now: u64) -> (DeviceToken, bool) {
+    if let Some(t) = pairing::reusable_token(d, role, scopes) {
+        return (t.clone(), false);
+    }
+    let t = mint(role, scopes, now);
+    d.tokens.insert(role.to_owned(), t.clone());
+    (t, true)
+}
+
 /// Does the caller hold every scope (admin holds all)?
 fn caller_covers(caller: &ScopeSet, scopes: &[String]) -> bool {
     scopes
@@ -430,12 +441,10 @@ impl StoreState {
                 let Some(d) = self.devices.get_mut(device_id) else {
                     return OpResult::Invalid("unknown deviceId".into());
                 };
-                if let Some(t) = pairing::reusable_token(d, role, scopes) {
-                    return OpResult::Token(t.clone());
+                let (t, minted) = token_for(d, role, scopes, now);
+                if minted {
+                    ch.upserts.push(device_id.clone());
                 }
-                let t = mint(role, scopes, now);
-                d.tokens.insert(role.clone(), t.clone());
-                ch.upserts.push(device_id.clone());
                 OpResult::Token(t)
             }
             Op::Approve {
@@ -635,17 +644,8 @@ impl StoreState {
     /// Local silent approval: the device row and a token for the asked role.
     fn approve_silently(&mut self, req: PendingRequest, now: u64, ch: &mut Changes) -> OpResult {
         let device = self.approve(&req, "silent", now, ch);
-        let token = {
-            let d = self.devices.get_mut(&req.device_id).expect("just approved");
-            match pairing::reusable_token(d, &req.role, &req.scopes) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = mint(&req.role, &req.scopes, now);
-                    d.tokens.insert(req.role.clone(), t.clone());
-                    t
-                }
-            }
-        };
+        let d = self.devices.get_mut(&req.device_id).expect("just approved");
+        let (token, _) = token_for(d, &req.role, &req.scopes, now);
         let device = Arc::new(
             self.devices
                 .get(&device.device_id)
