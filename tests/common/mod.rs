@@ -329,14 +329,7 @@ pub fn recv(ws: &mut Ws, timeout: Duration) -> Incoming {
             }
             Ok(Message::Close(None)) => return Incoming::Close(1005, String::new()),
             Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(tungstenite::Error::Io(e)) if is_read_timeout(&e) => {
                 if Instant::now() >= deadline {
                     return Incoming::Timeout;
                 }
@@ -611,14 +604,7 @@ impl Client {
                 }
                 Ok(Message::Close(cf)) => panic!("closed while waiting for a response: {cf:?}"),
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(tungstenite::Error::Io(e)) if is_read_timeout(&e) => {
                     if Instant::now() >= deadline {
                         panic!("timed out waiting for a response");
                     }
@@ -695,13 +681,7 @@ impl Client {
         while Instant::now() < deadline {
             match self.ws.read() {
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
+                Err(tungstenite::Error::Io(e)) if is_read_timeout(&e) => {}
                 Err(_) => break,
             }
         }
@@ -711,6 +691,16 @@ impl Client {
 // ---------------------------------------------------------------------------------------------
 // Device identity
 // ---------------------------------------------------------------------------------------------
+
+/// A timed read that found nothing yet (timeout, or interrupted): retry until the deadline.
+pub fn is_read_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    )
+}
 
 /// Lowercase hex SHA-256 of the raw public key (the device id).
 pub fn device_id(raw: &[u8; 32]) -> String {
@@ -789,14 +779,7 @@ pub fn http_raw(addr: SocketAddr, request: &str) -> HttpResponse {
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if is_read_timeout(&e) => {
                 if parse_http(&buf).is_some_and(|r| r.complete) || Instant::now() >= deadline {
                     break;
                 }

@@ -633,6 +633,24 @@ async fn drive(
     }
 }
 
+/// Opens a client and records the outcome: connect latency and the connected count, or the
+/// error and the failed count.
+async fn open_counted(sh: &Shared, out: &RefCell<ThreadOut>, raw: bool) -> Option<Ws> {
+    let t0 = Instant::now();
+    match open_client(sh, raw, sh.sock()).await {
+        Ok(ws) => {
+            out.borrow_mut().rec("connect", t0.elapsed());
+            sh.connected.fetch_add(1, Relaxed);
+            Some(ws)
+        }
+        Err(e) => {
+            out.borrow_mut().err(format!("connect:{e}"));
+            sh.failed.fetch_add(1, Relaxed);
+            None
+        }
+    }
+}
+
 async fn open_client(sh: &Shared, raw: bool, opts: SockOpts) -> Result<Ws, String> {
     if raw {
         Ws::connect(&sh.cfg.target, opts, sh.cfg.read_buf, sh.cfg.timeout)
@@ -657,17 +675,9 @@ async fn rpc_thread(
     let hs = spawn_paced(n, rate, |_| {
         let (sh, out, kind) = (sh.clone(), out.clone(), kind.clone());
         async move {
-            let t0 = Instant::now();
-            let mut ws = match open_client(&sh, raw, sh.sock()).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    out.borrow_mut().err(format!("connect:{e}"));
-                    sh.failed.fetch_add(1, Relaxed);
-                    return;
-                }
+            let Some(mut ws) = open_counted(&sh, &out, raw).await else {
+                return;
             };
-            out.borrow_mut().rec("connect", t0.elapsed());
-            sh.connected.fetch_add(1, Relaxed);
             while sh.phase.load(Relaxed) == 0 && !sh.stopped() {
                 sleep_ms(1).await;
             }
@@ -758,17 +768,9 @@ async fn idle_thread(sh: Arc<Shared>, n: usize, rate: f64, raw: bool) -> ThreadO
     let _hs = spawn_paced(n, rate, |_| {
         let (sh, out) = (sh.clone(), out.clone());
         async move {
-            let t0 = Instant::now();
-            let mut ws = match open_client(&sh, raw, sh.sock()).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    out.borrow_mut().err(format!("connect:{e}"));
-                    sh.failed.fetch_add(1, Relaxed);
-                    return;
-                }
+            let Some(mut ws) = open_counted(&sh, &out, raw).await else {
+                return;
             };
-            out.borrow_mut().rec("connect", t0.elapsed());
-            sh.connected.fetch_add(1, Relaxed);
             // Read until the peer goes away; this task is dropped with the
             // runtime when the hold period ends.
             let why = loop {
