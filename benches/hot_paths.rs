@@ -194,6 +194,7 @@ fn fanout(c: &mut Criterion) {
         "bench",
         store,
         &[],
+        ringgate::agent::openai::Workers::start(1),
     );
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     for i in 0..1000u64 {
@@ -208,15 +209,17 @@ fn fanout(c: &mut Criterion) {
             device_id: None,
             auth_method: "token",
             sessions_subscribed: false,
+            scoped_events: false,
+            message_subs: Vec::new(),
         }));
         cl.phase = Phase::Open;
         ctx.clients.insert(i, Rc::new(RefCell::new(cl)));
     }
-    let ev = EventTemplate::new(
+    let ev = Arc::new(EventTemplate::new(
         "presence",
         &json!({"presence": [{"host": "vm", "mode": "gateway", "ts": 1}]}),
         Some((2, 1)),
-    );
+    ));
     c.bench_function("fanout/1k-connections", |b| {
         b.iter(|| {
             ctx.fanout(black_box(&ev));

@@ -35,6 +35,17 @@ pub enum BusMsg {
     SystemEvent(String),
     /// Send `shutdown` to every client, close them 1012 and stop.
     Shutdown,
+    /// A session request for the session's owner shard.
+    SessionCall(Box<crate::chat::SessionCall>),
+    /// A response frame for connection `conn` on this shard.
+    Reply { conn: u64, frame: Vec<u8> },
+    /// Output of an agent runtime for a run owned by this shard.
+    RunOutput {
+        run_id: Arc<str>,
+        out: Box<crate::agent::Output>,
+    },
+    /// A run started or ended (the replicated run index).
+    RunNote(crate::chat::runs::RunNote),
 }
 
 /// Messages an inbox holds before senders spill into their local overflow queue.

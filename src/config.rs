@@ -120,6 +120,10 @@ pub struct Config {
     pub config_path: Option<PathBuf>,
     /// Silently approve pairing of local (loopback) devices (`gateway.nodes.pairing.autoApproveLocal`).
     pub auto_approve_local: bool,
+    /// Agents and the runtime answering each (`ringgate.agents`); the first is the default.
+    pub agents: Vec<crate::agent::config::AgentConfig>,
+    /// Threads that run provider HTTP calls off the shards (`ringgate.agentWorkers`).
+    pub agent_workers: usize,
 }
 
 impl Default for Config {
@@ -135,6 +139,8 @@ impl Default for Config {
             limits: Limits::default(),
             config_path: None,
             auto_approve_local: true,
+            agents: crate::agent::config::default_agents(),
+            agent_workers: 4,
         }
     }
 }
@@ -212,6 +218,16 @@ fn as_str<'a>(key: &str, v: &'a Value) -> Result<&'a str, ConfigError> {
 }
 
 impl Config {
+    /// The agent answering `id`, if configured.
+    pub fn agent(&self, id: &str) -> Option<&crate::agent::config::AgentConfig> {
+        self.agents.iter().find(|a| a.id == id)
+    }
+
+    /// The default agent's id (the first configured).
+    pub fn default_agent(&self) -> &str {
+        &self.agents[0].id
+    }
+
     /// Reads and applies a JSON5 file over `self`.
     pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -306,9 +322,22 @@ impl Config {
     }
 
     fn apply_ringgate(&mut self, v: &Value, path: &str) -> Result<(), ConfigError> {
-        for (k, v, key) in fields(v, path, &["shards", "driver", "stateDir", "limits"])? {
+        for (k, v, key) in fields(
+            v,
+            path,
+            &[
+                "shards",
+                "driver",
+                "stateDir",
+                "limits",
+                "agents",
+                "agentWorkers",
+            ],
+        )? {
             match k {
                 "shards" => self.shards = as_u64(&key, v, 0, 1024)? as usize,
+                "agents" => self.agents = crate::agent::config::parse_agents(v, &key)?,
+                "agentWorkers" => self.agent_workers = as_u64(&key, v, 1, 256)? as usize,
                 "driver" => self.driver = parse_driver(&key, as_str(&key, v)?)?,
                 "stateDir" => self.state_dir = PathBuf::from(as_str(&key, v)?),
                 _ => self.apply_limits(v, &key)?,

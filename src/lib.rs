@@ -27,8 +27,10 @@
 //! limits pre/post auth, per-connection buffered bytes, a per-shard buffered-bytes budget; see
 //! [`config::Limits`]).
 
+pub mod agent;
 pub mod auth;
 pub mod bus;
+pub mod chat;
 pub mod config;
 pub mod methods;
 pub mod pairing;

@@ -1103,6 +1103,62 @@ fn gateway_client_hello_and_core_rpcs() {
     assert_eq!(wake["ok"], true, "wake: {wake}");
 }
 
+#[test]
+fn gateway_client_chat_send_streams_reply() {
+    let Some(h) = Harness::start() else { return };
+    let result = h.gateway_client(json!({
+        "clientName": "cli",
+        "mode": "cli",
+        "scopes": ["operator.admin"],
+        "calls": [
+            {"method": "chat.send", "params": {
+                "sessionKey": "main", "message": "hi from GatewayClient", "idempotencyKey": "gc-run-1"}},
+        ],
+        "untilEvent": {"event": "chat", "state": "final"},
+    }));
+    let results = result["results"].as_array().expect("results");
+    assert_eq!(results[0]["ok"], true, "chat.send: {result}");
+    assert_eq!(results[0]["payload"]["runId"], "gc-run-1");
+    assert_eq!(results[0]["payload"]["status"], "started");
+    let events = result["events"].as_array().expect("events");
+    let chat: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "chat" && e["payload"]["runId"] == "gc-run-1")
+        .collect();
+    assert!(
+        chat.iter().any(|e| e["payload"]["state"] == "delta"),
+        "streamed deltas: {events:?}"
+    );
+    let fin = chat
+        .iter()
+        .find(|e| e["payload"]["state"] == "final")
+        .unwrap_or_else(|| panic!("no final: {events:?}"));
+    assert_eq!(
+        fin["payload"]["message"]["content"][0]["text"],
+        "echo: hi from GatewayClient"
+    );
+    assert_eq!(fin["payload"]["sessionKey"], "agent:main:main");
+}
+
+#[test]
+fn cli_gateway_call_agent_expect_final() {
+    let Some(h) = Harness::start() else { return };
+    let out = h.openclaw(&[
+        "gateway",
+        "call",
+        "agent",
+        "--params",
+        r#"{"message":"hi","idempotencyKey":"k1"}"#,
+        "--expect-final",
+        "--json",
+    ]);
+    assert_eq!(out.code, Some(0), "gateway call agent\n{}", out.describe());
+    let fin = parse_cli_json(&out);
+    assert_eq!(fin["runId"], "k1", "{fin}");
+    assert_eq!(fin["status"], "ok", "{fin}");
+    assert_eq!(fin["result"]["payloads"][0]["text"], "echo: hi", "{fin}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7: negative cases replayed with raw frames (expected values from the original gateway)
 // ---------------------------------------------------------------------------------------------
@@ -1768,9 +1824,7 @@ fn tui_connects_in_tmux() {
     // The status line (`<connection status> | <activity>`) starts as `connecting`; on hello-ok the
     // TUI switches to `subscribing to session events`, calls `sessions.subscribe` and then loads
     // agents, the session and its history before it shows `gateway connected` (after 4 s just
-    // `connected`). ringgate answers `sessions.subscribe`; the later loads (agents, history)
-    // fail until sessions/chat exist, which the TUI reports without leaving the connected
-    // state. A refused connect shows `gateway disconnected: <reason>`.
+    // `connected`). A refused connect shows `gateway disconnected: <reason>`.
     let status_after_hello = |screen: &str| -> Option<String> {
         screen
             .lines()
@@ -1822,6 +1876,25 @@ fn tui_connects_in_tmux() {
     assert_eq!(
         tui_device["approvedVia"], "silent",
         "tui device: {tui_device:#}"
+    );
+
+    // A typed message gets the echo agent's streamed reply on screen.
+    tmux.cmd(&["send-keys", "-t", "tui", "hello from the tui", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let screen = loop {
+        let screen = tmux.capture("tui");
+        if screen.contains("echo: hello from the tui") || Instant::now() >= deadline {
+            break screen;
+        }
+        thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        screen.contains("echo: hello from the tui"),
+        "the agent's reply is shown\n--- screen ---\n{screen}"
+    );
+    assert!(
+        !screen.contains("unknown method"),
+        "--- screen ---\n{screen}"
     );
     drop(tmux);
 }

@@ -65,7 +65,13 @@ fn hello_ok_fields() {
     assert_eq!(h["protocol"], 4);
 
     let conn_id = h["server"]["connId"].as_str().expect("server.connId");
-    assert!(is_uuid_v4(conn_id), "connId: {conn_id}");
+    // `s<shard>-<uuid v4>`: the original's uuid, prefixed with the shard holding it.
+    let (shard, uuid) = conn_id.split_once('-').expect("s<N>-<uuid>");
+    assert!(
+        shard.strip_prefix('s').is_some_and(|n| n.parse::<usize>().is_ok()),
+        "connId: {conn_id}"
+    );
+    assert!(is_uuid_v4(uuid), "connId: {conn_id}");
     assert!(
         h["server"]["version"]
             .as_str()

@@ -3,8 +3,8 @@
 //! connection is borrowed while it is served); they return [`Effect`]s that the shard applies
 //! once the borrow ends, so the caller receives its own events too.
 
+pub mod chat;
 pub mod devices;
-pub mod sessions;
 pub mod system;
 
 use serde_json::Value;
@@ -32,12 +32,15 @@ pub const METHODS: &[&str] = &[
     "device.pair.rename",
     "device.token.rotate",
     "device.token.revoke",
-    "sessions.subscribe",
 ];
 
 /// Every event ringgate emits (`hello-ok.features.events`).
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
+    "agent",
+    "chat",
+    "session.message",
+    "sessions.changed",
     "presence",
     "tick",
     "health",
@@ -53,6 +56,12 @@ pub enum Effect {
     PresencePublish { delta: Delta, version: u64 },
     /// Record a queued system event on every shard.
     SystemEvent(String),
+    /// Hand a request to the chat layer (the session's owner), answered later.
+    Chat {
+        conn: u64,
+        req_id: String,
+        req: crate::chat::ChatRequest,
+    },
 }
 
 /// A call that passed the permission gate.
@@ -78,11 +87,23 @@ pub struct Deferred {
 pub enum Outcome {
     Reply(Reply),
     Deferred(Box<Deferred>),
+    /// Answered by the chat layer, possibly on another shard.
+    Chat(crate::chat::ChatRequest),
+}
+
+/// Is `method` implemented (and advertised)?
+pub fn implemented(method: &str) -> bool {
+    METHODS.contains(&method) || chat::METHODS.contains(&method)
+}
+
+/// Every implemented method, for `hello-ok.features.methods`.
+pub fn all_methods() -> impl Iterator<Item = &'static str> {
+    METHODS.iter().chain(chat::METHODS.iter()).copied()
 }
 
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
 pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Outcome> {
-    if !METHODS.contains(&call.method) {
+    if !implemented(call.method) {
         return None;
     }
     if let Err(e) = Schemas::get().check_params(call.method, call.params) {
@@ -94,8 +115,8 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     if call.method.starts_with("device.") {
         return Some(devices::handle(ctx, call));
     }
-    if call.method == "sessions.subscribe" {
-        return Some(Outcome::Reply(sessions::handle(call)));
+    if chat::METHODS.contains(&call.method) {
+        return Some(chat::handle(ctx, call));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

@@ -74,6 +74,17 @@ pub fn res_err(id: &str, error: &ErrorShape) -> Vec<u8> {
     res(id, b",\"ok\":false,\"error\":", error)
 }
 
+/// Encodes `{"type":"res","id":…,"ok":false,"payload":…,"error":…}`: a failed terminal result
+/// that still describes the run (the original's answer to a retry of a failed run).
+pub fn res_err_with_payload(id: &str, payload: &impl Serialize, error: &ErrorShape) -> Vec<u8> {
+    let mut out = res(id, b",\"ok\":false,\"payload\":", payload);
+    out.pop();
+    out.extend_from_slice(b",\"error\":");
+    serde_json::to_writer(&mut out, error).expect("error encodes");
+    out.push(b'}');
+    out
+}
+
 fn res(id: &str, middle: &[u8], body: &impl Serialize) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     out.extend_from_slice(b"{\"type\":\"res\",\"id\":");
@@ -91,6 +102,31 @@ pub struct EventTemplate {
     pub name: String,
     head: Vec<u8>,
     tail: Vec<u8>,
+    /// Delivery rules beyond the event name.
+    pub meta: EventMeta,
+}
+
+/// Per-event delivery rules: session-scoped filtering, the drop rule, live-text coalescing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventMeta {
+    /// Canonical key of the session the event belongs to (session-scoped delivery, §6.3).
+    pub session: Option<std::sync::Arc<str>>,
+    /// Overrides the name-based `dropIfSlow` rule (chat deltas drop, chat finals never do).
+    pub drop_if_slow: Option<bool>,
+    /// Live text of a run: for a slow client only the newest such frame per key is kept.
+    pub live: Option<LiveKey>,
+    /// This event ends a run's live text: frames still held for it are discarded.
+    pub ends_run: Option<std::sync::Arc<str>>,
+}
+
+/// Identifies a stream of live-text frames that replace each other for slow clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveKey {
+    pub run_id: std::sync::Arc<str>,
+    pub event: &'static str,
+    /// The frame to send in place of the held ones (a `replace: true` delta carrying the whole
+    /// text); `None` when the event itself carries the whole text.
+    pub replace: Option<std::sync::Arc<EventTemplate>>,
 }
 
 impl EventTemplate {
@@ -113,7 +149,13 @@ impl EventTemplate {
             name: name.to_owned(),
             head,
             tail,
+            meta: EventMeta::default(),
         }
+    }
+
+    pub fn with_meta(mut self, meta: EventMeta) -> Self {
+        self.meta = meta;
+        self
     }
 
     /// Length of the frame for a given seq (for buffer accounting before writing).

@@ -7,6 +7,7 @@ pub mod events;
 pub mod frame;
 pub mod handshake;
 pub mod schema;
+pub mod schema_chat;
 mod scope_table;
 pub mod scopes;
 pub mod wsframe;

@@ -36,11 +36,11 @@ pub const CLIENT_MODES: &[&str] = &[
     "webchat", "cli", "ui", "backend", "node", "worker", "probe", "test",
 ];
 
-fn non_empty() -> Value {
+pub(crate) fn non_empty() -> Value {
     json!({"type": "string", "minLength": 1})
 }
 
-fn closed(props: Value, required: &[&str]) -> Value {
+pub(crate) fn closed(props: Value, required: &[&str]) -> Value {
     json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
 }
 
@@ -116,7 +116,8 @@ fn method_schemas() -> Vec<(&'static str, Value)> {
     let s = json!({"type": "string"});
     let strs = json!({"type": "array", "items": {"type": "string"}});
     let strs_ne = json!({"type": "array", "items": non_empty()});
-    vec![
+    let mut v = super::schema_chat::schemas();
+    v.extend([
         ("device.pair.list", closed(json!({}), &[])),
         (
             "device.pair.approve",
@@ -175,7 +176,8 @@ fn method_schemas() -> Vec<(&'static str, Value)> {
                 &["text"],
             ),
         ),
-    ]
+    ]);
+    v
 }
 
 /// Every compiled validator, built once per process.

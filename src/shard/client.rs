@@ -47,6 +47,16 @@ pub struct Session {
     pub auth_method: &'static str,
     /// Called `sessions.subscribe` (receives `sessions.changed`).
     pub sessions_subscribed: bool,
+    /// Advertised cap `session-scoped-events`: `chat`/`agent` only for subscribed sessions.
+    pub scoped_events: bool,
+    /// Sessions (canonical keys) subscribed with `sessions.messages.subscribe`.
+    pub message_subs: Vec<std::sync::Arc<str>>,
+}
+
+impl Session {
+    pub fn subscribed_to(&self, key: &str) -> bool {
+        self.message_subs.iter().any(|k| &**k == key)
+    }
 }
 
 /// Where the connection is in its life.
@@ -148,6 +158,13 @@ pub struct Client {
     /// The connection task's waker and whether it has work to look at.
     pub waker: Option<Waker>,
     pub signalled: bool,
+    /// Live-text frames held back while this client is slow (newest per key; see
+    /// [`crate::proto::frame::LiveKey`]).
+    pub held: Vec<(
+        std::sync::Arc<str>,
+        &'static str,
+        std::sync::Arc<EventTemplate>,
+    )>,
 }
 
 impl Client {
@@ -189,6 +206,7 @@ impl Client {
             end_deadline_ms: None,
             waker: None,
             signalled: false,
+            held: Vec::new(),
         }
     }
 

@@ -245,6 +245,8 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             limits.max_preauth_payload,
             leftover,
         );
+        // The shard prefix tells operators (and tests) where a connection lives.
+        c.conn_id = format!("s{}-{}", ctx.id, c.conn_id);
         let challenge = EventTemplate::new(
             "connect.challenge",
             &json!({"nonce": nonce, "ts": now, "capabilities": []}),
@@ -470,7 +472,7 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A store round trip bounded by [`STORE_TIMEOUT`] (a late result is discarded).
-async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::OpResult {
+pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::OpResult {
     monoio::select! {
         r = store.call(op) => r,
         _ = monoio::time::sleep(STORE_TIMEOUT) => {

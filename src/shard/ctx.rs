@@ -4,7 +4,7 @@
 use std::{
     cell::RefCell,
     collections::{HashMap, VecDeque},
-    rc::Rc,
+    rc::{Rc, Weak},
     sync::{atomic::Ordering, Arc},
 };
 
@@ -63,9 +63,18 @@ pub struct ShardCtx {
     pub store: Store,
     /// Replica of the paired devices, kept current by deltas from the storage thread.
     pub devices: HashMap<String, Arc<PairedDevice>>,
+    /// This context itself, for tasks that must come back to it later.
+    pub me: Weak<RefCell<ShardCtx>>,
+    /// Runs of the sessions this shard owns.
+    pub chat: crate::chat::owner::ChatOwner,
+    /// Every shard's runs: started and recently ended.
+    pub run_index: crate::chat::runs::RunIndex,
+    /// The pool running provider calls.
+    pub workers: crate::agent::openai::Workers,
 }
 
 impl ShardCtx {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,
         config: Arc<Config>,
@@ -74,6 +83,7 @@ impl ShardCtx {
         driver: &'static str,
         store: Store,
         devices: &[Arc<PairedDevice>],
+        workers: crate::agent::openai::Workers,
     ) -> Self {
         let presence = Presence::new(globals.self_presence());
         ShardCtx {
@@ -99,7 +109,88 @@ impl ShardCtx {
                 .iter()
                 .map(|d| (d.device_id.clone(), d.clone()))
                 .collect(),
+            me: Weak::new(),
+            chat: Default::default(),
+            run_index: Default::default(),
+            workers,
         }
+    }
+
+    /// Runs a storage op on a task and continues with its result on this shard.
+    pub fn spawn_store(
+        &self,
+        op: crate::store::Op,
+        then: impl FnOnce(&mut ShardCtx, crate::store::OpResult) + 'static,
+    ) {
+        let store = self.store.clone();
+        let me = self.me.clone();
+        monoio::spawn(async move {
+            let r = super::conn::call_store(&store, op).await;
+            if let Some(ctx) = me.upgrade() {
+                then(&mut ctx.borrow_mut(), r);
+            }
+        });
+    }
+
+    /// Sends a response frame to connection `conn` on shard `shard`.
+    pub fn reply(&mut self, shard: usize, conn: u64, frame: Vec<u8>) {
+        if shard == self.id {
+            self.deliver_reply(conn, &frame);
+        } else {
+            self.sender.send(shard, BusMsg::Reply { conn, frame });
+        }
+    }
+
+    fn deliver_reply(&mut self, conn: u64, frame: &[u8]) {
+        let Some(c) = self.clients.get(&conn) else {
+            return;
+        };
+        let Ok(mut c) = c.try_borrow_mut() else {
+            return;
+        };
+        if c.end.is_some() {
+            return;
+        }
+        if c.over(self.config.limits.max_buffered_bytes) {
+            self.globals.slow_closes.fetch_add(1, Ordering::Relaxed);
+            c.close(close::POLICY, "slow consumer");
+            return;
+        }
+        c.push_text(frame);
+    }
+
+    /// `(provider/model)` label of an agent's runtime, for run records.
+    pub fn model_of_agent(&self, agent_id: &str) -> String {
+        self.config
+            .agent(agent_id)
+            .map(|a| {
+                let (p, m) = a.runtime.model();
+                format!("{p}/{m}")
+            })
+            .unwrap_or_default()
+    }
+
+    /// Adds the model fields of the session's agent to a stored session row.
+    pub fn decorate_row(&self, mut row: Value) -> Value {
+        let Some(agent) = row["agentId"].as_str().and_then(|a| self.config.agent(a)) else {
+            return row;
+        };
+        let (provider, model) = agent.runtime.model();
+        if let Some(m) = row.as_object_mut() {
+            m.insert("modelProvider".into(), json!(provider));
+            m.insert("model".into(), json!(model));
+            m.insert("agentRuntime".into(), json!({"id": agent.runtime.name()}));
+        }
+        row
+    }
+
+    /// Output of a runtime for a run this shard owns.
+    pub fn on_run_output(
+        &mut self,
+        run_id: &Arc<str>,
+        out: crate::agent::Output,
+    ) -> Vec<crate::methods::Effect> {
+        crate::chat::owner::on_output(self, run_id, out)
     }
 
     pub fn next_client_id(&mut self) -> u64 {
@@ -110,9 +201,9 @@ impl ShardCtx {
 
     /// Delivers an event to this shard's eligible authenticated connections, stamping each
     /// one's `seq`, applying the slow-consumer rule.
-    pub fn fanout(&mut self, ev: &EventTemplate) {
+    pub fn fanout(&mut self, ev: &Arc<EventTemplate>) {
         let aud = audience(&ev.name);
-        let drop_ok = droppable(&ev.name);
+        let drop_ok = ev.meta.drop_if_slow.unwrap_or_else(|| droppable(&ev.name));
         let max = self.config.limits.max_buffered_bytes;
         for c in self.clients.values() {
             let Ok(mut c) = c.try_borrow_mut() else {
@@ -121,11 +212,7 @@ impl ShardCtx {
                 continue;
             };
             let Some(s) = c.session() else { continue };
-            if !may_receive(aud, s.role, &s.scopes) {
-                continue;
-            }
-            // Subscription-only events (§6.3).
-            if ev.name == "sessions.changed" && !s.sessions_subscribed {
+            if !may_receive(aud, s.role, &s.scopes) || !wants(s, ev) {
                 continue;
             }
             deliver(&mut c, ev, true, drop_ok, max, &self.globals);
@@ -135,6 +222,10 @@ impl ShardCtx {
     /// Fans out locally and sends the template once to every other shard.
     pub fn broadcast(&mut self, ev: EventTemplate) {
         let ev = Arc::new(ev);
+        self.broadcast_arc(ev);
+    }
+
+    pub fn broadcast_arc(&mut self, ev: Arc<EventTemplate>) {
         self.fanout(&ev);
         self.sender.to_others(BusMsg::Broadcast(ev));
     }
@@ -200,13 +291,20 @@ impl ShardCtx {
                     // A newer change was announced here first: this one's list lacks it, so
                     // announce this replica's (complete) list under the newest version instead
                     // of letting clients see the version go backwards.
-                    let ev = self.presence_event(self.presence_seen);
+                    let ev = Arc::new(self.presence_event(self.presence_seen));
                     self.fanout(&ev);
                 }
             }
             BusMsg::SystemEvent(text) => self.record_system_event(text),
             BusMsg::Device(delta) => self.on_device_delta(delta),
             BusMsg::Shutdown => self.shutdown(),
+            BusMsg::SessionCall(call) => crate::chat::owner::handle(self, *call),
+            BusMsg::Reply { conn, frame } => self.deliver_reply(conn, &frame),
+            BusMsg::RunOutput { run_id, out } => {
+                let effects = self.on_run_output(&run_id, *out);
+                super::dispatch::apply(self, effects);
+            }
+            BusMsg::RunNote(note) => crate::chat::runs::apply(self, note),
         }
     }
 
@@ -287,7 +385,11 @@ impl ShardCtx {
             return;
         }
         self.shutting_down = true;
-        let ev = EventTemplate::new("shutdown", &json!({"reason": "gateway stopping"}), None);
+        let ev = Arc::new(EventTemplate::new(
+            "shutdown",
+            &json!({"reason": "gateway stopping"}),
+            None,
+        ));
         self.fanout(&ev);
         for c in self.clients.values() {
             if let Ok(mut c) = c.try_borrow_mut() {
@@ -332,6 +434,7 @@ impl ShardCtx {
         let mut total = 0;
         for c in self.clients.values() {
             if let Ok(mut c) = c.try_borrow_mut() {
+                flush_held(&mut c);
                 total += c.unsent();
                 c.trim();
                 if c.end_deadline_ms.is_some_and(|d| now >= d) && c.end != Some(End::Now) {
@@ -343,12 +446,47 @@ impl ShardCtx {
     }
 }
 
+/// Subscription and session filters (§6.3) beyond the scope guard.
+fn wants(s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
+    match ev.name.as_str() {
+        "sessions.changed" => s.sessions_subscribed,
+        // The original also delivers `session.message` to `sessions.subscribe` subscribers.
+        "session.message" => {
+            s.sessions_subscribed
+                || ev
+                    .meta
+                    .session
+                    .as_deref()
+                    .is_some_and(|k| s.subscribed_to(k))
+        }
+        "session.operation" | "session.typing" => ev
+            .meta
+            .session
+            .as_deref()
+            .is_some_and(|k| s.subscribed_to(k)),
+        "chat" | "agent" | "chat.side_result" | "session.observer" | "session.tool" => {
+            !s.scoped_events
+                || ev
+                    .meta
+                    .session
+                    .as_deref()
+                    .is_none_or(|k| s.subscribed_to(k))
+        }
+        _ => true,
+    }
+}
+
+/// Unsent bytes above which live-text frames (chat deltas, assistant text) are held back and
+/// coalesced: a slow client receives fewer, larger deltas instead of a backlog.
+pub const COALESCE_ABOVE: usize = 64 * 1024;
+
 /// Queues an event for one connection under the slow-consumer rule (§6.4): with more than
-/// `max_buffered` bytes already unsent, droppable events are skipped (their `seq` still consumed) and anything else
-/// closes the connection 1008 "slow consumer" (dropped 1 s later if the close cannot flush).
+/// `max_buffered` bytes already unsent, droppable events are skipped (their `seq` still
+/// consumed) and anything else closes the connection 1008 "slow consumer" (dropped 1 s later
+/// if the close cannot flush). Live text is coalesced per run above [`COALESCE_ABOVE`].
 pub fn deliver(
     c: &mut Client,
-    ev: &EventTemplate,
+    ev: &Arc<EventTemplate>,
     with_seq: bool,
     drop_ok: bool,
     max_buffered: usize,
@@ -357,6 +495,35 @@ pub fn deliver(
     if c.end.is_some() {
         return;
     }
+    if let Some(run) = &ev.meta.ends_run {
+        c.held.retain(|(r, _, _)| r != run);
+    }
+    if let Some(live) = &ev.meta.live {
+        if c.over(COALESCE_ABOVE) {
+            let frame = live.replace.clone().unwrap_or_else(|| ev.clone());
+            match c
+                .held
+                .iter_mut()
+                .find(|(r, e, _)| *r == live.run_id && *e == live.event)
+            {
+                Some(slot) => slot.2 = frame,
+                None => c.held.push((live.run_id.clone(), live.event, frame)),
+            }
+            g.coalesced_events.fetch_add(1, Ordering::Relaxed);
+            return;
+        } else if let Some(i) = c
+            .held
+            .iter()
+            .position(|(r, e, _)| *r == live.run_id && *e == live.event)
+        {
+            // Catching up: this frame replaces what was held, as a whole-text frame.
+            c.held.swap_remove(i);
+            let frame = live.replace.clone().unwrap_or_else(|| ev.clone());
+            c.push_event(&frame, with_seq);
+            return;
+        }
+    }
+    flush_held(c);
     // As in the original: what is already buffered decides, so one large frame to an idle
     // connection is always sent.
     if c.over(max_buffered) {
@@ -375,4 +542,14 @@ pub fn deliver(
         return;
     }
     c.push_event(ev, with_seq);
+}
+
+/// Sends the held live-text frames once the client has caught up.
+pub fn flush_held(c: &mut Client) {
+    if c.held.is_empty() || c.unsent() > COALESCE_ABOVE || c.end.is_some() {
+        return;
+    }
+    for (_, _, frame) in std::mem::take(&mut c.held) {
+        c.push_event(&frame, true);
+    }
 }

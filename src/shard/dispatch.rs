@@ -396,6 +396,7 @@ fn open(
             .unwrap_or_else(|| c.conn_id.clone()),
         Role::Operator => c.conn_id.clone(),
     });
+    let scoped_events = acc.caps.iter().any(|c| c == "session-scoped-events");
     let session = Session {
         role: acc.role,
         scopes: ScopeSet::from_strs(acc.scopes.iter().map(String::as_str)),
@@ -406,6 +407,8 @@ fn open(
         device_id: acc.device.map(|d| d.device_id),
         auth_method: acc.auth_method,
         sessions_subscribed: false,
+        scoped_events,
+        message_subs: Vec::new(),
     };
     // Presence first (§2.5 step 17), so the snapshot includes this client.
     let presence = session.presence_key.clone().map(|key| {
@@ -530,14 +533,21 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                     after.deferred.push((id.to_owned(), d));
                     return;
                 }
+                Some(Outcome::Chat(req)) => {
+                    c.strikes = 0;
+                    after.effects.push(Effect::Chat {
+                        conn: c.id,
+                        req_id: id.to_owned(),
+                        req,
+                    });
+                    return;
+                }
             }
         }
     };
     c.strikes = 0;
-    if method == "sessions.subscribe" && reply.is_ok() {
-        if let Some(s) = c.session.as_mut() {
-            s.sessions_subscribed = true;
-        }
+    if let (Ok(payload), Some(s)) = (&reply, c.session.as_mut()) {
+        subscriptions(s, method, payload);
     }
     let bytes = match reply {
         Ok(payload) => res_ok(id, &payload),
@@ -551,6 +561,24 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
     c.push_text(&bytes);
 }
 
+/// Records the connection's event subscriptions after a successful (un)subscribe.
+fn subscriptions(s: &mut Session, method: &str, payload: &Value) {
+    match method {
+        "sessions.subscribe" => s.sessions_subscribed = true,
+        "sessions.unsubscribe" => s.sessions_subscribed = false,
+        "sessions.messages.subscribe" | "sessions.messages.unsubscribe" => {
+            let Some(key) = payload.get("key").and_then(Value::as_str) else {
+                return;
+            };
+            s.message_subs.retain(|k| &**k != key);
+            if method == "sessions.messages.subscribe" {
+                s.message_subs.push(std::sync::Arc::from(key));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Applies handler effects once no connection is borrowed.
 pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
     for e in effects {
@@ -561,6 +589,7 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
                 ctx.record_system_event(text.clone());
                 ctx.sender.to_others(crate::bus::BusMsg::SystemEvent(text));
             }
+            Effect::Chat { conn, req_id, req } => crate::chat::route(ctx, conn, req_id, req),
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{client::Session, ctx::ShardCtx};
 use crate::{
-    methods::{EVENTS, METHODS},
+    methods::{all_methods, EVENTS},
     pairing::DeviceToken,
     proto::{handshake::PROTOCOL_VERSION, scopes::Scope},
     state::{now_ms, VERSION},
@@ -155,7 +155,11 @@ fn refresh(ctx: &mut ShardCtx, now: u64, presence_version: u64) {
     if ctx.hello_cache.statics.is_none() {
         let l = &ctx.config.limits;
         ctx.hello_cache.statics = Some(Statics {
-            features: raw(&json!({"methods": METHODS, "events": EVENTS, "capabilities": []})),
+            features: raw(&json!({
+                "methods": all_methods().collect::<Vec<_>>(),
+                "events": EVENTS,
+                "capabilities": [],
+            })),
             session_defaults: raw(&json!({
                 "defaultAgentId": "main",
                 "modelConfigured": false,

@@ -161,13 +161,14 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     let devices = Arc::new(devices);
     let config = Arc::new(config);
     let globals = Arc::new(Globals::new());
+    let workers = crate::agent::openai::Workers::start(config.agent_workers);
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())
         .unwrap_or(1);
     let mut threads = Vec::with_capacity(n);
     for (id, listener) in listeners.into_iter().enumerate() {
         let (config, globals, bus) = (config.clone(), globals.clone(), bus.clone());
-        let (store, devices) = (store.clone(), devices.clone());
+        let (store, devices, workers) = (store.clone(), devices.clone(), workers.clone());
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
             .spawn(move || {
@@ -182,6 +183,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .map(|mut rt| {
                             rt.block_on(shard_main(
                                 id, config, globals, bus, listener, "io_uring", store, devices,
+                                workers,
                             ))
                         }),
                     _ => RuntimeBuilder::<LegacyDriver>::new()
@@ -190,6 +192,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .map(|mut rt| {
                             rt.block_on(shard_main(
                                 id, config, globals, bus, listener, "epoll", store, devices,
+                                workers,
                             ))
                         }),
                 };
@@ -217,6 +220,7 @@ async fn shard_main(
     driver: &'static str,
     store: Store,
     devices: Arc<Vec<Arc<PairedDevice>>>,
+    workers: crate::agent::openai::Workers,
 ) {
     let sender = Sender::new(bus.clone(), id);
     let ctx = Rc::new(RefCell::new(ShardCtx::new(
@@ -227,7 +231,9 @@ async fn shard_main(
         driver,
         store,
         &devices,
+        workers,
     )));
+    ctx.borrow_mut().me = Rc::downgrade(&ctx);
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -310,7 +316,7 @@ async fn shard_main(
         let every = Duration::from_millis(tick_every);
         loop {
             monoio::time::sleep(every).await;
-            let ev = EventTemplate::new("tick", &json!({"ts": now_ms()}), None);
+            let ev = Arc::new(EventTemplate::new("tick", &json!({"ts": now_ms()}), None));
             tick_ctx.borrow_mut().fanout(&ev);
         }
     });

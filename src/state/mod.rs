@@ -46,6 +46,8 @@ pub struct Globals {
     pub slow_closes: AtomicU64,
     /// Droppable events skipped for slow consumers.
     pub dropped_events: AtomicU64,
+    /// Live-text frames held back for slow clients (coalesced).
+    pub coalesced_events: AtomicU64,
     /// Server instance id (presence self entry).
     pub instance_id: String,
     pub hostname: String,
@@ -73,6 +75,7 @@ impl Globals {
             connections: AtomicUsize::new(0),
             slow_closes: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
+            coalesced_events: AtomicU64::new(0),
             instance_id: uuid::Uuid::new_v4().to_string(),
             hostname: hostname(),
             hasher: std::collections::hash_map::RandomState::new(),

@@ -7,6 +7,7 @@
 //! replica and broadcasts the pairing events.
 
 pub mod oneshot;
+pub mod sessions;
 
 use std::{
     collections::HashMap,
@@ -31,6 +32,7 @@ use crate::{
 /// Schema migrations, applied in order above the stored `schema_version`.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE devices (device_id TEXT PRIMARY KEY, row TEXT NOT NULL, updated_at_ms INTEGER NOT NULL);",
+    sessions::MIGRATION,
 ];
 
 /// Commands applied per transaction at most.
@@ -102,6 +104,23 @@ pub enum Op {
         caller: ScopeSet,
     },
     List,
+    /// Append to a session's transcript (durable before the result).
+    Append(Box<sessions::Append>),
+    History(Box<sessions::HistoryQuery>),
+    ListSessions(Box<sessions::ListQuery>),
+    PatchSession {
+        key: String,
+        agent_id: String,
+        patch: serde_json::Map<String, Value>,
+    },
+    ResetSession {
+        key: String,
+        agent_id: String,
+    },
+    DeleteSession {
+        key: String,
+        transcript: bool,
+    },
 }
 
 /// What an [`Op`] produced.
@@ -137,6 +156,16 @@ pub enum OpResult {
         pending: Vec<PendingRequest>,
         paired: Vec<Arc<PairedDevice>>,
     },
+    Appended(Box<sessions::Appended>),
+    History(Box<sessions::HistoryPage>),
+    Sessions {
+        rows: Vec<Value>,
+        total: u64,
+    },
+    /// A session row after a change.
+    Session(Value),
+    /// Whether a session existed before its deletion.
+    Deleted(bool),
     /// `INVALID_REQUEST` with this message.
     Invalid(String),
     /// The write did not become durable.
@@ -180,6 +209,7 @@ impl Store {
             path: path.clone(),
             message,
         })?;
+        sessions::recover(&conn).map_err(db_err)?;
         let devices = load(&conn).map_err(|message| StoreError::Db {
             path: path.clone(),
             message,
@@ -349,11 +379,22 @@ impl StoreState {
         let now = now_ms();
         self.expire_pending(now);
         let mut changes = Changes::default();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "state store cannot begin a transaction");
+            for cmd in batch {
+                cmd.done
+                    .complete(OpResult::Failed(format!("state store write failed: {e}")));
+            }
+            return;
+        }
         let results: Vec<OpResult> = batch
             .iter()
             .map(|c| self.apply(&c.op, now, &mut changes))
             .collect();
-        match self.persist(&changes) {
+        match self
+            .persist(&changes)
+            .and_then(|()| self.conn.execute_batch("COMMIT"))
+        {
             Ok(()) => {
                 self.publish(changes);
                 for (cmd, r) in batch.into_iter().zip(results) {
@@ -362,6 +403,7 @@ impl StoreState {
             }
             Err(e) => {
                 tracing::error!(error = %e, "state store commit failed; reloading from disk");
+                let _ = self.conn.execute_batch("ROLLBACK");
                 if let Ok(devices) = load(&self.conn) {
                     self.devices = devices;
                 }
@@ -373,24 +415,53 @@ impl StoreState {
         }
     }
 
+    /// Writes the batch's device changes (inside the batch's transaction).
     fn persist(&mut self, changes: &Changes) -> Result<(), rusqlite::Error> {
-        if changes.upserts.is_empty() && changes.removed.is_empty() {
-            return Ok(());
-        }
-        let tx = self.conn.transaction()?;
         for id in &changes.upserts {
             if let Some(d) = self.devices.get(id) {
                 let row = serde_json::to_string(d).unwrap_or_default();
-                tx.execute(
+                self.conn.execute(
                     "INSERT OR REPLACE INTO devices (device_id, row, updated_at_ms) VALUES (?1, ?2, ?3)",
                     params![id, row, now_ms() as i64],
                 )?;
             }
         }
         for id in &changes.removed {
-            tx.execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
+            self.conn
+                .execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
         }
-        tx.commit()
+        Ok(())
+    }
+
+    /// Runs a session op against the open transaction.
+    fn apply_session(&mut self, op: &Op, now: u64) -> OpResult {
+        let c = &self.conn;
+        let r = match op {
+            Op::Append(a) => sessions::append(c, a, now).map(|x| match x {
+                Some(x) => OpResult::Appended(Box::new(x)),
+                None => OpResult::Invalid(format!("session not found: {}", a.key)),
+            }),
+            Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
+            Op::ListSessions(q) => {
+                sessions::list(c, q, now).map(|(rows, total)| OpResult::Sessions { rows, total })
+            }
+            Op::PatchSession {
+                key,
+                agent_id,
+                patch,
+            } => sessions::patch(c, key, agent_id, patch, now).map(OpResult::Session),
+            Op::ResetSession { key, agent_id } => {
+                sessions::reset(c, key, agent_id, now).map(OpResult::Session)
+            }
+            Op::DeleteSession { key, transcript } => {
+                sessions::delete(c, key, *transcript).map(OpResult::Deleted)
+            }
+            _ => return OpResult::Invalid("not a session op".into()),
+        };
+        r.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "session store operation failed");
+            OpResult::Failed(format!("state store write failed: {e}"))
+        })
     }
 
     /// Sends replica deltas and events to every shard; a full inbox is retried, never dropped.
@@ -571,6 +642,12 @@ impl StoreState {
                     revoked_at_ms: at,
                 }
             }
+            Op::Append(_)
+            | Op::History(_)
+            | Op::ListSessions(_)
+            | Op::PatchSession { .. }
+            | Op::ResetSession { .. }
+            | Op::DeleteSession { .. } => self.apply_session(op, now),
             Op::List => {
                 let mut pending: Vec<PendingRequest> = self.pending.values().cloned().collect();
                 pending.sort_by_key(|p| p.ts);

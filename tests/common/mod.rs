@@ -556,6 +556,27 @@ impl Client {
         send_text(&mut self.ws, s);
     }
 
+    /// The shard this connection lives on (the `s<N>-` prefix of `hello-ok.server.connId`).
+    pub fn shard(&self) -> usize {
+        let id = self.hello["server"]["connId"].as_str().expect("connId");
+        id.strip_prefix('s')
+            .and_then(|r| r.split('-').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("connId without shard prefix: {id}"))
+    }
+
+    /// Connects until a connection lands on `shard` (the kernel spreads accepts).
+    pub fn connect_to_shard(server: &Server, params: &Value, shard: usize) -> Client {
+        for _ in 0..200 {
+            let c = Client::connect_with(server, params);
+            if c.shard() == shard {
+                return c;
+            }
+            c.close();
+        }
+        panic!("no connection landed on shard {shard}");
+    }
+
     /// Sends a request with a fresh id; returns the id.
     pub fn send_request(&mut self, method: &str, params: Option<Value>) -> String {
         self.next_id += 1;

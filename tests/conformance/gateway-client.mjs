@@ -9,7 +9,10 @@
 //   mode = "cli"                connect.params.client.mode
 //   scopes = ["operator.admin"] requested operator scopes
 //   instanceId, displayName     optional client.instanceId / client.displayName
-//   calls = []                  [{ method, params? }] issued in order after hello-ok
+//   calls = []                  [{ method, params?, expectFinal? }] issued in order after hello-ok
+//                               (expectFinal: the client library's two-phase request option)
+//   untilEvent                  { event, state? }: after the calls, wait for this event (with
+//                               payload.state === state when given) before printing the result
 //   hold = false                after the calls, print {"kind":"ready",…} and stay connected until
 //                               stdin closes (or SIGTERM/SIGINT), then stop()
 //   timeoutMs = 20000           overall budget; on expiry prints {"kind":"error","error":"timeout"}
@@ -156,6 +159,8 @@ if (cfg.device) {
 }
 let helloSeen = false;
 let holding = false;
+let untilSeen = null;
+const untilWaiters = [];
 
 client = new GatewayClient({
   url: cfg.url,
@@ -177,6 +182,11 @@ client = new GatewayClient({
     if (["tick", "health", "presence", "heartbeat"].includes(evt?.event)) return;
     const entry = { event: evt?.event, payload: evt?.payload ?? null };
     if (events.length < 200) events.push(entry);
+    const u = cfg.untilEvent;
+    if (u && !untilSeen && evt?.event === u.event && (u.state === undefined || evt?.payload?.state === u.state)) {
+      untilSeen = entry;
+      for (const w of untilWaiters.splice(0)) w();
+    }
     if (holding) emit({ kind: "event", ...entry });
   },
   onHelloOk: (hello) => {
@@ -190,11 +200,18 @@ async function run(hello) {
   const results = [];
   for (const call of cfg.calls ?? []) {
     try {
-      const payload = await client.request(call.method, call.params);
+      const payload = await client.request(
+        call.method,
+        call.params,
+        call.expectFinal ? { expectFinal: true } : undefined,
+      );
       results.push({ method: call.method, ok: true, payload: payload ?? null });
     } catch (err) {
       results.push({ method: call.method, ok: false, error: errorInfo(err) });
     }
+  }
+  if (cfg.untilEvent && !untilSeen) {
+    await new Promise((resolve) => untilWaiters.push(resolve));
   }
   if (!cfg.hold) {
     clearTimeout(overall);

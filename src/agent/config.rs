@@ -1,0 +1,235 @@
+//! Agent configuration: which runtime answers each agent (`ringgate.agents` in the config
+//! file). Without any entry there is one agent, `main`, answered by the echo runtime, so a
+//! fresh `make run` can hold a conversation with no model provider.
+
+use serde_json::Value;
+
+use crate::config::ConfigError;
+
+/// Default delay between two echo chunks.
+pub const DEFAULT_ECHO_DELAY_MS: u64 = 40;
+/// Default characters per echo chunk.
+pub const DEFAULT_ECHO_CHUNK: usize = 8;
+/// Default whole-turn deadline of a provider call.
+pub const DEFAULT_PROVIDER_TIMEOUT_MS: u64 = 120_000;
+
+/// One configured agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub id: String,
+    pub runtime: RuntimeConfig,
+}
+
+/// The runtime behind an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeConfig {
+    /// Deterministic development agent: replies `echo: <message>` in chunks.
+    Echo { delay_ms: u64, chunk_chars: usize },
+    /// Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed.
+    OpenAi(OpenAiConfig),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiConfig {
+    /// Base URL up to and including `/v1` (e.g. `https://api.openai.com/v1`,
+    /// `http://127.0.0.1:11434/v1` for Ollama).
+    pub base_url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    /// Deadline for the whole turn, and for each read of the stream.
+    pub timeout_ms: u64,
+    /// Optional system prompt sent first.
+    pub system_prompt: Option<String>,
+}
+
+impl RuntimeConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuntimeConfig::Echo { .. } => "echo",
+            RuntimeConfig::OpenAi(_) => "openai",
+        }
+    }
+
+    /// `(provider, model)` as clients display them.
+    pub fn model(&self) -> (&str, &str) {
+        match self {
+            RuntimeConfig::Echo { .. } => ("ringgate", "echo"),
+            RuntimeConfig::OpenAi(o) => ("openai", o.model.as_str()),
+        }
+    }
+}
+
+/// The agents used when the config file names none.
+pub fn default_agents() -> Vec<AgentConfig> {
+    vec![AgentConfig {
+        id: "main".into(),
+        runtime: RuntimeConfig::Echo {
+            delay_ms: DEFAULT_ECHO_DELAY_MS,
+            chunk_chars: DEFAULT_ECHO_CHUNK,
+        },
+    }]
+}
+
+fn invalid(key: &str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        message: msg.into(),
+    }
+}
+
+/// Parses `ringgate.agents`: `{ <agentId>: { runtime: "echo" | "openai", … } }`.
+pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid(path, "must be an object of agent ids"))?;
+    let mut out = Vec::new();
+    for (id, spec) in obj {
+        let key = format!("{path}.{id}");
+        if !valid_agent_id(id) {
+            return Err(invalid(
+                &key,
+                "agent ids are 1-64 lowercase letters, digits, '-' or '_'",
+            ));
+        }
+        let spec = spec
+            .as_object()
+            .ok_or_else(|| invalid(&key, "must be an object"))?;
+        let runtime = spec
+            .get("runtime")
+            .and_then(Value::as_str)
+            .unwrap_or("echo");
+        let allowed: &[&str] = match runtime {
+            "echo" => &["runtime", "chunkDelayMs", "chunkChars"],
+            "openai" => &[
+                "runtime",
+                "baseUrl",
+                "apiKey",
+                "apiKeyEnv",
+                "model",
+                "timeoutMs",
+                "systemPrompt",
+            ],
+            other => {
+                return Err(invalid(
+                    &format!("{key}.runtime"),
+                    format!("`{other}` is not echo or openai"),
+                ))
+            }
+        };
+        if let Some(k) = spec.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(ConfigError::UnknownKey(format!("{key}.{k}")));
+        }
+        let num = |name: &str, min: u64, max: u64, default: u64| -> Result<u64, ConfigError> {
+            match spec.get(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| (min..=max).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            &format!("{key}.{name}"),
+                            format!("must be an integer between {min} and {max}"),
+                        )
+                    }),
+            }
+        };
+        let text = |name: &str| -> Result<Option<String>, ConfigError> {
+            match spec.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(invalid(&format!("{key}.{name}"), "must be a string")),
+            }
+        };
+        let runtime = if runtime == "echo" {
+            RuntimeConfig::Echo {
+                delay_ms: num("chunkDelayMs", 0, 60_000, DEFAULT_ECHO_DELAY_MS)?,
+                chunk_chars: num("chunkChars", 1, 1 << 20, DEFAULT_ECHO_CHUNK as u64)? as usize,
+            }
+        } else {
+            let base_url = text("baseUrl")?
+                .ok_or_else(|| invalid(&format!("{key}.baseUrl"), "is required for openai"))?;
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                return Err(invalid(
+                    &format!("{key}.baseUrl"),
+                    "must start with http:// or https://",
+                ));
+            }
+            let model = text("model")?
+                .ok_or_else(|| invalid(&format!("{key}.model"), "is required for openai"))?;
+            let api_key = match (text("apiKey")?, text("apiKeyEnv")?) {
+                (Some(k), _) => Some(k),
+                (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
+                    invalid(
+                        &format!("{key}.apiKeyEnv"),
+                        format!("environment variable {var} is not set"),
+                    )
+                })?),
+                (None, None) => None,
+            };
+            RuntimeConfig::OpenAi(OpenAiConfig {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                api_key,
+                model,
+                timeout_ms: num("timeoutMs", 100, 3_600_000, DEFAULT_PROVIDER_TIMEOUT_MS)?,
+                system_prompt: text("systemPrompt")?,
+            })
+        };
+        out.push(AgentConfig {
+            id: id.clone(),
+            runtime,
+        });
+    }
+    if out.is_empty() {
+        return Err(invalid(path, "must name at least one agent"));
+    }
+    Ok(out)
+}
+
+pub fn valid_agent_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parses_both_runtimes_and_names_bad_keys() {
+        let a = parse_agents(
+            &json!({"main": {"runtime": "echo", "chunkDelayMs": 0},
+                    "gpt": {"runtime": "openai", "baseUrl": "http://127.0.0.1:9/v1/", "model": "m"}}),
+            "ringgate.agents",
+        )
+        .unwrap();
+        assert_eq!(
+            a[0].runtime,
+            RuntimeConfig::Echo {
+                delay_ms: 0,
+                chunk_chars: DEFAULT_ECHO_CHUNK
+            }
+        );
+        match &a[1].runtime {
+            RuntimeConfig::OpenAi(o) => assert_eq!(o.base_url, "http://127.0.0.1:9/v1"),
+            other => panic!("{other:?}"),
+        }
+        let e = parse_agents(
+            &json!({"x": {"runtime": "openai", "model": "m"}}),
+            "ringgate.agents",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ringgate.agents.x.baseUrl"), "{e}");
+        let e = parse_agents(&json!({"x": {"delay": 1}}), "ringgate.agents").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown config key `ringgate.agents.x.delay`"
+        );
+        let e = parse_agents(&json!({"Bad Id": {}}), "ringgate.agents").unwrap_err();
+        assert!(e.to_string().contains("agent ids"), "{e}");
+    }
+}

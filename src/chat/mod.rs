@@ -1,0 +1,211 @@
+//! Sessions, chat and agent runs (protocol §6.5, §7.1–7.3).
+//!
+//! Each session is owned by one shard ([`key::owner`]); every request that changes a session or
+//! runs a turn in it travels to the owner ([`route`]), which alone orders its runs, its
+//! idempotency cache and its transcript writes ([`owner`]). The owner emits the run's events
+//! once; they fan out to every shard over the bus, so watchers on any shard see them in the
+//! order the owner produced them. Answers travel back to the caller's shard and connection.
+//! A small replicated index of runs ([`runs`]) lets any shard answer `agent.wait` and find the
+//! session of a run id.
+
+pub mod key;
+pub mod owner;
+pub mod payload;
+pub mod runs;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use self::key::SessionKey;
+use crate::{
+    bus::BusMsg,
+    proto::{errors::ErrorShape, frame},
+    shard::ctx::ShardCtx,
+};
+
+/// Live-text pacing (`LIVE_TEXT_PACING_MS`): deltas of a run at least this far apart.
+pub const PACE_MS: u64 = 75;
+
+/// What kind of request started a run (decides its answers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    /// `chat.send`: one ack `{runId, status:"started"}`.
+    Chat,
+    /// `sessions.send`: as `chat.send`.
+    Sessions,
+    /// `agent`: `accepted`, then the final result on the same request id.
+    Agent,
+}
+
+#[derive(Debug, Clone)]
+pub struct SendReq {
+    pub kind: SendKind,
+    pub message: String,
+    /// The idempotency key, which is the run id.
+    pub run_id: String,
+    /// Hash of what the request asks for: a retry with the same key must match it.
+    pub fingerprint: u64,
+    /// The caller named the session (the `agent` ack then echoes `sessionKey`).
+    pub key_given: bool,
+}
+
+/// Which method asked for an abort (the two answer differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AbortVia {
+    /// `chat.abort`: `{ok, aborted, runIds}`.
+    Chat,
+    /// `sessions.abort`: `{ok, abortedRunId, status}`.
+    Sessions,
+}
+
+/// A request for a session's owner.
+#[derive(Debug, Clone)]
+pub enum SessionOp {
+    Send(SendReq),
+    /// Abort the active run (or the named one).
+    Abort {
+        run_id: Option<String>,
+        via: AbortVia,
+    },
+    Inject {
+        message: String,
+        label: Option<String>,
+    },
+    Patch(Map<String, Value>),
+    Reset,
+    Delete {
+        transcript: bool,
+    },
+}
+
+/// A session request with the caller to answer.
+#[derive(Debug, Clone)]
+pub struct SessionCall {
+    pub origin: usize,
+    pub conn: u64,
+    pub req_id: String,
+    pub key: SessionKey,
+    pub op: SessionOp,
+}
+
+/// A chat-layer request produced by a method handler.
+#[derive(Debug, Clone)]
+pub enum ChatRequest {
+    Session(SessionKey, SessionOp),
+    /// `agent.wait`.
+    Wait {
+        run_id: String,
+        timeout_ms: u64,
+    },
+    /// `sessions.abort` by run id only: find the run's session, then abort there.
+    AbortRun {
+        run_id: String,
+    },
+}
+
+/// Where an answer goes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub shard: usize,
+    pub conn: u64,
+    pub req_id: String,
+}
+
+impl Caller {
+    pub fn ok(&self, ctx: &mut ShardCtx, payload: &Value) {
+        ctx.reply(self.shard, self.conn, frame::res_ok(&self.req_id, payload));
+    }
+
+    pub fn err(&self, ctx: &mut ShardCtx, e: &ErrorShape) {
+        ctx.reply(self.shard, self.conn, frame::res_err(&self.req_id, e));
+    }
+
+    pub fn answer(&self, ctx: &mut ShardCtx, a: &Answer) {
+        let frame = match a {
+            Answer::Ok(v) => frame::res_ok(&self.req_id, v),
+            Answer::Failed(v, e) => frame::res_err_with_payload(&self.req_id, v, e),
+        };
+        ctx.reply(self.shard, self.conn, frame);
+    }
+}
+
+/// A terminal answer (cached for retries).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Ok(Value),
+    /// `ok:false` with both the run's payload and the error.
+    Failed(Value, ErrorShape),
+}
+
+/// Runs a chat-layer request from connection `conn` on this shard.
+pub fn route(ctx: &mut ShardCtx, conn: u64, req_id: String, req: ChatRequest) {
+    let caller = Caller {
+        shard: ctx.id,
+        conn,
+        req_id,
+    };
+    match req {
+        ChatRequest::Session(key, op) => forward(ctx, caller, key, op),
+        ChatRequest::Wait { run_id, timeout_ms } => runs::wait(ctx, caller, run_id, timeout_ms),
+        ChatRequest::AbortRun { run_id } => match ctx.run_index.session_of(&run_id) {
+            Some(key) => {
+                let agent_id = key
+                    .strip_prefix("agent:")
+                    .and_then(|r| r.split(':').next())
+                    .unwrap_or("main")
+                    .to_owned();
+                let key = SessionKey {
+                    canonical: key.to_string(),
+                    agent_id,
+                };
+                forward(
+                    ctx,
+                    caller,
+                    key,
+                    SessionOp::Abort {
+                        run_id: Some(run_id),
+                        via: AbortVia::Sessions,
+                    },
+                )
+            }
+            None => caller.ok(
+                ctx,
+                &serde_json::json!({"ok": true, "abortedRunId": null, "status": "no-active-run"}),
+            ),
+        },
+    }
+}
+
+fn forward(ctx: &mut ShardCtx, caller: Caller, key: SessionKey, op: SessionOp) {
+    let owner = key::owner(&key.canonical, ctx.sender.bus().shards());
+    let call = SessionCall {
+        origin: caller.shard,
+        conn: caller.conn,
+        req_id: caller.req_id,
+        key,
+        op,
+    };
+    if owner == ctx.id {
+        owner::handle(ctx, call);
+    } else {
+        ctx.sender.send(owner, BusMsg::SessionCall(Box::new(call)));
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a) of a request's content, for idempotency checks.
+pub fn fingerprint(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Shared-string helper.
+pub fn arc(s: &str) -> Arc<str> {
+    Arc::from(s)
+}

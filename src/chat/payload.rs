@@ -1,0 +1,277 @@
+//! Payloads of the run events (`chat`, `agent`, `session.message`, `sessions.changed`) and of
+//! stored transcript messages, in the original's shapes (protocol §6.5, §7.1).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::{
+    agent::{Failure, Usage},
+    proto::frame::{EventMeta, EventTemplate, LiveKey},
+};
+
+/// An assistant display message as stored in the transcript and carried by `chat` events.
+pub fn message(role: &str, text: &str, ts: u64) -> Value {
+    json!({"role": role, "content": [{"type": "text", "text": text}], "timestamp": ts})
+}
+
+/// The user turn as the original stores it: plain-string content, keyed `<runId>:user`.
+pub fn user_message(text: &str, ts: u64, run_id: &str) -> Value {
+    json!({"role": "user", "content": text, "timestamp": ts, "idempotencyKey": format!("{run_id}:user")})
+}
+
+/// A stored assistant reply, with its model and usage.
+pub fn assistant_record(
+    text: &str,
+    ts: u64,
+    provider: &str,
+    model: &str,
+    usage: &Usage,
+    stop: &str,
+) -> Value {
+    let mut m = message("assistant", text, ts);
+    m["provider"] = json!(provider);
+    m["model"] = json!(model);
+    m["usage"] = usage_json(usage);
+    m["stopReason"] = json!(stop);
+    m
+}
+
+pub fn usage_json(u: &Usage) -> Value {
+    json!({"input": u.input, "output": u.output, "totalTokens": u.input + u.output})
+}
+
+/// Identity of a run for event building.
+pub struct RunRef<'a> {
+    pub run_id: &'a Arc<str>,
+    pub key: &'a Arc<str>,
+    pub agent_id: &'a str,
+}
+
+fn meta(r: &RunRef) -> EventMeta {
+    EventMeta {
+        session: Some(r.key.clone()),
+        ..Default::default()
+    }
+}
+
+fn chat(r: &RunRef, seq: u64, state: &str, mut extra: Value) -> Value {
+    let mut p = json!({
+        "runId": &**r.run_id,
+        "sessionKey": &**r.key,
+        "agentId": r.agent_id,
+        "seq": seq,
+        "state": state,
+    });
+    if let (Some(p), Some(extra)) = (p.as_object_mut(), extra.as_object_mut()) {
+        p.append(extra);
+    }
+    p
+}
+
+/// A streamed delta (`deltaText` = the new suffix, `message` = the whole text so far), plus its
+/// whole-text replacement for slow clients. Droppable.
+pub fn chat_delta(r: &RunRef, seq: u64, delta: &str, text: &str, ts: u64) -> EventTemplate {
+    let replace = EventTemplate::new(
+        "chat",
+        &chat(
+            r,
+            seq,
+            "delta",
+            json!({"deltaText": text, "replace": true, "message": message("assistant", text, ts)}),
+        ),
+        None,
+    )
+    .with_meta(EventMeta {
+        drop_if_slow: Some(true),
+        ..meta(r)
+    });
+    EventTemplate::new(
+        "chat",
+        &chat(
+            r,
+            seq,
+            "delta",
+            json!({"deltaText": delta, "message": message("assistant", text, ts)}),
+        ),
+        None,
+    )
+    .with_meta(EventMeta {
+        drop_if_slow: Some(true),
+        live: Some(LiveKey {
+            run_id: r.run_id.clone(),
+            event: "chat",
+            replace: Some(Arc::new(replace)),
+        }),
+        ..meta(r)
+    })
+}
+
+fn terminal(r: &RunRef) -> EventMeta {
+    EventMeta {
+        drop_if_slow: Some(false),
+        ends_run: Some(r.run_id.clone()),
+        ..meta(r)
+    }
+}
+
+/// `chat` status (`phase`), droppable; only for `chat.send`/`sessions.send` runs.
+pub fn chat_status(r: &RunRef, seq: u64, phase: &str) -> EventTemplate {
+    EventTemplate::new(
+        "chat",
+        &chat(r, seq, "status", json!({"phase": phase})),
+        None,
+    )
+    .with_meta(EventMeta {
+        drop_if_slow: Some(true),
+        ..meta(r)
+    })
+}
+
+/// The final reply (never dropped). `message` is omitted for an empty reply (clients then
+/// reload the history).
+pub fn chat_final(r: &RunRef, seq: u64, text: &str, ts: u64, stop_reason: &str) -> EventTemplate {
+    let mut extra = json!({"stopReason": stop_reason});
+    if !text.is_empty() {
+        extra["message"] = message("assistant", text, ts);
+    }
+    EventTemplate::new("chat", &chat(r, seq, "final", extra), None).with_meta(terminal(r))
+}
+
+/// `chat.inject`'s message, announced as a final of run `inject-<messageId>` with `seq` 0.
+pub fn chat_injected(
+    key: &Arc<str>,
+    agent_id: &str,
+    message_id: &str,
+    message: &Value,
+) -> EventTemplate {
+    let run_id: Arc<str> = Arc::from(format!("inject-{message_id}").as_str());
+    let r = RunRef {
+        run_id: &run_id,
+        key,
+        agent_id,
+    };
+    EventTemplate::new(
+        "chat",
+        &chat(&r, 0, "final", json!({"message": message})),
+        None,
+    )
+    .with_meta(terminal(&r))
+}
+
+/// Why a run was aborted, as the original reports an abort requested over RPC.
+pub const ABORT_STOP_REASON: &str = "rpc";
+
+pub fn chat_aborted(r: &RunRef, seq: u64, text: &str, ts: u64) -> EventTemplate {
+    let mut extra = json!({"stopReason": ABORT_STOP_REASON});
+    if !text.is_empty() {
+        extra["message"] = message("assistant", text, ts);
+    }
+    EventTemplate::new("chat", &chat(r, seq, "aborted", extra), None).with_meta(terminal(r))
+}
+
+pub fn chat_error(r: &RunRef, seq: u64, f: &Failure) -> EventTemplate {
+    let mut extra = json!({"errorMessage": f.message});
+    if let Some(kind) = f.kind {
+        extra["errorKind"] = json!(kind);
+    }
+    if let Some(d) = &f.detail {
+        extra["errorDetail"] = d.clone();
+    }
+    EventTemplate::new("chat", &chat(r, seq, "error", extra), None).with_meta(terminal(r))
+}
+
+fn agent(r: &RunRef, seq: u64, stream: &str, ts: u64, data: Value) -> Value {
+    json!({
+        "runId": &**r.run_id,
+        "seq": seq,
+        "stream": stream,
+        "ts": ts,
+        "data": data,
+        "sessionKey": &**r.key,
+        "agentId": r.agent_id,
+    })
+}
+
+/// `agent` lifecycle start/end (never dropped).
+pub fn agent_lifecycle(r: &RunRef, seq: u64, ts: u64, data: Value) -> EventTemplate {
+    let ends = data["phase"] != "start";
+    EventTemplate::new("agent", &agent(r, seq, "lifecycle", ts, data), None).with_meta(EventMeta {
+        drop_if_slow: Some(false),
+        ends_run: ends.then(|| r.run_id.clone()),
+        ..meta(r)
+    })
+}
+
+/// `agent` assistant text (`text` whole so far, `delta` the new part); coalesced for slow
+/// clients (the newest frame carries the whole text).
+pub fn agent_assistant(r: &RunRef, seq: u64, ts: u64, delta: &str, text: &str) -> EventTemplate {
+    EventTemplate::new(
+        "agent",
+        &agent(
+            r,
+            seq,
+            "assistant",
+            ts,
+            json!({"text": text, "delta": delta, "itemId": format!("{}:0", r.run_id)}),
+        ),
+        None,
+    )
+    .with_meta(EventMeta {
+        drop_if_slow: Some(false),
+        live: Some(LiveKey {
+            run_id: r.run_id.clone(),
+            event: "agent",
+            replace: None,
+        }),
+        ..meta(r)
+    })
+}
+
+/// `session.message` to the session's message subscribers (and `sessions.subscribe`
+/// subscribers, as the original delivers it).
+pub fn session_message(
+    key: &Arc<str>,
+    agent_id: &str,
+    message: &Value,
+    seq: Option<u64>,
+    id: Option<&str>,
+    row: &Value,
+) -> EventTemplate {
+    let mut m = message.clone();
+    if let (Some(seq), Some(id)) = (seq, id) {
+        m["__openclaw"] = json!({"id": id, "seq": seq});
+    }
+    EventTemplate::new(
+        "session.message",
+        &json!({"sessionKey": &**key, "agentId": agent_id, "message": m, "messageId": id,
+                "messageSeq": seq, "session": row}),
+        None,
+    )
+    .with_meta(EventMeta {
+        session: Some(key.clone()),
+        drop_if_slow: Some(false),
+        ..Default::default()
+    })
+}
+
+/// `sessions.changed` to `sessions.subscribe` subscribers (droppable).
+pub fn sessions_changed(
+    key: &Arc<str>,
+    reason: &str,
+    row: Option<&Value>,
+    ts: u64,
+) -> EventTemplate {
+    let mut p = json!({"sessionKey": &**key, "reason": reason, "ts": ts});
+    if let Some(row) = row.filter(|r| r.is_object()) {
+        p["agentId"] = row["agentId"].clone();
+        p["sessionId"] = row["sessionId"].clone();
+        p["hasActiveRun"] = row["hasActiveRun"].clone();
+        p["activeRunIds"] = row["activeRunIds"].clone();
+        p["session"] = row.clone();
+    }
+    EventTemplate::new("sessions.changed", &p, None).with_meta(EventMeta {
+        session: Some(key.clone()),
+        ..Default::default()
+    })
+}

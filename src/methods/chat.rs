@@ -1,0 +1,397 @@
+//! Session, chat and agent methods (protocol §7.1–7.3): params are checked and the session key
+//! resolved here, on the caller's shard; everything that touches a session's runs or rows goes
+//! to the session's owner ([`crate::chat`]); reads of the durable transcript and session list go
+//! straight to the storage thread.
+
+use serde_json::{json, Map, Value};
+
+use super::{Call, Deferred, Outcome, Reply};
+use crate::{
+    chat::{
+        fingerprint,
+        key::{self, SessionKey},
+        AbortVia, ChatRequest, SendKind, SendReq, SessionOp,
+    },
+    proto::errors::ErrorShape,
+    shard::ctx::ShardCtx,
+    state::now_ms,
+    store::{
+        sessions::{HistoryQuery, ListQuery, MAX_HISTORY_BYTES},
+        Op, OpResult,
+    },
+};
+
+/// Methods of this family.
+pub const METHODS: &[&str] = &[
+    "chat.send",
+    "chat.abort",
+    "chat.history",
+    "chat.inject",
+    "agent",
+    "agent.wait",
+    "agents.list",
+    "models.list",
+    "sessions.list",
+    "sessions.describe",
+    "sessions.subscribe",
+    "sessions.unsubscribe",
+    "sessions.messages.subscribe",
+    "sessions.messages.unsubscribe",
+    "sessions.patch",
+    "sessions.reset",
+    "sessions.delete",
+    "sessions.send",
+    "sessions.abort",
+    "question.list",
+    "plugin.approval.list",
+    "taskSuggestions.list",
+    "commands.list",
+];
+
+fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
+    p.get(k).and_then(Value::as_str)
+}
+
+/// Resolves the session key of a request (`key_field` names the param), checking its agent.
+pub fn resolve(ctx: &ShardCtx, p: &Value, key_field: &str) -> Result<SessionKey, ErrorShape> {
+    let raw = str_param(p, key_field).unwrap_or("main");
+    if let Some(a) = str_param(p, "agentId") {
+        if ctx.config.agent(&a.to_ascii_lowercase()).is_none() {
+            return Err(ErrorShape::invalid(format!("Unknown agent id \"{a}\"")));
+        }
+    }
+    key::resolve(raw, str_param(p, "agentId"), ctx.config.default_agent())
+        .map_err(ErrorShape::invalid)
+}
+
+fn session(k: SessionKey, op: SessionOp) -> Outcome {
+    Outcome::Chat(ChatRequest::Session(k, op))
+}
+
+pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
+    match run(ctx, call) {
+        Ok(o) => o,
+        Err(e) => Outcome::Reply(Err(e)),
+    }
+}
+
+fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
+    let p = call.params;
+    Ok(match call.method {
+        "chat.send" | "sessions.send" | "agent" => {
+            let (kind, key_field) = match call.method {
+                "chat.send" => (SendKind::Chat, "sessionKey"),
+                "sessions.send" => (SendKind::Sessions, "key"),
+                _ => (SendKind::Agent, "sessionKey"),
+            };
+            let run_id = str_param(p, "idempotencyKey")
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let key_given = p.get(key_field).is_some();
+            let k = if kind == SendKind::Agent && !key_given {
+                // As the original: an `agent` call without a session runs in its own one.
+                let mut explicit = p.clone();
+                explicit["sessionKey"] = json!(format!("explicit:{run_id}"));
+                resolve(ctx, &explicit, key_field)?
+            } else {
+                resolve(ctx, p, key_field)?
+            };
+            let message = str_param(p, "message").unwrap_or_default().to_owned();
+            if message.trim().is_empty() && p.get("attachments").is_none() {
+                return Err(ErrorShape::invalid("message or attachment required"));
+            }
+            let fp = fingerprint(&[call.method, &k.canonical, &message]);
+            session(
+                k,
+                SessionOp::Send(SendReq {
+                    kind,
+                    message,
+                    run_id,
+                    fingerprint: fp,
+                    key_given,
+                }),
+            )
+        }
+        "chat.abort" => {
+            let k = resolve(ctx, p, "sessionKey")?;
+            let run_id = str_param(p, "runId").map(str::to_owned);
+            session(
+                k,
+                SessionOp::Abort {
+                    run_id,
+                    via: AbortVia::Chat,
+                },
+            )
+        }
+        "sessions.abort" => {
+            let run_id = str_param(p, "runId").map(str::to_owned);
+            match (str_param(p, "key"), run_id) {
+                (Some(_), run_id) => session(
+                    resolve(ctx, p, "key")?,
+                    SessionOp::Abort {
+                        run_id,
+                        via: AbortVia::Sessions,
+                    },
+                ),
+                (None, Some(run_id)) => Outcome::Chat(ChatRequest::AbortRun { run_id }),
+                (None, None) => {
+                    return Err(ErrorShape::invalid(
+                        "invalid sessions.abort params: key or runId required",
+                    ))
+                }
+            }
+        }
+        "chat.inject" => session(
+            resolve(ctx, p, "sessionKey")?,
+            SessionOp::Inject {
+                message: str_param(p, "message").unwrap_or_default().to_owned(),
+                label: str_param(p, "label").map(str::to_owned),
+            },
+        ),
+        "sessions.patch" => {
+            let k = resolve(ctx, p, "key")?;
+            let patch: Map<String, Value> = p
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(f, _)| {
+                    !matches!(f.as_str(), "key" | "agentId") && !f.starts_with("expected")
+                })
+                .map(|(f, v)| (f.clone(), v.clone()))
+                .collect();
+            session(k, SessionOp::Patch(patch))
+        }
+        "sessions.reset" => session(resolve(ctx, p, "key")?, SessionOp::Reset),
+        "sessions.delete" => session(
+            resolve(ctx, p, "key")?,
+            SessionOp::Delete {
+                transcript: p
+                    .get("deleteTranscript")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true),
+            },
+        ),
+        "agent.wait" => Outcome::Chat(ChatRequest::Wait {
+            run_id: str_param(p, "runId").unwrap_or_default().to_owned(),
+            timeout_ms: p.get("timeoutMs").and_then(Value::as_u64).unwrap_or(30_000),
+        }),
+        "chat.history" => history(ctx, p)?,
+        "sessions.list" => list(ctx, p),
+        "sessions.describe" => describe(ctx, p)?,
+        "sessions.subscribe" => Outcome::Reply(Ok(json!({"subscribed": true}))),
+        "sessions.unsubscribe" => Outcome::Reply(Ok(json!({"subscribed": false}))),
+        "sessions.messages.subscribe" => {
+            let k = resolve(ctx, p, "key")?;
+            Outcome::Reply(Ok(json!({"subscribed": true, "key": k.canonical})))
+        }
+        "sessions.messages.unsubscribe" => {
+            let k = resolve(ctx, p, "key")?;
+            Outcome::Reply(Ok(json!({"subscribed": false, "key": k.canonical})))
+        }
+        "agents.list" => Outcome::Reply(Ok(agents_list(ctx))),
+        "models.list" => Outcome::Reply(Ok(models_list(ctx))),
+        "question.list" => Outcome::Reply(Ok(json!({"questions": []}))),
+        "plugin.approval.list" => Outcome::Reply(Ok(json!([]))),
+        "taskSuggestions.list" => Outcome::Reply(Ok(json!({"suggestions": []}))),
+        "commands.list" => Outcome::Reply(Ok(json!({"commands": []}))),
+        other => return Err(ErrorShape::unknown_method(other)),
+    })
+}
+
+/// `defaults` of history and list results: the default agent's model.
+fn defaults(ctx: &ShardCtx, agent_id: &str) -> Value {
+    let agent = ctx.config.agent(agent_id).unwrap_or(&ctx.config.agents[0]);
+    let (provider, model) = agent.runtime.model();
+    json!({
+        "modelProvider": provider,
+        "model": model,
+        "agentRuntime": {"id": agent.runtime.name()},
+        "modelSelectionTarget": "session",
+    })
+}
+
+/// The row of a session that has none stored yet.
+fn empty_row(ctx: &ShardCtx, k: &SessionKey) -> Value {
+    let row = json!({
+        "key": k.canonical,
+        "kind": "direct",
+        "agentId": k.agent_id,
+        "isMain": k.canonical == format!("agent:{}:main", k.agent_id),
+        "updatedAt": null,
+        "hasActiveRun": false,
+        "activeRunIds": [],
+    });
+    ctx.decorate_row(row)
+}
+
+fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
+    let k = resolve(ctx, p, "sessionKey")?;
+    if p.get("cursor").is_some() || p.get("messageId").is_some() {
+        return Err(ErrorShape::invalid(
+            "invalid chat.history params: cursor and messageId paging are not supported by ringgate; use limit/offset",
+        ));
+    }
+    let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(200);
+    let offset = p.get("offset").and_then(Value::as_u64).unwrap_or(0);
+    let offset_given = p.get("offset").is_some();
+    let max_bytes = p
+        .get("maxBytes")
+        .and_then(Value::as_u64)
+        .map_or(MAX_HISTORY_BYTES, |b| (b as usize).min(MAX_HISTORY_BYTES));
+    let requested = str_param(p, "sessionKey").unwrap_or("main").to_owned();
+    let op = Op::History(Box::new(HistoryQuery {
+        key: k.canonical.clone(),
+        limit,
+        offset,
+        max_bytes,
+    }));
+    let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
+        let OpResult::History(page) = r else {
+            return Err(ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                format!("history unavailable: {r:?}"),
+            )
+            .retry_after(1000));
+        };
+        let info = match &page.row {
+            Some(row) => ctx.decorate_row(row.clone()),
+            None => empty_row(ctx, &k),
+        };
+        let mut out = json!({"sessionKey": requested});
+        if let Some(id) = page.row.as_ref().and_then(|r| r.get("sessionId")) {
+            out["sessionId"] = id.clone();
+        }
+        out["messages"] = json!(page.messages);
+        out["pendingInputs"] = json!({"items": [], "total": 0});
+        if offset_given {
+            out["offset"] = json!(page.offset);
+        }
+        if page.has_more {
+            out["nextOffset"] = json!(page.next_offset);
+        }
+        out["hasMore"] = json!(page.has_more);
+        out["totalMessages"] = json!(page.total);
+        out["defaults"] = defaults(ctx, &k.agent_id);
+        out["sessionInfo"] = info;
+        Ok(out)
+    };
+    Ok(Outcome::Deferred(Box::new(Deferred {
+        op,
+        finish: Box::new(finish),
+    })))
+}
+
+/// `sessions.describe {key}` → `{session: <row> | null}`.
+fn describe(ctx: &ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
+    let k = resolve(ctx, p, "key")?;
+    let op = Op::History(Box::new(HistoryQuery {
+        key: k.canonical,
+        limit: 0,
+        offset: 0,
+        max_bytes: 0,
+    }));
+    let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
+        match r {
+            OpResult::History(page) => Ok(json!({
+                "session": page.row.map(|row| ctx.decorate_row(row)),
+            })),
+            other => Err(ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                format!("session unavailable: {other:?}"),
+            )
+            .retry_after(1000)),
+        }
+    };
+    Ok(Outcome::Deferred(Box::new(Deferred {
+        op,
+        finish: Box::new(finish),
+    })))
+}
+
+fn list(ctx: &ShardCtx, p: &Value) -> Outcome {
+    let limit = p
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(100)
+        .min(1000);
+    let offset = p.get("offset").and_then(Value::as_u64).unwrap_or(0);
+    let q = ListQuery {
+        limit,
+        offset,
+        agent_id: str_param(p, "agentId").map(str::to_ascii_lowercase),
+        search: str_param(p, "search").map(str::to_owned),
+        active_minutes: p.get("activeMinutes").and_then(Value::as_u64),
+    };
+    let path = ctx
+        .config
+        .state_dir
+        .join("ringgate.sqlite")
+        .display()
+        .to_string();
+    let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
+        let OpResult::Sessions { rows, total } = r else {
+            return Err(ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                format!("sessions unavailable: {r:?}"),
+            )
+            .retry_after(1000));
+        };
+        let count = rows.len() as u64;
+        let has_more = offset + count < total;
+        let sessions: Vec<Value> = rows.into_iter().map(|r| ctx.decorate_row(r)).collect();
+        Ok(json!({
+            "ts": now_ms(),
+            "path": path,
+            "count": count,
+            "totalCount": total,
+            "limitApplied": limit,
+            "offset": offset,
+            "nextOffset": if has_more { json!(offset + count) } else { Value::Null },
+            "hasMore": has_more,
+            "owners": [],
+            "defaults": defaults(ctx, ctx.config.default_agent()),
+            "sessions": sessions,
+        }))
+    };
+    Outcome::Deferred(Box::new(Deferred {
+        op: Op::ListSessions(Box::new(q)),
+        finish: Box::new(finish),
+    }))
+}
+
+fn agents_list(ctx: &ShardCtx) -> Value {
+    let agents: Vec<Value> = ctx
+        .config
+        .agents
+        .iter()
+        .map(|a| {
+            let (provider, model) = a.runtime.model();
+            json!({
+                "id": a.id,
+                "kind": "agent",
+                "agentRuntime": {"id": a.runtime.name(), "source": "config"},
+                "model": {"primary": format!("{provider}/{model}")},
+            })
+        })
+        .collect();
+    json!({
+        "defaultId": ctx.config.default_agent(),
+        "ownership": "sole",
+        "selectionRequired": false,
+        "mainKey": "main",
+        "scope": "per-sender",
+        "agents": agents,
+    })
+}
+
+fn models_list(ctx: &ShardCtx) -> Value {
+    let mut models: Vec<Value> = Vec::new();
+    for a in &ctx.config.agents {
+        let (provider, model) = a.runtime.model();
+        let entry = json!({"id": model, "name": model, "provider": provider});
+        if !models.contains(&entry) {
+            models.push(entry);
+        }
+    }
+    json!({"models": models})
+}

@@ -1,0 +1,478 @@
+//! Session rows and transcripts in SQLite. Only the storage thread calls these, inside the
+//! batch's transaction. A session's writes all come from its owner shard, so they arrive here
+//! in the order the owner issued them.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Map, Value};
+
+use crate::agent::{ContextMessage, Usage};
+
+/// How many earlier messages a turn gets as context.
+pub const CONTEXT_MESSAGES: usize = 40;
+/// Largest history page (`chat.history` `limit`).
+pub const MAX_HISTORY_LIMIT: u64 = 1000;
+/// Server cap on a history page's size (`maxChatHistoryMessagesBytes`).
+pub const MAX_HISTORY_BYTES: usize = 6 * 1024 * 1024;
+
+pub const MIGRATION: &str = "
+CREATE TABLE sessions (
+  key TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  updated_at_ms INTEGER NOT NULL,
+  active_run TEXT,
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  meta TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE messages (
+  session_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  run_id TEXT,
+  role TEXT NOT NULL,
+  body TEXT NOT NULL,
+  PRIMARY KEY (session_id, seq)
+);
+CREATE TABLE runs (
+  run_id TEXT PRIMARY KEY,
+  session_key TEXT NOT NULL,
+  agent_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  started_at_ms INTEGER NOT NULL,
+  ended_at_ms INTEGER,
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  model TEXT,
+  error TEXT
+);";
+
+/// How an append changes the session's run bookkeeping.
+#[derive(Debug, Clone)]
+pub enum RunMark {
+    None,
+    /// The user turn of a new run: the run becomes the session's active run.
+    Start {
+        run_id: String,
+    },
+    /// The run finished (`ok`, `error`, `aborted`); its usage is added to the session.
+    End {
+        run_id: String,
+        status: &'static str,
+        usage: Usage,
+        model: String,
+        error: Option<String>,
+        started_at_ms: u64,
+    },
+}
+
+/// Appends a message (if any) to a session's transcript, creating the session row on first use.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub key: String,
+    pub agent_id: String,
+    pub message: Option<Value>,
+    pub run: RunMark,
+    /// Return the last messages as agent context.
+    pub want_context: bool,
+    /// Refuse (`session not found: <key>`) instead of creating the session.
+    pub must_exist: bool,
+}
+
+/// What an append produced.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    pub session_id: String,
+    /// 1-based transcript position of the message.
+    pub seq: Option<u64>,
+    pub message_id: Option<String>,
+    pub context: Vec<ContextMessage>,
+    pub row: Value,
+}
+
+/// A `chat.history` read.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub key: String,
+    pub limit: u64,
+    /// Messages skipped from the newest end (paging backwards).
+    pub offset: u64,
+    pub max_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub row: Option<Value>,
+    pub messages: Vec<Value>,
+    pub total: u64,
+    pub offset: u64,
+    pub has_more: bool,
+    /// The `offset` of the next older page (meaningful when `has_more`).
+    pub next_offset: u64,
+}
+
+/// A `sessions.list` read.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: u64,
+    pub offset: u64,
+    pub agent_id: Option<String>,
+    pub search: Option<String>,
+    pub active_minutes: Option<u64>,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Creates the session row if missing; returns its session id.
+fn ensure(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::Result<String> {
+    if let Some(id) = conn
+        .query_row(
+            "SELECT session_id FROM sessions WHERE key = ?1",
+            [key],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+    {
+        return Ok(id);
+    }
+    let id = new_id();
+    conn.execute(
+        "INSERT INTO sessions (key, session_id, agent_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![key, id, agent_id, now as i64],
+    )?;
+    Ok(id)
+}
+
+/// Appends; `Ok(None)` when the session must exist and does not.
+pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Option<Appended>> {
+    if a.must_exist && row(conn, &a.key)?.is_none() {
+        return Ok(None);
+    }
+    let session_id = ensure(conn, &a.key, &a.agent_id, now)?;
+    let mut seq = None;
+    let mut message_id = None;
+    if let Some(m) = &a.message {
+        let next: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1",
+            [&session_id],
+            |r| r.get(0),
+        )?;
+        let id = new_id();
+        let run_id = match &a.run {
+            RunMark::Start { run_id } | RunMark::End { run_id, .. } => Some(run_id.as_str()),
+            RunMark::None => None,
+        };
+        conn.execute(
+            "INSERT INTO messages (session_id, seq, id, run_id, role, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                session_id,
+                next,
+                id,
+                run_id,
+                m["role"].as_str().unwrap_or("assistant"),
+                m.to_string()
+            ],
+        )?;
+        seq = Some(next as u64);
+        message_id = Some(id);
+    }
+    match &a.run {
+        RunMark::None => {
+            conn.execute(
+                "UPDATE sessions SET updated_at_ms = ?2 WHERE key = ?1",
+                params![a.key, now as i64],
+            )?;
+        }
+        RunMark::Start { run_id } => {
+            conn.execute(
+                "UPDATE sessions SET updated_at_ms = ?2, active_run = ?3 WHERE key = ?1",
+                params![a.key, now as i64, run_id],
+            )?;
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (run_id, session_key, agent_id, status, started_at_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
+                params![run_id, a.key, a.agent_id, now as i64],
+            )?;
+        }
+        RunMark::End {
+            run_id,
+            status,
+            usage,
+            model,
+            error,
+            started_at_ms,
+        } => {
+            conn.execute(
+                "UPDATE sessions SET updated_at_ms = ?2, input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
+                 active_run = CASE WHEN active_run = ?5 THEN NULL ELSE active_run END WHERE key = ?1",
+                params![a.key, now as i64, usage.input as i64, usage.output as i64, run_id],
+            )?;
+            conn.execute(
+                "INSERT OR REPLACE INTO runs (run_id, session_key, agent_id, status, started_at_ms, ended_at_ms, input_tokens, output_tokens, model, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![run_id, a.key, a.agent_id, status, *started_at_ms as i64, now as i64,
+                        usage.input as i64, usage.output as i64, model, error],
+            )?;
+        }
+    }
+    let context = if a.want_context {
+        context(conn, &session_id)?
+    } else {
+        Vec::new()
+    };
+    let row = row(conn, &a.key)?.unwrap_or(Value::Null);
+    Ok(Some(Appended {
+        session_id,
+        seq,
+        message_id,
+        context,
+        row,
+    }))
+}
+
+/// The text of a stored display message (its text content blocks, joined).
+pub fn message_text(m: &Value) -> String {
+    match &m["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+fn context(conn: &Connection, session_id: &str) -> rusqlite::Result<Vec<ContextMessage>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT role, body FROM messages WHERE session_id = ?1 ORDER BY seq DESC LIMIT ?2",
+    )?;
+    let mut out: Vec<ContextMessage> = stmt
+        .query_map(params![session_id, CONTEXT_MESSAGES as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
+        .filter_map(Result::ok)
+        .filter_map(|(role, body)| {
+            let role = match role.as_str() {
+                "user" => "user",
+                "assistant" => "assistant",
+                _ => return None,
+            };
+            let v: Value = serde_json::from_str(&body).ok()?;
+            Some(ContextMessage {
+                role,
+                text: message_text(&v),
+            })
+        })
+        .collect();
+    out.reverse();
+    Ok(out)
+}
+
+/// The session row as clients see it, without model fields (the shard adds those).
+pub fn row(conn: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
+    conn.query_row(
+        "SELECT key, session_id, agent_id, created_at_ms, updated_at_ms, active_run, input_tokens, output_tokens, meta,
+                (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id)
+         FROM sessions s WHERE key = ?1",
+        [key],
+        row_json,
+    )
+    .optional()
+}
+
+fn row_json(r: &rusqlite::Row) -> rusqlite::Result<Value> {
+    let key: String = r.get(0)?;
+    let active: Option<String> = r.get(5)?;
+    let input: i64 = r.get(6)?;
+    let output: i64 = r.get(7)?;
+    let mut m = Map::new();
+    m.insert("key".into(), json!(key));
+    m.insert("sessionId".into(), json!(r.get::<_, String>(1)?));
+    m.insert("agentId".into(), json!(r.get::<_, String>(2)?));
+    m.insert("kind".into(), json!("direct"));
+    m.insert("createdAt".into(), json!(r.get::<_, i64>(3)?));
+    m.insert("updatedAt".into(), json!(r.get::<_, i64>(4)?));
+    m.insert("hasActiveRun".into(), json!(active.is_some()));
+    m.insert(
+        "activeRunIds".into(),
+        json!(active.into_iter().collect::<Vec<_>>()),
+    );
+    m.insert("inputTokens".into(), json!(input));
+    m.insert("outputTokens".into(), json!(output));
+    m.insert("totalTokens".into(), json!(input + output));
+    m.insert("messageCount".into(), json!(r.get::<_, i64>(9)?));
+    if let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(&r.get::<_, String>(8)?) {
+        for (k, v) in meta {
+            m.insert(k, v);
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+pub fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<HistoryPage> {
+    let Some(row) = row(conn, &q.key)? else {
+        return Ok(HistoryPage {
+            row: None,
+            messages: Vec::new(),
+            total: 0,
+            offset: q.offset,
+            has_more: false,
+            next_offset: 0,
+        });
+    };
+    let session_id = row["sessionId"].as_str().unwrap_or_default().to_owned();
+    let total: u64 = conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE session_id = ?1",
+        [&session_id],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
+    let end = total.saturating_sub(q.offset);
+    let start = end.saturating_sub(q.limit);
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, body FROM messages WHERE session_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+    )?;
+    let mut messages: Vec<Value> = stmt
+        .query_map(params![session_id, start as i64, end as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
+        .filter_map(Result::ok)
+        .filter_map(|(seq, id, body)| {
+            let mut v: Value = serde_json::from_str(&body).ok()?;
+            v["__openclaw"] = json!({"id": id, "seq": seq});
+            Some(v)
+        })
+        .collect();
+    // Keep the newest messages that fit the byte budget (always at least one).
+    let mut bytes = 2usize;
+    let mut keep = messages.len();
+    for (i, m) in messages.iter().enumerate().rev() {
+        bytes += m.to_string().len() + 1;
+        if bytes > q.max_bytes && keep < messages.len() {
+            break;
+        }
+        keep = i;
+    }
+    messages.drain(..keep);
+    // The original's paging: `nextOffset` counts from the newest end past the oldest message
+    // returned; there is more while it is below the total.
+    let oldest = messages
+        .first()
+        .and_then(|m| m["__openclaw"]["seq"].as_u64())
+        .unwrap_or(start + 1);
+    let next_offset = (q.offset + 1).max(total.saturating_sub(oldest) + 1);
+    Ok(HistoryPage {
+        row: Some(row),
+        total,
+        offset: q.offset,
+        has_more: !messages.is_empty() && next_offset < total,
+        next_offset,
+        messages,
+    })
+}
+
+pub fn list(conn: &Connection, q: &ListQuery, now: u64) -> rusqlite::Result<(Vec<Value>, u64)> {
+    let since = q
+        .active_minutes
+        .map(|m| now.saturating_sub(m * 60_000) as i64)
+        .unwrap_or(0);
+    let search = q
+        .search
+        .as_ref()
+        .map(|s| format!("%{}%", s.to_ascii_lowercase()));
+    let filter = "FROM sessions s WHERE (?1 IS NULL OR agent_id = ?1) AND updated_at_ms >= ?2
+                  AND (?3 IS NULL OR lower(key) LIKE ?3 OR lower(meta) LIKE ?3)";
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) {filter}"),
+        params![q.agent_id, since, search],
+        |r| r.get(0),
+    )?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT key, session_id, agent_id, created_at_ms, updated_at_ms, active_run, input_tokens, output_tokens, meta,
+                (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id)
+         {filter} ORDER BY updated_at_ms DESC, key LIMIT ?4 OFFSET ?5"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![q.agent_id, since, search, q.limit as i64, q.offset as i64],
+            row_json,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, total as u64))
+}
+
+/// Merges `patch` into the session's metadata (`null` clears a field); creates the row.
+pub fn patch(
+    conn: &Connection,
+    key: &str,
+    agent_id: &str,
+    patch: &Map<String, Value>,
+    now: u64,
+) -> rusqlite::Result<Value> {
+    ensure(conn, key, agent_id, now)?;
+    let meta: String = conn.query_row("SELECT meta FROM sessions WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })?;
+    let mut meta: Map<String, Value> = serde_json::from_str(&meta).unwrap_or_default();
+    for (k, v) in patch {
+        if v.is_null() {
+            meta.remove(k);
+        } else {
+            meta.insert(k.clone(), v.clone());
+        }
+    }
+    conn.execute(
+        "UPDATE sessions SET meta = ?2, updated_at_ms = ?3 WHERE key = ?1",
+        params![key, Value::Object(meta).to_string(), now as i64],
+    )?;
+    Ok(row(conn, key)?.unwrap_or(Value::Null))
+}
+
+/// Starts a new transcript for the session (a new session id); the old messages are dropped.
+pub fn reset(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::Result<Value> {
+    let old = ensure(conn, key, agent_id, now)?;
+    conn.execute("DELETE FROM messages WHERE session_id = ?1", [&old])?;
+    conn.execute(
+        "UPDATE sessions SET session_id = ?2, updated_at_ms = ?3, active_run = NULL, input_tokens = 0, output_tokens = 0 WHERE key = ?1",
+        params![key, new_id(), now as i64],
+    )?;
+    Ok(row(conn, key)?.unwrap_or(Value::Null))
+}
+
+/// Deletes the session row (and its transcript when asked); false when there was none.
+pub fn delete(conn: &Connection, key: &str, transcript: bool) -> rusqlite::Result<bool> {
+    let Some(id) = conn
+        .query_row(
+            "SELECT session_id FROM sessions WHERE key = ?1",
+            [key],
+            |r| r.get::<_, String>(0),
+        )
+        .optional()?
+    else {
+        return Ok(false);
+    };
+    if transcript {
+        conn.execute("DELETE FROM messages WHERE session_id = ?1", [&id])?;
+    }
+    conn.execute("DELETE FROM sessions WHERE key = ?1", [key])?;
+    Ok(true)
+}
+
+/// After a crash no run is active: clears stale markers at startup.
+pub fn recover(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE runs SET status = 'interrupted', ended_at_ms = started_at_ms WHERE status = 'running'",
+        [],
+    )?;
+    conn.execute(
+        "UPDATE sessions SET active_run = NULL WHERE active_run IS NOT NULL",
+        [],
+    )?;
+    Ok(())
+}
