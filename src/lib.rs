@@ -20,6 +20,10 @@
 //! * [`state`]: replicated global state (presence) and the process-wide counters.
 //! * [`pairing`] and [`store`]: device pairing decisions (pure) and the storage thread that
 //!   owns the SQLite database and the authoritative pairing state; shards hold replicas.
+//! * [`chat`]: sessions, chat and agent runs. Each session is owned by one shard (hash of its
+//!   key), which orders its runs, idempotency cache and transcript writes; its events fan out
+//!   to every shard. [`agent`]: the runtimes that answer a turn (echo; OpenAI-compatible
+//!   streaming on a worker pool off the shards).
 //!
 //! ## The three gates
 //!
