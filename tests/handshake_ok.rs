@@ -68,7 +68,9 @@ fn hello_ok_fields() {
     // `s<shard>-<uuid v4>`: the original's uuid, prefixed with the shard holding it.
     let (shard, uuid) = conn_id.split_once('-').expect("s<N>-<uuid>");
     assert!(
-        shard.strip_prefix('s').is_some_and(|n| n.parse::<usize>().is_ok()),
+        shard
+            .strip_prefix('s')
+            .is_some_and(|n| n.parse::<usize>().is_ok()),
         "connId: {conn_id}"
     );
     assert!(is_uuid_v4(uuid), "connId: {conn_id}");

@@ -48,58 +48,40 @@ struct Entry {
     done: Option<Answer>,
 }
 
-/// The idempotency cache (`chat:<runId>`, `agent:<runId>`).
+/// The idempotency cache (`chat:<runId>`, `agent:<runId>`). In-flight entries stay until their
+/// run ends; finished ones expire after [`DEDUPE_TTL_MS`], oldest first past [`DEDUPE_MAX`].
 #[derive(Default)]
 pub struct Dedupe {
     map: HashMap<String, Entry>,
-    order: VecDeque<String>,
+    /// Finished entries in the order they finished (with their finish time).
+    done_order: VecDeque<(String, u64)>,
 }
 
 impl Dedupe {
     fn sweep(&mut self, now: u64) {
-        let mut finished = self.map.values().filter(|e| e.done.is_some()).count();
-        let mut scanned = 0;
-        while let Some(k) = self.order.pop_front() {
-            scanned += 1;
-            let keep = match self.map.get(&k) {
-                None => false,
-                // In-flight entries never expire.
-                Some(e) if e.done.is_none() => true,
-                Some(e) => {
-                    let expired = now.saturating_sub(e.ts) > DEDUPE_TTL_MS;
-                    if expired || finished > DEDUPE_MAX {
-                        self.map.remove(&k);
-                        finished -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                }
-            };
-            if keep {
-                self.order.push_front(k);
+        while let Some((k, ts)) = self.done_order.front() {
+            let expired = now.saturating_sub(*ts) > DEDUPE_TTL_MS;
+            if !expired && self.done_order.len() <= DEDUPE_MAX {
                 break;
             }
-            if scanned > 4 * DEDUPE_MAX {
-                break;
+            let (k, ts) = (k.clone(), *ts);
+            self.done_order.pop_front();
+            if self
+                .map
+                .get(&k)
+                .is_some_and(|e| e.done.is_some() && e.ts == ts)
+            {
+                self.map.remove(&k);
             }
         }
     }
 
     fn get(&mut self, key: &str, now: u64) -> Option<&Entry> {
         self.sweep(now);
-        let expired = self
-            .map
-            .get(key)
-            .is_some_and(|e| e.done.is_some() && now.saturating_sub(e.ts) > DEDUPE_TTL_MS);
-        if expired {
-            self.map.remove(key);
-        }
         self.map.get(key)
     }
 
     fn start(&mut self, key: String, fingerprint: u64, now: u64) {
-        self.order.push_back(key.clone());
         self.map.insert(
             key,
             Entry {
@@ -114,6 +96,7 @@ impl Dedupe {
         if let Some(e) = self.map.get_mut(key) {
             e.done = Some(answer);
             e.ts = now;
+            self.done_order.push_back((key.to_owned(), now));
         }
         self.sweep(now);
     }
@@ -827,4 +810,28 @@ fn ended(ctx: &mut ShardCtx, id: Arc<str>, end: End, reply: Option<Value>, r: Op
 fn note_all(ctx: &mut ShardCtx, note: RunNote) {
     ctx.sender.to_others(BusMsg::RunNote(note.clone()));
     super::runs::apply(ctx, note);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_keeps_in_flight_entries_and_bounds_finished_ones() {
+        let mut d = Dedupe::default();
+        d.start("chat:live".into(), 1, 0);
+        for i in 0..DEDUPE_MAX + 50 {
+            let k = format!("chat:{i}");
+            d.start(k.clone(), 7, 10);
+            d.finish(&k, Answer::Ok(json!({"runId": i})), 10);
+        }
+        // Finished entries are capped; the in-flight one is never evicted.
+        assert!(d.len() <= DEDUPE_MAX + 1, "{}", d.len());
+        assert!(d.get("chat:live", 10).is_some());
+        assert!(d.get(&format!("chat:{}", DEDUPE_MAX + 49), 10).is_some());
+        // After the TTL a finished entry is gone; the in-flight one stays.
+        let later = 10 + DEDUPE_TTL_MS + 1;
+        assert!(d.get(&format!("chat:{}", DEDUPE_MAX + 49), later).is_none());
+        assert!(d.get("chat:live", later).is_some());
+    }
 }
