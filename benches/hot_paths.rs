@@ -211,6 +211,7 @@ fn fanout(c: &mut Criterion) {
             sessions_subscribed: false,
             scoped_events: false,
             message_subs: Vec::new(),
+            node_id: None,
         }));
         cl.phase = Phase::Open;
         ctx.clients.insert(i, Rc::new(RefCell::new(cl)));

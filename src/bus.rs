@@ -46,6 +46,10 @@ pub enum BusMsg {
     },
     /// A run started or ended (the replicated run index).
     RunNote(crate::chat::runs::RunNote),
+    /// A node connected or disconnected (the replicated node registry).
+    Node(crate::nodes::registry::NodeDelta),
+    /// `node.invoke` traffic between the caller's and the node's shard.
+    Invoke(Box<crate::nodes::invoke::InvokeMsg>),
 }
 
 /// Messages an inbox holds before senders spill into their local overflow queue.

@@ -37,6 +37,7 @@ pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod methods;
+pub mod nodes;
 pub mod pairing;
 pub mod proto;
 pub mod shard;

@@ -67,6 +67,12 @@ pub struct PairedDevice {
     pub label: Option<String>,
     /// Tokens by role.
     pub tokens: BTreeMap<String, DeviceToken>,
+    /// The node capability surface operators approved (node devices only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_surface: Option<crate::nodes::surface::NodeSurface>,
+    /// A node capability surface waiting for approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_node_surface: Option<crate::nodes::surface::PendingSurface>,
 }
 
 impl std::fmt::Debug for DeviceToken {
@@ -410,6 +416,8 @@ mod tests {
             last_seen_at_ms: None,
             label: None,
             tokens: BTreeMap::new(),
+            node_surface: None,
+            pending_node_surface: None,
         }
     }
 

@@ -1159,6 +1159,132 @@ fn cli_gateway_call_agent_expect_final() {
     assert_eq!(fin["result"]["payloads"][0]["text"], "echo: hi", "{fin}");
 }
 
+/// The real node host (`openclaw node run`), killed (with its process group) on drop.
+struct NodeHost {
+    child: Child,
+    home: TempDir,
+}
+
+impl NodeHost {
+    fn start(h: &Harness) -> NodeHost {
+        let home = TempDir::new("node-host");
+        let port =
+            h.gw.url
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .trim_end_matches('/')
+                .to_owned();
+        let mut cmd = Command::new(h.oc.openclaw_bin());
+        scrub(&mut cmd);
+        cmd.args(["node", "run", "--host", "127.0.0.1", "--port", &port])
+            .env("OPENCLAW_CLIENT_HOME", home.path())
+            .env("OPENCLAW_GATEWAY_TOKEN", &h.gw.token)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(File::create(home.path().join("node.log")).expect("node log"))
+            .stderr(Stdio::null())
+            .process_group(0);
+        let child = cmd.spawn().expect("spawn openclaw node run");
+        NodeHost { child, home }
+    }
+
+    /// What the node host printed so far (for failure messages).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeHost {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+#[test]
+fn node_host_pairs_and_is_invoked() {
+    let Some(h) = Harness::start() else { return };
+    let node = NodeHost::start(&h);
+    // `nodes pending` shows the node host's capability request once it connected.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let out = h.openclaw(&["nodes", "pending", "--json"]);
+        let list = if out.code == Some(0) {
+            parse_cli_json(&out)
+        } else {
+            Value::Null
+        };
+        if list.as_array().is_some_and(|a| !a.is_empty()) {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pending node request within 30 s\n{}\n--- node host ---\n{}",
+            out.describe(),
+            node.log()
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    let request_id = pending[0]["requestId"]
+        .as_str()
+        .expect("requestId")
+        .to_owned();
+    let node_id = pending[0]["nodeId"].as_str().expect("nodeId").to_owned();
+    assert_eq!(pending[0]["clientId"], "node-host", "{pending}");
+    assert!(
+        pending[0]["commands"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == "system.which")),
+        "{pending}"
+    );
+
+    let out = h.openclaw(&["nodes", "approve", &request_id]);
+    assert_eq!(out.code, Some(0), "nodes approve\n{}", out.describe());
+    let approved = parse_cli_json(&out);
+    assert_eq!(approved["node"]["nodeId"], node_id.as_str(), "{approved}");
+
+    let out = h.openclaw(&["nodes", "list", "--json"]);
+    assert_eq!(out.code, Some(0), "nodes list\n{}", out.describe());
+    let list = parse_cli_json(&out);
+    let row = list["paired"]
+        .as_array()
+        .and_then(|p| p.iter().find(|n| n["nodeId"] == node_id.as_str()))
+        .unwrap_or_else(|| panic!("node not listed: {list}"));
+    assert_eq!(row["connected"], true, "{row}");
+    assert_eq!(row["approvalState"], "approved", "{row}");
+
+    let out = h.openclaw(&["nodes", "describe", "--node", &node_id]);
+    assert_eq!(out.code, Some(0), "nodes describe\n{}", out.describe());
+    assert!(
+        out.stdout.contains("paired · connected"),
+        "{}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("system.which"), "{}", out.describe());
+
+    let out = h.openclaw(&[
+        "nodes",
+        "invoke",
+        "--node",
+        &node_id,
+        "--command",
+        "system.which",
+        "--params",
+        r#"{"bins":["sh"]}"#,
+    ]);
+    assert_eq!(out.code, Some(0), "nodes invoke\n{}", out.describe());
+    let res = parse_cli_json(&out);
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(res["command"], "system.which");
+    assert!(
+        res["payload"]["bins"]["sh"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/sh")),
+        "the node's real answer: {res}"
+    );
+    drop(node);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7: negative cases replayed with raw frames (expected values from the original gateway)
 // ---------------------------------------------------------------------------------------------

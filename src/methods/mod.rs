@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod devices;
+pub mod nodes;
 pub mod system;
 
 use serde_json::Value;
@@ -56,6 +57,14 @@ pub enum Effect {
     PresencePublish { delta: Delta, version: u64 },
     /// Record a queued system event on every shard.
     SystemEvent(String),
+    /// Work that needs the shard (no connection borrowed) and answers the caller itself.
+    Task {
+        conn: u64,
+        req_id: String,
+        task: Task,
+    },
+    /// Register a node that just connected (registry on every shard, `node.presence`).
+    NodeUp(Box<crate::nodes::registry::NodeInfo>),
     /// Hand a request to the chat layer (the session's owner), answered later.
     Chat {
         conn: u64,
@@ -89,16 +98,34 @@ pub enum Outcome {
     Deferred(Box<Deferred>),
     /// Answered by the chat layer, possibly on another shard.
     Chat(crate::chat::ChatRequest),
+    /// Run with the whole shard once the caller's connection is released; answers the caller.
+    Task(Task),
+}
+
+/// The body of a [`Task`].
+pub type TaskFn = Box<dyn FnOnce(&mut ShardCtx, crate::chat::Caller)>;
+
+/// A deferred handler step: it gets the shard and the caller to answer.
+pub struct Task(pub TaskFn);
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Task")
+    }
 }
 
 /// Is `method` implemented (and advertised)?
 pub fn implemented(method: &str) -> bool {
-    METHODS.contains(&method) || chat::METHODS.contains(&method)
+    METHODS.contains(&method) || chat::METHODS.contains(&method) || nodes::METHODS.contains(&method)
 }
 
 /// Every implemented method, for `hello-ok.features.methods`.
 pub fn all_methods() -> impl Iterator<Item = &'static str> {
-    METHODS.iter().chain(chat::METHODS.iter()).copied()
+    METHODS
+        .iter()
+        .chain(chat::METHODS.iter())
+        .chain(nodes::ADVERTISED.iter())
+        .copied()
 }
 
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
@@ -117,6 +144,9 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     }
     if chat::METHODS.contains(&call.method) {
         return Some(chat::handle(ctx, call));
+    }
+    if nodes::METHODS.contains(&call.method) {
+        return Some(nodes::handle(ctx, call));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

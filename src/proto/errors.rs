@@ -79,6 +79,11 @@ impl ErrorShape {
         self
     }
 
+    pub fn retryable(mut self, yes: bool) -> Self {
+        self.retryable = Some(yes);
+        self
+    }
+
     pub fn retry_after(mut self, ms: u64) -> Self {
         self.retryable = Some(true);
         self.retry_after_ms = Some(ms);

@@ -117,6 +117,8 @@ pub struct EventMeta {
     pub live: Option<LiveKey>,
     /// This event ends a run's live text: frames still held for it are discarded.
     pub ends_run: Option<std::sync::Arc<str>>,
+    /// Also deliver it (without `seq`) to the connection of this node.
+    pub node: Option<std::sync::Arc<str>>,
 }
 
 /// Identifies a stream of live-text frames that replace each other for slow clients.

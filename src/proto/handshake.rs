@@ -73,6 +73,11 @@ pub struct Accepted {
     pub auth_method: &'static str,
     pub client: ClientInfo,
     pub caps: Vec<String>,
+    /// Node surface declared at connect (`commands`, `permissions`, `pathEnv`); empty for
+    /// operators.
+    pub commands: Vec<String>,
+    pub permissions: Option<serde_json::Value>,
+    pub path_env: Option<String>,
     pub device: Option<VerifiedDevice>,
 }
 
@@ -418,6 +423,12 @@ fn accepted(
             .into_iter()
             .map(str::to_owned)
             .collect(),
+        commands: str_list(p.get("commands"))
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        permissions: p.get("permissions").filter(|v| v.is_object()).cloned(),
+        path_env: opt_string(p, "pathEnv"),
         device,
     }
 }

@@ -51,6 +51,8 @@ pub struct Session {
     pub scoped_events: bool,
     /// Sessions (canonical keys) subscribed with `sessions.messages.subscribe`.
     pub message_subs: Vec<std::sync::Arc<str>>,
+    /// For a node: its node id (registered in the node registry).
+    pub node_id: Option<String>,
 }
 
 impl Session {

@@ -568,7 +568,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
             }
         }
     }
-    let (id, presence_key, opened, holds_preauth, ip) = {
+    let (id, presence_key, opened, holds_preauth, ip, node) = {
         let cb = c.borrow();
         let s = cb.session.as_deref();
         (
@@ -577,6 +577,8 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
             s.is_some(),
             cb.holds_preauth,
             cb.ip,
+            s.and_then(|s| s.node_id.clone())
+                .map(|n| (n, cb.conn_id.clone())),
         )
     };
     let mut ctx = shared.borrow_mut();
@@ -591,5 +593,13 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
     }
     if let (Some(key), false) = (presence_key, ctx.shutting_down) {
         ctx.presence_change(key, presence_disconnect());
+    }
+    crate::nodes::invoke::on_closed(&mut ctx, id);
+    if let Some((node_id, conn_id)) = node {
+        ctx.node_change(crate::nodes::registry::NodeDelta::Down {
+            node_id,
+            conn_id,
+            at_ms: now_ms(),
+        });
     }
 }

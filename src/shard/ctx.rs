@@ -71,6 +71,10 @@ pub struct ShardCtx {
     pub run_index: crate::chat::runs::RunIndex,
     /// The pool running provider calls.
     pub workers: crate::agent::openai::Workers,
+    /// Connected nodes on every shard (replica).
+    pub nodes: crate::nodes::registry::NodeRegistry,
+    /// `node.invoke`s this shard waits for or delivered.
+    pub invokes: crate::nodes::invoke::Invokes,
 }
 
 impl ShardCtx {
@@ -113,7 +117,39 @@ impl ShardCtx {
             chat: Default::default(),
             run_index: Default::default(),
             workers,
+            nodes: Default::default(),
+            invokes: Default::default(),
         }
+    }
+
+    /// Records a node's host stats on every shard and broadcasts `node.hostStats`.
+    pub fn node_stats(&mut self, node_id: &str, stats: Value) {
+        let Some(n) = self.nodes.live.get(node_id) else {
+            return;
+        };
+        let mut n = (**n).clone();
+        n.host_stats = Some(stats.clone());
+        let d = crate::nodes::registry::NodeDelta::Up(Arc::new(n));
+        self.nodes.apply(&d);
+        self.sender.to_others(BusMsg::Node(d));
+        self.broadcast(EventTemplate::new(
+            "node.hostStats",
+            &json!({"nodeId": node_id, "hostStats": stats}),
+            None,
+        ));
+    }
+
+    /// Applies a node registry change here, announces it on every other shard and broadcasts
+    /// `node.presence`.
+    pub fn node_change(&mut self, d: crate::nodes::registry::NodeDelta) {
+        self.nodes.apply(&d);
+        let ev = EventTemplate::new(
+            "node.presence",
+            &crate::nodes::registry::presence_payload(&d),
+            None,
+        );
+        self.sender.to_others(BusMsg::Node(d));
+        self.broadcast(ev);
     }
 
     /// Runs a storage op on a task and continues with its result on this shard.
@@ -212,6 +248,13 @@ impl ShardCtx {
                 continue;
             };
             let Some(s) = c.session() else { continue };
+            if s.role == crate::proto::scopes::Role::Node {
+                // Nodes get their own events and the sessions they subscribed to, unsequenced.
+                if node_wants(s, ev) {
+                    deliver(&mut c, ev, false, drop_ok, max, &self.globals);
+                    continue;
+                }
+            }
             if !may_receive(aud, s.role, &s.scopes) || !wants(s, ev) {
                 continue;
             }
@@ -305,6 +348,8 @@ impl ShardCtx {
                 super::dispatch::apply(self, effects);
             }
             BusMsg::RunNote(note) => crate::chat::runs::apply(self, note),
+            BusMsg::Node(d) => self.nodes.apply(&d),
+            BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
         }
     }
 
@@ -444,6 +489,20 @@ impl ShardCtx {
         }
         self.buffered_total = total;
     }
+}
+
+/// Events that reach a node outside the scope guard: those addressed to it, and `chat`/`agent`
+/// of sessions it subscribed to with `node.event chat.subscribe`.
+fn node_wants(s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
+    if ev.meta.node.is_some() {
+        return ev.meta.node.as_deref() == s.node_id.as_deref();
+    }
+    matches!(ev.name.as_str(), "chat" | "agent")
+        && ev
+            .meta
+            .session
+            .as_deref()
+            .is_some_and(|k| s.subscribed_to(k))
 }
 
 /// Subscription and session filters (§6.3) beyond the scope guard.

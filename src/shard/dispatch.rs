@@ -397,6 +397,30 @@ fn open(
         Role::Operator => c.conn_id.clone(),
     });
     let scoped_events = acc.caps.iter().any(|c| c == "session-scoped-events");
+    let node = (acc.role == Role::Node).then(|| crate::nodes::registry::NodeInfo {
+        node_id: acc
+            .device
+            .as_ref()
+            .map(|d| d.device_id.clone())
+            .unwrap_or_else(|| acc.client.id.clone()),
+        shard: ctx.id,
+        conn: c.id,
+        conn_id: c.conn_id.clone(),
+        client_id: acc.client.id.clone(),
+        client_mode: acc.client.mode.clone(),
+        display_name: acc.client.display_name.clone(),
+        platform: acc.client.platform.clone(),
+        version: acc.client.version.clone(),
+        device_family: acc.client.device_family.clone(),
+        model_identifier: acc.client.model_identifier.clone(),
+        remote_ip: (!c.ip.is_loopback()).then(|| c.ip.to_string()),
+        caps: acc.caps.clone(),
+        commands: acc.commands.clone(),
+        permissions: acc.permissions.clone(),
+        path_env: acc.path_env.clone(),
+        connected_at_ms: now_ms(),
+        host_stats: None,
+    });
     let session = Session {
         role: acc.role,
         scopes: ScopeSet::from_strs(acc.scopes.iter().map(String::as_str)),
@@ -409,6 +433,7 @@ fn open(
         sessions_subscribed: false,
         scoped_events,
         message_subs: Vec::new(),
+        node_id: node.as_ref().map(|n| n.node_id.clone()),
     };
     // Presence first (§2.5 step 17), so the snapshot includes this client.
     let presence = session.presence_key.clone().map(|key| {
@@ -417,6 +442,24 @@ fn open(
     });
     let hello = super::hello::response(ctx, id, &c.conn_id, &session, token.as_ref());
     c.push_text(&hello);
+    if session.role == Role::Node {
+        // The snapshots the original pushes to a node after hello (no `seq`).
+        for (name, payload) in [
+            (
+                "voicewake.changed",
+                json!({"triggers": ["openclaw", "claude", "computer"]}),
+            ),
+            (
+                "voicewake.routing.changed",
+                json!({"config": {"version": 1, "defaultTarget": {"mode": "current"}, "routes": [], "updatedAtMs": 0}}),
+            ),
+        ] {
+            c.push_event(
+                &crate::proto::frame::EventTemplate::new(name, &payload, None),
+                false,
+            );
+        }
+    }
     // Raise the frame limit to the post-auth maximum.
     let max = ctx.config.limits.max_payload;
     c.ws.set_config(|cfg| {
@@ -433,6 +476,9 @@ fn open(
         after
             .effects
             .push(Effect::PresencePublish { delta, version });
+    }
+    if let Some(n) = node {
+        after.effects.push(Effect::NodeUp(Box::new(n)));
     }
     c.session = Some(Box::new(session));
     c.phase = Phase::Open;
@@ -533,6 +579,15 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                     after.deferred.push((id.to_owned(), d));
                     return;
                 }
+                Some(Outcome::Task(task)) => {
+                    c.strikes = 0;
+                    after.effects.push(Effect::Task {
+                        conn: c.id,
+                        req_id: id.to_owned(),
+                        task,
+                    });
+                    return;
+                }
                 Some(Outcome::Chat(req)) => {
                     c.strikes = 0;
                     after.effects.push(Effect::Chat {
@@ -561,17 +616,64 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
     c.push_text(&bytes);
 }
 
+/// A node opened: register it everywhere and ask for approval of its capability surface
+/// unless the approved one covers it (the connect itself has already succeeded).
+fn node_up(ctx: &mut ShardCtx, n: crate::nodes::registry::NodeInfo) {
+    use crate::nodes::surface::{admissible, required_scopes, PendingSurface};
+    let device = ctx.devices.get(&n.node_id).cloned();
+    let commands = admissible(&n.commands);
+    let pending = PendingSurface {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        node_id: n.node_id.clone(),
+        client_id: Some(n.client_id.clone()),
+        client_mode: Some(n.client_mode.clone()),
+        display_name: n.display_name.clone(),
+        platform: Some(n.platform.clone()),
+        version: Some(n.version.clone()),
+        device_family: n.device_family.clone(),
+        caps: n.caps.clone(),
+        required_approve_scopes: required_scopes(&commands),
+        commands,
+        remote_ip: n.remote_ip.clone(),
+        silent: device
+            .as_ref()
+            .and_then(|d| d.approved_via.as_deref())
+            .filter(|v| *v == "silent")
+            .map(|_| true),
+        ts: now_ms(),
+    };
+    let node_id = n.node_id.clone();
+    ctx.node_change(crate::nodes::registry::NodeDelta::Up(std::sync::Arc::new(
+        n,
+    )));
+    if device.is_some() {
+        ctx.spawn_store(
+            crate::store::Op::RequestNodeSurface(Box::new(pending)),
+            move |_, r| {
+                if let crate::store::OpResult::Failed(e) | crate::store::OpResult::Invalid(e) = r {
+                    tracing::warn!(node = %node_id, error = %e, "could not record the node's capability request");
+                }
+            },
+        );
+    }
+}
+
 /// Records the connection's event subscriptions after a successful (un)subscribe.
 fn subscriptions(s: &mut Session, method: &str, payload: &Value) {
     match method {
         "sessions.subscribe" => s.sessions_subscribed = true,
         "sessions.unsubscribe" => s.sessions_subscribed = false,
-        "sessions.messages.subscribe" | "sessions.messages.unsubscribe" => {
+        "sessions.messages.subscribe" | "sessions.messages.unsubscribe" | "node.event" => {
+            // `node.event chat.subscribe|chat.unsubscribe` answers with the resolved key.
             let Some(key) = payload.get("key").and_then(Value::as_str) else {
                 return;
             };
+            let add = payload
+                .get("subscribed")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             s.message_subs.retain(|k| &**k != key);
-            if method == "sessions.messages.subscribe" {
+            if add {
                 s.message_subs.push(std::sync::Arc::from(key));
             }
         }
@@ -590,6 +692,15 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
                 ctx.sender.to_others(crate::bus::BusMsg::SystemEvent(text));
             }
             Effect::Chat { conn, req_id, req } => crate::chat::route(ctx, conn, req_id, req),
+            Effect::Task { conn, req_id, task } => {
+                let caller = crate::chat::Caller {
+                    shard: ctx.id,
+                    conn,
+                    req_id,
+                };
+                (task.0)(ctx, caller)
+            }
+            Effect::NodeUp(n) => node_up(ctx, *n),
         }
     }
 }

@@ -121,6 +121,22 @@ pub enum Op {
         key: String,
         transcript: bool,
     },
+    /// A node connected declaring this surface: record a pending request unless the approved
+    /// surface already covers it.
+    RequestNodeSurface(Box<crate::nodes::surface::PendingSurface>),
+    /// Approve or reject a pending node surface request.
+    ResolveNodeSurface {
+        request_id: String,
+        approve: bool,
+    },
+    /// Forget a node's approved and pending surfaces.
+    RemoveNode {
+        node_id: String,
+    },
+    RenameNode {
+        node_id: String,
+        display_name: String,
+    },
 }
 
 /// What an [`Op`] produced.
@@ -166,6 +182,11 @@ pub enum OpResult {
     Session(Value),
     /// Whether a session existed before its deletion.
     Deleted(bool),
+    /// A node device after a surface change (`request_id` of the resolved request, if any).
+    Node {
+        device: Arc<PairedDevice>,
+        request_id: Option<String>,
+    },
     /// `INVALID_REQUEST` with this message.
     Invalid(String),
     /// The write did not become durable.
@@ -494,6 +515,91 @@ impl StoreState {
         }
     }
 
+    fn request_node_surface(
+        &mut self,
+        p: &crate::nodes::surface::PendingSurface,
+        now: u64,
+        ch: &mut Changes,
+    ) -> OpResult {
+        use crate::nodes::surface::{covered, live_pending};
+        let Some(d) = self.devices.get_mut(&p.node_id) else {
+            return OpResult::Invalid("unknown nodeId".into());
+        };
+        if covered(d, &p.commands) {
+            return OpResult::Node {
+                device: Arc::new(d.clone()),
+                request_id: None,
+            };
+        }
+        let same =
+            live_pending(d, now).filter(|old| old.commands == p.commands && old.caps == p.caps);
+        let mut next = p.clone();
+        next.ts = now;
+        match same {
+            // A retry of the same request: refresh it, announce nothing.
+            Some(old) => next.request_id = old.request_id.clone(),
+            None => ch.events.push(EventTemplate::new(
+                "node.pair.requested",
+                &serde_json::to_value(&next).unwrap_or_default(),
+                None,
+            )),
+        }
+        let request_id = next.request_id.clone();
+        d.pending_node_surface = Some(next);
+        ch.upserts.push(p.node_id.clone());
+        OpResult::Node {
+            device: Arc::new(d.clone()),
+            request_id: Some(request_id),
+        }
+    }
+
+    fn resolve_node_surface(
+        &mut self,
+        request_id: &str,
+        approve: bool,
+        now: u64,
+        ch: &mut Changes,
+    ) -> OpResult {
+        use crate::nodes::surface::{live_pending, NodeSurface};
+        let Some(d) = self
+            .devices
+            .values_mut()
+            .find(|d| live_pending(d, now).is_some_and(|p| p.request_id == request_id))
+        else {
+            return OpResult::Invalid("unknown requestId".into());
+        };
+        let p = d.pending_node_surface.take().expect("live pending");
+        if approve {
+            let created = d.node_surface.as_ref().map_or(now, |s| s.created_at_ms);
+            d.node_surface = Some(NodeSurface {
+                display_name: p.display_name.clone(),
+                version: p.version.clone(),
+                caps: p.caps.clone(),
+                commands: p.commands.clone(),
+                created_at_ms: created,
+                approved_at_ms: now,
+            });
+        }
+        let node: Arc<str> = Arc::from(p.node_id.as_str());
+        ch.events.push(
+            EventTemplate::new(
+                "node.pair.resolved",
+                &json!({"requestId": request_id, "nodeId": p.node_id,
+                        "decision": if approve { "approved" } else { "rejected" }, "ts": now}),
+                None,
+            )
+            .with_meta(crate::proto::frame::EventMeta {
+                node: Some(node),
+                ..Default::default()
+            }),
+        );
+        ch.upserts.push(p.node_id.clone());
+        OpResult::Node {
+            device: Arc::new(d.clone()),
+            request_id: Some(request_id.to_owned()),
+        }
+    }
+
     fn expire_pending(&mut self, now: u64) {
         self.pending
             .retain(|_, p| now.saturating_sub(p.ts) < PENDING_TTL_MS);
@@ -648,6 +754,40 @@ impl StoreState {
             | Op::PatchSession { .. }
             | Op::ResetSession { .. }
             | Op::DeleteSession { .. } => self.apply_session(op, now),
+            Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
+            Op::ResolveNodeSurface {
+                request_id,
+                approve,
+            } => self.resolve_node_surface(request_id, *approve, now, ch),
+            Op::RemoveNode { node_id } => match self.devices.get_mut(node_id) {
+                Some(d) if d.node_surface.is_some() || d.pending_node_surface.is_some() => {
+                    d.node_surface = None;
+                    d.pending_node_surface = None;
+                    ch.upserts.push(node_id.clone());
+                    OpResult::Node {
+                        device: Arc::new(d.clone()),
+                        request_id: None,
+                    }
+                }
+                _ => OpResult::Invalid("unknown nodeId".into()),
+            },
+            Op::RenameNode {
+                node_id,
+                display_name,
+            } => match self.devices.get_mut(node_id) {
+                Some(d) if d.roles.iter().any(|r| r == "node") => {
+                    d.label = Some(display_name.clone());
+                    if let Some(s) = d.node_surface.as_mut() {
+                        s.display_name = Some(display_name.clone());
+                    }
+                    ch.upserts.push(node_id.clone());
+                    OpResult::Node {
+                        device: Arc::new(d.clone()),
+                        request_id: None,
+                    }
+                }
+                _ => OpResult::Invalid("unknown nodeId".into()),
+            },
             Op::List => {
                 let mut pending: Vec<PendingRequest> = self.pending.values().cloned().collect();
                 pending.sort_by_key(|p| p.ts);
@@ -767,6 +907,8 @@ impl StoreState {
                 last_seen_at_ms: None,
                 label: None,
                 tokens: Default::default(),
+                node_surface: None,
+                pending_node_surface: None,
             });
         if d.public_key != p.public_key {
             // A new key for the same id: the old tokens are void.

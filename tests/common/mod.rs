@@ -565,6 +565,43 @@ impl Client {
             .unwrap_or_else(|| panic!("connId without shard prefix: {id}"))
     }
 
+    /// Connects with params built from the challenge (e.g. to sign a device proof).
+    pub fn connect_with_challenge(server: &Server, params: impl Fn(&Value) -> Value) -> Client {
+        let (ws, challenge) = open(server);
+        let p = params(&challenge);
+        Client::handshake(ws, challenge, &p)
+    }
+
+    /// A node (`node-host`, role node) with a device identity from `seed`, declaring
+    /// `commands`, on `shard`.
+    pub fn connect_node(server: &Server, seed: u8, commands: &[&str], shard: usize) -> Client {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        for _ in 0..200 {
+            let c = Client::connect_with_challenge(server, |ch| {
+                let mut p = json!({
+                    "minProtocol": 3,
+                    "maxProtocol": 4,
+                    "client": {"id": "node-host", "displayName": format!("node-{seed}"),
+                               "version": "t", "platform": "linux", "mode": "node"},
+                    "role": "node",
+                    "scopes": [],
+                    "caps": ["system"],
+                    "commands": commands,
+                    "auth": {"token": TOKEN},
+                });
+                let nonce = ch["payload"]["nonce"].as_str().unwrap();
+                let ts = ch["payload"]["ts"].as_u64().unwrap();
+                add_device(&mut p, &key, nonce, ts);
+                p
+            });
+            if c.shard() == shard {
+                return c;
+            }
+            c.close();
+        }
+        panic!("no node connection landed on shard {shard}");
+    }
+
     /// Connects until a connection lands on `shard` (the kernel spreads accepts).
     pub fn connect_to_shard(server: &Server, params: &Value, shard: usize) -> Client {
         for _ in 0..200 {
