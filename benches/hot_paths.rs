@@ -212,6 +212,7 @@ fn fanout(c: &mut Criterion) {
             scoped_events: false,
             message_subs: Vec::new(),
             node_id: None,
+            approval_client: false,
         }));
         cl.phase = Phase::Open;
         ctx.clients.insert(i, Rc::new(RefCell::new(cl)));

@@ -50,6 +50,8 @@ pub enum BusMsg {
     Node(crate::nodes::registry::NodeDelta),
     /// `node.invoke` traffic between the caller's and the node's shard.
     Invoke(Box<crate::nodes::invoke::InvokeMsg>),
+    /// An exec-approval request for the approvals owner shard.
+    Approval(Box<crate::approvals::ApprovalCall>),
 }
 
 /// Messages an inbox holds before senders spill into their local overflow queue.

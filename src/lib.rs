@@ -32,6 +32,7 @@
 //! [`config::Limits`]).
 
 pub mod agent;
+pub mod approvals;
 pub mod auth;
 pub mod bus;
 pub mod chat;

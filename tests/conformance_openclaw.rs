@@ -1285,6 +1285,66 @@ fn node_host_pairs_and_is_invoked() {
     drop(node);
 }
 
+#[test]
+fn cli_exec_approval_request_pending_and_resolve() {
+    let Some(h) = Harness::start() else { return };
+    let out_dir = TempDir::new("approval-call");
+    let out_path = out_dir.path().join("final.json");
+    // A two-phase request (kept pending without an approval client) waits for its final.
+    let mut cmd = Command::new(h.oc.openclaw_bin());
+    scrub(&mut cmd);
+    cmd.args(["gateway", "call", "exec.approval.request"])
+        .args(["--url", &h.gw.url, "--token", &h.gw.token])
+        .args([
+            "--params",
+            r#"{"id":"cli-appr-1","command":"echo hello","twoPhase":true,"requireDeliveryRoute":false,"timeoutMs":60000}"#,
+            "--expect-final",
+            "--json",
+        ])
+        .env("OPENCLAW_CLIENT_HOME", h.home.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn gateway call");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = h.openclaw(&["approvals", "pending", "--json"]);
+        if out.code == Some(0) && out.stdout.contains("cli-appr-1") {
+            let v = parse_cli_json(&out);
+            assert_eq!(v["approvals"][0]["summary"], "echo hello", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "approval never pending\n{}",
+            out.describe()
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    let out = h.openclaw(&["approvals", "resolve", "cli-appr-1", "allow-once"]);
+    assert_eq!(out.code, Some(0), "approvals resolve\n{}", out.describe());
+    assert!(
+        out.stdout.contains("resolved allow-once"),
+        "{}",
+        out.describe()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            kill_group(&mut child);
+            panic!("gateway call --expect-final did not finish");
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let fin: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("final is not JSON ({e}): {text}"));
+    assert_eq!(fin["id"], "cli-appr-1", "{fin}");
+    assert_eq!(fin["decision"], "allow-once", "{fin}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7: negative cases replayed with raw frames (expected values from the original gateway)
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 //! connection is borrowed while it is served); they return [`Effect`]s that the shard applies
 //! once the borrow ends, so the caller receives its own events too.
 
+pub mod approvals;
 pub mod chat;
 pub mod devices;
 pub mod nodes;
@@ -46,6 +47,19 @@ pub const EVENTS: &[&str] = &[
     "tick",
     "health",
     "shutdown",
+    "node.pair.requested",
+    "node.pair.resolved",
+    "node.presence",
+    "node.hostStats",
+    "node.invoke.cancel",
+    "node.invoke.request",
+    "device.pair.changed",
+    "device.pair.requested",
+    "device.pair.resolved",
+    "voicewake.changed",
+    "voicewake.routing.changed",
+    "exec.approval.requested",
+    "exec.approval.resolved",
 ];
 
 /// Work a handler asks the shard to do after its response is queued.
@@ -116,7 +130,10 @@ impl std::fmt::Debug for Task {
 
 /// Is `method` implemented (and advertised)?
 pub fn implemented(method: &str) -> bool {
-    METHODS.contains(&method) || chat::METHODS.contains(&method) || nodes::METHODS.contains(&method)
+    METHODS.contains(&method)
+        || chat::METHODS.contains(&method)
+        || nodes::METHODS.contains(&method)
+        || approvals::METHODS.contains(&method)
 }
 
 /// Every implemented method, for `hello-ok.features.methods`.
@@ -125,6 +142,7 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(chat::METHODS.iter())
         .chain(nodes::ADVERTISED.iter())
+        .chain(approvals::METHODS.iter())
         .copied()
 }
 
@@ -147,6 +165,9 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     }
     if nodes::METHODS.contains(&call.method) {
         return Some(nodes::handle(ctx, call));
+    }
+    if approvals::METHODS.contains(&call.method) {
+        return Some(approvals::handle(ctx, call));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

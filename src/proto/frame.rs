@@ -119,6 +119,8 @@ pub struct EventMeta {
     pub ends_run: Option<std::sync::Arc<str>>,
     /// Also deliver it (without `seq`) to the connection of this node.
     pub node: Option<std::sync::Arc<str>>,
+    /// Not to this connection (`(shard, connection)`): the requester of an approval.
+    pub exclude: Option<(usize, u64)>,
 }
 
 /// Identifies a stream of live-text frames that replace each other for slow clients.

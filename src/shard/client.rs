@@ -53,6 +53,8 @@ pub struct Session {
     pub message_subs: Vec<std::sync::Arc<str>>,
     /// For a node: its node id (registered in the node registry).
     pub node_id: Option<String>,
+    /// Receives `exec.approval.*` events (counted in `Globals::approval_clients`).
+    pub approval_client: bool,
 }
 
 impl Session {

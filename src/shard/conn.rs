@@ -568,7 +568,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
             }
         }
     }
-    let (id, presence_key, opened, holds_preauth, ip, node) = {
+    let (id, presence_key, opened, holds_preauth, ip, node, approval_client) = {
         let cb = c.borrow();
         let s = cb.session.as_deref();
         (
@@ -579,6 +579,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
             cb.ip,
             s.and_then(|s| s.node_id.clone())
                 .map(|n| (n, cb.conn_id.clone())),
+            s.is_some_and(|s| s.approval_client),
         )
     };
     let mut ctx = shared.borrow_mut();
@@ -595,6 +596,11 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
         ctx.presence_change(key, presence_disconnect());
     }
     crate::nodes::invoke::on_closed(&mut ctx, id);
+    if approval_client {
+        ctx.globals
+            .approval_clients
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
     if let Some((node_id, conn_id)) = node {
         ctx.node_change(crate::nodes::registry::NodeDelta::Down {
             node_id,

@@ -75,6 +75,8 @@ pub struct ShardCtx {
     pub nodes: crate::nodes::registry::NodeRegistry,
     /// `node.invoke`s this shard waits for or delivered.
     pub invokes: crate::nodes::invoke::Invokes,
+    /// Pending exec approvals (owned by shard [`crate::approvals::OWNER`]).
+    pub approvals: crate::approvals::Approvals,
 }
 
 impl ShardCtx {
@@ -119,6 +121,7 @@ impl ShardCtx {
             workers,
             nodes: Default::default(),
             invokes: Default::default(),
+            approvals: Default::default(),
         }
     }
 
@@ -258,6 +261,9 @@ impl ShardCtx {
             if !may_receive(aud, s.role, &s.scopes) || !wants(s, ev) {
                 continue;
             }
+            if ev.meta.exclude == Some((self.id, c.id)) {
+                continue;
+            }
             deliver(&mut c, ev, true, drop_ok, max, &self.globals);
         }
     }
@@ -350,6 +356,7 @@ impl ShardCtx {
             BusMsg::RunNote(note) => crate::chat::runs::apply(self, note),
             BusMsg::Node(d) => self.nodes.apply(&d),
             BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
+            BusMsg::Approval(call) => crate::approvals::handle(self, *call),
         }
     }
 
@@ -523,6 +530,8 @@ fn wants(s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
             .session
             .as_deref()
             .is_some_and(|k| s.subscribed_to(k)),
+        // Approval events go to approval clients only (§7.4).
+        "exec.approval.requested" | "exec.approval.resolved" => s.approval_client,
         "chat" | "agent" | "chat.side_result" | "session.observer" | "session.tool" => {
             !s.scoped_events
                 || ev

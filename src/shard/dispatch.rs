@@ -434,7 +434,13 @@ fn open(
         scoped_events,
         message_subs: Vec::new(),
         node_id: node.as_ref().map(|n| n.node_id.clone()),
+        approval_client: false,
     };
+    let mut session = session;
+    session.approval_client = crate::approvals::is_approval_client(&session);
+    if session.approval_client {
+        ctx.globals.approval_clients.fetch_add(1, Ordering::AcqRel);
+    }
     // Presence first (§2.5 step 17), so the snapshot includes this client.
     let presence = session.presence_key.clone().map(|key| {
         let fields = presence_fields(c, &session);

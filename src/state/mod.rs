@@ -42,6 +42,8 @@ pub struct Globals {
     preauth: Box<[AtomicU32]>,
     /// Authenticated connections, all shards.
     pub connections: AtomicUsize,
+    /// Connected approval clients (receivers of `exec.approval.*`), all shards.
+    pub approval_clients: AtomicUsize,
     /// Connections closed as slow consumers.
     pub slow_closes: AtomicU64,
     /// Droppable events skipped for slow consumers.
@@ -73,6 +75,7 @@ impl Globals {
             health_version: AtomicU64::new(1),
             preauth: (0..PREAUTH_BUCKETS).map(|_| AtomicU32::new(0)).collect(),
             connections: AtomicUsize::new(0),
+            approval_clients: AtomicUsize::new(0),
             slow_closes: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             coalesced_events: AtomicU64::new(0),
@@ -115,6 +118,11 @@ impl Globals {
                 (n < cap).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Connected approval clients on every shard.
+    pub fn approval_clients(&self) -> usize {
+        self.approval_clients.load(Ordering::Acquire)
     }
 
     pub fn release_preauth(&self, ip: IpAddr) {

@@ -6,6 +6,7 @@
 //! survives `kill -9`. After each commit the thread sends the changes to every shard's
 //! replica and broadcasts the pairing events.
 
+pub mod approvals;
 pub mod oneshot;
 pub mod sessions;
 
@@ -33,6 +34,7 @@ use crate::{
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE devices (device_id TEXT PRIMARY KEY, row TEXT NOT NULL, updated_at_ms INTEGER NOT NULL);",
     sessions::MIGRATION,
+    approvals::MIGRATION,
 ];
 
 /// Commands applied per transaction at most.
@@ -137,6 +139,22 @@ pub enum Op {
         node_id: String,
         display_name: String,
     },
+    /// An `allow-always` decision, kept as a grant.
+    AddGrant {
+        approval_id: String,
+        request: Value,
+    },
+    ListGrants {
+        limit: u64,
+    },
+    RevokeGrant {
+        grant_id: String,
+    },
+    GetPolicy,
+    SetPolicy {
+        file: Value,
+        base_hash: Option<String>,
+    },
 }
 
 /// What an [`Op`] produced.
@@ -182,6 +200,8 @@ pub enum OpResult {
     Session(Value),
     /// Whether a session existed before its deletion.
     Deleted(bool),
+    /// A JSON answer computed by the storage thread.
+    Json(Value),
     /// A node device after a surface change (`request_id` of the resolved request, if any).
     Node {
         device: Arc<PairedDevice>,
@@ -477,6 +497,23 @@ impl StoreState {
             Op::DeleteSession { key, transcript } => {
                 sessions::delete(c, key, *transcript).map(OpResult::Deleted)
             }
+            Op::AddGrant {
+                approval_id,
+                request,
+            } => approvals::add_grant(c, approval_id, request, now)
+                .map(|id| OpResult::Json(json!({"grantId": id}))),
+            Op::ListGrants { limit } => {
+                approvals::list_grants(c, *limit).map(|g| OpResult::Json(json!({"grants": g})))
+            }
+            Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
+                .map(|o| OpResult::Json(json!({"outcome": o}))),
+            Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
+            Op::SetPolicy { file, base_hash } => {
+                approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
+                    Ok(v) => OpResult::Json(v),
+                    Err(m) => OpResult::Invalid(m),
+                })
+            }
             _ => return OpResult::Invalid("not a session op".into()),
         };
         r.unwrap_or_else(|e| {
@@ -753,7 +790,12 @@ impl StoreState {
             | Op::ListSessions(_)
             | Op::PatchSession { .. }
             | Op::ResetSession { .. }
-            | Op::DeleteSession { .. } => self.apply_session(op, now),
+            | Op::DeleteSession { .. }
+            | Op::AddGrant { .. }
+            | Op::ListGrants { .. }
+            | Op::RevokeGrant { .. }
+            | Op::GetPolicy
+            | Op::SetPolicy { .. } => self.apply_session(op, now),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {
                 request_id,
