@@ -37,6 +37,7 @@ pub mod auth;
 pub mod bus;
 pub mod chat;
 pub mod config;
+pub mod logs;
 pub mod methods;
 pub mod nodes;
 pub mod pairing;

@@ -149,14 +149,6 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RINGGATE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let Command::Run(args) = cli.command;
     let mut cfg = match build_config(&args) {
@@ -170,6 +162,7 @@ fn main() -> ExitCode {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
+    let _log_guard = ringgate::logs::init(&cfg.state_dir);
     let token_file = match ensure_token(&mut cfg) {
         Ok(p) => p,
         Err(e) => {

@@ -1345,6 +1345,19 @@ fn cli_exec_approval_request_pending_and_resolve() {
     assert_eq!(fin["decision"], "allow-once", "{fin}");
 }
 
+#[test]
+fn cli_logs_tails_the_gateway_log() {
+    let Some(h) = Harness::start() else { return };
+    let out = h.openclaw(&["logs", "--limit", "20"]);
+    assert_eq!(out.code, Some(0), "openclaw logs\n{}", out.describe());
+    assert!(out.stdout.contains("ringgate.log"), "{}", out.describe());
+    assert!(
+        out.stdout.contains("shard started"),
+        "log messages are shown\n{}",
+        out.describe()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7: negative cases replayed with raw frames (expected values from the original gateway)
 // ---------------------------------------------------------------------------------------------

@@ -122,7 +122,9 @@ fn expiry_and_no_route() {
         Some(json!({"id": "exp-1", "command": "ls", "timeoutMs": 300})),
     );
     // Once the approver has seen it, it waits for the decision too.
-    ui.wait_event_where("exec.approval.requested", LONG, |e| e["payload"]["id"] == "exp-1");
+    ui.wait_event_where("exec.approval.requested", LONG, |e| {
+        e["payload"]["id"] == "exp-1"
+    });
     let waiter = ui.send_request("exec.approval.waitDecision", Some(json!({"id": "exp-1"})));
     let fin = req.wait_response(&id, LONG);
     assert_eq!(fin["payload"]["decision"], Value::Null, "{fin}");

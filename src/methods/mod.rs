@@ -34,6 +34,7 @@ pub const METHODS: &[&str] = &[
     "device.pair.rename",
     "device.token.rotate",
     "device.token.revoke",
+    "logs.tail",
 ];
 
 /// Every event ringgate emits (`hello-ok.features.events`).
@@ -156,6 +157,9 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
             "invalid {} params: {e}",
             call.method
         )))));
+    }
+    if call.method == "logs.tail" {
+        return Some(system::logs_tail(ctx, call));
     }
     if call.method.starts_with("device.") {
         return Some(devices::handle(ctx, call));

@@ -121,3 +121,38 @@ fn system_event(call: &Call, effects: &mut Vec<Effect>) -> Reply {
     }
     Ok(json!({"ok": true}))
 }
+
+/// `logs.tail {cursor?, limit?, maxBytes?}`: pages through the newest log file (read by the
+/// storage thread, never on a shard).
+pub fn logs_tail(ctx: &ShardCtx, call: &Call) -> super::Outcome {
+    use crate::{
+        logs,
+        store::{Op, OpResult},
+    };
+    let p = call.params;
+    let op = Op::LogTail {
+        dir: logs::dir(&ctx.config.state_dir),
+        cursor: p.get("cursor").and_then(Value::as_u64),
+        limit: p
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(logs::DEFAULT_LIMIT),
+        max_bytes: p
+            .get("maxBytes")
+            .and_then(Value::as_u64)
+            .unwrap_or(logs::DEFAULT_MAX_BYTES),
+    };
+    super::Outcome::Deferred(Box::new(super::Deferred {
+        op,
+        finish: Box::new(|r: OpResult, _: &ShardCtx| match r {
+            OpResult::Json(v) => Ok(v),
+            OpResult::Failed(m) | OpResult::Invalid(m) => {
+                Err(ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, m))
+            }
+            other => Err(ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                format!("log read failed: {other:?}"),
+            )),
+        }),
+    }))
+}

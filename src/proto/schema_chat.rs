@@ -29,6 +29,15 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
     let key = json!({"type": "string", "minLength": 1, "maxLength": 512});
     vec![
         (
+            "logs.tail",
+            obj(
+                json!({"cursor": int(0, None), "limit": int(1, Some(5000)),
+                       "maxBytes": int(1, Some(1_000_000))}),
+                &[],
+                &[],
+            ),
+        ),
+        (
             "chat.send",
             obj(
                 json!({"sessionKey": key, "message": s, "idempotencyKey": ne, "agentId": ne,

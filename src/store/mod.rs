@@ -155,6 +155,13 @@ pub enum Op {
         file: Value,
         base_hash: Option<String>,
     },
+    /// `logs.tail` (file reads stay off the shards).
+    LogTail {
+        dir: PathBuf,
+        cursor: Option<u64>,
+        limit: u64,
+        max_bytes: u64,
+    },
 }
 
 /// What an [`Op`] produced.
@@ -508,6 +515,15 @@ impl StoreState {
             Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
                 .map(|o| OpResult::Json(json!({"outcome": o}))),
             Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
+            Op::LogTail {
+                dir,
+                cursor,
+                limit,
+                max_bytes,
+            } => Ok(match crate::logs::tail(dir, *cursor, *limit, *max_bytes) {
+                Ok(v) => OpResult::Json(v),
+                Err(m) => OpResult::Failed(m),
+            }),
             Op::SetPolicy { file, base_hash } => {
                 approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
                     Ok(v) => OpResult::Json(v),
@@ -795,7 +811,8 @@ impl StoreState {
             | Op::ListGrants { .. }
             | Op::RevokeGrant { .. }
             | Op::GetPolicy
-            | Op::SetPolicy { .. } => self.apply_session(op, now),
+            | Op::SetPolicy { .. }
+            | Op::LogTail { .. } => self.apply_session(op, now),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {
                 request_id,
