@@ -275,7 +275,7 @@ fn context(conn: &Connection, session_id: &str) -> rusqlite::Result<Vec<ContextM
 pub fn row(conn: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
     conn.query_row(
         "SELECT key, session_id, agent_id, created_at_ms, updated_at_ms, active_run, input_tokens, output_tokens, meta,
-                (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id)
+                (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.session_id = s.session_id)
          FROM sessions s WHERE key = ?1",
         [key],
         row_json,
@@ -325,7 +325,7 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<HistoryP
     };
     let session_id = row["sessionId"].as_str().unwrap_or_default().to_owned();
     let total: u64 = conn.query_row(
-        "SELECT COUNT(*) FROM messages WHERE session_id = ?1",
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?1",
         [&session_id],
         |r| r.get::<_, i64>(0),
     )? as u64;
@@ -395,7 +395,7 @@ pub fn list(conn: &Connection, q: &ListQuery, now: u64) -> rusqlite::Result<(Vec
     )?;
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT key, session_id, agent_id, created_at_ms, updated_at_ms, active_run, input_tokens, output_tokens, meta,
-                (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.session_id)
+                (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.session_id = s.session_id)
          {filter} ORDER BY updated_at_ms DESC, key LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = stmt

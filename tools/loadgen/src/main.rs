@@ -1,6 +1,13 @@
 //! ringgate load generator: thread-per-core monoio workers driving the
 //! OpenClaw gateway WebSocket protocol (or a bare echo server).
+//!
+//! Scenarios: `handshake`, `rpc` (also `--raw` against an echo server), `idle`,
+//! `broadcast`, `slow`, and the chat scenarios `chat` (closed-loop `chat.send` turns in N
+//! sessions with session-scoped events) and `chat-fanout` (one sender's turns fanned out to W
+//! unscoped watchers), documented in [`chat`]. `tools/loadgen/README.md` has the options.
 
+mod chat;
+mod invoke;
 mod proto;
 mod stats;
 mod ws;
@@ -82,6 +89,12 @@ enum Cmd {
     Broadcast(BroadcastArgs),
     /// Healthy rpc clients with and without K clients that stop reading
     Slow(SlowArgs),
+    /// Closed-loop chat.send turns in N sessions (scoped events): turns/s, ack and final latency
+    Chat(chat::ChatArgs),
+    /// One sender's chat turns fanned out to W unscoped watchers: send → final at the last one
+    ChatFanout(chat::FanoutArgs),
+    /// node.invoke round trips between an operator and a simulated node (same or cross shard)
+    Invoke(invoke::InvokeArgs),
 }
 
 #[derive(Args, Clone)]
@@ -1316,6 +1329,9 @@ fn main() {
         Cmd::Idle(a) => run_idle(a),
         Cmd::Broadcast(a) => run_broadcast(a),
         Cmd::Slow(a) => run_slow(a),
+        Cmd::Chat(a) => chat::run_chat(a),
+        Cmd::ChatFanout(a) => chat::run_fanout(a),
+        Cmd::Invoke(a) => invoke::run_invoke(a),
     };
     if let Err(e) = res {
         eprintln!("loadgen: {e}");

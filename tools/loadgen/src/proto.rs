@@ -8,7 +8,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::ws::{close_info, SockOpts, Target, Ws, WsError, OP_BINARY, OP_CLOSE, OP_TEXT};
+use crate::ws::{close_info, find, SockOpts, Target, Ws, WsError, OP_BINARY, OP_CLOSE, OP_TEXT};
 
 pub const CLIENT_ID: &str = "cli";
 pub const CLIENT_MODE: &str = "cli";
@@ -108,10 +108,19 @@ impl From<WsError> for HsError {
     }
 }
 
+/// Client capability: `chat`/`agent` events only for sessions subscribed with
+/// `sessions.messages.subscribe`.
+pub const CAP_SCOPED_EVENTS: &str = "session-scoped-events";
+
 /// WS upgrade + challenge → connect → hello-ok.
 pub async fn open(cfg: &ConnCfg, opts: SockOpts) -> Result<Ws, HsError> {
+    open_caps(cfg, opts, &[]).await
+}
+
+/// [`open`] advertising client `caps` in `connect`.
+pub async fn open_caps(cfg: &ConnCfg, opts: SockOpts, caps: &[&str]) -> Result<Ws, HsError> {
     let mut ws = Ws::connect(&cfg.target, opts, cfg.read_buf, cfg.timeout).await?;
-    match monoio::time::timeout(cfg.timeout, handshake(&mut ws, cfg)).await {
+    match monoio::time::timeout(cfg.timeout, handshake(&mut ws, cfg, caps)).await {
         Ok(Ok(())) => {
             ws.shrink();
             Ok(ws)
@@ -121,7 +130,7 @@ pub async fn open(cfg: &ConnCfg, opts: SockOpts) -> Result<Ws, HsError> {
     }
 }
 
-async fn handshake(ws: &mut Ws, cfg: &ConnCfg) -> Result<(), HsError> {
+async fn handshake(ws: &mut Ws, cfg: &ConnCfg, caps: &[&str]) -> Result<(), HsError> {
     // 1. challenge
     let (nonce, ts) = loop {
         let f = ws.next().await?;
@@ -152,7 +161,7 @@ async fn handshake(ws: &mut Ws, cfg: &ConnCfg) -> Result<(), HsError> {
         "client": {"id": CLIENT_ID, "version": "loadgen", "platform": PLATFORM, "mode": CLIENT_MODE},
         "role": ROLE,
         "scopes": cfg.scopes,
-        "caps": [],
+        "caps": caps,
         "auth": {"token": cfg.token},
     });
     if let Some(d) = &cfg.device {
@@ -273,6 +282,42 @@ fn parse_u64(s: &[u8]) -> u64 {
     n
 }
 
+/// Name of an event frame (fast path only: the gateway writes `{"type":"event","event":"…"`
+/// first; anything else gives `None`).
+pub fn event_name(p: &[u8]) -> Option<&[u8]> {
+    let rest = p.strip_prefix(b"{\"type\":\"event\",\"event\":\"")?;
+    let q = rest.iter().position(|&c| c == b'"')?;
+    Some(&rest[..q])
+}
+
+/// The first string value following `needle` (e.g. `"runId":"`), without unescaping: for
+/// ids and enum values, which contain no quotes.
+pub fn str_after<'a>(p: &'a [u8], needle: &[u8]) -> Option<&'a [u8]> {
+    let i = find(p, needle)? + needle.len();
+    let rest = &p[i..];
+    let q = rest.iter().position(|&c| c == b'"')?;
+    Some(&rest[..q])
+}
+
+/// `"runId":"` (first key of `chat` and `agent` payloads).
+pub const RUN_ID: &[u8] = b"\"runId\":\"";
+/// `"state":"` (`chat` payloads: status, delta, final, aborted, error).
+pub const STATE: &[u8] = b"\"state\":\"";
+
+/// The per-connection event `seq` of an event frame (`{…,"payload":{…},"seq":N[,…]}`), if any:
+/// the last `,"seq":` that follows the payload's closing brace.
+pub fn event_seq(p: &[u8]) -> Option<u64> {
+    const NEEDLE: &[u8] = b",\"seq\":";
+    let i = p.windows(NEEDLE.len()).rposition(|w| w == NEEDLE)?;
+    if i == 0 || p[i - 1] != b'}' {
+        return None;
+    }
+    let rest = &p[i + NEEDLE.len()..];
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    let n = parse_u64(&rest[..digits]);
+    (n != u64::MAX).then_some(n)
+}
+
 /// error.code of a failed response (slow path, failures only).
 pub fn error_code(p: &[u8]) -> String {
     serde_json::from_slice::<Value>(p)
@@ -307,6 +352,23 @@ mod tests {
             error_code(br#"{"error":{"code":"UNAVAILABLE"}}"#),
             "UNAVAILABLE"
         );
+    }
+
+    #[test]
+    fn chat_event_fields() {
+        let f = br#"{"type":"event","event":"chat","payload":{"runId":"lg1-s3-t7","sessionKey":"agent:main:lg1-s3","agentId":"main","seq":4,"state":"final","stopReason":"stop"},"seq":19}"#;
+        assert_eq!(event_name(f), Some(&b"chat"[..]));
+        assert_eq!(str_after(f, RUN_ID), Some(&b"lg1-s3-t7"[..]));
+        assert_eq!(str_after(f, STATE), Some(&b"final"[..]));
+        assert_eq!(event_seq(f), Some(19));
+        // the payload's own seq is not the frame's
+        assert_eq!(
+            event_seq(br#"{"type":"event","event":"x","payload":{"seq":4}}"#),
+            None
+        );
+        assert_eq!(event_name(br#"{"type":"res","id":"1","ok":true}"#), None);
+        let p = br#"{"type":"event","event":"presence","payload":{},"seq":2,"stateVersion":{"presence":3,"health":1}}"#;
+        assert_eq!(event_seq(p), Some(2));
     }
 
     #[test]
