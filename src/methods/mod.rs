@@ -142,9 +142,10 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
     METHODS
         .iter()
         .chain(chat::METHODS.iter())
-        .chain(nodes::ADVERTISED.iter())
+        .chain(nodes::METHODS.iter())
         .chain(approvals::METHODS.iter())
         .copied()
+        .filter(|m| !nodes::HIDDEN.contains(m))
 }
 
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).

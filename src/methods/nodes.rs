@@ -41,22 +41,8 @@ pub const METHODS: &[&str] = &[
     "node.pluginTools.update",
 ];
 
-/// Those advertised in `hello-ok.features.methods` (the original hides
-/// `node.runnerInventory.update`).
-pub const ADVERTISED: &[&str] = &[
-    "node.list",
-    "node.describe",
-    "node.invoke",
-    "node.pair.list",
-    "node.pair.approve",
-    "node.pair.reject",
-    "node.pair.remove",
-    "node.rename",
-    "node.invoke.result",
-    "node.event",
-    "node.skills.update",
-    "node.pluginTools.update",
-];
+/// Implemented but left out of `hello-ok.features.methods`, as the original hides it.
+pub const HIDDEN: &[&str] = &["node.runnerInventory.update"];
 
 fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
     p.get(k).and_then(Value::as_str)
