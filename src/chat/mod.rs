@@ -13,8 +13,6 @@ pub mod owner;
 pub mod payload;
 pub mod runs;
 
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
 
 use self::key::SessionKey;
@@ -203,9 +201,4 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
         }
     }
     h
-}
-
-/// Shared-string helper.
-pub fn arc(s: &str) -> Arc<str> {
-    Arc::from(s)
 }

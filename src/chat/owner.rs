@@ -154,12 +154,6 @@ pub struct ChatOwner {
     pub dedupe: Dedupe,
 }
 
-impl ChatOwner {
-    pub fn active_runs(&self) -> usize {
-        self.runs.len()
-    }
-}
-
 fn dedupe_key(kind: SendKind, run_id: &str) -> String {
     match kind {
         SendKind::Agent => format!("agent:{run_id}"),

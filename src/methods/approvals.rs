@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Call, Deferred, Outcome, Reply, Task};
+use super::{str_param, Call, Deferred, Outcome, Reply, Task};
 use crate::{
     approvals::{self, ApprovalCall, ApprovalOp},
     proto::errors::{code, ErrorShape},
@@ -26,10 +26,6 @@ pub const METHODS: &[&str] = &[
     "approval.resolve",
     "openclaw.approval.list",
 ];
-
-fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
-    p.get(k).and_then(Value::as_str)
-}
 
 fn to_owner(op: ApprovalOp) -> Outcome {
     Outcome::Task(Task(Box::new(move |ctx, caller| {
@@ -66,10 +62,7 @@ fn id_param(p: &Value, method: &str) -> Result<String, ErrorShape> {
 }
 
 pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
-    match run(ctx, call) {
-        Ok(o) => o,
-        Err(e) => Outcome::Reply(Err(e)),
-    }
+    super::outcome(run(ctx, call))
 }
 
 fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{Call, Deferred, Outcome, Reply};
+use super::{str_param, Call, Deferred, Outcome, Reply};
 use crate::{
     chat::{
         fingerprint,
@@ -48,10 +48,6 @@ pub const METHODS: &[&str] = &[
     "commands.list",
 ];
 
-fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
-    p.get(k).and_then(Value::as_str)
-}
-
 /// Resolves the session key of a request (`key_field` names the param), checking its agent.
 pub fn resolve(ctx: &ShardCtx, p: &Value, key_field: &str) -> Result<SessionKey, ErrorShape> {
     let raw = str_param(p, key_field).unwrap_or("main");
@@ -69,10 +65,7 @@ fn session(k: SessionKey, op: SessionOp) -> Outcome {
 }
 
 pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
-    match run(ctx, call) {
-        Ok(o) => o,
-        Err(e) => Outcome::Reply(Err(e)),
-    }
+    super::outcome(run(ctx, call))
 }
 
 fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {

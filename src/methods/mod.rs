@@ -148,6 +148,16 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .filter(|m| !nodes::HIDDEN.contains(m))
 }
 
+/// A string param, if present.
+pub(crate) fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
+    p.get(k).and_then(Value::as_str)
+}
+
+/// A handler's result as an outcome (errors are answered at once).
+pub(crate) fn outcome(r: Result<Outcome, ErrorShape>) -> Outcome {
+    r.unwrap_or_else(|e| Outcome::Reply(Err(e)))
+}
+
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
 pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Outcome> {
     if !implemented(call.method) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{Call, Deferred, Outcome, Reply, Task};
+use super::{str_param, Call, Deferred, Outcome, Reply, Task};
 use crate::{
     nodes::{
         invoke,
@@ -43,10 +43,6 @@ pub const METHODS: &[&str] = &[
 
 /// Implemented but left out of `hello-ok.features.methods`, as the original hides it.
 pub const HIDDEN: &[&str] = &["node.runnerInventory.update"];
-
-fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
-    p.get(k).and_then(Value::as_str)
-}
 
 fn is_node_device(d: &PairedDevice) -> bool {
     d.roles.iter().any(|r| r == "node")
@@ -151,10 +147,7 @@ fn all_nodes(ctx: &ShardCtx, now: u64) -> Vec<Value> {
 }
 
 pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
-    match run(ctx, call) {
-        Ok(o) => o,
-        Err(e) => Outcome::Reply(Err(e)),
-    }
+    super::outcome(run(ctx, call))
 }
 
 fn store_reply(r: OpResult, ok: impl FnOnce(Arc<PairedDevice>, Option<String>) -> Value) -> Reply {

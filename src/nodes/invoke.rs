@@ -40,12 +40,6 @@ pub struct Invokes {
     forwarded: HashMap<String, Forwarded>,
 }
 
-impl Invokes {
-    pub fn pending_len(&self) -> usize {
-        self.pending.len()
-    }
-}
-
 /// How an invoke ended, reported to the caller's shard.
 #[derive(Debug, Clone)]
 pub enum Outcome {

@@ -243,6 +243,7 @@ impl ShardCtx {
     pub fn fanout(&mut self, ev: &Arc<EventTemplate>) {
         let aud = audience(&ev.name);
         let drop_ok = ev.meta.drop_if_slow.unwrap_or_else(|| droppable(&ev.name));
+        let filter = Filter::of(ev);
         let max = self.config.limits.max_buffered_bytes;
         for c in self.clients.values() {
             let Ok(mut c) = c.try_borrow_mut() else {
@@ -253,12 +254,12 @@ impl ShardCtx {
             let Some(s) = c.session() else { continue };
             if s.role == crate::proto::scopes::Role::Node {
                 // Nodes get their own events and the sessions they subscribed to, unsequenced.
-                if node_wants(s, ev) {
+                if filter.node_wants(s, ev) {
                     deliver(&mut c, ev, false, drop_ok, max, &self.globals);
                     continue;
                 }
             }
-            if !may_receive(aud, s.role, &s.scopes) || !wants(s, ev) {
+            if !may_receive(aud, s.role, &s.scopes) || !filter.wants(s, ev) {
                 continue;
             }
             if ev.meta.exclude == Some((self.id, c.id)) {
@@ -498,50 +499,67 @@ impl ShardCtx {
     }
 }
 
-/// Events that reach a node outside the scope guard: those addressed to it, and `chat`/`agent`
-/// of sessions it subscribed to with `node.event chat.subscribe`.
-fn node_wants(s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
-    if ev.meta.node.is_some() {
-        return ev.meta.node.as_deref() == s.node_id.as_deref();
-    }
-    matches!(ev.name.as_str(), "chat" | "agent")
-        && ev
-            .meta
-            .session
-            .as_deref()
-            .is_some_and(|k| s.subscribed_to(k))
+/// The subscription and session rules (§6.3) of an event, worked out once per fan-out so the
+/// per-connection check compares no strings.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filter {
+    /// `sessions.changed`: `sessions.subscribe` subscribers.
+    SessionsSubscribers,
+    /// `session.message`: those, and message subscribers of the session (as the original).
+    SessionMessage,
+    /// `session.operation`, `session.typing`: message subscribers of the session only.
+    MessageSubscribers,
+    /// `exec.approval.*`: approval clients only (§7.4).
+    ApprovalClients,
+    /// `chat`, `agent` (nodes may subscribe to these too).
+    Run,
+    /// Other session-scoped streams: subscribed sessions for `session-scoped-events` clients.
+    SessionScoped,
+    All,
 }
 
-/// Subscription and session filters (§6.3) beyond the scope guard.
-fn wants(s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
-    match ev.name.as_str() {
-        "sessions.changed" => s.sessions_subscribed,
-        // The original also delivers `session.message` to `sessions.subscribe` subscribers.
-        "session.message" => {
-            s.sessions_subscribed
-                || ev
-                    .meta
-                    .session
-                    .as_deref()
-                    .is_some_and(|k| s.subscribed_to(k))
+impl Filter {
+    fn of(ev: &EventTemplate) -> Filter {
+        match ev.name.as_str() {
+            "sessions.changed" => Filter::SessionsSubscribers,
+            "session.message" => Filter::SessionMessage,
+            "session.operation" | "session.typing" => Filter::MessageSubscribers,
+            "exec.approval.requested" | "exec.approval.resolved" => Filter::ApprovalClients,
+            "chat" | "agent" => Filter::Run,
+            "chat.side_result" | "session.observer" | "session.tool" => Filter::SessionScoped,
+            _ => Filter::All,
         }
-        "session.operation" | "session.typing" => ev
-            .meta
-            .session
-            .as_deref()
-            .is_some_and(|k| s.subscribed_to(k)),
-        // Approval events go to approval clients only (§7.4).
-        "exec.approval.requested" | "exec.approval.resolved" => s.approval_client,
-        "chat" | "agent" | "chat.side_result" | "session.observer" | "session.tool" => {
-            !s.scoped_events
-                || ev
-                    .meta
-                    .session
-                    .as_deref()
-                    .is_none_or(|k| s.subscribed_to(k))
-        }
-        _ => true,
     }
+
+    /// Events that reach a node outside the scope guard: those addressed to it, and
+    /// `chat`/`agent` of sessions it subscribed to with `node.event chat.subscribe`.
+    fn node_wants(self, s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
+        if ev.meta.node.is_some() {
+            return ev.meta.node.as_deref() == s.node_id.as_deref();
+        }
+        self == Filter::Run && subscribed(s, ev)
+    }
+
+    fn wants(self, s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
+        match self {
+            Filter::SessionsSubscribers => s.sessions_subscribed,
+            Filter::SessionMessage => s.sessions_subscribed || subscribed(s, ev),
+            Filter::MessageSubscribers => subscribed(s, ev),
+            Filter::ApprovalClients => s.approval_client,
+            Filter::Run | Filter::SessionScoped => {
+                !s.scoped_events || ev.meta.session.is_none() || subscribed(s, ev)
+            }
+            Filter::All => true,
+        }
+    }
+}
+
+/// Did the connection subscribe to the event's session?
+fn subscribed(s: &crate::shard::client::Session, ev: &EventTemplate) -> bool {
+    ev.meta
+        .session
+        .as_deref()
+        .is_some_and(|k| s.subscribed_to(k))
 }
 
 /// Unsent bytes above which live-text frames (chat deltas, assistant text) are held back and
