@@ -185,7 +185,11 @@ fn fanout(c: &mut Criterion) {
     };
     let dir = std::env::temp_dir().join(format!("ringgate-bench-{}", std::process::id()));
     let bus = Bus::new(1);
-    let (store, _) = Store::open(&dir, bus.clone()).expect("store");
+    let cfg = Config {
+        state_dir: dir.clone(),
+        ..Config::default()
+    };
+    let (store, _) = Store::open(Arc::new(cfg), bus.clone()).expect("store");
     let mut ctx = ShardCtx::new(
         0,
         Arc::new(Config::default()),
@@ -213,6 +217,7 @@ fn fanout(c: &mut Criterion) {
             message_subs: Vec::new(),
             node_id: None,
             approval_client: false,
+            auth_gen: 0,
         }));
         cl.phase = Phase::Open;
         ctx.clients.insert(i, Rc::new(RefCell::new(cl)));

@@ -50,6 +50,8 @@ pub enum BusMsg {
     Node(crate::nodes::registry::NodeDelta),
     /// `node.invoke` traffic between the caller's and the node's shard.
     Invoke(Box<crate::nodes::invoke::InvokeMsg>),
+    /// A new live config (from the storage thread, already on disk).
+    Config(Arc<crate::store::config::ConfigUpdate>),
     /// An exec-approval request for the approvals owner shard.
     Approval(Box<crate::approvals::ApprovalCall>),
 }

@@ -24,6 +24,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 15_000;
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
 pub const DEFAULT_MAX_PREAUTH_PER_IP: u32 = 32;
 pub const MAX_PENDING_HANDSHAKE_FRAMES: usize = 15;
+/// The config file looked for in the state directory when no `--config` is given.
+pub const DEFAULT_FILE_NAME: &str = "ringgate.json5";
 
 /// A configuration problem; the message names the key.
 #[derive(Debug, Error)]
@@ -124,6 +126,124 @@ pub struct Config {
     pub agents: Vec<crate::agent::config::AgentConfig>,
     /// Threads that run provider HTTP calls off the shards (`ringgate.agentWorkers`).
     pub agent_workers: usize,
+    /// Skill directories and disabled skills (`ringgate.skills`).
+    pub skills: SkillsConfig,
+    /// Run scheduled cron jobs (`ringgate.cron.enabled`; jobs live in the store).
+    pub cron_enabled: bool,
+    /// Channel accounts (`ringgate.channels`), validated by the channel layer.
+    pub channels: Value,
+    /// Prices per million tokens by `provider/model` (`ringgate.pricing`), for `usage.cost`.
+    pub pricing: Vec<(String, Price)>,
+    /// Values set by flags and environment, which win over the file on every reload.
+    pub overrides: std::sync::Arc<Overrides>,
+}
+
+/// `ringgate.skills`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SkillsConfig {
+    /// Extra directories holding `<skill>/SKILL.md` (besides `<stateDir>/skills`).
+    pub dirs: Vec<PathBuf>,
+    /// Skill names reported as disabled.
+    pub disabled: Vec<String>,
+}
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+}
+
+/// What flags and environment variables set. Kept with the config so a reload of the file
+/// (`config.*`, SIGHUP) rebuilds the same layering: defaults ← file ← environment ← flags.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bind: Option<IpAddr>,
+    pub port: Option<u16>,
+    /// `--token`, `--password` or `--auth none`.
+    pub auth: Option<AuthMode>,
+    /// `RINGGATE_TOKEN` / `OPENCLAW_GATEWAY_TOKEN` (used when the mode is token).
+    pub env_token: Option<String>,
+    pub shards: Option<usize>,
+    pub state_dir: Option<PathBuf>,
+    pub driver: Option<Driver>,
+    /// The token generated into `<stateDir>/gateway-token` when none is configured.
+    pub fallback_token: Option<String>,
+}
+
+impl Overrides {
+    /// Applies them over a config read from the file.
+    pub fn apply(&self, c: &mut Config) {
+        if let Some(t) = &self.env_token {
+            if matches!(c.auth, AuthMode::Token(_)) {
+                c.auth = AuthMode::Token(t.clone());
+            }
+        }
+        if let Some(b) = self.bind {
+            c.bind = b;
+        }
+        if let Some(p) = self.port {
+            c.port = p;
+        }
+        if let Some(a) = &self.auth {
+            c.auth = a.clone();
+        }
+        if let Some(n) = self.shards {
+            c.shards = n;
+        }
+        if let Some(d) = &self.state_dir {
+            c.state_dir = d.clone();
+        }
+        if let Some(d) = self.driver {
+            c.driver = d;
+        }
+        if let (AuthMode::Token(t), Some(f)) = (&c.auth, &self.fallback_token) {
+            if t.is_empty() {
+                c.auth = AuthMode::Token(f.clone());
+            }
+        }
+    }
+
+    /// Config keys a flag or the environment pins (file changes to them have no effect).
+    pub fn pinned(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.bind.is_some() {
+            out.push("gateway.bind");
+        }
+        if self.port.is_some() {
+            out.push("gateway.port");
+        }
+        if self.auth.is_some() || self.env_token.is_some() {
+            out.push("gateway.auth");
+        }
+        if self.shards.is_some() {
+            out.push("ringgate.shards");
+        }
+        if self.state_dir.is_some() {
+            out.push("ringgate.stateDir");
+        }
+        if self.driver.is_some() {
+            out.push("ringgate.driver");
+        }
+        out
+    }
+}
+
+/// Config keys read only at start: changing them in the file needs a restart.
+pub const RESTART_KEYS: &[&str] = &[
+    "gateway.port",
+    "gateway.bind",
+    "ringgate.shards",
+    "ringgate.driver",
+    "ringgate.stateDir",
+    "ringgate.agentWorkers",
+];
+
+/// Does a change at `path` need a restart to take effect?
+pub fn needs_restart(path: &str) -> bool {
+    RESTART_KEYS.iter().any(|k| {
+        path == *k || path.starts_with(&format!("{k}.")) || k.starts_with(&format!("{path}."))
+    })
 }
 
 impl Default for Config {
@@ -141,8 +261,25 @@ impl Default for Config {
             auto_approve_local: true,
             agents: crate::agent::config::default_agents(),
             agent_workers: 4,
+            skills: SkillsConfig::default(),
+            cron_enabled: true,
+            channels: Value::Object(Default::default()),
+            pricing: Vec::new(),
+            overrides: Default::default(),
         }
     }
+}
+
+/// Reads and parses a JSON5 config file.
+pub fn read_doc(path: &Path) -> Result<Value, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.into(),
+        source,
+    })?;
+    json5::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.into(),
+        message: e.to_string(),
+    })
 }
 
 /// `~/.ringgate`, or `./.ringgate` without a HOME.
@@ -217,6 +354,99 @@ fn as_str<'a>(key: &str, v: &'a Value) -> Result<&'a str, ConfigError> {
     v.as_str().ok_or_else(|| invalid(key, "must be a string"))
 }
 
+fn as_bool(key: &str, v: &Value) -> Result<bool, ConfigError> {
+    v.as_bool()
+        .ok_or_else(|| invalid(key, "must be true or false"))
+}
+
+fn strings(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
+    v.as_array()
+        .ok_or_else(|| invalid(key, "must be an array of strings"))?
+        .iter()
+        .map(|s| as_str(key, s).map(str::to_owned))
+        .collect()
+}
+
+/// `ringgate.pricing`: `{ "<provider>/<model>": { input: USD/Mtok, output: USD/Mtok } }`.
+fn parse_pricing(v: &Value, path: &str) -> Result<Vec<(String, Price)>, ConfigError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid(path, "must be an object keyed by provider/model"))?;
+    let mut out = Vec::new();
+    for (model, p) in obj {
+        let key = format!("{path}.{model}");
+        let mut price = Price {
+            input: 0.0,
+            output: 0.0,
+        };
+        for (k, v, key) in fields(p, &key, &["input", "output"])? {
+            let n = v.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| {
+                invalid(
+                    &key,
+                    "must be a non-negative number (USD per million tokens)",
+                )
+            })?;
+            if k == "input" {
+                price.input = n;
+            } else {
+                price.output = n;
+            }
+        }
+        out.push((model.clone(), price));
+    }
+    Ok(out)
+}
+
+/// The embedded defaults as a config document (what `config.get` shows under the file's
+/// values, and what the schema describes).
+pub fn defaults_doc() -> Value {
+    let l = Limits::default();
+    serde_json::json!({
+        "gateway": {
+            "port": DEFAULT_PORT,
+            "bind": "loopback",
+            "auth": {"mode": "token"},
+            "controlUi": {"allowedOrigins": []},
+            "nodes": {"pairing": {"autoApproveLocal": true}},
+        },
+        "ringgate": {
+            "shards": 0,
+            "driver": "auto",
+            "limits": {
+                "maxPreauthPayload": l.max_preauth_payload,
+                "maxPayload": l.max_payload,
+                "maxBufferedBytes": l.max_buffered_bytes,
+                "shardBufferedBudget": l.shard_buffered_budget,
+                "tickIntervalMs": l.tick_interval_ms,
+                "healthIntervalMs": l.health_interval_ms,
+                "handshakeTimeoutMs": l.handshake_timeout_ms,
+                "pingIntervalMs": l.ping_interval_ms,
+                "maxPreauthPerIp": l.max_preauth_per_ip,
+            },
+            "agents": {"main": {
+                "runtime": "echo",
+                "chunkDelayMs": crate::agent::config::DEFAULT_ECHO_DELAY_MS,
+                "chunkChars": crate::agent::config::DEFAULT_ECHO_CHUNK,
+            }},
+            "agentWorkers": 4,
+            "skills": {"dirs": [], "disabled": []},
+            "cron": {"enabled": true},
+            "channels": {},
+            "pricing": {},
+        }
+    })
+}
+
+/// The effective document: the file's values over [`defaults_doc`] (a file that names agents
+/// replaces the default agent rather than adding to it).
+pub fn effective_doc(file: &Value) -> Value {
+    let mut out = crate::config_doc::merge_patch(&defaults_doc(), file);
+    if let Some(agents) = file.pointer("/ringgate/agents") {
+        out["ringgate"]["agents"] = agents.clone();
+    }
+    out
+}
+
 impl Config {
     /// The agent answering `id`, if configured.
     pub fn agent(&self, id: &str) -> Option<&crate::agent::config::AgentConfig> {
@@ -228,17 +458,31 @@ impl Config {
         &self.agents[0].id
     }
 
+    /// Builds the config from a parsed file document: defaults ← document ← overrides.
+    pub fn from_doc(
+        doc: &Value,
+        path: Option<PathBuf>,
+        overrides: std::sync::Arc<Overrides>,
+    ) -> Result<Config, ConfigError> {
+        let mut c = Config::default();
+        c.apply_value(doc)?;
+        overrides.apply(&mut c);
+        c.config_path = path;
+        c.overrides = overrides;
+        Ok(c)
+    }
+
+    /// The file `config.*` reads and writes: the one given with `--config`, else
+    /// `<stateDir>/ringgate.json5`.
+    pub fn file_path(&self) -> PathBuf {
+        self.config_path
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join(DEFAULT_FILE_NAME))
+    }
+
     /// Reads and applies a JSON5 file over `self`.
     pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        let v: Value = json5::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-        self.apply_value(&v)?;
+        self.apply_value(&read_doc(path)?)?;
         self.config_path = Some(path.into());
         Ok(())
     }
@@ -332,15 +576,42 @@ impl Config {
                 "limits",
                 "agents",
                 "agentWorkers",
+                "skills",
+                "cron",
+                "channels",
+                "pricing",
             ],
         )? {
             match k {
+                "skills" => self.apply_skills(v, &key)?,
+                "cron" => {
+                    for (_, v, key) in fields(v, &key, &["enabled"])? {
+                        self.cron_enabled = as_bool(&key, v)?;
+                    }
+                }
+                "channels" => {
+                    v.as_object()
+                        .ok_or_else(|| invalid(&key, "must be an object of channel ids"))?;
+                    self.channels = v.clone();
+                }
+                "pricing" => self.pricing = parse_pricing(v, &key)?,
                 "shards" => self.shards = as_u64(&key, v, 0, 1024)? as usize,
                 "agents" => self.agents = crate::agent::config::parse_agents(v, &key)?,
                 "agentWorkers" => self.agent_workers = as_u64(&key, v, 1, 256)? as usize,
                 "driver" => self.driver = parse_driver(&key, as_str(&key, v)?)?,
                 "stateDir" => self.state_dir = PathBuf::from(as_str(&key, v)?),
                 _ => self.apply_limits(v, &key)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_skills(&mut self, v: &Value, path: &str) -> Result<(), ConfigError> {
+        for (k, v, key) in fields(v, path, &["dirs", "disabled"])? {
+            let list = strings(&key, v)?;
+            match k {
+                "dirs" => self.skills.dirs = list.into_iter().map(PathBuf::from).collect(),
+                _ => self.skills.disabled = list,
             }
         }
         Ok(())

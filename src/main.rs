@@ -13,7 +13,7 @@ use ringgate::{
     shard,
 };
 use signal_hook::{
-    consts::{SIGINT, SIGTERM},
+    consts::{SIGHUP, SIGINT, SIGTERM},
     iterator::Signals,
 };
 
@@ -74,41 +74,54 @@ fn env_token() -> Option<String> {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
 }
 
+/// Flags and environment, which win over the file (on start and on every reload).
+fn overrides(a: &RunArgs) -> Result<config::Overrides, ConfigError> {
+    let auth = if a.auth.is_some() {
+        Some(AuthMode::None)
+    } else if let Some(t) = &a.token {
+        Some(AuthMode::Token(t.clone()))
+    } else {
+        a.password.clone().map(AuthMode::Password)
+    };
+    Ok(config::Overrides {
+        bind: a
+            .bind
+            .as_deref()
+            .map(|b| config::parse_bind("--bind", b))
+            .transpose()?,
+        port: a.port,
+        auth,
+        env_token: env_token(),
+        shards: a.shards,
+        state_dir: a.state_dir.clone(),
+        driver: a
+            .driver
+            .as_deref()
+            .map(|d| config::parse_driver("--driver", d))
+            .transpose()?,
+        fallback_token: None,
+    })
+}
+
+/// defaults ← file (`--config`, else `<stateDir>/ringgate.json5` when it exists) ← environment
+/// ← flags.
 fn build_config(a: &RunArgs) -> Result<Config, ConfigError> {
-    let mut c = Config::default();
-    if let Some(path) = &a.config {
-        c.apply_file(path)?;
-    }
-    if let Some(t) = env_token() {
-        if matches!(c.auth, AuthMode::Token(_)) {
-            c.auth = AuthMode::Token(t);
+    let o = overrides(a)?;
+    let path = match &a.config {
+        Some(p) => Some(p.clone()),
+        None => {
+            let dir = o
+                .state_dir
+                .clone()
+                .unwrap_or_else(config::default_state_dir);
+            Some(dir.join(config::DEFAULT_FILE_NAME)).filter(|p| p.exists())
         }
-    }
-    if let Some(b) = &a.bind {
-        c.bind = config::parse_bind("--bind", b)?;
-    }
-    if let Some(p) = a.port {
-        c.port = p;
-    }
-    if let Some(t) = &a.token {
-        c.auth = AuthMode::Token(t.clone());
-    }
-    if let Some(p) = &a.password {
-        c.auth = AuthMode::Password(p.clone());
-    }
-    if a.auth.is_some() {
-        c.auth = AuthMode::None;
-    }
-    if let Some(n) = a.shards {
-        c.shards = n;
-    }
-    if let Some(d) = &a.state_dir {
-        c.state_dir = d.clone();
-    }
-    if let Some(d) = &a.driver {
-        c.driver = config::parse_driver("--driver", d)?;
-    }
-    Ok(c)
+    };
+    let doc = match &path {
+        Some(p) => config::read_doc(p)?,
+        None => serde_json::json!({}),
+    };
+    Config::from_doc(&doc, path, std::sync::Arc::new(o))
 }
 
 /// With token auth and no token configured, use (or create) `<state-dir>/gateway-token`.
@@ -126,7 +139,10 @@ fn ensure_token(c: &mut Config) -> std::io::Result<Option<PathBuf>> {
             token
         }
     };
-    c.auth = AuthMode::Token(token);
+    c.auth = AuthMode::Token(token.clone());
+    let mut o = (*c.overrides).clone();
+    o.fallback_token = Some(token);
+    c.overrides = std::sync::Arc::new(o);
     Ok(Some(path))
 }
 
@@ -176,7 +192,7 @@ fn main() -> ExitCode {
     let auth = cfg.auth.clone();
     let driver = shard::resolve_driver(cfg.driver);
     let shards = cfg.shard_count();
-    let signals = match Signals::new([SIGINT, SIGTERM]) {
+    let signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringgate: cannot install signal handlers: {e}");
@@ -210,8 +226,14 @@ fn main() -> ExitCode {
     let _ = out.flush();
     drop(out);
     let mut signals = signals;
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            tracing::info!("SIGHUP: reloading the config file");
+            gw.reload_config();
+            continue;
+        }
         tracing::info!(signal = sig, "shutting down");
+        break;
     }
     gw.shutdown();
     ExitCode::SUCCESS

@@ -5,8 +5,11 @@
 
 pub mod approvals;
 pub mod chat;
+pub mod config;
 pub mod devices;
 pub mod nodes;
+pub mod ops;
+pub mod skills;
 pub mod system;
 
 use serde_json::Value;
@@ -59,6 +62,7 @@ pub const EVENTS: &[&str] = &[
     "device.pair.resolved",
     "voicewake.changed",
     "voicewake.routing.changed",
+    "config.changed",
     "exec.approval.requested",
     "exec.approval.resolved",
 ];
@@ -135,6 +139,9 @@ pub fn implemented(method: &str) -> bool {
         || chat::METHODS.contains(&method)
         || nodes::METHODS.contains(&method)
         || approvals::METHODS.contains(&method)
+        || config::METHODS.contains(&method)
+        || ops::METHODS.contains(&method)
+        || skills::METHODS.contains(&method)
 }
 
 /// Every implemented method, for `hello-ok.features.methods`.
@@ -144,6 +151,9 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .chain(chat::METHODS.iter())
         .chain(nodes::METHODS.iter())
         .chain(approvals::METHODS.iter())
+        .chain(config::METHODS.iter())
+        .chain(ops::METHODS.iter())
+        .chain(skills::METHODS.iter())
         .copied()
         .filter(|m| !nodes::HIDDEN.contains(m))
 }
@@ -183,6 +193,15 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     }
     if approvals::METHODS.contains(&call.method) {
         return Some(approvals::handle(ctx, call));
+    }
+    if config::METHODS.contains(&call.method) {
+        return Some(config::handle(ctx, call));
+    }
+    if ops::METHODS.contains(&call.method) {
+        return Some(ops::handle(ctx, call));
+    }
+    if skills::METHODS.contains(&call.method) {
+        return Some(skills::handle(ctx, call));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

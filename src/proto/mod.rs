@@ -8,6 +8,7 @@ pub mod frame;
 pub mod handshake;
 pub mod schema;
 pub mod schema_chat;
+pub mod schema_ops;
 mod scope_table;
 pub mod scopes;
 pub mod wsframe;

@@ -117,6 +117,7 @@ fn method_schemas() -> Vec<(&'static str, Value)> {
     let strs = json!({"type": "array", "items": {"type": "string"}});
     let strs_ne = json!({"type": "array", "items": non_empty()});
     let mut v = super::schema_chat::schemas();
+    v.extend(super::schema_ops::schemas());
     v.extend([
         ("device.pair.list", closed(json!({}), &[])),
         (

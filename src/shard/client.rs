@@ -55,6 +55,8 @@ pub struct Session {
     pub node_id: Option<String>,
     /// Receives `exec.approval.*` events (counted in `Globals::approval_clients`).
     pub approval_client: bool,
+    /// The shard's shared-secret generation when this client was admitted.
+    pub auth_gen: u64,
 }
 
 impl Session {

@@ -29,6 +29,9 @@ use crate::{
     store::{DeviceDelta, Store},
 };
 
+/// How long after a shared-secret change its old connections are closed.
+const AUTH_CLOSE_GRACE_MS: u64 = 100;
+
 /// System events queued by `wake`, kept for `status` (bounded).
 const MAX_QUEUED_SYSTEM_EVENTS: usize = 20;
 
@@ -77,6 +80,12 @@ pub struct ShardCtx {
     pub invokes: crate::nodes::invoke::Invokes,
     /// Pending exec approvals (owned by shard [`crate::approvals::OWNER`]).
     pub approvals: crate::approvals::Approvals,
+    /// Bumped when the shared secret changes; clients admitted under an older generation with
+    /// the shared secret are closed.
+    pub auth_gen: u64,
+    /// When to close those clients (a moment after the change, so the writer's own reply and
+    /// `config.changed` reach them first).
+    auth_close_at: Option<u64>,
 }
 
 impl ShardCtx {
@@ -122,7 +131,44 @@ impl ShardCtx {
             nodes: Default::default(),
             invokes: Default::default(),
             approvals: Default::default(),
+            auth_gen: 0,
+            auth_close_at: None,
         }
+    }
+
+    /// Installs a new live config: later reads see it at once; connections that authenticated
+    /// with a shared secret that no longer holds are closed (4001 "gateway auth changed"), and
+    /// this shard's clients get `config.changed`.
+    pub fn on_config(&mut self, u: &crate::store::config::ConfigUpdate) {
+        self.config = u.config.clone();
+        self.hello_cache = Default::default();
+        if u.auth_changed {
+            self.auth_gen += 1;
+            self.auth_close_at = Some(now_ms() + AUTH_CLOSE_GRACE_MS);
+        }
+        self.fanout(&u.event);
+    }
+
+    /// Closes clients admitted with a shared secret that has since changed.
+    fn close_stale_shared_auth(&mut self) {
+        let mut closed = 0;
+        for c in self.clients.values() {
+            let Ok(mut c) = c.try_borrow_mut() else {
+                continue;
+            };
+            let stale = c.session().is_some_and(|s| {
+                matches!(s.auth_method, "token" | "password") && s.auth_gen < self.auth_gen
+            });
+            if stale && c.end.is_none() {
+                c.close(close::AUTH_CHANGED, "gateway auth changed");
+                closed += 1;
+            }
+        }
+        tracing::info!(
+            shard = self.id,
+            closed,
+            "shared secret changed; closed connections that used the old one"
+        );
     }
 
     /// Records a node's host stats on every shard and broadcasts `node.hostStats`.
@@ -358,6 +404,7 @@ impl ShardCtx {
             BusMsg::Node(d) => self.nodes.apply(&d),
             BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
             BusMsg::Approval(call) => crate::approvals::handle(self, *call),
+            BusMsg::Config(update) => self.on_config(&update),
         }
     }
 
@@ -484,6 +531,10 @@ impl ShardCtx {
 
     /// Sums unsent bytes; ends slow consumers whose close grace ran out.
     pub fn housekeeping(&mut self, now: u64) {
+        if self.auth_close_at.is_some_and(|t| now >= t) {
+            self.auth_close_at = None;
+            self.close_stale_shared_auth();
+        }
         let mut total = 0;
         for c in self.clients.values() {
             if let Ok(mut c) = c.try_borrow_mut() {

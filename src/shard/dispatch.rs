@@ -435,6 +435,7 @@ fn open(
         message_subs: Vec::new(),
         node_id: node.as_ref().map(|n| n.node_id.clone()),
         approval_client: false,
+        auth_gen: ctx.auth_gen,
     };
     let mut session = session;
     session.approval_client = crate::approvals::is_approval_client(&session);

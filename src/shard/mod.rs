@@ -39,9 +39,18 @@ pub struct Gateway {
     pub bus: Arc<Bus>,
     pub globals: Arc<Globals>,
     threads: Vec<JoinHandle<()>>,
+    store: Store,
 }
 
 impl Gateway {
+    /// Re-reads the config file and applies what changed on every shard (SIGHUP). The storage
+    /// thread logs the outcome; an invalid file keeps the running config.
+    pub fn reload_config(&self) {
+        self.store.submit(crate::store::Op::Config(
+            crate::store::config::ConfigOp::Reload,
+        ));
+    }
+
     /// Asks every shard to shut down (shutdown event, close 1012) and waits for them.
     pub fn shutdown(self) {
         for i in 0..self.bus.shards() {
@@ -156,8 +165,8 @@ pub fn start(config: Config) -> io::Result<Gateway> {
         listeners.push(reuseport_listener(addr)?);
     }
     let bus = Bus::new(n);
-    let (store, devices) =
-        Store::open(&config.state_dir, bus.clone()).map_err(|e| io::Error::other(e.to_string()))?;
+    let (store, devices) = Store::open(Arc::new(config.clone()), bus.clone())
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let devices = Arc::new(devices);
     let config = Arc::new(config);
     let globals = Arc::new(Globals::new());
@@ -207,6 +216,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
         bus,
         globals,
         threads,
+        store,
     })
 }
 
@@ -311,11 +321,11 @@ async fn shard_main(
 
     // Tick.
     let tick_ctx = ctx.clone();
-    let tick_every = config.limits.tick_interval_ms;
     monoio::spawn(async move {
-        let every = Duration::from_millis(tick_every);
         loop {
-            monoio::time::sleep(every).await;
+            // Read each time: a config reload may change the cadence.
+            let every = tick_ctx.borrow().config.limits.tick_interval_ms;
+            monoio::time::sleep(Duration::from_millis(every)).await;
             let ev = Arc::new(EventTemplate::new("tick", &json!({"ts": now_ms()}), None));
             tick_ctx.borrow_mut().fanout(&ev);
         }
@@ -325,9 +335,9 @@ async fn shard_main(
     if id == 0 {
         let h_ctx = ctx.clone();
         monoio::spawn(async move {
-            let every = Duration::from_millis(config.limits.health_interval_ms);
             loop {
-                monoio::time::sleep(every).await;
+                let every = h_ctx.borrow().config.limits.health_interval_ms;
+                monoio::time::sleep(Duration::from_millis(every)).await;
                 let mut c = h_ctx.borrow_mut();
                 let hv = c.globals.health_version.fetch_add(1, Ordering::AcqRel) + 1;
                 let pv = c.globals.presence_version.load(Ordering::Acquire);

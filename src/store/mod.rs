@@ -7,8 +7,10 @@
 //! replica and broadcasts the pairing events.
 
 pub mod approvals;
+pub mod config;
 pub mod oneshot;
 pub mod sessions;
+pub mod usage;
 
 use std::{
     collections::HashMap,
@@ -155,6 +157,18 @@ pub enum Op {
         file: Value,
         base_hash: Option<String>,
     },
+    /// `skills.status` / `skills.bins` (directory scans stay off the shards).
+    Skills {
+        settings: Box<crate::skills::SkillsSettings>,
+        agent_id: String,
+        bins: bool,
+    },
+    /// `usage.status`.
+    UsageStatus,
+    /// `usage.cost`.
+    UsageCost(Box<usage::CostQuery>),
+    /// `config.*`: the config file is read and written here, one request at a time.
+    Config(config::ConfigOp),
     /// `logs.tail` (file reads stay off the shards).
     LogTail {
         dir: PathBuf,
@@ -235,9 +249,10 @@ impl Store {
     /// Opens (creating or migrating) the database and starts the storage thread. Returns the
     /// paired devices for the shards' initial replicas.
     pub fn open(
-        state_dir: &Path,
+        live: Arc<crate::config::Config>,
         bus: Arc<Bus>,
     ) -> Result<(Store, Vec<Arc<PairedDevice>>), StoreError> {
+        let state_dir: &Path = &live.state_dir.clone();
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
             path: state_dir.into(),
             source,
@@ -269,6 +284,7 @@ impl Store {
             devices,
             pending: HashMap::new(),
             bus,
+            config: config::ConfigKeeper::new(live),
         };
         std::thread::Builder::new()
             .name("ringgate-store".into())
@@ -278,6 +294,14 @@ impl Store {
                 source,
             })?;
         Ok((Store { tx }, snapshot))
+    }
+
+    /// Sends an op without waiting for its result (the storage thread logs failures).
+    pub fn submit(&self, op: Op) {
+        let _ = self.tx.send(Cmd {
+            op,
+            done: Oneshot::new(),
+        });
     }
 
     /// Sends an op and waits (asynchronously) for its durable result.
@@ -350,6 +374,7 @@ struct StoreState {
     devices: HashMap<String, PairedDevice>,
     pending: HashMap<String, PendingRequest>,
     bus: Arc<Bus>,
+    config: config::ConfigKeeper,
 }
 
 /// What one op changed, to publish after commit.
@@ -424,6 +449,27 @@ impl StoreState {
     }
 
     fn apply_batch(&mut self, batch: Vec<Cmd>) {
+        // Config requests touch the config file, not the database: served in order, outside
+        // the transaction.
+        let (configs, batch): (Vec<Cmd>, Vec<Cmd>) = batch
+            .into_iter()
+            .partition(|c| matches!(c.op, Op::Config(_)));
+        for cmd in configs {
+            let Op::Config(op) = &cmd.op else { continue };
+            let (r, update) = self.config_op(op);
+            // The writer's answer first, then the new config for every shard.
+            cmd.done.complete(r);
+            if let Some(u) = update {
+                tracing::info!(
+                    auth_changed = u.auth_changed,
+                    "config applied on every shard"
+                );
+                self.send_all(BusMsg::Config(Arc::new(u)));
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
         let now = now_ms();
         self.expire_pending(now);
         let mut changes = Changes::default();
@@ -515,6 +561,17 @@ impl StoreState {
             Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
                 .map(|o| OpResult::Json(json!({"outcome": o}))),
             Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
+            Op::UsageStatus => usage::status(c, now).map(OpResult::Json),
+            Op::Skills {
+                settings,
+                agent_id,
+                bins,
+            } => Ok(OpResult::Json(if *bins {
+                crate::skills::skills_bins(settings)
+            } else {
+                crate::skills::skills_status_for_process(settings, agent_id)
+            })),
+            Op::UsageCost(q) => usage::cost_summary(c, q, now).map(OpResult::Json),
             Op::LogTail {
                 dir,
                 cursor,
@@ -538,6 +595,35 @@ impl StoreState {
         })
     }
 
+    fn config_op(&mut self, op: &config::ConfigOp) -> (OpResult, Option<config::ConfigUpdate>) {
+        use config::ConfigOp;
+        match op {
+            ConfigOp::Get => (OpResult::Json(self.config.get()), None),
+            ConfigOp::Write {
+                mode,
+                raw,
+                base_hash,
+                replace_paths,
+            } => match self
+                .config
+                .write(*mode, raw, base_hash.as_deref(), replace_paths)
+            {
+                Ok((answer, update)) => (OpResult::Json(answer), update),
+                Err(m) => (OpResult::Invalid(m), None),
+            },
+            ConfigOp::Reload => match self.config.reload() {
+                Ok(u) => (
+                    OpResult::Json(json!({"ok": true, "changed": u.is_some()})),
+                    u,
+                ),
+                Err(m) => {
+                    tracing::warn!(error = %m, "config reload refused; the running config stays");
+                    (OpResult::Invalid(m), None)
+                }
+            },
+        }
+    }
+
     /// Sends replica deltas and events to every shard; a full inbox is retried, never dropped.
     fn publish(&self, changes: Changes) {
         let mut msgs = Vec::new();
@@ -553,15 +639,20 @@ impl StoreState {
             msgs.push(BusMsg::Broadcast(Arc::new(ev)));
         }
         for m in msgs {
-            for shard in 0..self.bus.shards() {
-                let mut m = m.clone();
-                loop {
-                    match self.bus.inbox(shard).push(m) {
-                        Ok(()) => break,
-                        Err(back) => {
-                            m = back;
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
+            self.send_all(m);
+        }
+    }
+
+    /// Pushes a message into every shard's inbox; a full inbox is retried, never dropped.
+    fn send_all(&self, m: BusMsg) {
+        for shard in 0..self.bus.shards() {
+            let mut m = m.clone();
+            loop {
+                match self.bus.inbox(shard).push(m) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        m = back;
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                 }
             }
@@ -812,7 +903,12 @@ impl StoreState {
             | Op::RevokeGrant { .. }
             | Op::GetPolicy
             | Op::SetPolicy { .. }
-            | Op::LogTail { .. } => self.apply_session(op, now),
+            | Op::LogTail { .. }
+            | Op::UsageStatus
+            | Op::UsageCost(_)
+            | Op::Skills { .. } => self.apply_session(op, now),
+            // Served before the batch's transaction (see `apply_batch`).
+            Op::Config(_) => OpResult::Invalid("config request in a database batch".into()),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {
                 request_id,
@@ -1011,6 +1107,10 @@ mod tests {
             devices: HashMap::new(),
             pending: HashMap::new(),
             bus: Bus::new(1),
+            config: config::ConfigKeeper::new(Arc::new(crate::config::Config {
+                config_path: Some(std::env::temp_dir().join("rg-none/ringgate.json5")),
+                ..Default::default()
+            })),
         }
     }
 

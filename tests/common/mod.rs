@@ -86,6 +86,9 @@ pub struct ServerOpts {
     pub config: Option<String>,
     /// Use this state dir (kept) instead of a fresh temporary one.
     pub state_dir: Option<PathBuf>,
+    /// Pass `--token TOKEN` (a flag pins the secret; tests of secret rotation set it in the
+    /// config file instead).
+    pub token_flag: bool,
 }
 
 impl Default for ServerOpts {
@@ -96,6 +99,7 @@ impl Default for ServerOpts {
             env: Vec::new(),
             config: None,
             state_dir: None,
+            token_flag: true,
         }
     }
 }
@@ -113,6 +117,12 @@ impl ServerOpts {
 
     pub fn state_dir(mut self, dir: &Path) -> Self {
         self.state_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// No `--token` flag: the secret comes from the config file.
+    pub fn without_token_flag(mut self) -> Self {
+        self.token_flag = false;
         self
     }
 
@@ -188,9 +198,12 @@ impl Server {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .args(["--shards", &opts.shards.to_string()])
-            .args(["--port", "0", "--bind", "127.0.0.1", "--token", TOKEN])
+            .args(["--port", "0", "--bind", "127.0.0.1"])
             .arg("--state-dir")
             .arg(&state);
+        if opts.token_flag {
+            cmd.args(["--token", TOKEN]);
+        }
         if let Some(cfg) = &opts.config {
             let path = state.join("config.json5");
             std::fs::write(&path, cfg).expect("write config");

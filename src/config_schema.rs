@@ -1,0 +1,300 @@
+//! The JSON schema of ringgate's own config file (`config.schema`), its UI hints (which keys
+//! are secrets, which need a restart) and the path lookup of `config.schema.lookup`. A unit test
+//! keeps it in step with the parser: the embedded defaults validate against it, and every key
+//! it describes is accepted by [`crate::config::Config::apply_value`].
+
+use std::sync::OnceLock;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::needs_restart;
+
+fn int(min: u64, max: u64, doc: &str) -> Value {
+    json!({"type": "integer", "minimum": min, "maximum": max, "description": doc})
+}
+
+fn object(props: Value, doc: &str) -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": props, "description": doc})
+}
+
+fn strings(doc: &str) -> Value {
+    json!({"type": "array", "items": {"type": "string"}, "description": doc})
+}
+
+fn agent_schema() -> Value {
+    object(
+        json!({
+            "runtime": {"type": "string", "enum": ["echo", "openai"], "description": "What answers this agent's turns."},
+            "chunkDelayMs": int(0, 60_000, "echo: delay between reply chunks."),
+            "chunkChars": int(1, 65_536, "echo: characters per reply chunk."),
+            "baseUrl": {"type": "string", "description": "openai: base URL up to /v1."},
+            "apiKey": {"type": "string", "description": "openai: API key (secret)."},
+            "apiKeyEnv": {"type": "string", "description": "openai: environment variable holding the API key."},
+            "model": {"type": "string", "description": "openai: model id."},
+            "timeoutMs": int(1_000, 3_600_000, "openai: deadline of a whole turn."),
+            "systemPrompt": {"type": "string", "description": "openai: system prompt sent first."},
+        }),
+        "One agent and its runtime.",
+    )
+}
+
+fn webhook_schema() -> Value {
+    object(
+        json!({
+            "enabled": {"type": "boolean", "description": "Run this channel."},
+            "url": {"type": "string", "description": "Where outbound messages are POSTed."},
+            "secret": {"type": "string", "description": "HMAC-SHA256 key signing outbound and verifying inbound requests (secret)."},
+            "sessionKey": {"type": "string", "description": "Session inbound messages are routed to."},
+            "agentId": {"type": "string", "description": "Agent of that session."},
+            "maxAttempts": int(1, 100, "Delivery attempts before a message is reported failed."),
+            "backoffMs": int(1, 3_600_000, "First retry delay (doubles per attempt)."),
+            "maxBackoffMs": int(1, 3_600_000, "Longest retry delay."),
+            "timeoutMs": int(100, 600_000, "Deadline of one delivery attempt."),
+            "replayWindowMs": int(1_000, 86_400_000, "How old an inbound request's timestamp may be."),
+            "forwardReplies": {"type": "boolean", "description": "Deliver the agent's replies to inbound messages to the URL."},
+        }),
+        "The built-in webhook channel.",
+    )
+}
+
+/// The schema of the whole config file.
+pub fn schema() -> &'static Value {
+    static S: OnceLock<Value> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut s = object(
+            json!({
+                "gateway": object(json!({
+                    "port": int(0, 65_535, "TCP port (restart)."),
+                    "bind": {"type": "string", "description": "loopback, lan, or an IP address (restart)."},
+                    "auth": object(json!({
+                        "mode": {"type": "string", "enum": ["token", "password", "none"]},
+                        "token": {"type": "string", "description": "Shared token (secret)."},
+                        "password": {"type": "string", "description": "Shared password (secret)."},
+                    }), "Shared-secret authentication. Changing it closes connections that used the old secret (4001)."),
+                    "controlUi": object(json!({
+                        "allowedOrigins": strings("Browser origins allowed to connect."),
+                    }), "Browser clients."),
+                    "nodes": object(json!({
+                        "pairing": object(json!({
+                            "autoApproveLocal": {"type": "boolean", "description": "Approve pairing of loopback devices silently."},
+                        }), "Device pairing."),
+                    }), "Nodes."),
+                }), "OpenClaw gateway keys."),
+                "ringgate": object(json!({
+                    "shards": int(0, 1024, "Shard threads; 0 = one per CPU (restart)."),
+                    "driver": {"type": "string", "enum": ["auto", "io_uring", "epoll"], "description": "io driver (restart)."},
+                    "stateDir": {"type": "string", "description": "State directory (restart)."},
+                    "limits": object(json!({
+                        "maxPreauthPayload": int(1024, 1 << 30, "Largest frame before hello-ok."),
+                        "maxPayload": int(1024, 4 << 30, "Largest frame after hello-ok (new connections)."),
+                        "maxBufferedBytes": int(4096, 64 << 30, "Unsent bytes one connection may hold."),
+                        "shardBufferedBudget": int(4096, 1024 << 30, "Unsent bytes one shard may hold."),
+                        "tickIntervalMs": int(100, 3_600_000, "tick event cadence."),
+                        "healthIntervalMs": int(100, 3_600_000, "health event cadence."),
+                        "handshakeTimeoutMs": int(100, 600_000, "Socket open to hello-ok."),
+                        "pingIntervalMs": int(100, 3_600_000, "WebSocket ping cadence."),
+                        "maxPreauthPerIp": int(1, 1_000_000, "Unauthenticated sockets per IP."),
+                    }), "The bandwidth gate."),
+                    "agents": {"type": "object", "additionalProperties": agent_schema(), "description": "Agents by id; the first is the default."},
+                    "agentWorkers": int(1, 256, "Threads running provider calls (restart)."),
+                    "skills": object(json!({
+                        "dirs": strings("Extra directories of <skill>/SKILL.md."),
+                        "disabled": strings("Skill names reported as disabled."),
+                    }), "Skills."),
+                    "cron": object(json!({
+                        "enabled": {"type": "boolean", "description": "Run scheduled jobs."},
+                    }), "The cron scheduler."),
+                    "channels": object(json!({"webhook": webhook_schema()}), "Channels."),
+                    "pricing": {"type": "object", "additionalProperties": object(json!({
+                        "input": {"type": "number", "minimum": 0, "description": "USD per million input tokens."},
+                        "output": {"type": "number", "minimum": 0, "description": "USD per million output tokens."},
+                    }), "Prices of one provider/model."), "description": "Prices by provider/model, for usage.cost."},
+                }), "ringgate's own settings."),
+            }),
+            "ringgate configuration (JSON5).",
+        );
+        s["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+        s["title"] = json!("ringgate config");
+        s
+    })
+}
+
+/// Hints per dotted path: secrets are `sensitive`; restart-only keys say so.
+pub fn ui_hints() -> Value {
+    let mut h = Map::new();
+    for p in [
+        "gateway.auth.token",
+        "gateway.auth.password",
+        "ringgate.agents.*.apiKey",
+        "ringgate.channels.webhook.secret",
+    ] {
+        h.insert(p.into(), json!({"sensitive": true}));
+    }
+    for p in crate::config::RESTART_KEYS {
+        h.insert((*p).into(), json!({"restartRequired": true}));
+    }
+    Value::Object(h)
+}
+
+/// The `config.schema` answer.
+pub fn response() -> Value {
+    json!({
+        "schema": schema(),
+        "uiHints": ui_hints(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "generatedAt": "build",
+    })
+}
+
+fn reload_kind(path: &str) -> &'static str {
+    if needs_restart(path) {
+        "restart"
+    } else {
+        "hot"
+    }
+}
+
+fn child_schema<'a>(s: &'a Value, seg: &str) -> Option<&'a Value> {
+    if let Some(c) = s.get("properties").and_then(|p| p.get(seg)) {
+        return Some(c);
+    }
+    s.get("additionalProperties").filter(|a| a.is_object())
+}
+
+fn has_children(s: &Value) -> bool {
+    s.get("properties").is_some() || s.get("additionalProperties").is_some_and(Value::is_object)
+}
+
+/// `config.schema.lookup {path}`: the node at a dotted path (`.` for the root), its children
+/// and whether changing it needs a restart; `None` when the path is not in the schema.
+pub fn lookup(path: &str) -> Option<Value> {
+    let root = path.trim() == ".";
+    let norm = path.trim().trim_matches('.');
+    let parts: Vec<&str> = if root || norm.is_empty() {
+        Vec::new()
+    } else {
+        norm.split('.').collect()
+    };
+    if !root && parts.is_empty() {
+        return None;
+    }
+    let mut cur = schema();
+    for seg in &parts {
+        cur = child_schema(cur, seg)?;
+    }
+    let mut children = Vec::new();
+    let prefix = |k: &str| {
+        if parts.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{norm}.{k}")
+        }
+    };
+    if let Some(props) = cur.get("properties").and_then(Value::as_object) {
+        for (k, c) in props {
+            let p = prefix(k);
+            children.push(
+                json!({"key": k, "path": p, "type": c["type"], "required": false,
+                "hasChildren": has_children(c), "reloadKind": reload_kind(&p)}),
+            );
+        }
+    }
+    if let Some(c) = cur.get("additionalProperties").filter(|a| a.is_object()) {
+        let p = prefix("*");
+        children.push(
+            json!({"key": "*", "path": p, "type": c["type"], "required": false,
+            "hasChildren": has_children(c), "reloadKind": reload_kind(&p)}),
+        );
+    }
+    let mut node = cur.clone();
+    if let Some(m) = node.as_object_mut() {
+        m.remove("properties");
+        m.remove("additionalProperties");
+    }
+    Some(json!({
+        "path": if root { "." } else { norm },
+        "schema": node,
+        "reloadKind": reload_kind(norm),
+        "children": children,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{defaults_doc, Config};
+
+    #[test]
+    fn defaults_validate_and_parse() {
+        let v = jsonschema::validator_for(schema()).unwrap();
+        let d = defaults_doc();
+        assert!(v.is_valid(&d), "{:?}", v.iter_errors(&d).next());
+        let mut c = Config::default();
+        c.apply_value(&d).unwrap();
+        let def = Config::default();
+        assert_eq!(
+            (c.port, c.limits.clone(), c.agents.clone()),
+            (def.port, def.limits, def.agents)
+        );
+        // Unknown keys fail both the schema and the parser.
+        let bad = json!({"gateway": {"prot": 1}});
+        assert!(!v.is_valid(&bad));
+        assert!(Config::default().apply_value(&bad).is_err());
+    }
+
+    /// Every leaf the schema describes is a key the parser accepts.
+    #[test]
+    fn every_schema_key_is_parsed() {
+        fn sample(s: &Value) -> Value {
+            if let Some(props) = s.get("properties").and_then(Value::as_object) {
+                return Value::Object(props.iter().map(|(k, c)| (k.clone(), sample(c))).collect());
+            }
+            if let Some(e) = s.get("enum").and_then(|e| e.get(0)) {
+                return e.clone();
+            }
+            match s["type"].as_str() {
+                Some("integer") => s["minimum"].clone(),
+                Some("number") => json!(1.5),
+                Some("boolean") => json!(true),
+                Some("array") => json!([]),
+                Some("object") => json!({}),
+                _ => json!("x"),
+            }
+        }
+        let mut doc = sample(schema());
+        // Sample one agent and one price so those shapes are exercised too.
+        doc["ringgate"]["agents"] = json!({"a": {"runtime": "openai", "model": "m", "baseUrl": "http://x/v1",
+            "apiKey": "k", "apiKeyEnv": "E", "timeoutMs": 1000, "systemPrompt": "s"}});
+        doc["ringgate"]["pricing"] = json!({"openai/m": {"input": 1.0, "output": 2.0}});
+        doc["gateway"]["bind"] = json!("loopback");
+        doc["ringgate"]["stateDir"] = json!("/tmp/x");
+        let v = jsonschema::validator_for(schema()).unwrap();
+        assert!(v.is_valid(&doc), "{:?}", v.iter_errors(&doc).next());
+        Config::default().apply_value(&doc).unwrap();
+    }
+
+    #[test]
+    fn lookup_walks_paths() {
+        let r = lookup("gateway.auth").unwrap();
+        assert_eq!(r["path"], "gateway.auth");
+        let keys: Vec<&str> = r["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["mode", "token", "password"]);
+        assert_eq!(lookup("gateway.port").unwrap()["reloadKind"], "restart");
+        assert_eq!(
+            lookup("ringgate.limits.maxPayload").unwrap()["reloadKind"],
+            "hot"
+        );
+        assert_eq!(
+            lookup("ringgate.agents.main.model").unwrap()["schema"]["type"],
+            "string"
+        );
+        assert_eq!(lookup(".").unwrap()["path"], ".");
+        assert!(lookup("gateway.nope").is_none());
+        assert!(lookup("").is_none());
+    }
+}

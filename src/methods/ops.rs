@@ -1,0 +1,96 @@
+//! The rest of the operator group: `usage.*` (from the run records, on the storage thread) and
+//! `update.*` (ringgate does not replace its own binary: it says which version runs and how to
+//! upgrade).
+
+use serde_json::{json, Value};
+
+use super::{str_param, Call, Deferred, Outcome};
+use crate::{
+    proto::errors::{code, ErrorShape},
+    shard::ctx::ShardCtx,
+    store::{usage, Op, OpResult},
+};
+
+pub const METHODS: &[&str] = &["usage.status", "usage.cost", "update.status", "update.run"];
+
+/// How to upgrade, for `update.*` answers.
+const UPGRADE_HINT: &str = "ringgate does not update itself: install the new release (or `git pull && cargo build --release`) and restart the service";
+
+const DAY_MS: u64 = 86_400_000;
+
+pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
+    match call.method {
+        "update.status" => Outcome::Reply(Ok(json!({
+            "currentVersion": env!("CARGO_PKG_VERSION"),
+            "runtime": "ringgate",
+            "channel": null,
+            "selfUpdate": false,
+            "updateAvailable": null,
+            "message": UPGRADE_HINT,
+        }))),
+        "update.run" => Outcome::Reply(Err(ErrorShape::new(code::UNAVAILABLE, UPGRADE_HINT))),
+        "usage.status" => deferred(Op::UsageStatus),
+        _ => match cost_query(ctx, call) {
+            Ok(q) => deferred(Op::UsageCost(Box::new(q))),
+            Err(e) => Outcome::Reply(Err(e)),
+        },
+    }
+}
+
+fn deferred(op: Op) -> Outcome {
+    Outcome::Deferred(Box::new(Deferred {
+        op,
+        finish: Box::new(|r, _| match r {
+            OpResult::Json(v) => Ok(v),
+            OpResult::Invalid(m) | OpResult::Failed(m) => {
+                Err(ErrorShape::new(code::UNAVAILABLE, m))
+            }
+            other => Err(ErrorShape::new(
+                code::UNAVAILABLE,
+                format!("usage query failed: {other:?}"),
+            )),
+        }),
+    }))
+}
+
+/// `usage.cost {startDate?, endDate?, days?, agentId?, agentScope?}`: UTC days, inclusive; the
+/// default is the last 30 days; without `agentScope:"all"` one agent (the default one).
+fn cost_query(ctx: &ShardCtx, call: &Call) -> Result<usage::CostQuery, ErrorShape> {
+    let p = call.params;
+    let date = |k: &str| -> Result<Option<i64>, ErrorShape> {
+        match str_param(p, k) {
+            None => Ok(None),
+            Some(s) => usage::day_of_date(s)
+                .map(Some)
+                .ok_or_else(|| ErrorShape::invalid(format!("{k} must be YYYY-MM-DD"))),
+        }
+    };
+    let today = (call.now_ms / DAY_MS) as i64;
+    let end = date("endDate")?.unwrap_or(today);
+    let days = p.get("days").and_then(Value::as_i64).unwrap_or(30);
+    let start = date("startDate")?.unwrap_or(end - days + 1);
+    if start > end {
+        return Err(ErrorShape::invalid("startDate must not be after endDate"));
+    }
+    let agent = str_param(p, "agentId");
+    let all = str_param(p, "agentScope") == Some("all");
+    if all && agent.is_some() {
+        return Err(ErrorShape::invalid(
+            "agentScope=all cannot be combined with agentId",
+        ));
+    }
+    let agent_id = match (all, agent) {
+        (true, _) => None,
+        (false, Some(a)) if ctx.config.agent(a).is_none() => {
+            return Err(ErrorShape::invalid(format!("Unknown agent id \"{a}\"")))
+        }
+        (false, Some(a)) => Some(a.to_owned()),
+        (false, None) => Some(ctx.config.default_agent().to_owned()),
+    };
+    Ok(usage::CostQuery {
+        start_ms: (start.max(0) as u64) * DAY_MS,
+        end_ms: (end.max(0) as u64 + 1) * DAY_MS,
+        agent_id,
+        pricing: ctx.config.pricing.clone(),
+    })
+}

@@ -1,0 +1,93 @@
+//! Params schemas of the operator methods (config, usage, update, cron, skills, channels,
+//! send): closed objects like the original's, with the fields ringgate acts on typed.
+
+use serde_json::{json, Map, Value};
+
+use super::schema::{closed, non_empty};
+
+/// A closed object: `typed` fields with schemas, `loose` fields of any type.
+pub(super) fn obj(typed: Value, loose: &[&str], required: &[&str]) -> Value {
+    let mut props: Map<String, Value> = typed.as_object().cloned().unwrap_or_default();
+    for k in loose {
+        props.entry(k.to_string()).or_insert(json!({}));
+    }
+    closed(Value::Object(props), required)
+}
+
+pub fn schemas() -> Vec<(&'static str, Value)> {
+    let s = json!({"type": "string"});
+    let ne = non_empty();
+    let write = |extra: Value| {
+        let mut typed = json!({"raw": s, "baseHash": ne});
+        if let (Some(t), Some(e)) = (typed.as_object_mut(), extra.as_object()) {
+            t.extend(e.clone());
+        }
+        obj(
+            typed,
+            &[
+                "sessionKey",
+                "deliveryContext",
+                "threadId",
+                "note",
+                "restartDelayMs",
+            ],
+            &["raw"],
+        )
+    };
+    vec![
+        ("config.get", closed(json!({}), &[])),
+        ("config.schema", closed(json!({}), &[])),
+        (
+            "config.schema.lookup",
+            closed(
+                json!({"path": {"type": "string", "minLength": 1, "maxLength": 1024}}),
+                &["path"],
+            ),
+        ),
+        (
+            "config.set",
+            closed(json!({"raw": s, "baseHash": ne}), &["raw"]),
+        ),
+        ("config.apply", write(json!({}))),
+        (
+            "config.patch",
+            write(json!({"replacePaths": {"type": "array", "maxItems": 256, "items": ne}})),
+        ),
+        (
+            "update.status",
+            obj(json!({"refreshCheckout": {"type": "boolean"}}), &[], &[]),
+        ),
+        (
+            "update.run",
+            obj(
+                json!({}),
+                &[
+                    "sessionKey",
+                    "deliveryContext",
+                    "threadId",
+                    "note",
+                    "restartDelayMs",
+                    "timeoutMs",
+                    "channel",
+                    "tag",
+                ],
+                &[],
+            ),
+        ),
+        ("usage.status", obj(json!({}), &[], &[])),
+        (
+            "skills.status",
+            obj(json!({"agentId": ne}), &["sessionKey"], &[]),
+        ),
+        ("skills.bins", obj(json!({}), &[], &[])),
+        (
+            "usage.cost",
+            obj(
+                json!({"startDate": ne, "endDate": ne, "days": {"type": "integer", "minimum": 1, "maximum": 3650},
+                       "agentId": ne, "agentScope": {"enum": ["all"]}}),
+                &["mode", "timeZone", "utcOffset"],
+                &[],
+            ),
+        ),
+    ]
+}

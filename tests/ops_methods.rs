@@ -1,0 +1,174 @@
+//! The operator methods besides config: `skills.*` from SKILL.md directories, `usage.*` from
+//! recorded runs, `update.*` answering honestly, and unimplemented ones staying unknown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn write_skill(dir: &std::path::Path, name: &str, front: &str) {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("SKILL.md"),
+        format!("---\n{front}\n---\n\n# {name}\n"),
+    )
+    .unwrap();
+}
+
+fn skill<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no skill {name} in {list}"))
+}
+
+#[test]
+fn skills_are_listed_with_their_requirement_checks() {
+    let state = TempDir::new("skills-state");
+    let extra = TempDir::new("skills-extra");
+    write_skill(
+        &state.path().join("skills"),
+        "needs-tools",
+        r#"name: needs-tools
+description: Needs a binary and a key.
+metadata: {"openclaw": {"emoji": "🔧", "requires": {"bins": ["sh", "rg-no-such-binary-xyz"], "env": ["RG_TEST_SKILL_KEY"]}}}"#,
+    );
+    write_skill(
+        extra.path(),
+        "ready",
+        "name: ready\ndescription: Only needs a shell.\nmetadata: {\"openclaw\": {\"requires\": {\"anyBins\": [\"rg-nope\", \"sh\"]}}}",
+    );
+    write_skill(extra.path(), "off", "name: off\ndescription: Switched off.");
+    let server = Server::opts()
+        .state_dir(state.path())
+        .config(&format!(
+            r#"{{ringgate: {{skills: {{dirs: ["{}"], disabled: ["off"]}}}}}}"#,
+            extra.path().display()
+        ))
+        .start();
+    let mut c = Client::connect(&server);
+    let st = c.call("skills.status", Some(json!({"agentId": "main"})));
+    assert_eq!(st["agentId"], "main");
+    assert_eq!(
+        st["managedSkillsDir"],
+        state.path().join("skills").display().to_string()
+    );
+    let names: Vec<&str> = st["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["needs-tools", "off", "ready"]);
+
+    let t = skill(&st, "needs-tools");
+    assert_eq!(t["source"], "openclaw-managed");
+    assert_eq!(t["emoji"], "🔧");
+    assert_eq!(t["eligible"], false);
+    assert_eq!(
+        t["requirements"]["bins"],
+        json!(["sh", "rg-no-such-binary-xyz"])
+    );
+    assert_eq!(t["missing"]["bins"], json!(["rg-no-such-binary-xyz"]));
+    assert_eq!(t["missing"]["env"], json!(["RG_TEST_SKILL_KEY"]));
+    let r = skill(&st, "ready");
+    assert_eq!(
+        (r["source"].as_str(), r["eligible"].as_bool()),
+        (Some("openclaw-extra"), Some(true))
+    );
+    assert_eq!(r["missing"]["anyBins"], json!([]));
+    let off = skill(&st, "off");
+    assert_eq!(
+        (off["disabled"].as_bool(), off["eligible"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    // `skills.bins` is a node method (node hosts ask which binaries to expose).
+    let e = c.call_err("skills.bins", Some(json!({})));
+    assert_eq!(e["message"], "unauthorized role: operator");
+    let mut node = Client::connect_node(&server, 7, &[], 0);
+    let bins = node.call("skills.bins", Some(json!({})));
+    assert_eq!(
+        bins["bins"],
+        json!(["rg-no-such-binary-xyz", "rg-nope", "sh"])
+    );
+    let e = c.call_err("skills.status", Some(json!({"agentId": "ghost"})));
+    assert_eq!(e["message"], "unknown agent id \"ghost\"");
+}
+
+#[test]
+fn usage_comes_from_recorded_runs_and_update_is_honest() {
+    let server = Server::opts()
+        .config("{ringgate: {agents: {main: {runtime: 'echo', chunkDelayMs: 0}}, pricing: {'ringgate/echo': {input: 1, output: 2}}}}")
+        .start();
+    let mut c = Client::connect(&server);
+    let before = c.call("usage.cost", Some(json!({})));
+    assert_eq!(before["totals"]["runs"], 0);
+    assert_eq!(before["days"], 30);
+    c.call(
+        "chat.send",
+        Some(json!({"sessionKey": "main", "message": "count me", "idempotencyKey": "u-1"})),
+    );
+    c.wait_event_where("chat", Duration::from_secs(10), |e| {
+        e["payload"]["state"] == "final"
+    });
+    // The run record is written before `final`.
+    let after = c.call("usage.cost", Some(json!({"days": 1})));
+    assert_eq!(after["totals"]["runs"], 1, "{after}");
+    assert_eq!(after["daily"].as_array().unwrap().len(), 1);
+    assert_eq!(after["daily"][0]["date"], after["endDate"]);
+    assert_eq!(after["byModel"][0]["model"], "ringgate/echo");
+    assert_eq!(after["byModel"][0]["priced"], true);
+    let other = c.call(
+        "usage.cost",
+        Some(json!({"agentScope": "all", "startDate": "2020-01-01", "endDate": "2020-01-31"})),
+    );
+    assert_eq!(other["totals"]["runs"], 0);
+    let e = c.call_err("usage.cost", Some(json!({"startDate": "2026-02-31"})));
+    assert_eq!(e["message"], "startDate must be YYYY-MM-DD");
+    let e = c.call_err(
+        "usage.cost",
+        Some(json!({"agentScope": "all", "agentId": "main"})),
+    );
+    assert_eq!(
+        e["message"],
+        "agentScope=all cannot be combined with agentId"
+    );
+    let st = c.call("usage.status", Some(json!({})));
+    assert_eq!(st["providers"][0]["displayName"], "ringgate/echo");
+    assert_eq!(st["providers"][0]["windows"][0]["runs"], 1);
+
+    let up = c.call("update.status", Some(json!({})));
+    assert_eq!(up["currentVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(up["selfUpdate"], false);
+    let e = c.call_err("update.run", Some(json!({})));
+    assert_eq!(e["code"], "UNAVAILABLE");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not update itself"),
+        "{e}"
+    );
+
+    // Methods of these groups ringgate does not implement are not advertised and are unknown.
+    let methods = c.hello["features"]["methods"].as_array().unwrap().clone();
+    for m in [
+        "update.hold",
+        "skills.install",
+        "channels.logout",
+        "config.openFile",
+    ] {
+        assert!(!methods.contains(&json!(m)), "{m} advertised");
+        let e = c.call_err(m, Some(json!({})));
+        assert_eq!(e["message"], format!("unknown method: {m}"), "{e}");
+    }
+    for m in ["config.patch", "usage.cost", "skills.status", "update.run"] {
+        assert!(methods.contains(&json!(m)), "{m} not advertised");
+    }
+}
