@@ -189,7 +189,12 @@ fn fanout(c: &mut Criterion) {
         state_dir: dir.clone(),
         ..Config::default()
     };
-    let (store, _) = Store::open(Arc::new(cfg), bus.clone()).expect("store");
+    let (store, _) = Store::open(
+        Arc::new(cfg),
+        ringgate::channels::hub::ChannelHub::empty(),
+        bus.clone(),
+    )
+    .expect("store");
     let mut ctx = ShardCtx::new(
         0,
         Arc::new(Config::default()),

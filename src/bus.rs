@@ -50,6 +50,10 @@ pub enum BusMsg {
     Node(crate::nodes::registry::NodeDelta),
     /// `node.invoke` traffic between the caller's and the node's shard.
     Invoke(Box<crate::nodes::invoke::InvokeMsg>),
+    /// A `send` for the owner shard of its idempotency key.
+    ChannelSend(Box<crate::channels::sends::SendCall>),
+    /// The final outcome of a `send` delivery, for the owner shard.
+    ChannelReport(Box<(String, crate::channels::DeliveryReport)>),
     /// A new live config (from the storage thread, already on disk).
     Config(Arc<crate::store::config::ConfigUpdate>),
     /// An exec-approval request for the approvals owner shard.

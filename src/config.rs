@@ -47,7 +47,7 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
@@ -130,8 +130,10 @@ pub struct Config {
     pub skills: SkillsConfig,
     /// Run scheduled cron jobs (`ringgate.cron.enabled`; jobs live in the store).
     pub cron_enabled: bool,
-    /// Channel accounts (`ringgate.channels`), validated by the channel layer.
+    /// `ringgate.channels` as written (a reload rebuilds the channels only when it changed).
     pub channels: Value,
+    /// `ringgate.channels.webhook`, parsed.
+    pub webhook: Option<crate::channels::webhook::WebhookConfig>,
     /// Prices per million tokens by `provider/model` (`ringgate.pricing`), for `usage.cost`.
     pub pricing: Vec<(String, Price)>,
     /// Values set by flags and environment, which win over the file on every reload.
@@ -264,6 +266,7 @@ impl Default for Config {
             skills: SkillsConfig::default(),
             cron_enabled: true,
             channels: Value::Object(Default::default()),
+            webhook: None,
             pricing: Vec::new(),
             overrides: Default::default(),
         }
@@ -317,7 +320,7 @@ pub fn parse_driver(key: &str, s: &str) -> Result<Driver, ConfigError> {
 }
 
 /// Walks an object, rejecting keys not in `allowed`.
-fn fields<'a>(
+pub(crate) fn fields<'a>(
     v: &'a Value,
     path: &str,
     allowed: &[&str],
@@ -340,7 +343,7 @@ fn fields<'a>(
     Ok(out)
 }
 
-fn as_u64(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
+pub(crate) fn as_u64(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> {
     let n = v
         .as_u64()
         .ok_or_else(|| invalid(key, "must be a non-negative integer"))?;
@@ -350,7 +353,7 @@ fn as_u64(key: &str, v: &Value, min: u64, max: u64) -> Result<u64, ConfigError> 
     Ok(n)
 }
 
-fn as_str<'a>(key: &str, v: &'a Value) -> Result<&'a str, ConfigError> {
+pub(crate) fn as_str<'a>(key: &str, v: &'a Value) -> Result<&'a str, ConfigError> {
     v.as_str().ok_or_else(|| invalid(key, "must be a string"))
 }
 
@@ -590,8 +593,10 @@ impl Config {
                     }
                 }
                 "channels" => {
-                    v.as_object()
-                        .ok_or_else(|| invalid(&key, "must be an object of channel ids"))?;
+                    self.webhook = None;
+                    for (_, v, key) in fields(v, &key, &["webhook"])? {
+                        self.webhook = Some(crate::channels::webhook::parse_config(v, &key)?);
+                    }
                     self.channels = v.clone();
                 }
                 "pricing" => self.pricing = parse_pricing(v, &key)?,

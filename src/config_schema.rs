@@ -38,23 +38,31 @@ fn agent_schema() -> Value {
     )
 }
 
+fn webhook_account_props() -> Value {
+    json!({
+        "name": {"type": "string", "description": "Display name."},
+        "enabled": {"type": "boolean", "description": "Accept and deliver messages."},
+        "url": {"type": "string", "description": "Where outbound messages are POSTed (http:// or https://)."},
+        "secret": {"type": "string", "description": "HMAC-SHA256 key, 16+ characters (secret)."},
+        "secretEnv": {"type": "string", "description": "Environment variable holding the secret."},
+        "maxAttempts": int(1, 100, "Delivery attempts before a message is reported failed."),
+        "backoffMs": int(1, 3_600_000, "First retry delay (doubles per attempt)."),
+        "maxBackoffMs": int(1, 86_400_000, "Longest retry delay."),
+        "timeoutMs": int(100, 600_000, "Deadline of one delivery attempt."),
+        "sessionKey": {"type": "string", "description": "Session inbound messages go to."},
+        "replayWindowMs": int(1_000, 86_400_000, "How far an inbound timestamp may be off."),
+        "maxInboundBytes": int(1024, 16 << 20, "Largest inbound body."),
+    })
+}
+
 fn webhook_schema() -> Value {
-    object(
-        json!({
-            "enabled": {"type": "boolean", "description": "Run this channel."},
-            "url": {"type": "string", "description": "Where outbound messages are POSTed."},
-            "secret": {"type": "string", "description": "HMAC-SHA256 key signing outbound and verifying inbound requests (secret)."},
-            "sessionKey": {"type": "string", "description": "Session inbound messages are routed to."},
-            "agentId": {"type": "string", "description": "Agent of that session."},
-            "maxAttempts": int(1, 100, "Delivery attempts before a message is reported failed."),
-            "backoffMs": int(1, 3_600_000, "First retry delay (doubles per attempt)."),
-            "maxBackoffMs": int(1, 3_600_000, "Longest retry delay."),
-            "timeoutMs": int(100, 600_000, "Deadline of one delivery attempt."),
-            "replayWindowMs": int(1_000, 86_400_000, "How old an inbound request's timestamp may be."),
-            "forwardReplies": {"type": "boolean", "description": "Deliver the agent's replies to inbound messages to the URL."},
-        }),
-        "The built-in webhook channel.",
-    )
+    let mut props = webhook_account_props();
+    props["queueSize"] = int(1, 1_000_000, "Deliveries queued before send is refused.");
+    props["workers"] = int(1, 64, "Delivery threads.");
+    props["accounts"] = json!({"type": "object",
+        "additionalProperties": object(webhook_account_props(), "One account; unset keys inherit the channel's."),
+        "description": "Accounts by id (URL path /channels/webhook/<id>)."});
+    object(props, "The built-in webhook channel.")
 }
 
 /// The schema of the whole config file.
@@ -268,6 +276,13 @@ mod tests {
         doc["ringgate"]["pricing"] = json!({"openai/m": {"input": 1.0, "output": 2.0}});
         doc["gateway"]["bind"] = json!("loopback");
         doc["ringgate"]["stateDir"] = json!("/tmp/x");
+        let wh = &mut doc["ringgate"]["channels"]["webhook"];
+        wh["url"] = json!("http://127.0.0.1:9/hook");
+        wh["secret"] = json!("0123456789abcdef");
+        // `secretEnv` names a variable that must exist: PATH always does (and is long enough).
+        wh["secretEnv"] = json!("PATH");
+        wh["maxBackoffMs"] = json!(1000);
+        wh["accounts"] = json!({"ops": {"url": "https://example.com/x"}});
         let v = jsonschema::validator_for(schema()).unwrap();
         assert!(v.is_valid(&doc), "{:?}", v.iter_errors(&doc).next());
         Config::default().apply_value(&doc).unwrap();

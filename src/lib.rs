@@ -24,6 +24,9 @@
 //!   key), which orders its runs, idempotency cache and transcript writes; its events fan out
 //!   to every shard. [`agent`]: the runtimes that answer a turn (echo; OpenAI-compatible
 //!   streaming on a worker pool off the shards).
+//! * [`channels`]: channel adapters (`channels.*`, `send`); the built-in `webhook` channel
+//!   delivers signed HTTP POSTs with retries on its own threads and verifies signed inbound
+//!   requests.
 //!
 //! ## The three gates
 //!
@@ -35,6 +38,7 @@ pub mod agent;
 pub mod approvals;
 pub mod auth;
 pub mod bus;
+pub mod channels;
 pub mod chat;
 pub mod config;
 pub mod config_doc;

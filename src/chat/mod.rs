@@ -46,6 +46,8 @@ pub struct SendReq {
     pub fingerprint: u64,
     /// The caller named the session (the `agent` ack then echoes `sessionKey`).
     pub key_given: bool,
+    /// Deliver the reply through a channel too (a message that came in through one).
+    pub reply_to: Option<crate::channels::ReplyRoute>,
 }
 
 /// Which method asked for an abort (the two answer differently).

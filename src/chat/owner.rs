@@ -133,6 +133,8 @@ struct Run {
     running: bool,
     /// Terminal write in progress: no more output is accepted.
     ending: bool,
+    /// Also deliver the final reply through this channel.
+    reply_to: Option<crate::channels::ReplyRoute>,
 }
 
 impl Run {
@@ -384,6 +386,7 @@ fn send(ctx: &mut ShardCtx, caller: Caller, key: Arc<str>, agent_id: String, req
             cancel: Arc::new(AtomicBool::new(false)),
             running: false,
             ending: false,
+            reply_to: req.reply_to,
         },
     );
     ctx.chat.active.insert(key.clone(), id.clone());
@@ -742,6 +745,11 @@ fn ended(ctx: &mut ShardCtx, id: Arc<str>, end: End, reply: Option<Value>, r: Op
     ));
     for e in events {
         ctx.broadcast(e);
+    }
+    if let (End::Ok { .. }, Some(route)) = (&end, &run.reply_to) {
+        if !run.text.is_empty() {
+            crate::channels::hub::forward_reply(&ctx.channels, route, &run.key, &run.id, &run.text);
+        }
     }
     let summary = Arc::new(RunSummary {
         run_id: id.clone(),

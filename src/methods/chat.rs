@@ -102,6 +102,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
                     run_id,
                     fingerprint: fp,
                     key_given,
+                    reply_to: None,
                 }),
             )
         }

@@ -4,6 +4,7 @@
 //! once the borrow ends, so the caller receives its own events too.
 
 pub mod approvals;
+pub mod channels;
 pub mod chat;
 pub mod config;
 pub mod devices;
@@ -142,6 +143,7 @@ pub fn implemented(method: &str) -> bool {
         || config::METHODS.contains(&method)
         || ops::METHODS.contains(&method)
         || skills::METHODS.contains(&method)
+        || channels::METHODS.contains(&method)
 }
 
 /// Every implemented method, for `hello-ok.features.methods`.
@@ -154,6 +156,7 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .chain(config::METHODS.iter())
         .chain(ops::METHODS.iter())
         .chain(skills::METHODS.iter())
+        .chain(channels::METHODS.iter())
         .copied()
         .filter(|m| !nodes::HIDDEN.contains(m))
 }
@@ -202,6 +205,9 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     }
     if skills::METHODS.contains(&call.method) {
         return Some(skills::handle(ctx, call));
+    }
+    if channels::METHODS.contains(&call.method) {
+        return Some(channels::handle(ctx, call));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

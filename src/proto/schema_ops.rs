@@ -81,6 +81,45 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ),
         ("skills.bins", obj(json!({}), &[], &[])),
         (
+            "channels.status",
+            obj(
+                json!({"probe": {"type": "boolean"}, "timeoutMs": {"type": "integer", "minimum": 0}, "channel": ne}),
+                &[],
+                &[],
+            ),
+        ),
+        (
+            "channels.start",
+            obj(json!({"channel": ne, "accountId": s}), &[], &["channel"]),
+        ),
+        (
+            "channels.stop",
+            obj(json!({"channel": ne, "accountId": s}), &[], &["channel"]),
+        ),
+        (
+            "send",
+            obj(
+                json!({"to": ne, "message": s, "channel": ne, "accountId": s, "sessionKey": s,
+                       "idempotencyKey": ne}),
+                &[
+                    "mediaUrl",
+                    "mediaUrls",
+                    "buffer",
+                    "filename",
+                    "contentType",
+                    "asVoice",
+                    "gifPlayback",
+                    "agentId",
+                    "replyToId",
+                    "threadId",
+                    "forceDocument",
+                    "silent",
+                    "parseMode",
+                ],
+                &["to", "idempotencyKey"],
+            ),
+        ),
+        (
             "usage.cost",
             obj(
                 json!({"startDate": ne, "endDate": ne, "days": {"type": "integer", "minimum": 1, "maximum": 3650},

@@ -33,7 +33,7 @@ use crate::{
     store::Op,
 };
 
-type Shared = Rc<RefCell<ShardCtx>>;
+pub(super) type Shared = Rc<RefCell<ShardCtx>>;
 
 /// IPv4-mapped IPv6 peers are treated as their IPv4 address.
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -43,7 +43,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes; fd is the connection's open socket.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if n < 0 {
@@ -54,7 +54,11 @@ fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Writes all of `bytes`, waiting for writability as needed (bounded by `deadline`).
-async fn write_all(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+pub(super) async fn write_all(
+    stream: &TcpStream,
+    bytes: &[u8],
+    deadline: Instant,
+) -> std::io::Result<()> {
     let fd = stream.as_raw_fd();
     let mut pos = 0;
     while pos < bytes.len() {
@@ -82,6 +86,32 @@ async fn write_all(stream: &TcpStream, bytes: &[u8], deadline: Instant) -> std::
         }
     }
     Ok(())
+}
+
+/// After an answer that may have left request bytes unread (a refused body): stop sending and
+/// drain briefly, so closing does not reset the connection before the client reads the answer.
+async fn linger(stream: &TcpStream) {
+    const MAX_DRAIN: usize = 1 << 20;
+    let fd = stream.as_raw_fd();
+    // SAFETY: fd is the connection's open socket.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut drained = 0;
+    while drained < MAX_DRAIN {
+        match recv(fd, &mut chunk) {
+            Ok(0) => return,
+            Ok(n) => drained += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                monoio::select! {
+                    r = stream.readable(false) => if r.is_err() { return },
+                    _ = monoio::time::sleep(left) => return,
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads the HTTP request head, bounded in size and time.
@@ -195,6 +225,13 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
                 return;
             }
             (accept, info)
+        }
+        Request::Inbound(head) => {
+            let r = super::inbound::serve(&shared, &stream, head, leftover, deadline).await;
+            if write_all(&stream, &r, deadline).await.is_ok() {
+                linger(&stream).await;
+            }
+            return;
         }
         Request::Plain { path } => {
             let r = if path == "/healthz" || path == "/readyz" {

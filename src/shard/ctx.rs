@@ -86,6 +86,13 @@ pub struct ShardCtx {
     /// When to close those clients (a moment after the change, so the writer's own reply and
     /// `config.changed` reach them first).
     auth_close_at: Option<u64>,
+    /// The running channels (replaced by a config reload).
+    pub channels: Arc<crate::channels::hub::ChannelHub>,
+    /// `send`s whose idempotency key this shard owns.
+    pub sends: crate::channels::sends::Sends,
+    /// HTTP requests (inbound channel messages) waiting for a chat answer, by pseudo
+    /// connection id: the answer that would go to a WebSocket goes to them instead.
+    pub http_waiters: HashMap<u64, Arc<crate::store::oneshot::Oneshot<Vec<u8>>>>,
 }
 
 impl ShardCtx {
@@ -133,6 +140,9 @@ impl ShardCtx {
             approvals: Default::default(),
             auth_gen: 0,
             auth_close_at: None,
+            channels: crate::channels::hub::ChannelHub::empty(),
+            sends: Default::default(),
+            http_waiters: HashMap::new(),
         }
     }
 
@@ -142,6 +152,9 @@ impl ShardCtx {
     pub fn on_config(&mut self, u: &crate::store::config::ConfigUpdate) {
         self.config = u.config.clone();
         self.hello_cache = Default::default();
+        if let Some(h) = &u.channels {
+            self.channels = h.clone();
+        }
         if u.auth_changed {
             self.auth_gen += 1;
             self.auth_close_at = Some(now_ms() + AUTH_CLOSE_GRACE_MS);
@@ -228,6 +241,9 @@ impl ShardCtx {
 
     fn deliver_reply(&mut self, conn: u64, frame: &[u8]) {
         let Some(c) = self.clients.get(&conn) else {
+            if let Some(w) = self.http_waiters.remove(&conn) {
+                w.complete(frame.to_vec());
+            }
             return;
         };
         let Ok(mut c) = c.try_borrow_mut() else {
@@ -405,6 +421,11 @@ impl ShardCtx {
             BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
             BusMsg::Approval(call) => crate::approvals::handle(self, *call),
             BusMsg::Config(update) => self.on_config(&update),
+            BusMsg::ChannelSend(call) => crate::channels::sends::handle(self, *call),
+            BusMsg::ChannelReport(r) => {
+                let (key, report) = *r;
+                crate::channels::sends::on_report(self, key, report)
+            }
         }
     }
 

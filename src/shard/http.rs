@@ -16,8 +16,19 @@ pub enum Request {
     },
     /// A plain HTTP request to this path.
     Plain { path: String },
+    /// `POST /channels/...`: an inbound channel message (the body follows the head).
+    Inbound(Inbound),
     /// Not a valid request.
     Bad,
+}
+
+/// The head of an inbound channel request.
+#[derive(Debug)]
+pub struct Inbound {
+    pub path: String,
+    pub content_length: Option<usize>,
+    pub timestamp: Option<String>,
+    pub signature: Option<String>,
 }
 
 /// Parses a complete head (`None` until `\r\n\r\n` has arrived); also returns the head's
@@ -38,6 +49,15 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::to_owned)
     };
+    if req.method == Some("POST") && path.starts_with("/channels/") {
+        let inbound = Inbound {
+            content_length: get("content-length").and_then(|v| v.trim().parse().ok()),
+            timestamp: get("x-ringgate-timestamp"),
+            signature: get("x-ringgate-signature"),
+            path,
+        };
+        return Some((Request::Inbound(inbound), consumed));
+    }
     let upgrade = get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let key = get("sec-websocket-key");
     if req.method != Some("GET")

@@ -8,6 +8,7 @@ pub mod ctx;
 pub mod dispatch;
 pub mod hello;
 pub mod http;
+pub mod inbound;
 
 use std::{
     cell::RefCell,
@@ -165,7 +166,8 @@ pub fn start(config: Config) -> io::Result<Gateway> {
         listeners.push(reuseport_listener(addr)?);
     }
     let bus = Bus::new(n);
-    let (store, devices) = Store::open(Arc::new(config.clone()), bus.clone())
+    let hub = crate::channels::hub::ChannelHub::build(&config)?;
+    let (store, devices) = Store::open(Arc::new(config.clone()), hub.clone(), bus.clone())
         .map_err(|e| io::Error::other(e.to_string()))?;
     let devices = Arc::new(devices);
     let config = Arc::new(config);
@@ -178,6 +180,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     for (id, listener) in listeners.into_iter().enumerate() {
         let (config, globals, bus) = (config.clone(), globals.clone(), bus.clone());
         let (store, devices, workers) = (store.clone(), devices.clone(), workers.clone());
+        let hub = hub.clone();
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
             .spawn(move || {
@@ -192,7 +195,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .map(|mut rt| {
                             rt.block_on(shard_main(
                                 id, config, globals, bus, listener, "io_uring", store, devices,
-                                workers,
+                                workers, hub,
                             ))
                         }),
                     _ => RuntimeBuilder::<LegacyDriver>::new()
@@ -201,7 +204,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .map(|mut rt| {
                             rt.block_on(shard_main(
                                 id, config, globals, bus, listener, "epoll", store, devices,
-                                workers,
+                                workers, hub,
                             ))
                         }),
                 };
@@ -231,6 +234,7 @@ async fn shard_main(
     store: Store,
     devices: Arc<Vec<Arc<PairedDevice>>>,
     workers: crate::agent::openai::Workers,
+    hub: Arc<crate::channels::hub::ChannelHub>,
 ) {
     let sender = Sender::new(bus.clone(), id);
     let ctx = Rc::new(RefCell::new(ShardCtx::new(
@@ -244,6 +248,7 @@ async fn shard_main(
         workers,
     )));
     ctx.borrow_mut().me = Rc::downgrade(&ctx);
+    ctx.borrow_mut().channels = hub;
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::{
+    channels::hub::ChannelHub,
     config::{self, Config},
     config_doc::{self as doc, Snapshot},
     proto::frame::EventTemplate,
@@ -57,6 +58,8 @@ pub struct ConfigUpdate {
     pub auth_changed: bool,
     /// `config.changed`.
     pub event: Arc<EventTemplate>,
+    /// New channels, when `ringgate.channels` changed.
+    pub channels: Option<Arc<ChannelHub>>,
 }
 
 /// The storage thread's view of the config file and the live config.
@@ -64,15 +67,21 @@ pub struct ConfigKeeper {
     live: Arc<Config>,
     /// Revision of the file the live config was built from.
     applied_hash: Option<String>,
+    /// The running channels (rebuilt when their section changes).
+    hub: Arc<ChannelHub>,
 }
 
 /// The result of a write: the answer and, unless it changed nothing, the update to publish.
 pub type Written = (Value, Option<ConfigUpdate>);
 
 impl ConfigKeeper {
-    pub fn new(live: Arc<Config>) -> Self {
+    pub fn new(live: Arc<Config>, hub: Arc<ChannelHub>) -> Self {
         let applied_hash = doc::read(&live.file_path()).hash;
-        ConfigKeeper { live, applied_hash }
+        ConfigKeeper {
+            live,
+            applied_hash,
+            hub,
+        }
     }
 
     fn snapshot(&self) -> Snapshot {
@@ -225,6 +234,16 @@ impl ConfigKeeper {
 
     fn install(&mut self, config: Config, path: &std::path::Path, hash: &str) -> ConfigUpdate {
         let auth_changed = config.auth != self.live.auth;
+        let channels = match self.hub.rebuild(&config) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the reconfigured channels; the old ones keep running");
+                None
+            }
+        };
+        if let Some(h) = &channels {
+            self.hub = h.clone();
+        }
         let config = Arc::new(config);
         self.live = config.clone();
         self.applied_hash = Some(hash.to_owned());
@@ -237,6 +256,7 @@ impl ConfigKeeper {
             config,
             auth_changed,
             event: Arc::new(event),
+            channels,
         }
     }
 }
@@ -294,7 +314,7 @@ mod tests {
             state_dir: dir.into(),
             ..Config::default()
         };
-        ConfigKeeper::new(Arc::new(c))
+        ConfigKeeper::new(Arc::new(c), ChannelHub::empty())
     }
 
     fn tmp() -> std::path::PathBuf {

@@ -250,6 +250,7 @@ impl Store {
     /// paired devices for the shards' initial replicas.
     pub fn open(
         live: Arc<crate::config::Config>,
+        hub: Arc<crate::channels::hub::ChannelHub>,
         bus: Arc<Bus>,
     ) -> Result<(Store, Vec<Arc<PairedDevice>>), StoreError> {
         let state_dir: &Path = &live.state_dir.clone();
@@ -284,7 +285,7 @@ impl Store {
             devices,
             pending: HashMap::new(),
             bus,
-            config: config::ConfigKeeper::new(live),
+            config: config::ConfigKeeper::new(live, hub),
         };
         std::thread::Builder::new()
             .name("ringgate-store".into())
@@ -1107,10 +1108,13 @@ mod tests {
             devices: HashMap::new(),
             pending: HashMap::new(),
             bus: Bus::new(1),
-            config: config::ConfigKeeper::new(Arc::new(crate::config::Config {
-                config_path: Some(std::env::temp_dir().join("rg-none/ringgate.json5")),
-                ..Default::default()
-            })),
+            config: config::ConfigKeeper::new(
+                Arc::new(crate::config::Config {
+                    config_path: Some(std::env::temp_dir().join("rg-none/ringgate.json5")),
+                    ..Default::default()
+                }),
+                crate::channels::hub::ChannelHub::empty(),
+            ),
         }
     }
 

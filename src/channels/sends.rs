@@ -1,0 +1,163 @@
+//! `send` across shards: every send with one idempotency key is handled by one owner shard
+//! (hash of the key), which remembers it, so a retry from any connection gets the first
+//! attempt's result instead of a second delivery. The answer waits for the delivery's final
+//! outcome (after the channel's retries).
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::json;
+
+use super::{ChannelError, DeliveryOutcome, DeliveryReport, OutboundMessage};
+use crate::{
+    bus::BusMsg,
+    chat::{Answer, Caller},
+    proto::errors::{code, ErrorShape},
+    shard::ctx::ShardCtx,
+};
+
+/// How long a finished send is remembered.
+const DONE_TTL_MS: u64 = 5 * 60_000;
+/// Finished sends remembered at most (oldest forgotten first).
+const MAX_DONE: usize = 1000;
+
+/// A `send` for the key's owner shard.
+#[derive(Debug, Clone)]
+pub struct SendCall {
+    pub caller: Caller,
+    pub key: String,
+    /// Hash of what is sent: a retry with the same key must send the same.
+    pub fingerprint: u64,
+    pub channel: &'static str,
+    pub msg: OutboundMessage,
+}
+
+enum State {
+    /// Delivering; these callers wait for the outcome.
+    Pending(Vec<Caller>),
+    Done(Answer),
+}
+
+struct Entry {
+    fingerprint: u64,
+    state: State,
+}
+
+/// The owner's table of sends.
+#[derive(Default)]
+pub struct Sends {
+    map: HashMap<String, Entry>,
+    /// Finished keys, oldest first, with when they finished.
+    done: VecDeque<(u64, String)>,
+}
+
+impl Sends {
+    fn expire(&mut self, now: u64) {
+        while let Some((at, key)) = self.done.front() {
+            if now.saturating_sub(*at) < DONE_TTL_MS && self.done.len() <= MAX_DONE {
+                break;
+            }
+            self.map.remove(key);
+            self.done.pop_front();
+        }
+    }
+}
+
+/// The shard that owns sends with this idempotency key.
+pub fn owner(key: &str, shards: usize) -> usize {
+    crate::chat::key::owner(key, shards)
+}
+
+/// Runs a send on its owner shard.
+pub fn handle(ctx: &mut ShardCtx, call: SendCall) {
+    let now = crate::state::now_ms();
+    ctx.sends.expire(now);
+    if let Some(e) = ctx.sends.map.get_mut(&call.key) {
+        if e.fingerprint != call.fingerprint {
+            let err = ErrorShape::invalid(
+                "This idempotency key was already used for a different message; use a new key to send again.",
+            );
+            call.caller.err(ctx, &err);
+            return;
+        }
+        match &mut e.state {
+            State::Pending(waiters) => waiters.push(call.caller),
+            State::Done(a) => {
+                let a = a.clone();
+                call.caller.answer(ctx, &a);
+            }
+        }
+        return;
+    }
+    let Some(ch) = ctx.channels.channel(call.channel) else {
+        call.caller.err(
+            ctx,
+            &ErrorShape::invalid(format!("unsupported channel: {}", call.channel)),
+        );
+        return;
+    };
+    let bus = ctx.sender.bus().clone();
+    let (me, key) = (ctx.id, call.key.clone());
+    let report = Box::new(move |report: DeliveryReport| {
+        let mut m = BusMsg::ChannelReport(Box::new((key, report)));
+        // The delivery thread waits for room rather than lose an outcome.
+        while let Err(back) = bus.inbox(me).push(m) {
+            m = back;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
+    match ch.send(call.msg, report) {
+        Ok(_) => {
+            ctx.sends.map.insert(
+                call.key,
+                Entry {
+                    fingerprint: call.fingerprint,
+                    state: State::Pending(vec![call.caller]),
+                },
+            );
+        }
+        // Nothing was queued: not remembered, so a retry may try again.
+        Err(e) => call.caller.err(ctx, &refusal(&e)),
+    }
+}
+
+fn refusal(e: &ChannelError) -> ErrorShape {
+    let mut s = ErrorShape::new(e.code(), e.to_string());
+    if e.retryable() {
+        s = s.with_details(json!({"retryable": true}));
+    }
+    s
+}
+
+/// A delivery's final outcome, on the owner shard: answer everyone waiting and remember it.
+pub fn on_report(ctx: &mut ShardCtx, key: String, r: DeliveryReport) {
+    let now = crate::state::now_ms();
+    let answer = match &r.outcome {
+        DeliveryOutcome::Delivered { status } => Answer::Ok(json!({
+            "runId": key,
+            "messageId": r.delivery_id,
+            "channel": r.channel,
+            "accountId": r.account_id,
+            "attempts": r.attempts,
+            "httpStatus": status,
+        })),
+        DeliveryOutcome::Failed { error, .. } => Answer::Failed(
+            r.to_value(),
+            ErrorShape::new(
+                code::UNAVAILABLE,
+                format!("delivery failed after {} attempt(s): {error}", r.attempts),
+            )
+            .with_details(r.to_value()),
+        ),
+    };
+    let waiters = match ctx.sends.map.get_mut(&key) {
+        Some(e) => match std::mem::replace(&mut e.state, State::Done(answer.clone())) {
+            State::Pending(w) => w,
+            State::Done(_) => Vec::new(),
+        },
+        None => return,
+    };
+    ctx.sends.done.push_back((now, key));
+    for w in waiters {
+        w.answer(ctx, &answer);
+    }
+}

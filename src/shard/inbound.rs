@@ -1,0 +1,183 @@
+//! `POST /channels/webhook/<accountId>`: an inbound channel message on the gateway port. The
+//! body is read (bounded by the account's `maxInboundBytes`), its signature checked, and the
+//! message sent into the account's session as a chat turn. The HTTP answer waits until the turn
+//! is durable (202 with the run id), so an acknowledged message is never lost; the agent's
+//! reply is delivered back through the channel when the account has a `url`.
+
+use std::{os::fd::AsRawFd, time::Instant};
+
+use monoio::net::TcpStream;
+use serde_json::{json, Value};
+
+use super::{
+    conn::{recv, Shared},
+    http::{self, Inbound},
+};
+use crate::{
+    channels::{webhook, ReplyRoute},
+    chat::{self, key, ChatRequest, SendKind, SendReq, SessionOp},
+    store::oneshot::Oneshot,
+};
+
+fn answer(status: &str, body: Value) -> Vec<u8> {
+    http::response(status, "application/json", &body.to_string())
+}
+
+fn error(status: &str, message: &str) -> Vec<u8> {
+    answer(status, json!({"ok": false, "error": message}))
+}
+
+fn status_line(code: u16) -> &'static str {
+    match code {
+        400 => "400 Bad Request",
+        401 => "401 Unauthorized",
+        404 => "404 Not Found",
+        409 => "409 Conflict",
+        413 => "413 Payload Too Large",
+        _ => "503 Service Unavailable",
+    }
+}
+
+/// Reads the body: `len` bytes, some of which may already have arrived with the head.
+async fn read_body(
+    stream: &TcpStream,
+    mut body: Vec<u8>,
+    len: usize,
+    deadline: Instant,
+) -> Option<Vec<u8>> {
+    let fd = stream.as_raw_fd();
+    let mut chunk = vec![0u8; 8192];
+    while body.len() < len {
+        match recv(fd, &mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                monoio::select! {
+                    r = stream.readable(false) => r.ok()?,
+                    _ = monoio::time::sleep(left) => return None,
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    body.truncate(len);
+    Some(body)
+}
+
+/// Serves one inbound request; returns the complete HTTP response.
+pub async fn serve(
+    shared: &Shared,
+    stream: &TcpStream,
+    head: Inbound,
+    leftover: Vec<u8>,
+    deadline: Instant,
+) -> Vec<u8> {
+    let rest = head.path.split('?').next().unwrap_or_default();
+    let account = match rest.strip_prefix("/channels/webhook") {
+        Some("" | "/") => webhook::DEFAULT_ACCOUNT_ID.to_owned(),
+        Some(a) if a.starts_with('/') && !a[1..].contains('/') => a[1..].to_owned(),
+        _ => return error("404 Not Found", "no such channel route"),
+    };
+    let (hub, limit) = {
+        let ctx = shared.borrow();
+        let hub = ctx.channels.clone();
+        let limit = hub
+            .webhook
+            .as_ref()
+            .and_then(|w| w.account_config(&account))
+            .map(|a| a.max_inbound_bytes);
+        (hub, limit)
+    };
+    let (Some(wh), Some(limit)) = (hub.webhook.clone(), limit) else {
+        return error(
+            "404 Not Found",
+            &format!("unknown webhook account `{account}`"),
+        );
+    };
+    let Some(len) = head.content_length else {
+        return error("400 Bad Request", "Content-Length is required");
+    };
+    if len > limit {
+        return error(
+            "413 Payload Too Large",
+            &format!("body of {len} bytes is over this account's limit of {limit}"),
+        );
+    }
+    let Some(body) = read_body(stream, leftover, len, deadline).await else {
+        return error("400 Bad Request", "body incomplete");
+    };
+    let headers = webhook::InboundHeaders {
+        timestamp: head.timestamp.as_deref(),
+        signature: head.signature.as_deref(),
+    };
+    let msg = match wh.receive(&account, &headers, &body) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(account, error = %e, "inbound webhook refused");
+            return error(status_line(e.http_status()), &e.to_string());
+        }
+    };
+    let replies = wh.account_config(&account).is_some_and(|a| a.url.is_some());
+    let waiter: std::sync::Arc<Oneshot<Vec<u8>>> = Oneshot::new();
+    let (conn, canonical) = {
+        let mut ctx = shared.borrow_mut();
+        let default_agent = ctx.config.default_agent().to_owned();
+        let k = match key::resolve(&msg.session_key, None, &default_agent) {
+            Ok(k) => k,
+            Err(e) => return error("400 Bad Request", &e),
+        };
+        let run_id = match &msg.message_id {
+            Some(id) => format!("webhook:{account}:{id}"),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let req = SendReq {
+            kind: SendKind::Chat,
+            fingerprint: chat::fingerprint(&["webhook", &k.canonical, &msg.text]),
+            message: msg.text.clone(),
+            run_id,
+            key_given: true,
+            reply_to: replies.then(|| ReplyRoute {
+                channel: webhook::CHANNEL_ID,
+                account_id: account.clone(),
+                to: msg.from.clone(),
+            }),
+        };
+        // A pseudo connection id: the chat layer's answer lands in `http_waiters`.
+        let conn = ctx.next_client_id();
+        ctx.http_waiters.insert(conn, waiter.clone());
+        tracing::info!(account, from = %msg.from, session = %k.canonical, "inbound webhook message");
+        let canonical = k.canonical.clone();
+        let turn = ChatRequest::Session(k, SessionOp::Send(req));
+        chat::route(&mut ctx, conn, "webhook".into(), turn);
+        (conn, canonical)
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    monoio::select! {
+        frame = waiter.wait() => http_answer(&frame, &canonical),
+        _ = monoio::time::sleep(left) => {
+            shared.borrow_mut().http_waiters.remove(&conn);
+            error("503 Service Unavailable", "the session did not answer in time")
+        }
+    }
+}
+
+/// The chat layer's answer to the turn, as HTTP.
+fn http_answer(frame: &[u8], session_key: &str) -> Vec<u8> {
+    let v: Value = serde_json::from_slice(frame).unwrap_or(Value::Null);
+    if v["ok"] == true {
+        let p = &v["payload"];
+        return answer(
+            "202 Accepted",
+            json!({"ok": true, "runId": p["runId"], "status": p["status"], "sessionKey": session_key}),
+        );
+    }
+    let e = &v["error"];
+    let msg = e["message"].as_str().unwrap_or("refused");
+    let status = match e["code"].as_str() {
+        Some("INVALID_REQUEST") if e["details"]["reason"] == "chat-request-conflict" => 409,
+        Some("INVALID_REQUEST") => 400,
+        _ => 503,
+    };
+    error(status_line(status), msg)
+}
