@@ -54,6 +54,8 @@ pub enum BusMsg {
     ChannelSend(Box<crate::channels::sends::SendCall>),
     /// The final outcome of a `send` delivery, for the owner shard.
     ChannelReport(Box<(String, crate::channels::DeliveryReport)>),
+    /// A `cron.*` request for the cron owner shard.
+    Cron(Box<crate::cron::service::CronCall>),
     /// A new live config (from the storage thread, already on disk).
     Config(Arc<crate::store::config::ConfigUpdate>),
     /// An exec-approval request for the approvals owner shard.

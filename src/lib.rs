@@ -43,6 +43,7 @@ pub mod chat;
 pub mod config;
 pub mod config_doc;
 pub mod config_schema;
+pub mod cron;
 pub mod logs;
 pub mod methods;
 pub mod nodes;

@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod channels;
 pub mod chat;
 pub mod config;
+pub mod cron;
 pub mod devices;
 pub mod nodes;
 pub mod ops;
@@ -64,6 +65,7 @@ pub const EVENTS: &[&str] = &[
     "voicewake.changed",
     "voicewake.routing.changed",
     "config.changed",
+    "cron",
     "exec.approval.requested",
     "exec.approval.resolved",
 ];
@@ -144,6 +146,7 @@ pub fn implemented(method: &str) -> bool {
         || ops::METHODS.contains(&method)
         || skills::METHODS.contains(&method)
         || channels::METHODS.contains(&method)
+        || cron::METHODS.contains(&method)
 }
 
 /// Every implemented method, for `hello-ok.features.methods`.
@@ -157,6 +160,7 @@ pub fn all_methods() -> impl Iterator<Item = &'static str> {
         .chain(ops::METHODS.iter())
         .chain(skills::METHODS.iter())
         .chain(channels::METHODS.iter())
+        .chain(cron::METHODS.iter())
         .copied()
         .filter(|m| !nodes::HIDDEN.contains(m))
 }
@@ -208,6 +212,9 @@ pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> O
     }
     if channels::METHODS.contains(&call.method) {
         return Some(channels::handle(ctx, call));
+    }
+    if cron::METHODS.contains(&call.method) {
+        return Some(cron::handle(call));
     }
     Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }

@@ -88,11 +88,13 @@ pub struct ShardCtx {
     auth_close_at: Option<u64>,
     /// The running channels (replaced by a config reload).
     pub channels: Arc<crate::channels::hub::ChannelHub>,
+    /// The cron service (on [`crate::cron::service::OWNER`]).
+    pub cron: crate::cron::service::CronService,
     /// `send`s whose idempotency key this shard owns.
     pub sends: crate::channels::sends::Sends,
-    /// HTTP requests (inbound channel messages) waiting for a chat answer, by pseudo
-    /// connection id: the answer that would go to a WebSocket goes to them instead.
-    pub http_waiters: HashMap<u64, Arc<crate::store::oneshot::Oneshot<Vec<u8>>>>,
+    /// Work without a WebSocket waiting for an answer (inbound channel messages, cron runs),
+    /// by pseudo connection id: a response for that id completes the waiter instead.
+    pub reply_waiters: HashMap<u64, Arc<crate::store::oneshot::Oneshot<Vec<u8>>>>,
 }
 
 impl ShardCtx {
@@ -142,7 +144,8 @@ impl ShardCtx {
             auth_close_at: None,
             channels: crate::channels::hub::ChannelHub::empty(),
             sends: Default::default(),
-            http_waiters: HashMap::new(),
+            cron: Default::default(),
+            reply_waiters: HashMap::new(),
         }
     }
 
@@ -241,7 +244,7 @@ impl ShardCtx {
 
     fn deliver_reply(&mut self, conn: u64, frame: &[u8]) {
         let Some(c) = self.clients.get(&conn) else {
-            if let Some(w) = self.http_waiters.remove(&conn) {
+            if let Some(w) = self.reply_waiters.remove(&conn) {
                 w.complete(frame.to_vec());
             }
             return;
@@ -421,6 +424,7 @@ impl ShardCtx {
             BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
             BusMsg::Approval(call) => crate::approvals::handle(self, *call),
             BusMsg::Config(update) => self.on_config(&update),
+            BusMsg::Cron(call) => crate::cron::service::handle(self, *call),
             BusMsg::ChannelSend(call) => crate::channels::sends::handle(self, *call),
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;

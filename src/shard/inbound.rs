@@ -143,9 +143,9 @@ pub async fn serve(
                 to: msg.from.clone(),
             }),
         };
-        // A pseudo connection id: the chat layer's answer lands in `http_waiters`.
+        // A pseudo connection id: the chat layer's answer lands in `reply_waiters`.
         let conn = ctx.next_client_id();
-        ctx.http_waiters.insert(conn, waiter.clone());
+        ctx.reply_waiters.insert(conn, waiter.clone());
         tracing::info!(account, from = %msg.from, session = %k.canonical, "inbound webhook message");
         let canonical = k.canonical.clone();
         let turn = ChatRequest::Session(k, SessionOp::Send(req));
@@ -156,7 +156,7 @@ pub async fn serve(
     monoio::select! {
         frame = waiter.wait() => http_answer(&frame, &canonical),
         _ = monoio::time::sleep(left) => {
-            shared.borrow_mut().http_waiters.remove(&conn);
+            shared.borrow_mut().reply_waiters.remove(&conn);
             error("503 Service Unavailable", "the session did not answer in time")
         }
     }

@@ -249,6 +249,7 @@ async fn shard_main(
     )));
     ctx.borrow_mut().me = Rc::downgrade(&ctx);
     ctx.borrow_mut().channels = hub;
+    crate::cron::service::start(&mut ctx.borrow_mut());
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {

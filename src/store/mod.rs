@@ -8,6 +8,7 @@
 
 pub mod approvals;
 pub mod config;
+pub mod cron;
 pub mod oneshot;
 pub mod sessions;
 pub mod usage;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE devices (device_id TEXT PRIMARY KEY, row TEXT NOT NULL, updated_at_ms INTEGER NOT NULL);",
     sessions::MIGRATION,
     approvals::MIGRATION,
+    cron::MIGRATION,
 ];
 
 /// Commands applied per transaction at most.
@@ -162,6 +164,28 @@ pub enum Op {
         settings: Box<crate::skills::SkillsSettings>,
         agent_id: String,
         bins: bool,
+    },
+    /// Every cron job (the owner shard's start-up).
+    CronLoad,
+    /// Insert or replace a cron job (`job` is its JSON).
+    CronSave {
+        id: String,
+        job: String,
+    },
+    CronDelete {
+        id: String,
+    },
+    /// A finished run: the job's new state (`None` when the run deleted it) and the log entry.
+    CronFinish {
+        id: String,
+        job: Option<String>,
+        ts: u64,
+        entry: String,
+    },
+    /// The newest run log entries, of one job or all.
+    CronRuns {
+        job_id: Option<String>,
+        limit: u64,
     },
     /// `usage.status`.
     UsageStatus,
@@ -531,65 +555,83 @@ impl StoreState {
     /// Runs a session op against the open transaction.
     fn apply_session(&mut self, op: &Op, now: u64) -> OpResult {
         let c = &self.conn;
-        let r = match op {
-            Op::Append(a) => sessions::append(c, a, now).map(|x| match x {
-                Some(x) => OpResult::Appended(Box::new(x)),
-                None => OpResult::Invalid(format!("session not found: {}", a.key)),
-            }),
-            Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
-            Op::ListSessions(q) => {
-                sessions::list(c, q, now).map(|(rows, total)| OpResult::Sessions { rows, total })
-            }
-            Op::PatchSession {
-                key,
-                agent_id,
-                patch,
-            } => sessions::patch(c, key, agent_id, patch, now).map(OpResult::Session),
-            Op::ResetSession { key, agent_id } => {
-                sessions::reset(c, key, agent_id, now).map(OpResult::Session)
-            }
-            Op::DeleteSession { key, transcript } => {
-                sessions::delete(c, key, *transcript).map(OpResult::Deleted)
-            }
-            Op::AddGrant {
-                approval_id,
-                request,
-            } => approvals::add_grant(c, approval_id, request, now)
-                .map(|id| OpResult::Json(json!({"grantId": id}))),
-            Op::ListGrants { limit } => {
-                approvals::list_grants(c, *limit).map(|g| OpResult::Json(json!({"grants": g})))
-            }
-            Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
-                .map(|o| OpResult::Json(json!({"outcome": o}))),
-            Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
-            Op::UsageStatus => usage::status(c, now).map(OpResult::Json),
-            Op::Skills {
-                settings,
-                agent_id,
-                bins,
-            } => Ok(OpResult::Json(if *bins {
-                crate::skills::skills_bins(settings)
-            } else {
-                crate::skills::skills_status_for_process(settings, agent_id)
-            })),
-            Op::UsageCost(q) => usage::cost_summary(c, q, now).map(OpResult::Json),
-            Op::LogTail {
-                dir,
-                cursor,
-                limit,
-                max_bytes,
-            } => Ok(match crate::logs::tail(dir, *cursor, *limit, *max_bytes) {
-                Ok(v) => OpResult::Json(v),
-                Err(m) => OpResult::Failed(m),
-            }),
-            Op::SetPolicy { file, base_hash } => {
-                approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
+        let r =
+            match op {
+                Op::Append(a) => sessions::append(c, a, now).map(|x| match x {
+                    Some(x) => OpResult::Appended(Box::new(x)),
+                    None => OpResult::Invalid(format!("session not found: {}", a.key)),
+                }),
+                Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
+                Op::ListSessions(q) => sessions::list(c, q, now)
+                    .map(|(rows, total)| OpResult::Sessions { rows, total }),
+                Op::PatchSession {
+                    key,
+                    agent_id,
+                    patch,
+                } => sessions::patch(c, key, agent_id, patch, now).map(OpResult::Session),
+                Op::ResetSession { key, agent_id } => {
+                    sessions::reset(c, key, agent_id, now).map(OpResult::Session)
+                }
+                Op::DeleteSession { key, transcript } => {
+                    sessions::delete(c, key, *transcript).map(OpResult::Deleted)
+                }
+                Op::AddGrant {
+                    approval_id,
+                    request,
+                } => approvals::add_grant(c, approval_id, request, now)
+                    .map(|id| OpResult::Json(json!({"grantId": id}))),
+                Op::ListGrants { limit } => {
+                    approvals::list_grants(c, *limit).map(|g| OpResult::Json(json!({"grants": g})))
+                }
+                Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
+                    .map(|o| OpResult::Json(json!({"outcome": o}))),
+                Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
+                Op::UsageStatus => usage::status(c, now).map(OpResult::Json),
+                Op::CronLoad => cron::load_jobs(c).map(|j| OpResult::Json(Value::Array(j))),
+                Op::CronSave { id, job } => {
+                    cron::save_job(c, id, job, now).map(|()| OpResult::Json(json!({"ok": true})))
+                }
+                Op::CronDelete { id } => cron::delete_job(c, id)
+                    .map(|existed| OpResult::Json(json!({"removed": existed}))),
+                Op::CronFinish { id, job, ts, entry } => (|| {
+                    match job {
+                        Some(j) => cron::save_job(c, id, j, now)?,
+                        None => {
+                            cron::delete_job(c, id)?;
+                        }
+                    }
+                    cron::append_run(c, id, *ts, entry)
+                })()
+                .map(|()| OpResult::Json(json!({"ok": true}))),
+                Op::CronRuns { job_id, limit } => cron::runs(c, job_id.as_deref(), *limit)
+                    .map(|r| OpResult::Json(Value::Array(r))),
+                Op::Skills {
+                    settings,
+                    agent_id,
+                    bins,
+                } => Ok(OpResult::Json(if *bins {
+                    crate::skills::skills_bins(settings)
+                } else {
+                    crate::skills::skills_status_for_process(settings, agent_id)
+                })),
+                Op::UsageCost(q) => usage::cost_summary(c, q, now).map(OpResult::Json),
+                Op::LogTail {
+                    dir,
+                    cursor,
+                    limit,
+                    max_bytes,
+                } => Ok(match crate::logs::tail(dir, *cursor, *limit, *max_bytes) {
                     Ok(v) => OpResult::Json(v),
-                    Err(m) => OpResult::Invalid(m),
-                })
-            }
-            _ => return OpResult::Invalid("not a session op".into()),
-        };
+                    Err(m) => OpResult::Failed(m),
+                }),
+                Op::SetPolicy { file, base_hash } => {
+                    approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
+                        Ok(v) => OpResult::Json(v),
+                        Err(m) => OpResult::Invalid(m),
+                    })
+                }
+                _ => return OpResult::Invalid("not a session op".into()),
+            };
         r.unwrap_or_else(|e| {
             tracing::error!(error = %e, "session store operation failed");
             OpResult::Failed(format!("state store write failed: {e}"))
@@ -907,7 +949,12 @@ impl StoreState {
             | Op::LogTail { .. }
             | Op::UsageStatus
             | Op::UsageCost(_)
-            | Op::Skills { .. } => self.apply_session(op, now),
+            | Op::Skills { .. }
+            | Op::CronLoad
+            | Op::CronSave { .. }
+            | Op::CronDelete { .. }
+            | Op::CronFinish { .. }
+            | Op::CronRuns { .. } => self.apply_session(op, now),
             // Served before the batch's transaction (see `apply_batch`).
             Op::Config(_) => OpResult::Invalid("config request in a database batch".into()),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
