@@ -458,6 +458,19 @@ impl Harness {
         run_bounded(cmd, &format!("openclaw {}", args.join(" ")))
     }
 
+    /// `openclaw <args…>` with the gateway given through `OPENCLAW_GATEWAY_URL|TOKEN` (commands
+    /// such as `channels status` and `skills list` take no `--url`).
+    fn openclaw_env(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(self.oc.openclaw_bin());
+        cmd.args(args)
+            .env("OPENCLAW_CLIENT_HOME", self.home.path())
+            .env("NO_COLOR", "1");
+        scrub(&mut cmd);
+        cmd.env("OPENCLAW_GATEWAY_URL", &self.gw.url)
+            .env("OPENCLAW_GATEWAY_TOKEN", &self.gw.token);
+        run_bounded(cmd, &format!("openclaw {}", args.join(" ")))
+    }
+
     fn node_script(&self, name: &str, args: &[String]) -> Output {
         self.node_script_in(self.home.path(), name, args)
     }
@@ -1355,6 +1368,158 @@ fn cli_logs_tails_the_gateway_log() {
         out.stdout.contains("shard started"),
         "log messages are shown\n{}",
         out.describe()
+    );
+}
+
+#[test]
+fn cli_cron_add_list_run_runs() {
+    let Some(h) = Harness::start() else { return };
+    let out = h.openclaw(&[
+        "cron",
+        "add",
+        "--name",
+        "nightly-digest",
+        "--every",
+        "1h",
+        "--session",
+        "isolated",
+        "--message",
+        "hello from cron",
+    ]);
+    assert_eq!(out.code, Some(0), "cron add\n{}", out.describe());
+    let job = parse_cli_json(&out);
+    let id = job["id"].as_str().expect("job id").to_owned();
+    assert_eq!(job["schedule"]["everyMs"], 3_600_000, "{job}");
+
+    let out = h.openclaw(&["cron", "list"]);
+    assert_eq!(out.code, Some(0), "cron list\n{}", out.describe());
+    assert!(
+        out.stdout.contains("nightly-digest") && out.stdout.contains(&id),
+        "{}",
+        out.describe()
+    );
+
+    let out = h.openclaw(&["cron", "run", &id]);
+    assert_eq!(out.code, Some(0), "cron run\n{}", out.describe());
+    assert_eq!(parse_cli_json(&out)["enqueued"], true, "{}", out.describe());
+
+    // The echo agent answers at once; the run shows up in the history as succeeded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = h.openclaw(&["cron", "runs", "--id", &id]);
+        assert_eq!(out.code, Some(0), "cron runs\n{}", out.describe());
+        let runs = parse_cli_json(&out);
+        if let Some(e) = runs["entries"].as_array().and_then(|a| a.first()) {
+            assert_eq!(e["status"], "ok", "{runs}");
+            assert_eq!(e["jobName"], "nightly-digest", "{runs}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no run recorded: {runs}");
+        thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn cli_channels_status_shows_the_webhook_channel() {
+    let config = r#"{ringgate: {channels: {webhook: {url: "http://127.0.0.1:9/hook", secret: "0123456789abcdef0"}}}}"#;
+    let Some(h) = Harness::start_with_config(Some(config)) else {
+        return;
+    };
+    let out = h.openclaw_env(&["channels", "status"]);
+    assert_eq!(out.code, Some(0), "channels status\n{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("Webhook default: enabled, configured, running"),
+        "{}",
+        out.describe()
+    );
+}
+
+#[test]
+fn cli_skills_list_shows_configured_skills() {
+    let skills = TempDir::new("skills");
+    let dir = skills.path().join("conformance-demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("SKILL.md"),
+        "---\nname: conformance-demo\ndescription: A skill the CLI should list.\nmetadata: {\"openclaw\": {\"requires\": {\"bins\": [\"sh\"]}}}\n---\n# demo\n",
+    )
+    .unwrap();
+    let config = format!(
+        r#"{{ringgate: {{skills: {{dirs: ["{}"]}}}}}}"#,
+        skills.path().display()
+    );
+    let Some(h) = Harness::start_with_config(Some(&config)) else {
+        return;
+    };
+    let out = h.openclaw_env(&["skills", "list"]);
+    assert_eq!(out.code, Some(0), "skills list\n{}", out.describe());
+    assert!(
+        out.stdout.contains("conformance-demo"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("A skill the CLI should list."),
+        "{}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("ready"), "{}", out.describe());
+}
+
+#[test]
+fn cli_gateway_call_config_get_and_patch() {
+    let Some(h) = Harness::start_with_config(Some("{ringgate: {limits: {maxPayload: 1048576}}}"))
+    else {
+        return;
+    };
+    let out = h.openclaw(&["gateway", "call", "config.get", "--json"]);
+    assert_eq!(out.code, Some(0), "config.get\n{}", out.describe());
+    let got = parse_cli_json(&out);
+    assert_eq!(
+        got["parsed"]["ringgate"]["limits"]["maxPayload"], 1_048_576,
+        "{got}"
+    );
+    let hash = got["hash"].as_str().expect("hash").to_owned();
+    let params = json!({"raw": "{ringgate: {limits: {maxPayload: 2097152}}}", "baseHash": hash});
+    let out = h.openclaw(&[
+        "gateway",
+        "call",
+        "config.patch",
+        "--json",
+        "--params",
+        &params.to_string(),
+    ]);
+    assert_eq!(out.code, Some(0), "config.patch\n{}", out.describe());
+    let r = parse_cli_json(&out);
+    assert_eq!(
+        r["changedPaths"],
+        json!(["ringgate.limits.maxPayload"]),
+        "{r}"
+    );
+    // A stale hash is refused with the original's message.
+    let out = h.openclaw(&[
+        "gateway",
+        "call",
+        "config.patch",
+        "--json",
+        "--params",
+        &params.to_string(),
+    ]);
+    assert_ne!(out.code, Some(0), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("config changed since last load; re-run config.get and retry")
+            || out
+                .stderr
+                .contains("config changed since last load; re-run config.get and retry"),
+        "{}",
+        out.describe()
+    );
+    let out = h.openclaw(&["gateway", "call", "config.get", "--json"]);
+    assert_eq!(
+        parse_cli_json(&out)["parsed"]["ringgate"]["limits"]["maxPayload"],
+        2_097_152
     );
 }
 

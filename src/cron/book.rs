@@ -45,6 +45,11 @@ pub struct CronBook {
     jobs: Vec<Job>,
     default_agent_id: String,
     run_seq: u64,
+    /// Random per book: revisions of two processes never compare equal.
+    epoch: String,
+    /// Bumped whenever the set of jobs or a definition changes (`snapshotRevision`, which
+    /// the CLI's paging checks so it restarts when the inventory moves under it).
+    revision: u64,
 }
 
 fn job_id(params: &Value, method: &'static str) -> Result<String, CronError> {
@@ -64,6 +69,8 @@ impl CronBook {
             jobs: Vec::new(),
             default_agent_id: default_agent_id.into(),
             run_seq: 0,
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            revision: 0,
         }
     }
 
@@ -89,6 +96,7 @@ impl CronBook {
     /// Puts back a job's previous version (a write that did not become durable), or re-adds
     /// a removed one.
     pub fn restore(&mut self, job: Job) {
+        self.revision += 1;
         match self.jobs.iter_mut().find(|j| j.id == job.id) {
             Some(j) => *j = job,
             None => self.jobs.push(job),
@@ -97,6 +105,7 @@ impl CronBook {
 
     /// Drops a job whose add did not become durable.
     pub fn forget(&mut self, id: &str) {
+        self.revision += 1;
         self.jobs.retain(|j| j.id != id);
     }
 
@@ -111,6 +120,7 @@ impl CronBook {
     /// ([`CronBook::add_response`]); the broadcast is [`events::added`].
     pub fn add(&mut self, params: &Value, now_ms: u64) -> Result<Job, CronError> {
         let job = Job::create(params, uuid::Uuid::new_v4().to_string(), now_ms)?;
+        self.revision += 1;
         self.jobs.push(job.clone());
         Ok(job)
     }
@@ -140,7 +150,9 @@ impl CronBook {
             }
         }
         job.apply_patch(patch, now_ms)?;
-        Ok(job.clone())
+        let job = job.clone();
+        self.revision += 1;
+        Ok(job)
     }
 
     /// `cron.remove {id|jobId}`; responds [`CronBook::remove_response`].
@@ -151,6 +163,7 @@ impl CronBook {
             .iter()
             .position(|j| j.id == id)
             .ok_or(CronError::NotFound(id))?;
+        self.revision += 1;
         Ok(self.jobs.remove(at))
     }
 
@@ -246,6 +259,7 @@ impl CronBook {
             "limit": limit,
             "hasMore": next < total,
             "nextOffset": if next < total { json!(next) } else { Value::Null },
+            "snapshotRevision": format!("{}-{}", self.epoch, self.revision),
         });
         if !compact && params.get("includeDeliveryPreviews") != Some(&Value::Bool(false)) {
             let previews: serde_json::Map<String, Value> = page
@@ -335,6 +349,7 @@ impl CronBook {
         let snapshot = job.clone();
         if deleted {
             self.jobs.retain(|j| j.id != id);
+            self.revision += 1;
         }
         let delivery_status = snapshot.state.last_delivery_status.clone();
         let entry = RunLogEntry {

@@ -208,8 +208,6 @@ const SESSION_WRITE: &[&str] = &[
     "sessions.goal.clear",
 ];
 
-const RESERVED_ADMIN_PREFIXES: &[&str] = &["config.", "exec.approvals.", "wizard.", "update."];
-
 /// `authorizeGatewayMethod` (§4.3): role check, then scope check. The caller looks the
 /// handler up only after this passes, so a non-admin calling an unknown method is told
 /// `missing scope: operator.admin`, as the original does.
@@ -261,14 +259,11 @@ pub fn authorize(
     Err(Denied::MissingScope(required.as_str()))
 }
 
-/// The scope a call needs, before implications.
+/// The scope a call needs, before implications. A core method's descriptor decides (so
+/// `config.get` needs `operator.read`, as in the original's `resolveScopedMethod`); the reserved
+/// admin prefixes (`config.`, `exec.approvals.`, `wizard.`, `update.`) matter only for methods
+/// without a descriptor, which need admin anyway.
 fn required_scope(method: &str, spec: Option<&MethodSpec>, params: Option<&Value>) -> Scope {
-    if RESERVED_ADMIN_PREFIXES
-        .iter()
-        .any(|p| method.starts_with(p))
-    {
-        return Scope::Admin;
-    }
     match spec.map(|s| s.req) {
         Some(Req::Scope(s)) => s,
         Some(Req::Dynamic) => dynamic_scope(method, params.unwrap_or(&Value::Null)),
@@ -457,14 +452,7 @@ mod tests {
                 _ if m.name == "health" => assert_eq!(none, Ok(())),
                 _ if m.name.starts_with("device.scopes.") => assert_eq!(none, Ok(())),
                 Req::Scope(s) => {
-                    let expect = if RESERVED_ADMIN_PREFIXES
-                        .iter()
-                        .any(|p| m.name.starts_with(p))
-                    {
-                        Scope::Admin
-                    } else {
-                        s
-                    };
+                    let expect = s;
                     assert_eq!(
                         none,
                         Err(Denied::MissingScope(expect.as_str())),
@@ -574,10 +562,16 @@ mod tests {
     }
 
     #[test]
-    fn reserved_prefixes_are_admin() {
+    fn reserved_prefixes_follow_the_descriptor() {
         let r = set(&["operator.read", "operator.write"]);
+        assert_eq!(authorize("config.get", Role::Operator, &r, None), Ok(()));
         assert_eq!(
-            authorize("config.get", Role::Operator, &r, None),
+            authorize("config.patch", Role::Operator, &r, None),
+            Err(Denied::MissingScope("operator.admin"))
+        );
+        // Without a descriptor a reserved name is admin-only.
+        assert_eq!(
+            authorize("config.nope", Role::Operator, &r, None),
             Err(Denied::MissingScope("operator.admin"))
         );
     }
