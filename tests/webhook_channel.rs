@@ -214,6 +214,12 @@ fn failed_deliveries_are_reported_and_stopped_accounts_refuse() {
 
     let r = c.call("channels.stop", Some(json!({"channel": "webhook"})));
     assert_eq!(r["running"], false);
+    let st = c.call("status", None);
+    assert_eq!(
+        st["channelSummary"],
+        json!(["Webhook default: enabled, configured, stopped"])
+    );
+    assert_eq!(st["ringgate"]["cron"]["enabled"], true);
     let e = c.call_err(
         "send",
         Some(json!({"to": "u", "message": "m", "idempotencyKey": "f-2"})),

@@ -53,13 +53,58 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
         gateway["stateDir"] = json!(ctx.config.state_dir.display().to_string());
         gateway["authMode"] = json!(ctx.config.auth.name());
     }
+    let channels = ctx.channels.status(None, call.now_ms);
+    // Text lines, as the original's `buildChannelSummary`.
+    let mut channel_summary: Vec<String> = Vec::new();
+    for id in ctx.channels.ids() {
+        let label = channels["channelLabels"][id].as_str().unwrap_or(id);
+        for a in channels["channelAccounts"][id]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let flag = |k: &str, yes: &'static str, no: &'static str| {
+                if a[k] == true {
+                    yes
+                } else {
+                    no
+                }
+            };
+            channel_summary.push(format!(
+                "{label} {}: {}, {}, {}",
+                a["accountId"].as_str().unwrap_or("default"),
+                flag("enabled", "enabled", "disabled"),
+                flag("configured", "configured", "not configured"),
+                flag("running", "running", "stopped"),
+            ));
+        }
+    }
+    let mut ringgate = json!({
+        "config": {
+            "path": ctx.config.file_path().display().to_string(),
+            "pinnedPaths": ctx.config.overrides.pinned(),
+        },
+        "cron": {
+            "enabled": ctx.config.cron_enabled,
+            "owner": crate::cron::service::OWNER,
+        },
+        "skills": {
+            "dirs": ctx.config.skills.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
+        },
+        "agents": ctx.config.agents.iter().map(|a| json!({"id": a.id, "runtime": a.runtime.name()})).collect::<Vec<_>>(),
+        "pricedModels": ctx.config.pricing.len(),
+    });
+    if !admin {
+        ringgate["config"]["path"] = Value::Null;
+        ringgate["skills"]["dirs"] = json!([]);
+    }
     json!({
         "runtimeVersion": VERSION,
         "heartbeat": {
             "defaultAgentId": "main",
             "agents": [{"agentId": "main", "enabled": false, "every": "disabled", "everyMs": null}],
         },
-        "channelSummary": [],
+        "channelSummary": channel_summary,
         "queuedSystemEvents": ctx.queued_system_events,
         "sessions": {
             "paths": [],
@@ -69,6 +114,7 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
             "byAgent": [],
         },
         "gateway": gateway,
+        "ringgate": ringgate,
     })
 }
 

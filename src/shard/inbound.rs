@@ -114,7 +114,10 @@ pub async fn serve(
     let msg = match wh.receive(&account, &headers, &body) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(account, error = %e, "inbound webhook refused");
+            // Anyone can POST here: sampled, never unbounded.
+            if shared.borrow().globals.log_allowed() {
+                tracing::warn!(account, error = %e, "inbound webhook refused");
+            }
             return error(status_line(e.http_status()), &e.to_string());
         }
     };
@@ -146,7 +149,9 @@ pub async fn serve(
         // A pseudo connection id: the chat layer's answer lands in `reply_waiters`.
         let conn = ctx.next_client_id();
         ctx.reply_waiters.insert(conn, waiter.clone());
-        tracing::info!(account, from = %msg.from, session = %k.canonical, "inbound webhook message");
+        if ctx.globals.log_allowed() {
+            tracing::info!(account, from = %msg.from, session = %k.canonical, "inbound webhook message");
+        }
         let canonical = k.canonical.clone();
         let turn = ChatRequest::Session(k, SessionOp::Send(req));
         chat::route(&mut ctx, conn, "webhook".into(), turn);
