@@ -120,6 +120,7 @@ fn redact_at(v: &Value, path: &str) -> Value {
                 .map(|(k, v)| (k.clone(), redact_at(v, &join(path, k))))
                 .collect(),
         ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| redact_at(v, path)).collect()),
         Value::String(s) if !s.is_empty() && is_secret_path(path) => json!(REDACTED),
         other => other.clone(),
     }
@@ -129,15 +130,21 @@ fn redact_at(v: &Value, path: &str) -> Value {
 fn secrets(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => m.iter().for_each(|(k, v)| secrets(v, &join(path, k), out)),
+        Value::Array(a) => a.iter().for_each(|v| secrets(v, path, out)),
         Value::String(s) if !s.is_empty() && is_secret_path(path) => out.push(s.clone()),
         _ => {}
     }
 }
 
 /// The raw text with every secret value replaced by [`REDACTED`] (comments and layout kept).
+/// A secret written with escapes does not appear literally in the text; then the text is
+/// rendered from the redacted document instead (comments lost, nothing leaked).
 pub fn redact_raw(raw: &str, parsed: &Value) -> String {
     let mut list = Vec::new();
     secrets(parsed, "", &mut list);
+    if list.iter().any(|s| !raw.contains(s.as_str())) {
+        return render(&redact(parsed));
+    }
     // Longest first, so a secret that contains another is replaced whole.
     list.sort_by_key(|s| std::cmp::Reverse(s.len()));
     list.iter()
@@ -160,6 +167,12 @@ fn restore_at(v: &Value, cur: Option<&Value>, path: &str) -> Result<Value, Strin
             }
             Ok(Value::Object(out))
         }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| restore_at(v, cur.and_then(|c| c.get(i)), path))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         Value::String(s) if s == REDACTED => match cur {
             Some(Value::String(c)) => Ok(json!(c)),
             _ => Err(format!(
@@ -350,6 +363,16 @@ mod tests {
         assert!(out.contains("// mine"));
         assert!(!out.contains("abc123"));
         assert!(out.contains(REDACTED));
+        // An escaped secret is not in the text literally: the text is re-rendered instead.
+        let raw = r#"{ gateway: { auth: { token: "a\u0062c" } } }"#;
+        let parsed: Value = json5::from_str(raw).unwrap();
+        assert_eq!(parsed["gateway"]["auth"]["token"], "abc");
+        let out = redact_raw(raw, &parsed);
+        assert!(!out.contains("abc") && !out.contains("u0062"), "{out}");
+        assert!(out.contains(REDACTED));
+        // Secrets inside arrays are found too.
+        let doc = json!({"list": [{"secret": "s1"}]});
+        assert_eq!(redact(&doc)["list"][0]["secret"], REDACTED);
     }
 
     #[test]

@@ -223,6 +223,17 @@ fn sighup_reloads_an_edited_file_and_keeps_a_broken_one_out() {
         "{}",
         server.stderr()
     );
+    // A deleted file is not a request to fall back to the defaults either.
+    std::fs::remove_file(&path).unwrap();
+    unsafe { libc_kill(server.pid(), 1) };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.stderr().contains("is missing"),
+        "{}",
+        server.stderr()
+    );
+    let c = Client::connect_with(&server, &params(SECRET));
+    assert_eq!(c.hello["policy"]["maxPayload"], 90000);
 }
 
 extern "C" {

@@ -206,6 +206,15 @@ fn failed_deliveries_are_reported_and_stopped_accounts_refuse() {
     for _ in 0..3 {
         seen.recv_timeout(WAIT).unwrap();
     }
+    // A failure is not remembered: retrying the same key delivers again (and fails again).
+    let res = c.request(
+        "send",
+        Some(json!({"to": "u", "message": "doomed", "idempotencyKey": "f-1"})),
+    );
+    assert_eq!(res["ok"], false, "{res}");
+    for _ in 0..3 {
+        seen.recv_timeout(WAIT).unwrap();
+    }
     let st = c.call("channels.status", Some(json!({"channel": "webhook"})));
     let acc = &st["channelAccounts"]["webhook"][0];
     assert_eq!(acc["counters"]["failed"], 1);

@@ -58,6 +58,20 @@ impl ChannelHub {
         }
     }
 
+    /// The longest a delivery through this account can take with all its retries (so a
+    /// waiting `send` can give up on a lost report).
+    pub fn delivery_budget_ms(&self, channel: &str, account: Option<&str>) -> u64 {
+        const FALLBACK_MS: u64 = 15 * 60_000;
+        let acc = match (channel, &self.webhook) {
+            (super::webhook::CHANNEL_ID, Some(w)) => {
+                w.account_config(account.unwrap_or(w.default_account_id()))
+            }
+            _ => None,
+        };
+        acc.map(|a| u64::from(a.max_attempts) * (a.timeout_ms + a.max_backoff_ms) + 10_000)
+            .unwrap_or(FALLBACK_MS)
+    }
+
     pub fn ids(&self) -> Vec<&'static str> {
         self.webhook
             .iter()
@@ -155,7 +169,11 @@ pub fn forward_reply(
         text: text.to_owned(),
         session_key: Some(session_key.to_owned()),
         run_id: Some(run_id.to_owned()),
-        delivery_id: Some(format!("reply-{run_id}")),
+        // Run ids can be long or carry characters a delivery id may not: hash them.
+        delivery_id: Some(format!(
+            "reply-{:016x}",
+            crate::chat::fingerprint(&[run_id])
+        )),
     };
     let run = run_id.to_owned();
     let report: super::ReportFn = Box::new(move |r: super::DeliveryReport| {

@@ -95,6 +95,9 @@ pub fn handle(ctx: &mut ShardCtx, call: SendCall) {
         );
         return;
     };
+    let budget = ctx
+        .channels
+        .delivery_budget_ms(call.channel, call.msg.account_id.as_deref());
     let bus = ctx.sender.bus().clone();
     let (me, key) = (ctx.id, call.key.clone());
     let report = Box::new(move |report: DeliveryReport| {
@@ -108,12 +111,13 @@ pub fn handle(ctx: &mut ShardCtx, call: SendCall) {
     match ch.send(call.msg, report) {
         Ok(_) => {
             ctx.sends.map.insert(
-                call.key,
+                call.key.clone(),
                 Entry {
                     fingerprint: call.fingerprint,
                     state: State::Pending(vec![call.caller]),
                 },
             );
+            give_up_after(ctx, call.key, budget);
         }
         // Nothing was queued: not remembered, so a retry may try again.
         Err(e) => call.caller.err(ctx, &refusal(&e)),
@@ -128,7 +132,45 @@ fn refusal(e: &ChannelError) -> ErrorShape {
     s
 }
 
-/// A delivery's final outcome, on the owner shard: answer everyone waiting and remember it.
+/// If no report came within the delivery's whole retry budget (a lost report), answer the
+/// waiting callers that the outcome is unknown and forget the send so a retry may try again.
+fn give_up_after(ctx: &ShardCtx, key: String, budget_ms: u64) {
+    let me = ctx.me.clone();
+    monoio::spawn(async move {
+        monoio::time::sleep(std::time::Duration::from_millis(budget_ms)).await;
+        let Some(ctx) = me.upgrade() else { return };
+        let mut ctx = ctx.borrow_mut();
+        let pending = matches!(
+            ctx.sends.map.get(&key),
+            Some(Entry {
+                state: State::Pending(_),
+                ..
+            })
+        );
+        if !pending {
+            return;
+        }
+        let Some(Entry {
+            state: State::Pending(waiters),
+            ..
+        }) = ctx.sends.map.remove(&key)
+        else {
+            return;
+        };
+        tracing::warn!(key, "no delivery report within the retry budget");
+        let e = ErrorShape::new(
+            code::UNAVAILABLE,
+            format!("delivery outcome unknown: no report within {budget_ms} ms"),
+        );
+        for w in waiters {
+            w.err(&mut ctx, &e);
+        }
+    });
+}
+
+/// A delivery's final outcome, on the owner shard: answer everyone waiting. A delivered
+/// message is remembered (a retry gets the same answer); a failed one is forgotten, so a retry
+/// with the same key tries again.
 pub fn on_report(ctx: &mut ShardCtx, key: String, r: DeliveryReport) {
     let now = crate::state::now_ms();
     let answer = match &r.outcome {
@@ -149,6 +191,7 @@ pub fn on_report(ctx: &mut ShardCtx, key: String, r: DeliveryReport) {
             .with_details(r.to_value()),
         ),
     };
+    let delivered = r.is_delivered();
     let waiters = match ctx.sends.map.get_mut(&key) {
         Some(e) => match std::mem::replace(&mut e.state, State::Done(answer.clone())) {
             State::Pending(w) => w,
@@ -156,7 +199,11 @@ pub fn on_report(ctx: &mut ShardCtx, key: String, r: DeliveryReport) {
         },
         None => return,
     };
-    ctx.sends.done.push_back((now, key));
+    if delivered {
+        ctx.sends.done.push_back((now, key));
+    } else {
+        ctx.sends.map.remove(&key);
+    }
     for w in waiters {
         w.answer(ctx, &answer);
     }

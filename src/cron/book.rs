@@ -93,14 +93,26 @@ impl CronBook {
         self.jobs.iter().find(|j| j.id == id)
     }
 
-    /// Puts back a job's previous version (a write that did not become durable), or re-adds
-    /// a removed one.
-    pub fn restore(&mut self, job: Job) {
+    /// Puts back a job's previous definition (a write that did not become durable), keeping
+    /// its live run state (a run may have started or finished meanwhile), or re-adds a removed
+    /// job (not running: a run that ended while it was gone was not recorded).
+    pub fn restore(&mut self, mut job: Job) {
         self.revision += 1;
         match self.jobs.iter_mut().find(|j| j.id == job.id) {
-            Some(j) => *j = job,
-            None => self.jobs.push(job),
+            Some(j) => {
+                job.state = j.state.clone();
+                *j = job;
+            }
+            None => {
+                job.state.running_at_ms = None;
+                self.jobs.push(job);
+            }
         }
+    }
+
+    /// The agent used by jobs that name none (follows config reloads).
+    pub fn set_default_agent(&mut self, id: &str) {
+        self.default_agent_id = id.to_owned();
     }
 
     /// Drops a job whose add did not become durable.

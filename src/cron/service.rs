@@ -36,6 +36,8 @@ pub const OWNER: usize = 0;
 const TICK_MS: u64 = 500;
 /// How long a run may wait for its agent turn to end.
 const AGENT_RUN_TIMEOUT_MS: u64 = 10 * 60_000;
+/// How long a run waits for its agent turn to be accepted (durable user turn).
+const AGENT_ACK_TIMEOUT_MS: u64 = 60_000;
 /// Run-log entries read for one `cron.runs` page.
 const RUNS_READ: u64 = 2_000;
 
@@ -54,6 +56,13 @@ pub struct CronService {
     book: Option<CronBook>,
     /// Runs in progress: job id → (run id, started at).
     running: HashMap<String, (String, u64)>,
+}
+
+impl CronService {
+    /// The job book, once loaded (owner shard only).
+    pub fn book_mut(&mut self) -> Option<&mut CronBook> {
+        self.book.as_mut()
+    }
 }
 
 /// On the owner shard at start: load the jobs, then tick.
@@ -394,6 +403,7 @@ fn agent_turn(ctx: &mut ShardCtx, job: Job, run_id: String, started: u64) {
         reply_to: None,
     };
     let (caller, ack) = waiter(ctx);
+    let caller_conn = caller.conn;
     chat::route(
         ctx,
         caller.conn,
@@ -402,9 +412,19 @@ fn agent_turn(ctx: &mut ShardCtx, job: Job, run_id: String, started: u64) {
     );
     let me = ctx.me.clone();
     let job_id = job.id.clone();
+    let ack_conn = caller_conn;
     monoio::spawn(async move {
-        let ack: Value = serde_json::from_slice(&ack.wait().await).unwrap_or(Value::Null);
+        let ack = monoio::select! {
+            a = ack.wait() => Some(a),
+            _ = monoio::time::sleep(Duration::from_millis(AGENT_ACK_TIMEOUT_MS)) => None,
+        };
         let Some(ctx) = me.upgrade() else { return };
+        let Some(ack) = ack else {
+            ctx.borrow_mut().reply_waiters.remove(&ack_conn);
+            let outcome = RunOutcome::error("the agent turn was not accepted in time");
+            return finish(&mut ctx.borrow_mut(), &job_id, &run_id, started, outcome);
+        };
+        let ack: Value = serde_json::from_slice(&ack).unwrap_or(Value::Null);
         if ack["ok"] != true {
             let why = ack["error"]["message"].as_str().unwrap_or("turn refused");
             let outcome = RunOutcome::error(format!("agent turn refused: {why}"));

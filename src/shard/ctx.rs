@@ -158,6 +158,9 @@ impl ShardCtx {
         if let Some(h) = &u.channels {
             self.channels = h.clone();
         }
+        if let Some(b) = self.cron.book_mut() {
+            b.set_default_agent(u.config.default_agent());
+        }
         if u.auth_changed {
             self.auth_gen += 1;
             self.auth_close_at = Some(now_ms() + AUTH_CLOSE_GRACE_MS);
@@ -173,7 +176,7 @@ impl ShardCtx {
                 continue;
             };
             let stale = c.session().is_some_and(|s| {
-                matches!(s.auth_method, "token" | "password") && s.auth_gen < self.auth_gen
+                super::dispatch::uses_shared_secret(s.auth_method) && s.auth_gen < self.auth_gen
             });
             if stale && c.end.is_none() {
                 c.close(close::AUTH_CHANGED, "gateway auth changed");

@@ -46,6 +46,8 @@ pub struct PendingConnect {
     /// Why pairing was needed (`None`: only a token is being issued).
     pub reason: Option<Reason>,
     pub existing: Option<Arc<PairedDevice>>,
+    /// The shared-secret generation the credentials were checked under.
+    pub auth_gen: u64,
 }
 
 /// What the connection task must do after a frame was handled.
@@ -156,7 +158,7 @@ fn on_preauth(
                 ctx.limiter.record_success(c.ip);
             }
             match acc.device.clone() {
-                None => open(ctx, c, &id, acc, None, after),
+                None => open(ctx, c, &id, acc, None, ctx.auth_gen, after),
                 Some(dev) => pair_or_open(ctx, c, up, id, acc, dev, after),
             }
         }
@@ -212,7 +214,7 @@ fn pair_or_open(
                 .and_then(|p| pairing::reusable_token(p, role, &acc.scopes))
                 .cloned();
             if let Some(token) = reusable {
-                open(ctx, c, &id, acc, Some(token), after);
+                open(ctx, c, &id, acc, Some(token), ctx.auth_gen, after);
                 return;
             }
             Op::EnsureToken {
@@ -267,6 +269,7 @@ fn pair_or_open(
         op,
         reason,
         existing,
+        auth_gen: ctx.auth_gen,
     });
 }
 
@@ -294,6 +297,12 @@ fn voided_meanwhile(ctx: &ShardCtx, pc: &PendingConnect, token: &DeviceToken) ->
         })
 }
 
+/// Did the client authenticate with the gateway-wide setting (a shared token or password, or
+/// no auth at all)? Those sessions end when that setting changes.
+pub fn uses_shared_secret(auth_method: &str) -> bool {
+    matches!(auth_method, "token" | "password" | "none")
+}
+
 /// Finishes a connect with the storage thread's answer.
 pub fn finish_connect(
     ctx: &mut ShardCtx,
@@ -309,6 +318,16 @@ pub fn finish_connect(
         nonce: String::new(),
         opened_ms: now_ms(),
     };
+    if pc.auth_gen < ctx.auth_gen && uses_shared_secret(pc.acc.auth_method) {
+        // The shared secret changed while this connect waited for the store: what it was
+        // checked against no longer holds.
+        let error = ErrorShape::invalid(
+            "unauthorized: gateway auth changed; reconnect with the current credentials",
+        );
+        c.push_text(&res_err(&pc.id, &error));
+        c.close(close::AUTH_CHANGED, "gateway auth changed");
+        return after.effects;
+    }
     match r {
         OpResult::Approved {
             token: Some(token), ..
@@ -333,9 +352,11 @@ pub fn finish_connect(
         }
         OpResult::Approved { device, token, .. } => {
             tracing::info!(conn = %c.conn_id, device = %device.device_id, "device pairing approved silently");
-            open(ctx, c, &pc.id, pc.acc, token, &mut after);
+            open(ctx, c, &pc.id, pc.acc, token, pc.auth_gen, &mut after);
         }
-        OpResult::Token(token) => open(ctx, c, &pc.id, pc.acc, Some(token), &mut after),
+        OpResult::Token(token) => {
+            open(ctx, c, &pc.id, pc.acc, Some(token), pc.auth_gen, &mut after)
+        }
         OpResult::Pending { request_id } => {
             let reason = pc.reason.unwrap_or(Reason::NotPaired);
             let dev = pc
@@ -384,6 +405,7 @@ fn open(
     id: &str,
     acc: Accepted,
     token: Option<DeviceToken>,
+    auth_gen: u64,
     after: &mut After,
 ) {
     let tracked = !matches!(acc.client.mode.as_str(), "cli" | "backend" | "probe");
@@ -435,7 +457,7 @@ fn open(
         message_subs: Vec::new(),
         node_id: node.as_ref().map(|n| n.node_id.clone()),
         approval_client: false,
-        auth_gen: ctx.auth_gen,
+        auth_gen,
     };
     let mut session = session;
     session.approval_client = crate::approvals::is_approval_client(&session);

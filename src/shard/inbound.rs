@@ -19,6 +19,10 @@ use crate::{
     store::oneshot::Oneshot,
 };
 
+/// How long an inbound message waits for its turn to be durable before the sender is told
+/// 503 (it may retry: the run id makes that idempotent).
+const TURN_TIMEOUT_MS: u64 = 30_000;
+
 fn answer(status: &str, body: Value) -> Vec<u8> {
     http::response(status, "application/json", &body.to_string())
 }
@@ -73,6 +77,9 @@ pub async fn serve(
     leftover: Vec<u8>,
     deadline: Instant,
 ) -> Vec<u8> {
+    if shared.borrow().shutting_down {
+        return error("503 Service Unavailable", "gateway shutting down");
+    }
     let rest = head.path.split('?').next().unwrap_or_default();
     let account = match rest.strip_prefix("/channels/webhook") {
         Some("" | "/") => webhook::DEFAULT_ACCOUNT_ID.to_owned(),
@@ -130,9 +137,15 @@ pub async fn serve(
             Ok(k) => k,
             Err(e) => return error("400 Bad Request", &e),
         };
+        // Idempotent either way: a redelivered message (same `messageId`, or the same signed
+        // timestamp and body) runs once.
         let run_id = match &msg.message_id {
             Some(id) => format!("webhook:{account}:{id}"),
-            None => uuid::Uuid::new_v4().to_string(),
+            None => format!(
+                "webhook:{account}:{}:{:016x}",
+                msg.timestamp_ms,
+                chat::fingerprint(&[std::str::from_utf8(&body).unwrap_or_default()])
+            ),
         };
         let req = SendReq {
             kind: SendKind::Chat,
@@ -157,7 +170,8 @@ pub async fn serve(
         chat::route(&mut ctx, conn, "webhook".into(), turn);
         (conn, canonical)
     };
-    let left = deadline.saturating_duration_since(Instant::now());
+    // The turn gets its own budget, whatever the upload took.
+    let left = std::time::Duration::from_millis(TURN_TIMEOUT_MS);
     monoio::select! {
         frame = waiter.wait() => http_answer(&frame, &canonical),
         _ = monoio::time::sleep(left) => {

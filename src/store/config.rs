@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::{
+    auth::secret::AuthMode,
     channels::hub::ChannelHub,
     config::{self, Config},
     config_doc::{self as doc, Snapshot},
@@ -107,6 +108,17 @@ impl ConfigKeeper {
         c.state_dir = l.state_dir.clone();
         c.agent_workers = l.agent_workers;
         c.config_path = l.config_path.clone();
+        // An empty shared secret would lock every shared-secret client out of a running
+        // gateway (startup generates one; a reload cannot).
+        match &c.auth {
+            AuthMode::Token(t) if t.is_empty() => {
+                return Err("gateway.auth.token is empty: with auth mode token the gateway would accept no shared-secret client; set a token (or mode \"none\")".into())
+            }
+            AuthMode::Password(p) if p.is_empty() => {
+                return Err("gateway.auth.password is empty: set a password (or mode \"none\")".into())
+            }
+            _ => {}
+        }
         Ok(c)
     }
 
@@ -221,6 +233,10 @@ impl ConfigKeeper {
     /// Re-reads the file after an outside edit; an invalid file leaves the live config as is.
     pub fn reload(&mut self) -> Result<Option<ConfigUpdate>, String> {
         let snap = self.snapshot();
+        if !snap.exists && self.applied_hash.is_some() {
+            // Deleted or mid-save: not a request to fall back to the defaults.
+            return Err(format!("{} is missing", snap.path.display()));
+        }
         if !snap.valid() {
             return Err(snap.issues.join("; "));
         }
@@ -361,7 +377,20 @@ mod tests {
     fn invalid_and_restart_and_noop() {
         let d = tmp();
         let mut k = keeper(&d, None);
-        // No file yet: no hash needed. An invalid document is refused and nothing is written.
+        // No file yet: no hash needed. An invalid document is refused and nothing is written,
+        // and so is one that leaves the shared secret empty.
+        let e = k
+            .write(
+                WriteMode::Set,
+                "{gateway: {auth: {mode: 'token', token: ''}}}",
+                None,
+                &[],
+            )
+            .unwrap_err();
+        assert!(
+            e.starts_with("invalid config: gateway.auth.token is empty"),
+            "{e}"
+        );
         let e = k
             .write(WriteMode::Set, "{gateway: {prot: 1}}", None, &[])
             .unwrap_err();

@@ -482,8 +482,9 @@ impl StoreState {
         for cmd in configs {
             let Op::Config(op) = &cmd.op else { continue };
             let (r, update) = self.config_op(op);
-            // The writer's answer first, then the new config for every shard.
-            cmd.done.complete(r);
+            // Every shard's inbox gets the new config before the writer gets its answer, so
+            // the writer's next request (on any shard) is served under it. Shared-secret
+            // closes wait a moment on each shard, so the writer still reads its answer.
             if let Some(u) = update {
                 tracing::info!(
                     auth_changed = u.auth_changed,
@@ -491,6 +492,7 @@ impl StoreState {
                 );
                 self.send_all(BusMsg::Config(Arc::new(u)));
             }
+            cmd.done.complete(r);
         }
         if batch.is_empty() {
             return;
