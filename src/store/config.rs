@@ -325,9 +325,15 @@ mod tests {
         if let Some(t) = text {
             doc::write_atomic(&path, t).unwrap();
         }
+        // As at startup: a generated token stands in when the file names none.
+        let overrides = crate::config::Overrides {
+            fallback_token: Some("generated".into()),
+            ..Default::default()
+        };
         let c = Config {
             config_path: Some(path),
             state_dir: dir.into(),
+            overrides: Arc::new(overrides),
             ..Config::default()
         };
         ConfigKeeper::new(Arc::new(c), ChannelHub::empty())
@@ -377,20 +383,7 @@ mod tests {
     fn invalid_and_restart_and_noop() {
         let d = tmp();
         let mut k = keeper(&d, None);
-        // No file yet: no hash needed. An invalid document is refused and nothing is written,
-        // and so is one that leaves the shared secret empty.
-        let e = k
-            .write(
-                WriteMode::Set,
-                "{gateway: {auth: {mode: 'token', token: ''}}}",
-                None,
-                &[],
-            )
-            .unwrap_err();
-        assert!(
-            e.starts_with("invalid config: gateway.auth.token is empty"),
-            "{e}"
-        );
+        // No file yet: no hash needed. An invalid document is refused and nothing is written.
         let e = k
             .write(WriteMode::Set, "{gateway: {prot: 1}}", None, &[])
             .unwrap_err();
@@ -416,6 +409,35 @@ mod tests {
             .unwrap();
         assert_eq!(ans["noop"], true);
         assert!(upd.is_none());
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_write_may_not_empty_the_shared_secret() {
+        // Started with the token from the file (nothing generated to fall back on).
+        let d = tmp();
+        let path = d.join("ringgate.json5");
+        doc::write_atomic(&path, "{gateway: {auth: {token: 'from-file'}}}").unwrap();
+        let c = Config::from_doc(
+            &json!({"gateway": {"auth": {"token": "from-file"}}}),
+            Some(path),
+            Default::default(),
+        )
+        .unwrap();
+        let mut k = ConfigKeeper::new(Arc::new(c), ChannelHub::empty());
+        let h = k.get()["hash"].as_str().unwrap().to_owned();
+        let e = k
+            .write(
+                WriteMode::Set,
+                "{gateway: {auth: {mode: 'token'}}}",
+                Some(&h),
+                &[],
+            )
+            .unwrap_err();
+        assert!(
+            e.starts_with("invalid config: gateway.auth.token is empty"),
+            "{e}"
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 
