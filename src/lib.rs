@@ -38,6 +38,7 @@ pub mod agent;
 pub mod approvals;
 pub mod auth;
 pub mod bus;
+pub mod calendar;
 pub mod channels;
 pub mod chat;
 pub mod config;

@@ -217,7 +217,7 @@ fn failed_deliveries_are_reported_and_stopped_accounts_refuse() {
     }
     let st = c.call("channels.status", Some(json!({"channel": "webhook"})));
     let acc = &st["channelAccounts"]["webhook"][0];
-    assert_eq!(acc["counters"]["failed"], 1);
+    assert_eq!(acc["counters"]["failed"], 2);
     assert!(acc["lastError"].as_str().unwrap().contains("503"), "{acc}");
     assert_eq!(st["statusIssues"][0]["kind"], "runtime");
 

@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::calendar::{civil_from_days, days_from_civil};
+
 /// Default jitter for recurring top-of-hour cron jobs (`DEFAULT_TOP_OF_HOUR_STAGGER_MS`), so a
 /// fleet of `0 * * * *` jobs does not fire in the same second.
 pub const DEFAULT_TOP_OF_HOUR_STAGGER_MS: u64 = 300_000;
@@ -402,31 +404,6 @@ fn value(text: &str, f: &Field) -> Option<u32> {
 
 // ---------------------------------------------------------------------------------------------
 // Calendar arithmetic (proleptic Gregorian, UTC)
-
-/// Days since 1970-01-01 to (year, month 1-12, day 1-31) (H. Hinnant's `civil_from_days`).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// (year, month, day) to days since 1970-01-01.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
 
 /// 0 = Sunday.
 fn weekday(y: i64, m: u32, d: u32) -> u32 {

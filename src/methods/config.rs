@@ -1,15 +1,13 @@
 //! `config.*`: reads and writes go to the storage thread (the one writer of the config file);
 //! the schema answers come from [`crate::config_schema`] on the shard.
 
-use serde_json::Value;
-
-use super::{str_param, Call, Deferred, Outcome};
+use super::{str_list_param, str_param, Call, Outcome};
 use crate::{
-    proto::errors::{code, ErrorShape},
+    proto::errors::ErrorShape,
     shard::ctx::ShardCtx,
     store::{
         config::{ConfigOp, WriteMode},
-        Op, OpResult,
+        Op,
     },
 };
 
@@ -49,29 +47,9 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
                 mode,
                 raw: raw.to_owned(),
                 base_hash: str_param(p, "baseHash").map(str::to_owned),
-                replace_paths: p
-                    .get("replacePaths")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                replace_paths: str_list_param(p, "replacePaths").unwrap_or_default(),
             }
         }
     };
-    Outcome::Deferred(Box::new(Deferred {
-        op: Op::Config(op),
-        finish: Box::new(|r, _| match r {
-            OpResult::Json(v) => Ok(v),
-            OpResult::Invalid(m) => Err(ErrorShape::invalid(m)),
-            OpResult::Failed(m) => Err(ErrorShape::new(code::UNAVAILABLE, m)),
-            other => Err(ErrorShape::new(
-                code::UNAVAILABLE,
-                format!("config store answered {other:?}"),
-            )),
-        }),
-    }))
+    super::json_from_store(Op::Config(op))
 }

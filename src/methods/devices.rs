@@ -167,16 +167,7 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
                     }),
                 }));
             }
-            let scopes: Option<Vec<String>> = call
-                .params
-                .get("scopes")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                });
+            let scopes = super::str_list_param(call.params, "scopes");
             let same_device = call.session.device_id.as_deref() == Some(device_id.as_str());
             let dev = device_id.clone();
             Outcome::Deferred(Box::new(Deferred {

@@ -170,6 +170,33 @@ pub(crate) fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
     p.get(k).and_then(Value::as_str)
 }
 
+/// A string-array param (non-strings skipped), if present.
+pub(crate) fn str_list_param(p: &Value, k: &str) -> Option<Vec<String>> {
+    p.get(k).and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// A reply the storage thread computes as JSON: `Invalid` is the caller's mistake
+/// (`INVALID_REQUEST`), `Failed` the store's (`UNAVAILABLE`).
+pub(crate) fn json_from_store(op: Op) -> Outcome {
+    Outcome::Deferred(Box::new(Deferred {
+        op,
+        finish: Box::new(|r, _| match r {
+            OpResult::Json(v) => Ok(v),
+            OpResult::Invalid(m) => Err(ErrorShape::invalid(m)),
+            OpResult::Failed(m) => Err(ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, m)),
+            other => Err(ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                format!("unexpected storage answer: {other:?}"),
+            )),
+        }),
+    }))
+}
+
 /// A handler's result as an outcome (errors are answered at once).
 pub(crate) fn outcome(r: Result<Outcome, ErrorShape>) -> Outcome {
     r.unwrap_or_else(|e| Outcome::Reply(Err(e)))

@@ -4,11 +4,11 @@
 
 use serde_json::{json, Value};
 
-use super::{str_param, Call, Deferred, Outcome};
+use super::{str_param, Call, Outcome};
 use crate::{
     proto::errors::{code, ErrorShape},
     shard::ctx::ShardCtx,
-    store::{usage, Op, OpResult},
+    store::{usage, Op},
 };
 
 pub const METHODS: &[&str] = &["usage.status", "usage.cost", "update.status", "update.run"];
@@ -29,28 +29,12 @@ pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
             "message": UPGRADE_HINT,
         }))),
         "update.run" => Outcome::Reply(Err(ErrorShape::new(code::UNAVAILABLE, UPGRADE_HINT))),
-        "usage.status" => deferred(Op::UsageStatus),
+        "usage.status" => super::json_from_store(Op::UsageStatus),
         _ => match cost_query(ctx, call) {
-            Ok(q) => deferred(Op::UsageCost(Box::new(q))),
+            Ok(q) => super::json_from_store(Op::UsageCost(Box::new(q))),
             Err(e) => Outcome::Reply(Err(e)),
         },
     }
-}
-
-fn deferred(op: Op) -> Outcome {
-    Outcome::Deferred(Box::new(Deferred {
-        op,
-        finish: Box::new(|r, _| match r {
-            OpResult::Json(v) => Ok(v),
-            OpResult::Invalid(m) | OpResult::Failed(m) => {
-                Err(ErrorShape::new(code::UNAVAILABLE, m))
-            }
-            other => Err(ErrorShape::new(
-                code::UNAVAILABLE,
-                format!("usage query failed: {other:?}"),
-            )),
-        }),
-    }))
 }
 
 /// `usage.cost {startDate?, endDate?, days?, agentId?, agentScope?}`: UTC days, inclusive; the
@@ -60,7 +44,7 @@ fn cost_query(ctx: &ShardCtx, call: &Call) -> Result<usage::CostQuery, ErrorShap
     let date = |k: &str| -> Result<Option<i64>, ErrorShape> {
         match str_param(p, k) {
             None => Ok(None),
-            Some(s) => usage::day_of_date(s)
+            Some(s) => crate::calendar::day_of_date(s)
                 .map(Some)
                 .ok_or_else(|| ErrorShape::invalid(format!("{k} must be YYYY-MM-DD"))),
         }

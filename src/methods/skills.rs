@@ -3,14 +3,12 @@
 
 use std::path::PathBuf;
 
-use serde_json::json;
-
-use super::{str_param, Call, Deferred, Outcome};
+use super::{str_param, Call, Outcome};
 use crate::{
-    proto::errors::{code, ErrorShape},
+    proto::errors::ErrorShape,
     shard::ctx::ShardCtx,
     skills::{source, SkillRoot, SkillsSettings},
-    store::{Op, OpResult},
+    store::Op,
 };
 
 pub const METHODS: &[&str] = &["skills.status", "skills.bins"];
@@ -44,14 +42,5 @@ pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
         agent_id,
         bins: call.method == "skills.bins",
     };
-    Outcome::Deferred(Box::new(Deferred {
-        op,
-        finish: Box::new(|r, _| match r {
-            OpResult::Json(v) => Ok(v),
-            other => Err(ErrorShape::new(
-                code::UNAVAILABLE,
-                format!("skills scan failed: {}", json!(format!("{other:?}"))),
-            )),
-        }),
-    }))
+    super::json_from_store(op)
 }

@@ -171,10 +171,7 @@ fn system_event(call: &Call, effects: &mut Vec<Effect>) -> Reply {
 /// `logs.tail {cursor?, limit?, maxBytes?}`: pages through the newest log file (read by the
 /// storage thread, never on a shard).
 pub fn logs_tail(ctx: &ShardCtx, call: &Call) -> super::Outcome {
-    use crate::{
-        logs,
-        store::{Op, OpResult},
-    };
+    use crate::{logs, store::Op};
     let p = call.params;
     let op = Op::LogTail {
         dir: logs::dir(&ctx.config.state_dir),
@@ -188,17 +185,5 @@ pub fn logs_tail(ctx: &ShardCtx, call: &Call) -> super::Outcome {
             .and_then(Value::as_u64)
             .unwrap_or(logs::DEFAULT_MAX_BYTES),
     };
-    super::Outcome::Deferred(Box::new(super::Deferred {
-        op,
-        finish: Box::new(|r: OpResult, _: &ShardCtx| match r {
-            OpResult::Json(v) => Ok(v),
-            OpResult::Failed(m) | OpResult::Invalid(m) => {
-                Err(ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, m))
-            }
-            other => Err(ErrorShape::new(
-                crate::proto::errors::code::UNAVAILABLE,
-                format!("log read failed: {other:?}"),
-            )),
-        }),
-    }))
+    super::json_from_store(op)
 }

@@ -43,13 +43,37 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
+fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
     // SAFETY: buf is valid for buf.len() bytes; fd is the connection's open socket.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
     if n < 0 {
         Err(std::io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// Reads what has arrived into `buf`, waiting for readability until `deadline`; `None` on end
+/// of stream, an error or the deadline.
+pub(super) async fn recv_some(
+    stream: &TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Option<usize> {
+    let fd = stream.as_raw_fd();
+    loop {
+        match recv(fd, buf) {
+            Ok(0) => return None,
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                monoio::select! {
+                    r = stream.readable(false) => r.ok()?,
+                    _ = monoio::time::sleep(left) => return None,
+                }
+            }
+            Err(_) => return None,
+        }
     }
 }
 
@@ -92,55 +116,33 @@ pub(super) async fn write_all(
 /// drain briefly, so closing does not reset the connection before the client reads the answer.
 async fn linger(stream: &TcpStream) {
     const MAX_DRAIN: usize = 1 << 20;
-    let fd = stream.as_raw_fd();
-    // SAFETY: fd is the connection's open socket.
-    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+    // SAFETY: the fd is the connection's open socket.
+    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut drained = 0;
     while drained < MAX_DRAIN {
-        match recv(fd, &mut chunk) {
-            Ok(0) => return,
-            Ok(n) => drained += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                monoio::select! {
-                    r = stream.readable(false) => if r.is_err() { return },
-                    _ = monoio::time::sleep(left) => return,
-                }
-            }
-            Err(_) => return,
+        match recv_some(stream, &mut chunk, deadline).await {
+            Some(n) => drained += n,
+            None => return,
         }
     }
 }
 
 /// Reads the HTTP request head, bounded in size and time.
 async fn read_head(stream: &TcpStream, deadline: Instant) -> Option<(Request, Vec<u8>)> {
-    let fd = stream.as_raw_fd();
     let mut head = Vec::with_capacity(1024);
     // On the heap: a stack array here would live in every connection's task for its lifetime.
     let mut chunk = vec![0u8; 2048];
     loop {
-        match recv(fd, &mut chunk) {
-            Ok(0) => return None,
-            Ok(n) => {
-                head.extend_from_slice(&chunk[..n]);
-                if let Some((req, used)) = http::parse(&head) {
-                    let rest = head.split_off(used);
-                    return Some((req, rest));
-                }
-                if head.len() > http::MAX_HEAD {
-                    return Some((Request::Bad, Vec::new()));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                monoio::select! {
-                    r = stream.readable(false) => r.ok()?,
-                    _ = monoio::time::sleep(left) => return None,
-                }
-            }
-            Err(_) => return None,
+        let n = recv_some(stream, &mut chunk, deadline).await?;
+        head.extend_from_slice(&chunk[..n]);
+        if let Some((req, used)) = http::parse(&head) {
+            let rest = head.split_off(used);
+            return Some((req, rest));
+        }
+        if head.len() > http::MAX_HEAD {
+            return Some((Request::Bad, Vec::new()));
         }
     }
 }

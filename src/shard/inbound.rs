@@ -4,13 +4,13 @@
 //! is durable (202 with the run id), so an acknowledged message is never lost; the agent's
 //! reply is delivered back through the channel when the account has a `url`.
 
-use std::{os::fd::AsRawFd, time::Instant};
+use std::time::Instant;
 
 use monoio::net::TcpStream;
 use serde_json::{json, Value};
 
 use super::{
-    conn::{recv, Shared},
+    conn::{recv_some, Shared},
     http::{self, Inbound},
 };
 use crate::{
@@ -49,21 +49,10 @@ async fn read_body(
     len: usize,
     deadline: Instant,
 ) -> Option<Vec<u8>> {
-    let fd = stream.as_raw_fd();
     let mut chunk = vec![0u8; 8192];
     while body.len() < len {
-        match recv(fd, &mut chunk) {
-            Ok(0) => return None,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                monoio::select! {
-                    r = stream.readable(false) => r.ok()?,
-                    _ = monoio::time::sleep(left) => return None,
-                }
-            }
-            Err(_) => return None,
-        }
+        let n = recv_some(stream, &mut chunk, deadline).await?;
+        body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(len);
     Some(body)

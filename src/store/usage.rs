@@ -5,7 +5,7 @@
 use rusqlite::{params, Connection};
 use serde_json::{json, Value};
 
-use crate::config::Price;
+use crate::{calendar::date_of_day, config::Price};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -25,43 +25,6 @@ fn price_of<'a>(pricing: &'a [(String, Price)], model: &str) -> Option<&'a Price
 /// USD for the tokens at `price` (per million).
 fn cost(p: &Price, input: u64, output: u64) -> f64 {
     (input as f64 * p.input + output as f64 * p.output) / 1_000_000.0
-}
-
-/// `YYYY-MM-DD` of a UTC day number (days since 1970-01-01).
-pub fn date_of_day(day: i64) -> String {
-    // Civil-from-days (Howard Hinnant), valid for all dates here.
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Day number of `YYYY-MM-DD`, or `None` when it is not a valid date.
-pub fn day_of_date(s: &str) -> Option<i64> {
-    let mut it = s.split('-');
-    let (y, m, d): (i64, i64, i64) = (
-        it.next()?.parse().ok()?,
-        it.next()?.parse().ok()?,
-        it.next()?.parse().ok()?,
-    );
-    if it.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let day = era * 146_097 + doe - 719_468;
-    // Reject dates like 2026-02-31 that roll over.
-    (date_of_day(day) == s).then_some(day)
 }
 
 #[derive(Default, Clone, Copy)]
@@ -195,18 +158,6 @@ pub fn status(c: &Connection, now: u64) -> rusqlite::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_round_trip() {
-        assert_eq!(date_of_day(0), "1970-01-01");
-        assert_eq!(day_of_date("1970-01-02"), Some(1));
-        for d in [-1000, 0, 10_957, 20_000, 20_515] {
-            assert_eq!(day_of_date(&date_of_day(d)), Some(d));
-        }
-        assert_eq!(day_of_date("2026-02-31"), None);
-        assert_eq!(day_of_date("2026-13-01"), None);
-        assert_eq!(day_of_date("x"), None);
-    }
 
     #[test]
     fn costs_use_configured_prices() {
