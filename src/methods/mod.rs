@@ -14,6 +14,8 @@ pub mod ops;
 pub mod skills;
 pub mod system;
 
+use std::{collections::HashMap, sync::OnceLock};
+
 use serde_json::Value;
 
 use crate::{
@@ -136,32 +138,60 @@ impl std::fmt::Debug for Task {
     }
 }
 
+/// How a method family is run (each module's `handle` adapted to one signature).
+type Handler = fn(&mut ShardCtx, &Call, &mut Vec<Effect>) -> Outcome;
+
+/// The core family: presence, heartbeats, `wake`, logs and the device pairing RPCs.
+fn core(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Outcome {
+    if call.method == "logs.tail" {
+        return system::logs_tail(ctx, call);
+    }
+    if call.method.starts_with("device.") {
+        return devices::handle(ctx, call);
+    }
+    Outcome::Reply(system::handle(ctx, call, effects))
+}
+
+/// Every method family with its methods: the one list `hello-ok`, the "implemented?" check and
+/// dispatch all read.
+const FAMILIES: &[(&[&str], Handler)] = &[
+    (METHODS, core),
+    (chat::METHODS, |ctx, call, _| chat::handle(ctx, call)),
+    (nodes::METHODS, |ctx, call, _| nodes::handle(ctx, call)),
+    (approvals::METHODS, |ctx, call, _| {
+        approvals::handle(ctx, call)
+    }),
+    (config::METHODS, |ctx, call, _| config::handle(ctx, call)),
+    (ops::METHODS, |ctx, call, _| ops::handle(ctx, call)),
+    (skills::METHODS, |ctx, call, _| skills::handle(ctx, call)),
+    (channels::METHODS, |ctx, call, _| {
+        channels::handle(ctx, call)
+    }),
+    (cron::METHODS, |_, call, _| cron::handle(call)),
+];
+
+/// Method name → handler, built once: one hash lookup per request instead of a scan of
+/// every family's list.
+fn handlers() -> &'static HashMap<&'static str, Handler> {
+    static H: OnceLock<HashMap<&'static str, Handler>> = OnceLock::new();
+    H.get_or_init(|| {
+        FAMILIES
+            .iter()
+            .flat_map(|(methods, h)| methods.iter().map(move |m| (*m, *h)))
+            .collect()
+    })
+}
+
 /// Is `method` implemented (and advertised)?
 pub fn implemented(method: &str) -> bool {
-    METHODS.contains(&method)
-        || chat::METHODS.contains(&method)
-        || nodes::METHODS.contains(&method)
-        || approvals::METHODS.contains(&method)
-        || config::METHODS.contains(&method)
-        || ops::METHODS.contains(&method)
-        || skills::METHODS.contains(&method)
-        || channels::METHODS.contains(&method)
-        || cron::METHODS.contains(&method)
+    handlers().contains_key(method)
 }
 
 /// Every implemented method, for `hello-ok.features.methods`.
 pub fn all_methods() -> impl Iterator<Item = &'static str> {
-    METHODS
+    FAMILIES
         .iter()
-        .chain(chat::METHODS.iter())
-        .chain(nodes::METHODS.iter())
-        .chain(approvals::METHODS.iter())
-        .chain(config::METHODS.iter())
-        .chain(ops::METHODS.iter())
-        .chain(skills::METHODS.iter())
-        .chain(channels::METHODS.iter())
-        .chain(cron::METHODS.iter())
-        .copied()
+        .flat_map(|(methods, _)| methods.iter().copied())
         .filter(|m| !nodes::HIDDEN.contains(m))
 }
 
@@ -204,44 +234,30 @@ pub(crate) fn outcome(r: Result<Outcome, ErrorShape>) -> Outcome {
 
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
 pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Outcome> {
-    if !implemented(call.method) {
-        return None;
-    }
+    let handler = handlers().get(call.method)?;
     if let Err(e) = Schemas::get().check_params(call.method, call.params) {
         return Some(Outcome::Reply(Err(ErrorShape::invalid(format!(
             "invalid {} params: {e}",
             call.method
         )))));
     }
-    if call.method == "logs.tail" {
-        return Some(system::logs_tail(ctx, call));
+    Some(handler(ctx, call, effects))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_method_belongs_to_one_family() {
+        let listed: usize = FAMILIES.iter().map(|(m, _)| m.len()).sum();
+        assert_eq!(
+            handlers().len(),
+            listed,
+            "a method is listed in two families"
+        );
+        assert!(implemented("config.patch") && implemented("health"));
+        assert!(!implemented("cron.scratch.get"));
+        assert!(all_methods().all(implemented));
     }
-    if call.method.starts_with("device.") {
-        return Some(devices::handle(ctx, call));
-    }
-    if chat::METHODS.contains(&call.method) {
-        return Some(chat::handle(ctx, call));
-    }
-    if nodes::METHODS.contains(&call.method) {
-        return Some(nodes::handle(ctx, call));
-    }
-    if approvals::METHODS.contains(&call.method) {
-        return Some(approvals::handle(ctx, call));
-    }
-    if config::METHODS.contains(&call.method) {
-        return Some(config::handle(ctx, call));
-    }
-    if ops::METHODS.contains(&call.method) {
-        return Some(ops::handle(ctx, call));
-    }
-    if skills::METHODS.contains(&call.method) {
-        return Some(skills::handle(ctx, call));
-    }
-    if channels::METHODS.contains(&call.method) {
-        return Some(channels::handle(ctx, call));
-    }
-    if cron::METHODS.contains(&call.method) {
-        return Some(cron::handle(call));
-    }
-    Some(Outcome::Reply(system::handle(ctx, call, effects)))
 }
