@@ -352,6 +352,12 @@ pub fn finish_connect(
         }
         OpResult::Approved { device, token, .. } => {
             tracing::info!(conn = %c.conn_id, device = %device.device_id, "device pairing approved silently");
+            // The replica's upsert may still be in this shard's inbox: the connection must see
+            // its own device now (a node's capability request is recorded from it). A newer
+            // version that already arrived is kept.
+            ctx.devices
+                .entry(device.device_id.clone())
+                .or_insert_with(|| device.clone());
             open(ctx, c, &pc.id, pc.acc, token, pc.auth_gen, &mut after);
         }
         OpResult::Token(token) => {
