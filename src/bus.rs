@@ -60,10 +60,21 @@ pub enum BusMsg {
     Config(Arc<crate::store::config::ConfigUpdate>),
     /// An exec-approval request for the approvals owner shard.
     Approval(Box<crate::approvals::ApprovalCall>),
+    /// A failed shared-secret check from this IP on another shard (the limiter is per IP
+    /// across the gateway).
+    AuthFailure { ip: std::net::IpAddr, at_ms: u64 },
+    /// A successful connect from this IP cleared its failures on another shard.
+    AuthSuccess { ip: std::net::IpAddr },
 }
 
 /// Messages an inbox holds before senders spill into their local overflow queue.
 pub const INBOX_CAPACITY: usize = 16_384;
+
+/// Messages one sender may hold for one destination beyond its inbox. A destination this far
+/// behind is not draining at all (a live shard empties its inbox on every wake); growing the
+/// queue further would only turn a stalled shard into an out-of-memory kill, so the process
+/// stops instead (`crate::panic_policy`).
+pub const MAX_OVERFLOW: usize = 1 << 20;
 
 /// One shard's inbox.
 pub struct Inbox {
@@ -176,12 +187,28 @@ impl Sender {
 
     pub fn send(&mut self, dest: usize, msg: BusMsg) {
         if !self.overflow[dest].is_empty() {
-            self.overflow[dest].push_back(msg);
+            self.spill(dest, msg);
             return;
         }
         if let Err(msg) = self.bus.inbox(dest).push(msg) {
-            self.overflow[dest].push_back(msg);
+            self.spill(dest, msg);
         }
+    }
+
+    /// Queues a message that found the destination's inbox full.
+    fn spill(&mut self, dest: usize, msg: BusMsg) {
+        if self.overflow[dest].len() >= MAX_OVERFLOW {
+            eprintln!(
+                "ringgate: fatal: shard {dest} has not drained its inbox ({} messages waiting \
+                 at shard {}); exiting with code {}",
+                INBOX_CAPACITY + MAX_OVERFLOW,
+                self.me,
+                crate::panic_policy::EXIT_CODE
+            );
+            tracing::error!(dest, from = self.me, "fatal: bus destination stalled; exiting");
+            crate::panic_policy::fatal_exit();
+        }
+        self.overflow[dest].push_back(msg);
     }
 
     /// Retries spilled messages in order; true while some remain.

@@ -33,7 +33,11 @@ pub fn date_of_day(day: i64) -> String {
 }
 
 /// Day number of `YYYY-MM-DD`, or `None` when it is not a valid date (2026-02-31 included).
+/// The year has exactly four digits, so any accepted date is a small day number.
 pub fn day_of_date(s: &str) -> Option<i64> {
+    if s.len() != 10 || !s.is_char_boundary(4) || !s[..4].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let mut it = s.split('-');
     let (y, m, d): (i64, u32, u32) = (
         it.next()?.parse().ok()?,
@@ -61,5 +65,8 @@ mod tests {
         assert_eq!(day_of_date("2026-02-31"), None);
         assert_eq!(day_of_date("2026-13-01"), None);
         assert_eq!(day_of_date("x"), None);
+        assert_eq!(day_of_date("9223372036854775807-01-01"), None);
+        assert_eq!(day_of_date("-001-01-01"), None);
+        assert_eq!(day_of_date("9999-12-31"), Some(2_932_896));
     }
 }

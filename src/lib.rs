@@ -49,6 +49,7 @@ pub mod logs;
 pub mod methods;
 pub mod nodes;
 pub mod pairing;
+pub mod panic_policy;
 pub mod proto;
 pub mod shard;
 pub mod skills;

@@ -179,6 +179,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let _log_guard = ringgate::logs::init(&cfg.state_dir);
+    ringgate::panic_policy::install();
     let token_file = match ensure_token(&mut cfg) {
         Ok(p) => p,
         Err(e) => {

@@ -231,6 +231,52 @@ fn revocation_and_removal_close_live_connections() {
     assert_eq!(w.call("device.pair.list", None)["paired"], json!([]));
 }
 
+/// A device authenticated only by its device token rotates that token itself: the new token
+/// reaches it in the answer first, then it is closed 4001 (its old token is void), and it
+/// reconnects with the new one — as on the original (`auth.md`: "so token-only clients can
+/// persist their replacement before reconnecting"). It was closed before the answer, locked
+/// out.
+#[test]
+fn a_device_rotating_its_own_token_gets_the_new_one_before_the_close() {
+    let server = Server::start();
+    let k = key(17);
+    let (_first_ws, first) = connect_device(&server, &k, json!({"token": common::TOKEN}));
+    let mut token = hello(first)["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device_id = common::device_id(&k.verifying_key().to_bytes());
+    for round in 0..3 {
+        let (mut ws, first) = connect_device(&server, &k, json!({"deviceToken": token}));
+        assert_eq!(hello(first)["auth"]["method"], "device-token");
+        common::send_json(
+            &mut ws,
+            &json!({"type": "req", "id": "rot", "method": "device.token.rotate",
+                    "params": {"deviceId": device_id, "role": "operator"}}),
+        );
+        let (frames, end) = common::recv_until_close(&mut ws, READ_TIMEOUT);
+        let res = frames
+            .iter()
+            .find(|f| f["type"] == "res" && f["id"] == "rot")
+            .unwrap_or_else(|| panic!("round {round}: no answer before {end:?}: {frames:?}"));
+        assert_eq!(res["ok"], true, "{res}");
+        assert_eq!(res["payload"]["tokenDelivery"], "in-band", "{res}");
+        let new_token = res["payload"]["token"].as_str().expect("token").to_owned();
+        assert_ne!(new_token, token);
+        assert!(
+            matches!(end, Incoming::Close(4001, ref r) if r == "device removed"),
+            "{end:?}"
+        );
+        // The old token is void; the new one opens.
+        let (_ws, first) = connect_device(&server, &k, json!({"deviceToken": token}));
+        assert_eq!(
+            rejection(first)["details"]["code"],
+            "AUTH_DEVICE_TOKEN_MISMATCH"
+        );
+        token = new_token;
+    }
+}
+
 #[test]
 fn pairing_survives_kill_9() {
     let dir = TempDir::new("persist");

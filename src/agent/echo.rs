@@ -34,7 +34,7 @@ impl Runtime for Echo {
         monoio::spawn(async move {
             for part in parts {
                 if !delay.is_zero() {
-                    monoio::time::sleep(delay).await;
+                    crate::shard::timer::sleep(delay).await;
                 }
                 if turn.cancelled() {
                     return;

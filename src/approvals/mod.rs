@@ -3,7 +3,7 @@
 //! answered back on the caller's connection); `exec.approval.requested|resolved` fan out to
 //! the approval clients on every shard. `allow-always` grants are durable in the state store.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap};
 
 use serde_json::{json, Value};
 
@@ -63,6 +63,9 @@ pub struct ApprovalCall {
 }
 
 struct Approval {
+    /// Which request this is: an id may be reused once resolved, and a timer armed for an
+    /// earlier request with the same id must not expire this one.
+    generation: u64,
     request: Value,
     created_at: u64,
     expires_at: u64,
@@ -85,6 +88,7 @@ impl Approval {
 #[derive(Default)]
 pub struct Approvals {
     map: HashMap<String, Approval>,
+    next_generation: u64,
 }
 
 /// Is this connection an approval client (receives `exec.approval.*` events)?
@@ -155,7 +159,7 @@ pub fn handle(ctx: &mut ShardCtx, call: ApprovalCall) {
                 return;
             }
             let created_at = now;
-            let expires_at = now + timeout_ms;
+            let expires_at = now.saturating_add(timeout_ms);
             let routed = ctx.globals.approval_clients() > 0;
             let route = if routed { "approval-client" } else { "none" };
             if !routed && require_route {
@@ -166,9 +170,12 @@ pub fn handle(ctx: &mut ShardCtx, call: ApprovalCall) {
                 );
                 return;
             }
+            ctx.approvals.next_generation += 1;
+            let generation = ctx.approvals.next_generation;
             ctx.approvals.map.insert(
                 id.clone(),
                 Approval {
+                    generation,
                     request: request.clone(),
                     created_at,
                     expires_at,
@@ -194,9 +201,17 @@ pub fn handle(ctx: &mut ShardCtx, call: ApprovalCall) {
             ));
             let me = ctx.me.clone();
             monoio::spawn(async move {
-                monoio::time::sleep(Duration::from_millis(timeout_ms)).await;
+                crate::shard::timer::sleep_ms(timeout_ms).await;
                 if let Some(ctx) = me.upgrade() {
-                    decide(&mut ctx.borrow_mut(), &id, None, None, "expired");
+                    let ctx = &mut *ctx.borrow_mut();
+                    let current = ctx
+                        .approvals
+                        .map
+                        .get(&id)
+                        .is_some_and(|r| r.generation == generation);
+                    if current {
+                        decide(ctx, &id, None, None, "expired");
+                    }
                 }
             });
         }

@@ -3,7 +3,9 @@
 //! failure is answered after an escalating delay (250 ms doubling, at most 5 s).
 //!
 //! One limiter per shard, owned by the shard thread (no lock). The kernel spreads one IP's
-//! connections over the shards, so an IP gets at most `10 × shards` failures per window.
+//! connections over the shards, so each shard tells the others of every failure (and of a
+//! success that cleared one) over the bus: the count is per IP across the whole gateway, not
+//! per shard.
 
 use std::{collections::HashMap, net::IpAddr};
 
@@ -71,9 +73,10 @@ impl AuthLimiter {
         0
     }
 
-    /// A successful auth clears the IP's failures.
-    pub fn record_success(&mut self, ip: IpAddr) {
-        self.by_ip.remove(&ip);
+    /// A successful auth clears the IP's failures; true when there were some (the other
+    /// shards are then told too).
+    pub fn record_success(&mut self, ip: IpAddr) -> bool {
+        self.by_ip.remove(&ip).is_some()
     }
 
     fn prune(&mut self, now_ms: u64) {
@@ -118,6 +121,25 @@ mod tests {
         }
         l.record_failure(ip, 200_000);
         assert_eq!(l.gate(ip, 200_001), Gate::Allow);
+    }
+
+    #[test]
+    fn failures_seen_on_other_shards_count_toward_the_lockout() {
+        // Two shards, each told of the other's failures (as the bus does): the IP is locked
+        // on both after ten failures in all, not ten on each.
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        let (mut a, mut b) = (AuthLimiter::default(), AuthLimiter::default());
+        for i in 0..10u64 {
+            let (here, there) = if i % 2 == 0 {
+                (&mut a, &mut b)
+            } else {
+                (&mut b, &mut a)
+            };
+            here.record_failure(ip, 100 + i);
+            there.record_failure(ip, 100 + i);
+        }
+        assert!(matches!(a.gate(ip, 200), Gate::Locked { .. }));
+        assert!(matches!(b.gate(ip, 200), Gate::Locked { .. }));
     }
 
     #[test]

@@ -39,6 +39,9 @@ enum State {
 
 struct Entry {
     fingerprint: u64,
+    /// Which attempt this is: a key whose failed send was forgotten may be sent again, and
+    /// the first attempt's give-up timer must not answer the second's callers.
+    generation: u64,
     state: State,
 }
 
@@ -46,6 +49,7 @@ struct Entry {
 #[derive(Default)]
 pub struct Sends {
     map: HashMap<String, Entry>,
+    next_generation: u64,
     /// Finished keys, oldest first, with when they finished.
     done: VecDeque<(u64, String)>,
 }
@@ -110,14 +114,17 @@ pub fn handle(ctx: &mut ShardCtx, call: SendCall) {
     });
     match ch.send(call.msg, report) {
         Ok(_) => {
+            ctx.sends.next_generation += 1;
+            let generation = ctx.sends.next_generation;
             ctx.sends.map.insert(
                 call.key.clone(),
                 Entry {
                     fingerprint: call.fingerprint,
+                    generation,
                     state: State::Pending(vec![call.caller]),
                 },
             );
-            give_up_after(ctx, call.key, budget);
+            give_up_after(ctx, call.key, generation, budget);
         }
         // Nothing was queued: not remembered, so a retry may try again.
         Err(e) => call.caller.err(ctx, &refusal(&e)),
@@ -134,18 +141,19 @@ fn refusal(e: &ChannelError) -> ErrorShape {
 
 /// If no report came within the delivery's whole retry budget (a lost report), answer the
 /// waiting callers that the outcome is unknown and forget the send so a retry may try again.
-fn give_up_after(ctx: &ShardCtx, key: String, budget_ms: u64) {
+fn give_up_after(ctx: &ShardCtx, key: String, generation: u64, budget_ms: u64) {
     let me = ctx.me.clone();
     monoio::spawn(async move {
-        monoio::time::sleep(std::time::Duration::from_millis(budget_ms)).await;
+        crate::shard::timer::sleep_ms(budget_ms).await;
         let Some(ctx) = me.upgrade() else { return };
         let mut ctx = ctx.borrow_mut();
         let pending = matches!(
             ctx.sends.map.get(&key),
             Some(Entry {
                 state: State::Pending(_),
+                generation: g,
                 ..
-            })
+            }) if *g == generation
         );
         if !pending {
             return;

@@ -36,6 +36,26 @@ pub enum SendKind {
     Agent,
 }
 
+impl SendKind {
+    /// The name stored with the run record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendKind::Chat => "chat",
+            SendKind::Sessions => "sessions",
+            SendKind::Agent => "agent",
+        }
+    }
+
+    /// The kind of a stored run record (unknown names are chat turns).
+    pub fn parse(s: &str) -> SendKind {
+        match s {
+            "agent" => SendKind::Agent,
+            "sessions" => SendKind::Sessions,
+            _ => SendKind::Chat,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SendReq {
     pub kind: SendKind,

@@ -13,7 +13,6 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
 };
 
 use serde_json::{json, Value};
@@ -99,6 +98,19 @@ impl Dedupe {
             self.done_order.push_back((key.to_owned(), now));
         }
         self.sweep(now);
+    }
+
+    /// A finished entry from before a restart (call in finish order).
+    fn restore(&mut self, key: String, fingerprint: u64, answer: Answer, finished_at: u64) {
+        self.map.insert(
+            key.clone(),
+            Entry {
+                fingerprint,
+                ts: finished_at,
+                done: Some(answer),
+            },
+        );
+        self.done_order.push_back((key, finished_at));
     }
 
     fn forget(&mut self, key: &str) {
@@ -397,6 +409,8 @@ fn send(ctx: &mut ShardCtx, caller: Caller, key: Arc<str>, agent_id: String, req
         message: Some(user.clone()),
         run: RunMark::Start {
             run_id: req.run_id.clone(),
+            kind: req.kind.as_str(),
+            fingerprint: req.fingerprint,
         },
         want_context: true,
         // `sessions.send` does not create sessions.
@@ -575,7 +589,7 @@ fn pace(ctx: &mut ShardCtx, id: &Arc<str>) {
         let me = ctx.me.clone();
         let id = id.clone();
         monoio::spawn(async move {
-            monoio::time::sleep(Duration::from_millis(due - now)).await;
+            crate::shard::timer::sleep_ms(due - now).await;
             if let Some(ctx) = me.upgrade() {
                 let mut ctx = ctx.borrow_mut();
                 if let Some(run) = ctx.chat.runs.get_mut(&id) {
@@ -775,37 +789,110 @@ fn ended(ctx: &mut ShardCtx, id: Arc<str>, end: End, reply: Option<Value>, r: Op
         .as_ref()
         .map(|a| a.session_id.clone())
         .unwrap_or_default();
-    let answer = match (&end, run.kind) {
-        (End::Ok { stop_reason, .. }, SendKind::Agent) => Answer::Ok(json!({
-            "runId": &*id, "status": "ok", "summary": "completed",
-            "result": {
-                "payloads": if run.text.is_empty() { json!([]) } else { json!([{"text": run.text, "mediaUrl": null}]) },
-                "meta": {
-                    "durationMs": now.saturating_sub(run.started_at),
-                    "agentMeta": {"sessionId": session_id, "provider": provider, "model": model,
-                                  "usage": payload::usage_json(&usage)},
-                    "aborted": false,
-                    "stopReason": stop_reason,
-                },
-            },
-        })),
-        (End::Ok { .. }, _) => Answer::Ok(json!({"runId": &*id, "status": "ok"})),
-        (End::Aborted, _) => Answer::Ok(json!({
-            "runId": &*id, "status": "timeout", "summary": "aborted",
-            "stopReason": ABORT_STOP_REASON, "endedAt": now,
-        })),
-        (End::Failed(_), _) => {
-            let msg = error.clone().unwrap_or_default();
-            Answer::Failed(
-                json!({"runId": &*id, "status": "error", "summary": msg}),
-                ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, msg),
-            )
-        }
+    let stop_reason = match &end {
+        End::Ok { stop_reason, .. } => stop_reason.as_str(),
+        _ => "",
     };
+    let answer = terminal_answer(
+        run.kind,
+        &id,
+        &Terminal {
+            status,
+            text: &run.text,
+            started_at: run.started_at,
+            ended_at: now,
+            stop_reason,
+            error: error.as_deref(),
+            session_id: &session_id,
+            provider: &provider,
+            model: &model,
+            usage,
+        },
+    );
     ctx.chat.dedupe.finish(&run.dedupe_key, answer.clone(), now);
     if run.kind == SendKind::Agent {
         run.caller.answer(ctx, &answer);
     }
+}
+
+/// How a run ended, for its cached answer.
+struct Terminal<'a> {
+    /// `ok`, `error`, `aborted` or `interrupted`.
+    status: &'a str,
+    text: &'a str,
+    started_at: u64,
+    ended_at: u64,
+    stop_reason: &'a str,
+    error: Option<&'a str>,
+    session_id: &'a str,
+    provider: &'a str,
+    model: &'a str,
+    usage: Usage,
+}
+
+/// The terminal answer of a run (cached for retries of its key; `agent`'s final response).
+fn terminal_answer(kind: SendKind, id: &str, t: &Terminal) -> Answer {
+    match (t.status, kind) {
+        ("ok", SendKind::Agent) => Answer::Ok(json!({
+            "runId": id, "status": "ok", "summary": "completed",
+            "result": {
+                "payloads": if t.text.is_empty() { json!([]) } else { json!([{"text": t.text, "mediaUrl": null}]) },
+                "meta": {
+                    "durationMs": t.ended_at.saturating_sub(t.started_at),
+                    "agentMeta": {"sessionId": t.session_id, "provider": t.provider, "model": t.model,
+                                  "usage": payload::usage_json(&t.usage)},
+                    "aborted": false,
+                    "stopReason": t.stop_reason,
+                },
+            },
+        })),
+        ("ok", _) => Answer::Ok(json!({"runId": id, "status": "ok"})),
+        ("aborted", _) => Answer::Ok(json!({
+            "runId": id, "status": "timeout", "summary": "aborted",
+            "stopReason": ABORT_STOP_REASON, "endedAt": t.ended_at,
+        })),
+        _ => {
+            let msg = t.error.unwrap_or_default().to_owned();
+            Answer::Failed(
+                json!({"runId": id, "status": "error", "summary": msg}),
+                ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, msg),
+            )
+        }
+    }
+}
+
+/// Remembers a run that ended before this start (read from the store): a retry of its key
+/// gets its answer, as it would have before the restart. Called for the sessions this shard
+/// owns.
+pub fn restore(owner: &mut ChatOwner, r: &crate::store::sessions::RecentRun) {
+    let kind = SendKind::parse(&r.kind);
+    let (provider, model) = r
+        .model
+        .as_deref()
+        .and_then(|m| m.split_once('/'))
+        .unwrap_or_default();
+    let answer = terminal_answer(
+        kind,
+        &r.run_id,
+        &Terminal {
+            status: &r.status,
+            text: r.reply.as_deref().unwrap_or_default(),
+            started_at: r.started_at_ms,
+            ended_at: r.ended_at_ms,
+            stop_reason: "stop",
+            error: r.error.as_deref(),
+            session_id: &r.session_id,
+            provider,
+            model,
+            usage: Usage {
+                input: r.input_tokens,
+                output: r.output_tokens,
+            },
+        },
+    );
+    owner
+        .dedupe
+        .restore(dedupe_key(kind, &r.run_id), r.fingerprint, answer, r.ended_at_ms);
 }
 
 /// Sends a run-index note to every shard, this one included.

@@ -5,7 +5,6 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
-    time::Duration,
 };
 
 use serde_json::{json, Value};
@@ -22,7 +21,7 @@ pub const KEEP_MAX: usize = 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
     pub run_id: Arc<str>,
-    /// `ok`, `error` or `aborted`.
+    /// `ok`, `error`, `aborted` or `interrupted` (cut off by a stop of the gateway).
     pub status: &'static str,
     pub started_at: u64,
     pub ended_at: u64,
@@ -74,6 +73,35 @@ impl RunIndex {
             self.ended.remove(&id);
         }
     }
+}
+
+/// Remembers a run that ended before this start (read from the store), so `agent.wait`
+/// answers it — an interrupted run as an error saying so — instead of waiting in vain.
+pub fn restore(idx: &mut RunIndex, r: &crate::store::sessions::RecentRun) {
+    let status = match r.status.as_str() {
+        "ok" => "ok",
+        "aborted" => "aborted",
+        "interrupted" => "interrupted",
+        _ => "error",
+    };
+    let id: Arc<str> = Arc::from(r.run_id.as_str());
+    idx.ended.insert(
+        id.clone(),
+        Arc::new(RunSummary {
+            run_id: id.clone(),
+            status,
+            started_at: r.started_at_ms,
+            ended_at: r.ended_at_ms,
+            error: r.error.clone(),
+            stop_reason: match status {
+                "ok" => "stop",
+                "aborted" => super::payload::ABORT_STOP_REASON,
+                _ => "error",
+            }
+            .to_owned(),
+        }),
+    );
+    idx.ended_order.push_back(id);
 }
 
 /// The `agent.wait` answer for an ended run.
@@ -134,7 +162,7 @@ pub fn wait(ctx: &mut ShardCtx, caller: Caller, run_id: String, timeout_ms: u64)
         .push(Waiter { id, caller });
     let me = ctx.me.clone();
     monoio::spawn(async move {
-        monoio::time::sleep(Duration::from_millis(timeout_ms)).await;
+        crate::shard::timer::sleep_ms(timeout_ms).await;
         let Some(ctx) = me.upgrade() else { return };
         let mut ctx = ctx.borrow_mut();
         let Some(list) = ctx.run_index.waiters.get_mut(&key) else {

@@ -11,6 +11,10 @@ pub const ERROR_BACKOFF_MS: [u64; 5] = [30_000, 60_000, 300_000, 900_000, 3_600_
 
 /// Recurring jobs are disabled after this many consecutive failed runs.
 pub const MAX_CONSECUTIVE_RUN_FAILURES: u32 = 10;
+/// A recurring job runs again no sooner than this after its previous run ended (the
+/// original's `MIN_REFIRE_GAP_MS`), however short its interval: `every 1 ms` is accepted, as
+/// on the original, but cannot keep the owner shard busy.
+pub const MIN_REFIRE_GAP_MS: u64 = 2_000;
 
 /// A run's outcome, `ok | error | skipped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -540,7 +544,9 @@ impl Job {
             self.state.next_run_at_ms = natural.map(|n| n.max(ended_at_ms + backoff));
             return false;
         }
-        self.state.next_run_at_ms = self.compute_next_run(ended_at_ms);
+        self.state.next_run_at_ms = self
+            .compute_next_run(ended_at_ms)
+            .map(|n| n.max(ended_at_ms.saturating_add(MIN_REFIRE_GAP_MS)));
         false
     }
 
@@ -699,6 +705,18 @@ fn normalize_schedule(
             .map(|f| f.floor() as u64),
         _ => None,
     };
+    // The schema's `maximum: MAX_DATE_TIMESTAMP_MS` on every schedule number.
+    for k in ["everyMs", "anchorMs", "staggerMs"] {
+        if num(k).is_some_and(|n| n > schedule::MAX_DATE_TIMESTAMP_MS) {
+            return Err(CronError::invalid(
+                method,
+                format!(
+                    "at /schedule/{k}: must be <= {}",
+                    schedule::MAX_DATE_TIMESTAMP_MS
+                ),
+            ));
+        }
+    }
     match kind.as_deref() {
         Some("at") => {
             let raw_at = match s.get("at") {

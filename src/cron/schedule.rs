@@ -15,7 +15,7 @@ use crate::calendar::{civil_from_days, days_from_civil};
 pub const DEFAULT_TOP_OF_HOUR_STAGGER_MS: u64 = 300_000;
 
 /// Largest ECMAScript Date timestamp; the original refuses anything beyond it.
-pub const MAX_DATE_TIMESTAMP_MS: u64 = 8_640_000_000_000_000;
+pub use crate::proto::bounds::MAX_DATE_TIMESTAMP_MS;
 
 /// A job schedule, serialised exactly as the original (`{"kind":"every","everyMs":..}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@
 //! provider failure shows up as the run's error. Other payloads are reported as failed with
 //! the reason.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{json, Value};
 
@@ -94,7 +94,7 @@ pub fn start(ctx: &mut ShardCtx) {
     let me = ctx.me.clone();
     monoio::spawn(async move {
         loop {
-            monoio::time::sleep(Duration::from_millis(TICK_MS)).await;
+            crate::shard::timer::sleep_ms(TICK_MS).await;
             let Some(ctx) = me.upgrade() else { return };
             tick(&mut ctx.borrow_mut());
         }
@@ -416,7 +416,7 @@ fn agent_turn(ctx: &mut ShardCtx, job: Job, run_id: String, started: u64) {
     monoio::spawn(async move {
         let ack = monoio::select! {
             a = ack.wait() => Some(a),
-            _ = monoio::time::sleep(Duration::from_millis(AGENT_ACK_TIMEOUT_MS)) => None,
+            _ = crate::shard::timer::sleep_ms(AGENT_ACK_TIMEOUT_MS) => None,
         };
         let Some(ctx) = me.upgrade() else { return };
         let Some(ack) = ack else {

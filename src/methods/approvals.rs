@@ -92,10 +92,12 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned),
                 request: approvals::request_view(p),
-                timeout_ms: p
-                    .get("timeoutMs")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(approvals::DEFAULT_TIMEOUT_MS),
+                // Bounded by the schema; clamped as the original clamps its timers.
+                timeout_ms: crate::proto::bounds::timer_ms(
+                    p.get("timeoutMs")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(approvals::DEFAULT_TIMEOUT_MS),
+                ),
                 two_phase: p.get("twoPhase").and_then(Value::as_bool) == Some(true),
                 require_route: p.get("requireDeliveryRoute").and_then(Value::as_bool)
                     != Some(false),
@@ -130,11 +132,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         "exec.approval.list" => to_owner(ApprovalOp::List),
         "openclaw.approval.list" => Outcome::Reply(Ok(json!([]))),
         "exec.approval.grants.list" => from_store(Op::ListGrants {
-            limit: p
-                .get("limit")
-                .and_then(Value::as_u64)
-                .unwrap_or(100)
-                .min(1000),
+            limit: p.get("limit").and_then(Value::as_u64).unwrap_or(100).min(500),
         }),
         "exec.approval.grants.revoke" => from_store(Op::RevokeGrant {
             grant_id: str_param(p, "grantId").unwrap_or_default().to_owned(),

@@ -167,7 +167,9 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         ),
         "agent.wait" => Outcome::Chat(ChatRequest::Wait {
             run_id: str_param(p, "runId").unwrap_or_default().to_owned(),
-            timeout_ms: p.get("timeoutMs").and_then(Value::as_u64).unwrap_or(30_000),
+            timeout_ms: crate::proto::bounds::timer_ms(
+                p.get("timeoutMs").and_then(Value::as_u64).unwrap_or(30_000),
+            ),
         }),
         "chat.history" => history(ctx, p)?,
         "sessions.list" => list(ctx, p),

@@ -168,7 +168,11 @@ pub fn handle(_ctx: &mut ShardCtx, call: &Call) -> Outcome {
                 }));
             }
             let scopes = super::str_list_param(call.params, "scopes");
-            let same_device = call.session.device_id.as_deref() == Some(device_id.as_str());
+            // The new token goes back in-band only to the device itself, authenticated by
+            // its device token (so a token-only client can keep its credential), as on the
+            // original; anyone else gets it withheld.
+            let same_device = call.session.auth_method == "device-token"
+                && call.session.device_id.as_deref() == Some(device_id.as_str());
             let dev = device_id.clone();
             Outcome::Deferred(Box::new(Deferred {
                 op: Op::Rotate {

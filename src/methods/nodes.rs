@@ -357,10 +357,13 @@ fn invoke_call(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         node_conn: node.conn,
         command: command.to_owned(),
         params: p.get("params").filter(|v| !v.is_null()).cloned(),
-        timeout_ms: p
-            .get("timeoutMs")
-            .and_then(Value::as_u64)
-            .unwrap_or(invoke::DEFAULT_TIMEOUT_MS),
+        // As the original: absent is 30 s, 0 is no deadline (the longest timer), anything
+        // else is clamped to the longest timer.
+        timeout_ms: match p.get("timeoutMs").and_then(Value::as_u64) {
+            None => invoke::DEFAULT_TIMEOUT_MS,
+            Some(0) => crate::proto::bounds::MAX_TIMER_TIMEOUT_MS,
+            Some(ms) => crate::proto::bounds::timer_ms(ms),
+        },
         idempotency_key: idem.to_owned(),
         session_key: str_param(p, "sessionKey").map(str::to_owned),
     };

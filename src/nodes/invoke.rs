@@ -3,7 +3,7 @@
 //! invokes its node owes, so a `node.invoke.result` — or the node going away — is routed back.
 //! A caller that goes away cancels the invoke (`node.invoke.cancel` to the node).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{json, Value};
 
@@ -133,7 +133,7 @@ pub fn start(ctx: &mut ShardCtx, caller: Caller, req: Request) {
     let me = ctx.me.clone();
     let timeout = req.timeout_ms;
     monoio::spawn(async move {
-        monoio::time::sleep(Duration::from_millis(timeout)).await;
+        crate::shard::timer::sleep_ms(timeout).await;
         if let Some(ctx) = me.upgrade() {
             let mut ctx = ctx.borrow_mut();
             if let Some(p) = ctx.invokes.pending.get(&id) {

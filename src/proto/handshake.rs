@@ -199,14 +199,23 @@ fn check_origin(
     Err("origin not allowed")
 }
 
+/// A protocol version as the client sent it, saturated to `u64`: an integer too large for
+/// `u64` (`1e19`, `18446744073709551616`, which JSON carries as a float) is a huge version,
+/// never 0 — so it fails the range check instead of slipping under it.
+fn protocol_number(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        .unwrap_or(0)
+}
+
 /// Evaluates a connect whose params passed the schema.
 pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
     let p = input.params;
     let client = &p["client"];
     let client_id = s(client, "id").unwrap_or_default();
     let mode = s(client, "mode").unwrap_or_default();
-    let min = p["minProtocol"].as_u64().unwrap_or(0);
-    let max = p["maxProtocol"].as_u64().unwrap_or(0);
+    let min = protocol_number(&p["minProtocol"]);
+    let max = protocol_number(&p["maxProtocol"]);
     let role_raw = s(p, "role");
 
     // Step 2: protocol range → 1002.
@@ -485,6 +494,21 @@ mod tests {
         assert_eq!(a.scopes, vec!["operator.admin"]);
         assert_eq!(a.auth_method, "token");
         assert_eq!(a.role, Role::Operator);
+    }
+
+    #[test]
+    fn out_of_range_protocol_numbers_are_a_mismatch() {
+        // Sent as text so the numbers reach the gate as JSON parses them.
+        for min in ["18446744073709551616", "1e19", "18446744073709551615", "5"] {
+            let text = format!(
+                r#"{{"minProtocol":{min},"maxProtocol":4,"client":{{"id":"cli","version":"1","platform":"linux","mode":"cli"}},"auth":{{"token":"secret"}}}}"#
+            );
+            let p: Value = serde_json::from_str(&text).unwrap();
+            let r = run(&p, LOOPBACK, &tok());
+            let rej = r.err().unwrap_or_else(|| panic!("minProtocol {min} accepted"));
+            assert_eq!(rej.close_code, close::PROTOCOL, "minProtocol {min}");
+            assert_eq!(rej.error.details.as_ref().unwrap()["code"], "PROTOCOL_MISMATCH");
+        }
     }
 
     #[test]

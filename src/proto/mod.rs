@@ -2,6 +2,7 @@
 //! connect gate, the permission gate and event recipient rules. Nothing here touches a socket
 //! or reads a clock, so all of it is unit-tested directly.
 
+pub mod bounds;
 pub mod errors;
 pub mod events;
 pub mod frame;

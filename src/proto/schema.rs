@@ -413,3 +413,4 @@ mod tests {
         assert_eq!(err, "must have required property 'mode'");
     }
 }
+

@@ -4,7 +4,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::schema::{closed, non_empty};
+use super::{
+    bounds,
+    schema::{closed, non_empty},
+};
 
 /// A closed object: `typed` fields with schemas, `loose` fields of any type.
 fn obj(typed: Value, loose: &[&str], required: &[&str]) -> Value {
@@ -15,11 +18,9 @@ fn obj(typed: Value, loose: &[&str], required: &[&str]) -> Value {
     closed(Value::Object(props), required)
 }
 
+/// An integer in `[min, max]`; without `max`, up to `MAX_SAFE_INTEGER` (see [`bounds`]).
 fn int(min: u64, max: Option<u64>) -> Value {
-    match max {
-        Some(max) => json!({"type": "integer", "minimum": min, "maximum": max}),
-        None => json!({"type": "integer", "minimum": min}),
-    }
+    bounds::int(min, max.unwrap_or(bounds::MAX_SAFE_INTEGER))
 }
 
 pub fn schemas() -> Vec<(&'static str, Value)> {
@@ -41,7 +42,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "chat.send",
             obj(
                 json!({"sessionKey": key, "message": s, "idempotencyKey": ne, "agentId": ne,
-                       "timeoutMs": int(0, None)}),
+                       "timeoutMs": bounds::duration_ms(0)}),
                 &[
                     "sessionId",
                     "mentions",
@@ -107,7 +108,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "agent",
             obj(
                 json!({"message": ne, "idempotencyKey": ne, "agentId": ne, "sessionKey": key,
-                       "timeout": int(0, None)}),
+                       "timeout": bounds::duration_ms(0)}),
                 &[
                     "provider",
                     "model",
@@ -156,7 +157,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "agent.wait",
             obj(
-                json!({"runId": ne, "timeoutMs": int(0, None)}),
+                json!({"runId": ne, "timeoutMs": bounds::duration_ms(0)}),
                 &[],
                 &["runId"],
             ),
@@ -242,7 +243,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             "sessions.send",
             obj(
                 json!({"key": key, "agentId": ne, "message": s, "idempotencyKey": ne,
-                       "timeoutMs": int(0, None)}),
+                       "timeoutMs": bounds::duration_ms(0)}),
                 &["mentions", "thinking", "attachments"],
                 &["key", "message"],
             ),

@@ -16,6 +16,7 @@ pub(super) fn obj(typed: Value, loose: &[&str], required: &[&str]) -> Value {
 
 pub fn schemas() -> Vec<(&'static str, Value)> {
     let s = json!({"type": "string"});
+    let b = json!({"type": "boolean"});
     let ne = non_empty();
     let write = |extra: Value| {
         let mut typed = json!({"raw": s, "baseHash": ne});
@@ -83,7 +84,7 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         (
             "channels.status",
             obj(
-                json!({"probe": {"type": "boolean"}, "timeoutMs": {"type": "integer", "minimum": 0}, "channel": ne}),
+                json!({"probe": {"type": "boolean"}, "timeoutMs": super::bounds::duration_ms(0), "channel": ne}),
                 &[],
                 &[],
             ),
@@ -117,6 +118,68 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                     "parseMode",
                 ],
                 &["to", "idempotencyKey"],
+            ),
+        ),
+        (
+            "node.invoke",
+            obj(
+                json!({"nodeId": ne, "command": ne, "timeoutMs": super::bounds::duration_ms(0),
+                       "idempotencyKey": ne, "sessionKey": ne, "turnSourceChannel": s,
+                       "turnSourceTo": s, "turnSourceAccountId": s,
+                       "turnSourceThreadId": {"type": ["string", "number"]}}),
+                &["params"],
+                &["nodeId", "command", "idempotencyKey"],
+            ),
+        ),
+        (
+            "exec.approval.request",
+            obj(
+                json!({"id": ne, "command": ne, "timeoutMs": super::bounds::duration_ms(1),
+                       "twoPhase": b, "requireDeliveryRoute": b, "suppressDelivery": b,
+                       "deliverToApprovalClientsOnly": b}),
+                &[
+                    "commandArgv",
+                    "systemRunPlan",
+                    "env",
+                    "cwd",
+                    "nodeId",
+                    "host",
+                    "security",
+                    "ask",
+                    "warningText",
+                    "scope",
+                    "unavailableDecisions",
+                    "commandSpans",
+                    "agentId",
+                    "resolvedPath",
+                    "sessionKey",
+                    "sessionId",
+                    "runId",
+                    "toolCallId",
+                    "turnSourceChannel",
+                    "turnSourceTo",
+                    "turnSourceAccountId",
+                    "turnSourceThreadId",
+                    "approvalReviewerDeviceIds",
+                ],
+                &[],
+            ),
+        ),
+        (
+            "exec.approval.resolve",
+            obj(
+                json!({"id": ne, "decision": ne,
+                       "grantExpiresInDays": {"type": "integer", "minimum": 1, "maximum": 3650}}),
+                &["reviewer"],
+                &["id", "decision"],
+            ),
+        ),
+        (
+            "exec.approval.grants.list",
+            obj(
+                json!({"limit": {"type": "integer", "minimum": 1, "maximum": 500}}),
+                &[],
+                &[],
             ),
         ),
         (

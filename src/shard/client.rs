@@ -164,6 +164,11 @@ pub struct Client {
     /// The connection task's waker and whether it has work to look at.
     pub waker: Option<Waker>,
     pub signalled: bool,
+    /// Replies of this connection waiting for the storage thread (see
+    /// [`Client::close_after_replies`]).
+    pub replies_in_flight: u32,
+    /// A close that waits for those replies to be queued first.
+    pub close_when_answered: Option<Box<(u16, String)>>,
     /// Live-text frames held back while this client is slow (newest per key; see
     /// [`crate::proto::frame::LiveKey`]).
     pub held: Vec<(
@@ -212,6 +217,8 @@ impl Client {
             end_deadline_ms: None,
             waker: None,
             signalled: false,
+            replies_in_flight: 0,
+            close_when_answered: None,
             held: Vec::new(),
         }
     }
@@ -298,6 +305,32 @@ impl Client {
         self.end = Some(End::AfterFlush);
         self.end_deadline_ms = Some(crate::state::now_ms() + CLOSE_GRACE_MS);
         self.signal();
+    }
+
+    /// Closes the connection once the replies it is waiting for have been queued: a change
+    /// that voids its own credentials (rotating its own device token) still reaches it with
+    /// its answer first, as on the original. Meanwhile it is no longer open: no events, and
+    /// its further requests are ignored.
+    pub fn close_after_replies(&mut self, code: u16, reason: &str) {
+        if self.end.is_some() {
+            return;
+        }
+        if self.replies_in_flight == 0 {
+            self.close(code, reason);
+            return;
+        }
+        self.phase = Phase::Closing;
+        self.close_when_answered = Some(Box::new((code, reason.to_owned())));
+    }
+
+    /// A reply that waited for the storage thread has been queued (or dropped).
+    pub fn reply_answered(&mut self) {
+        self.replies_in_flight = self.replies_in_flight.saturating_sub(1);
+        if self.replies_in_flight == 0 {
+            if let Some(c) = self.close_when_answered.take() {
+                self.close(c.0, &c.1);
+            }
+        }
     }
 
     /// Sends a WebSocket ping.

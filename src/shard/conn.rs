@@ -69,7 +69,7 @@ pub(super) async fn recv_some(
                 let left = deadline.saturating_duration_since(Instant::now());
                 monoio::select! {
                     r = stream.readable(false) => r.ok()?,
-                    _ = monoio::time::sleep(left) => return None,
+                    _ = crate::shard::timer::sleep(left) => return None,
                 }
             }
             Err(_) => return None,
@@ -106,7 +106,7 @@ pub(super) async fn write_all(
         let left = deadline.saturating_duration_since(Instant::now());
         monoio::select! {
             r = stream.writable(false) => r?,
-            _ = monoio::time::sleep(left) => return Err(std::io::ErrorKind::TimedOut.into()),
+            _ = crate::shard::timer::sleep(left) => return Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
     Ok(())
@@ -142,7 +142,7 @@ async fn read_head(stream: &TcpStream, deadline: Instant) -> Option<(Request, Ve
             return Some((req, rest));
         }
         if head.len() > http::MAX_HEAD {
-            return Some((Request::Bad, Vec::new()));
+            return Some((Request::Refused(http::HEADERS_TOO_LARGE), Vec::new()));
         }
     }
 }
@@ -235,8 +235,15 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             }
             return;
         }
-        Request::Plain { path } => {
-            let r = if path == "/healthz" || path == "/readyz" {
+        Request::Plain { method, path } => {
+            let probe = path == "/healthz" || path == "/readyz";
+            let r = if probe && !matches!(method.as_str(), "GET" | "HEAD") {
+                http::response(
+                    "405 Method Not Allowed",
+                    "text/plain; charset=utf-8",
+                    "Method Not Allowed",
+                )
+            } else if probe {
                 http::response(
                     "200 OK",
                     "application/json",
@@ -252,13 +259,11 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             let _ = write_all(&stream, &r, deadline).await;
             return;
         }
-        Request::Bad => {
-            let r = http::response(
-                "400 Bad Request",
-                "text/plain; charset=utf-8",
-                "bad request\n",
-            );
-            let _ = write_all(&stream, &r, deadline).await;
+        Request::Refused(status) => {
+            let r = http::response(status, "text/plain; charset=utf-8", status);
+            if write_all(&stream, &r, deadline).await.is_ok() {
+                linger(&stream).await;
+            }
             return;
         }
     };
@@ -483,7 +488,19 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
         };
         if let Some(text) = text {
             handled += 1;
-            let after = dispatch::on_text(&mut ctx, cl, info, &text);
+            // A panic here is confined to this connection (crate::panic_policy).
+            let after = match crate::panic_policy::contain(|| {
+                dispatch::on_text(&mut ctx, &mut *cl, info, &text)
+            }) {
+                Ok(after) => after,
+                Err(_) => {
+                    ctx.globals
+                        .panics_contained
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    cl.close(close::INTERNAL, "internal error");
+                    break;
+                }
+            };
             pass.effects.extend(after.effects);
             pass.deferred.extend(after.deferred);
             if after.rejection.is_some() {
@@ -514,7 +531,7 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::OpResult {
     monoio::select! {
         r = store.call(op) => r,
-        _ = monoio::time::sleep(STORE_TIMEOUT) => {
+        _ = crate::shard::timer::sleep(STORE_TIMEOUT) => {
             crate::store::OpResult::Failed("state store timed out".into())
         }
     }
@@ -523,19 +540,42 @@ pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::Op
 /// Runs a deferred reply on its own task so the connection keeps reading meanwhile.
 fn spawn_deferred(shared: &Shared, c: &ClientRef, id: String, d: Box<Deferred>) {
     let store = shared.borrow().store.clone();
+    c.borrow_mut().replies_in_flight += 1;
     let (shared, c) = (shared.clone(), c.clone());
     monoio::spawn(async move {
-        let r = call_store(&store, d.op).await;
-        let reply = (d.finish)(r, &shared.borrow());
-        let bytes = match reply {
-            Ok(payload) => res_ok(&id, &payload),
-            Err(e) => res_err(&id, &e),
-        };
+        let Deferred { op, finish } = *d;
+        let r = call_store(&store, op).await;
+        // Building the reply is request handling: a panic closes this connection only.
+        let reply = crate::panic_policy::contain(|| finish(r, &shared.borrow()));
         let mut cb = c.borrow_mut();
-        if cb.end.is_none() {
-            cb.push_text(&bytes);
+        if cb.end.is_some() {
+            return;
+        }
+        let _answered = Answered(&mut cb);
+        let cb = &mut *_answered.0;
+        match reply {
+            Ok(Ok(payload)) => cb.push_text(&res_ok(&id, &payload)),
+            Ok(Err(e)) => cb.push_text(&res_err(&id, &e)),
+            Err(_) => {
+                shared
+                    .borrow()
+                    .globals
+                    .panics_contained
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                cb.close(close::INTERNAL, "internal error");
+            }
         }
     });
+}
+
+/// Marks a deferred reply answered when dropped (after it was queued, or if building it
+/// panicked), releasing a close that waited for it.
+struct Answered<'a>(&'a mut Client);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.reply_answered();
+    }
 }
 
 /// Reads and handles every complete message available; false when the socket is done.
@@ -549,7 +589,7 @@ async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool
             spawn_deferred(shared, c, id, d);
         }
         if let Some((delay, (frame, code, reason))) = pass.rejection {
-            monoio::time::sleep(Duration::from_millis(delay)).await;
+            crate::shard::timer::sleep_ms(delay).await;
             let mut cb = c.borrow_mut();
             if cb.end.is_none() {
                 cb.push_text(&frame);
@@ -600,7 +640,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
                     }
                     monoio::select! {
                         r = stream.readable(false) => if r.is_err() { break },
-                        _ = monoio::time::sleep(left) => break,
+                        _ = crate::shard::timer::sleep(left) => break,
                     }
                 }
                 Err(_) => break,

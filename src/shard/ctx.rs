@@ -429,6 +429,12 @@ impl ShardCtx {
             BusMsg::Config(update) => self.on_config(&update),
             BusMsg::Cron(call) => crate::cron::service::handle(self, *call),
             BusMsg::ChannelSend(call) => crate::channels::sends::handle(self, *call),
+            BusMsg::AuthFailure { ip, at_ms } => {
+                self.limiter.record_failure(ip, at_ms);
+            }
+            BusMsg::AuthSuccess { ip } => {
+                self.limiter.record_success(ip);
+            }
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;
                 crate::channels::sends::on_report(self, key, report)
@@ -484,7 +490,7 @@ impl ShardCtx {
             });
             if hit {
                 tracing::info!(conn = %c.conn_id, device = %device_id, "device credentials voided: closing");
-                c.close(close::AUTH_CHANGED, "device removed");
+                c.close_after_replies(close::AUTH_CHANGED, "device removed");
             }
         }
     }

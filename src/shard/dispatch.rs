@@ -154,8 +154,11 @@ fn on_preauth(
     };
     match handshake::evaluate(&input) {
         Ok(acc) => {
-            if !matches!(ctx.config.auth, crate::auth::secret::AuthMode::None) {
-                ctx.limiter.record_success(c.ip);
+            if !matches!(ctx.config.auth, crate::auth::secret::AuthMode::None)
+                && ctx.limiter.record_success(c.ip)
+            {
+                ctx.sender
+                    .to_others(crate::bus::BusMsg::AuthSuccess { ip: c.ip });
             }
             match acc.device.clone() {
                 None => open(ctx, c, &id, acc, None, ctx.auth_gen, after),
@@ -168,6 +171,8 @@ fn on_preauth(
             }
             let frame = res_err(&id, &rej.error);
             let delay = if rej.auth_failure {
+                ctx.sender
+                    .to_others(crate::bus::BusMsg::AuthFailure { ip: c.ip, at_ms: now });
                 ctx.limiter.record_failure(c.ip, now)
             } else {
                 0

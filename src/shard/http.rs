@@ -2,8 +2,11 @@
 
 use super::dispatch::UpgradeInfo;
 
-/// Largest request head accepted.
+/// Largest request head accepted (Node's default `maxHeaderSize`); 431 past it.
 pub const MAX_HEAD: usize = 16 * 1024;
+
+/// Most header lines accepted; 431 past it. Browsers send about 20; proxies add a few.
+pub const MAX_HEADERS: usize = 128;
 
 /// A parsed request head.
 #[derive(Debug)]
@@ -15,12 +18,17 @@ pub enum Request {
         proxied: bool,
     },
     /// A plain HTTP request to this path.
-    Plain { path: String },
+    Plain { method: String, path: String },
     /// `POST /channels/...`: an inbound channel message (the body follows the head).
     Inbound(Inbound),
-    /// Not a valid request.
-    Bad,
+    /// Refused before routing, with this status line: `400 Bad Request` (malformed, or framed
+    /// ambiguously: `Content-Length` with `Transfer-Encoding`, the request-smuggling shape) or
+    /// `431 Request Header Fields Too Large`.
+    Refused(&'static str),
 }
+
+pub const BAD_REQUEST: &str = "400 Bad Request";
+pub const HEADERS_TOO_LARGE: &str = "431 Request Header Fields Too Large";
 
 /// The head of an inbound channel request.
 #[derive(Debug)]
@@ -34,11 +42,14 @@ pub struct Inbound {
 /// Parses a complete head (`None` until `\r\n\r\n` has arrived); also returns the head's
 /// length (bytes after it already belong to the WebSocket stream).
 pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let consumed = match req.parse(buf) {
         Ok(httparse::Status::Partial) => return None,
-        Err(_) => return Some((Request::Bad, buf.len())),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Some((Request::Refused(HEADERS_TOO_LARGE), buf.len()))
+        }
+        Err(_) => return Some((Request::Refused(BAD_REQUEST), buf.len())),
         Ok(httparse::Status::Complete(n)) => n,
     };
     let path = req.path.unwrap_or("/").to_owned();
@@ -49,9 +60,32 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             .and_then(|h| std::str::from_utf8(h.value).ok())
             .map(str::to_owned)
     };
+    let count = |name: &str| {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .count()
+    };
+    // One body framing, stated once: a request that carries both (or either twice) could be
+    // read differently by a proxy in front of us (RFC 9112 §6.3).
+    let content_lengths = count("content-length");
+    let transfer_encodings = count("transfer-encoding");
+    if content_lengths > 1
+        || transfer_encodings > 1
+        || (content_lengths > 0 && transfer_encodings > 0)
+    {
+        return Some((Request::Refused(BAD_REQUEST), buf.len()));
+    }
+    let content_length = match get("content-length") {
+        None => None,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) => Some(n),
+            Err(_) => return Some((Request::Refused(BAD_REQUEST), buf.len())),
+        },
+    };
     if req.method == Some("POST") && path.starts_with("/channels/") {
         let inbound = Inbound {
-            content_length: get("content-length").and_then(|v| v.trim().parse().ok()),
+            content_length,
             timestamp: get("x-ringgate-timestamp"),
             signature: get("x-ringgate-signature"),
             path,
@@ -65,7 +99,8 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         || key.is_none()
         || get("sec-websocket-version").as_deref() != Some("13")
     {
-        return Some((Request::Plain { path }, consumed));
+        let method = req.method.unwrap_or("GET").to_owned();
+        return Some((Request::Plain { method, path }, consumed));
     }
     let proxied = req.headers.iter().any(|h| {
         let n = h.name.to_ascii_lowercase();
@@ -133,7 +168,44 @@ mod tests {
         ));
         assert!(matches!(
             parse(b"\x00\x01garbage\r\n\r\n"),
-            Some((Request::Bad, _))
+            Some((Request::Refused(BAD_REQUEST), _))
+        ));
+    }
+
+    #[test]
+    fn ambiguous_body_framing_is_refused() {
+        for head in [
+            "POST /channels/webhook HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /channels/webhook HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST /channels/webhook HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST /channels/webhook HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST /channels/webhook HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(head.as_bytes()), Some((Request::Refused(BAD_REQUEST), _))),
+                "{head:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn many_headers_pass_and_too_many_get_431() {
+        let with = |n: usize| {
+            let mut h = String::from("GET /healthz HTTP/1.1\r\n");
+            for i in 0..n {
+                h.push_str(&format!("X-H{i}: v\r\n"));
+            }
+            h.push_str("\r\n");
+            h
+        };
+        assert!(matches!(
+            parse(with(100).as_bytes()),
+            Some((Request::Plain { .. }, _))
+        ));
+        assert!(matches!(
+            parse(with(MAX_HEADERS + 1).as_bytes()),
+            Some((Request::Refused(HEADERS_TOO_LARGE), _))
         ));
     }
 }

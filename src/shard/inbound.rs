@@ -163,7 +163,7 @@ pub async fn serve(
     let left = std::time::Duration::from_millis(TURN_TIMEOUT_MS);
     monoio::select! {
         frame = waiter.wait() => http_answer(&frame, &canonical),
-        _ = monoio::time::sleep(left) => {
+        _ = crate::shard::timer::sleep(left) => {
             shared.borrow_mut().reply_waiters.remove(&conn);
             error("503 Service Unavailable", "the session did not answer in time")
         }

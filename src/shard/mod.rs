@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod hello;
 pub mod http;
 pub mod inbound;
+pub mod timer;
 
 use std::{
     cell::RefCell,
@@ -54,6 +55,7 @@ impl Gateway {
 
     /// Asks every shard to shut down (shutdown event, close 1012) and waits for them.
     pub fn shutdown(self) {
+        self.globals.stopping.store(true, Ordering::Release);
         for i in 0..self.bus.shards() {
             // A full inbox drains quickly; never give up on delivering the shutdown.
             while self.bus.inbox(i).push(BusMsg::Shutdown).is_err() {
@@ -167,11 +169,12 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     }
     let bus = Bus::new(n);
     let hub = crate::channels::hub::ChannelHub::build(&config)?;
-    let (store, devices) = Store::open(Arc::new(config.clone()), hub.clone(), bus.clone())
+    let (store, boot) = Store::open(Arc::new(config.clone()), hub.clone(), bus.clone())
         .map_err(|e| io::Error::other(e.to_string()))?;
-    let devices = Arc::new(devices);
+    let devices = Arc::new(boot.devices);
+    let recent_runs = Arc::new(boot.recent_runs);
     let config = Arc::new(config);
-    let globals = Arc::new(Globals::new());
+    let globals = Arc::new(Globals::with_shards(n));
     let workers = crate::agent::openai::Workers::start(config.agent_workers);
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())
@@ -180,6 +183,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     for (id, listener) in listeners.into_iter().enumerate() {
         let (config, globals, bus) = (config.clone(), globals.clone(), bus.clone());
         let (store, devices, workers) = (store.clone(), devices.clone(), workers.clone());
+        let recent_runs = recent_runs.clone();
         let hub = hub.clone();
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
@@ -194,8 +198,19 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .build()
                         .map(|mut rt| {
                             rt.block_on(shard_main(
-                                id, config, globals, bus, listener, "io_uring", store, devices,
-                                workers, hub,
+                                id,
+                                config,
+                                globals,
+                                bus,
+                                listener,
+                                "io_uring",
+                                Boot {
+                                    store,
+                                    devices,
+                                    recent_runs,
+                                    workers,
+                                    hub,
+                                },
                             ))
                         }),
                     _ => RuntimeBuilder::<LegacyDriver>::new()
@@ -203,17 +218,32 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .build()
                         .map(|mut rt| {
                             rt.block_on(shard_main(
-                                id, config, globals, bus, listener, "epoll", store, devices,
-                                workers, hub,
+                                id,
+                                config,
+                                globals,
+                                bus,
+                                listener,
+                                "epoll",
+                                Boot {
+                                    store,
+                                    devices,
+                                    recent_runs,
+                                    workers,
+                                    hub,
+                                },
                             ))
                         }),
                 };
                 if let Err(e) = r {
+                    // A gateway with a shard missing would accept connections it never serves.
+                    eprintln!("ringgate: fatal: shard {id} runtime failed to start: {e}");
                     tracing::error!(shard = id, error = %e, "shard runtime failed to start");
+                    crate::panic_policy::fatal_exit();
                 }
             })?;
         threads.push(t);
     }
+    start_watchdog(globals.clone())?;
     Ok(Gateway {
         addr,
         bus,
@@ -223,7 +253,43 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A shard whose housekeeping pass has not run for this long has stalled (a stuck loop, a
+/// blocked thread): the process stops rather than serve on half-dead (`crate::panic_policy`).
+pub const STALL_MS: u64 = 30_000;
+
+/// Watches every shard's heartbeat from its own thread.
+fn start_watchdog(globals: Arc<Globals>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("ringgate-watchdog".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(1));
+            if globals.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            let stalled = globals.stalled_shards(now_ms(), STALL_MS);
+            if !stalled.is_empty() {
+                eprintln!(
+                    "ringgate: fatal: shard(s) {stalled:?} made no progress for {STALL_MS} ms; \
+                     exiting with code {} so a supervisor restarts the gateway",
+                    crate::panic_policy::EXIT_CODE
+                );
+                tracing::error!(?stalled, "fatal: shard stalled; exiting");
+                crate::panic_policy::fatal_exit();
+            }
+        })
+        .map(|_| ())
+}
+
+/// What a shard starts from besides its config: the shared services and the state the
+/// storage thread read at start-up.
+struct Boot {
+    store: Store,
+    devices: Arc<Vec<Arc<PairedDevice>>>,
+    recent_runs: Arc<Vec<crate::store::sessions::RecentRun>>,
+    workers: crate::agent::openai::Workers,
+    hub: Arc<crate::channels::hub::ChannelHub>,
+}
+
 async fn shard_main(
     id: usize,
     config: Arc<Config>,
@@ -231,10 +297,7 @@ async fn shard_main(
     bus: Arc<Bus>,
     listener: StdListener,
     driver: &'static str,
-    store: Store,
-    devices: Arc<Vec<Arc<PairedDevice>>>,
-    workers: crate::agent::openai::Workers,
-    hub: Arc<crate::channels::hub::ChannelHub>,
+    boot: Boot,
 ) {
     let sender = Sender::new(bus.clone(), id);
     let ctx = Rc::new(RefCell::new(ShardCtx::new(
@@ -243,18 +306,31 @@ async fn shard_main(
         globals,
         sender,
         driver,
-        store,
-        &devices,
-        workers,
+        boot.store,
+        &boot.devices,
+        boot.workers,
     )));
     ctx.borrow_mut().me = Rc::downgrade(&ctx);
-    ctx.borrow_mut().channels = hub;
+    ctx.borrow_mut().channels = boot.hub;
+    {
+        // Runs that ended before this start: `agent.wait` on any shard answers them, and
+        // each session's owner remembers their idempotency keys.
+        let c = &mut *ctx.borrow_mut();
+        let shards = bus.shards();
+        for r in boot.recent_runs.iter() {
+            crate::chat::runs::restore(&mut c.run_index, r);
+            if crate::chat::key::owner(&r.session_key, shards) == id {
+                crate::chat::owner::restore(&mut c.chat, r);
+            }
+        }
+    }
     crate::cron::service::start(&mut ctx.borrow_mut());
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
+            eprintln!("ringgate: fatal: shard {id} cannot register its listener: {e}");
             tracing::error!(shard = id, error = %e, "cannot register listener");
-            return;
+            crate::panic_policy::fatal_exit();
         }
     };
     tracing::info!(shard = id, driver, "shard started");
@@ -268,9 +344,14 @@ async fn shard_main(
                     monoio::spawn(conn::serve(accept_ctx.clone(), stream, peer));
                 }
                 Err(e) => {
-                    // Out of descriptors or memory: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    monoio::time::sleep(Duration::from_millis(20)).await;
+                    // Out of descriptors or memory: back off instead of spinning, and log a
+                    // sample (the condition repeats on every retry until a socket closes).
+                    let g = accept_ctx.borrow().globals.clone();
+                    g.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    if g.log_allowed() {
+                        tracing::warn!(shard = id, error = %e, "accept failed");
+                    }
+                    timer::sleep_ms(20).await;
                 }
             }
         }
@@ -293,7 +374,7 @@ async fn shard_main(
     let hk_ctx = ctx.clone();
     monoio::spawn(async move {
         loop {
-            monoio::time::sleep(Duration::from_millis(250)).await;
+            timer::sleep_ms(250).await;
             let mut c = hk_ctx.borrow_mut();
             let now = now_ms();
             let limits = c.config.limits.clone();
@@ -322,6 +403,7 @@ async fn shard_main(
             }
             c.housekeeping(now);
             c.sender.flush_overflow();
+            c.globals.beat(id, now);
         }
     });
 
@@ -331,7 +413,7 @@ async fn shard_main(
         loop {
             // Read each time: a config reload may change the cadence.
             let every = tick_ctx.borrow().config.limits.tick_interval_ms;
-            monoio::time::sleep(Duration::from_millis(every)).await;
+            timer::sleep_ms(every).await;
             let ev = Arc::new(EventTemplate::new("tick", &json!({"ts": now_ms()}), None));
             tick_ctx.borrow_mut().fanout(&ev);
         }
@@ -343,7 +425,7 @@ async fn shard_main(
         monoio::spawn(async move {
             loop {
                 let every = h_ctx.borrow().config.limits.health_interval_ms;
-                monoio::time::sleep(Duration::from_millis(every)).await;
+                timer::sleep_ms(every).await;
                 let mut c = h_ctx.borrow_mut();
                 let hv = c.globals.health_version.fetch_add(1, Ordering::AcqRel) + 1;
                 let pv = c.globals.presence_version.load(Ordering::Acquire);
@@ -356,7 +438,7 @@ async fn shard_main(
     // Run until shutdown, then give clients up to 3 s to receive their close frames.
     let mut since: Option<Instant> = None;
     loop {
-        monoio::time::sleep(Duration::from_millis(50)).await;
+        timer::sleep_ms(50).await;
         let c = ctx.borrow();
         if !c.shutting_down {
             continue;

@@ -50,6 +50,10 @@ pub struct Globals {
     pub dropped_events: AtomicU64,
     /// Live-text frames held back for slow clients (coalesced).
     pub coalesced_events: AtomicU64,
+    /// Panics confined to the connection that caused them (`crate::panic_policy`).
+    pub panics_contained: AtomicU64,
+    /// Failed `accept(2)` calls (descriptor or memory exhaustion), all shards.
+    pub accept_errors: AtomicU64,
     /// Server instance id (presence self entry).
     pub instance_id: String,
     pub hostname: String,
@@ -58,6 +62,11 @@ pub struct Globals {
     log_count: AtomicU64,
     /// Log lines suppressed by [`Globals::log_allowed`].
     pub logs_suppressed: AtomicU64,
+    /// Each shard's last housekeeping pass (ms since the epoch; 0 before its first): the
+    /// watchdog and `/readyz` read these to tell a live shard from a stalled one.
+    pub shard_beats: Box<[AtomicU64]>,
+    /// Set when the gateway begins to stop (the watchdog stands down).
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Globals {
@@ -67,7 +76,13 @@ impl Default for Globals {
 }
 
 impl Globals {
+    /// Globals for one shard (tests and benches).
     pub fn new() -> Self {
+        Self::with_shards(1)
+    }
+
+    /// Globals for a gateway of `shards` shards.
+    pub fn with_shards(shards: usize) -> Self {
         Globals {
             started: Instant::now(),
             started_ms: now_ms(),
@@ -79,13 +94,40 @@ impl Globals {
             slow_closes: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             coalesced_events: AtomicU64::new(0),
+            panics_contained: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
             instance_id: uuid::Uuid::new_v4().to_string(),
             hostname: hostname(),
             hasher: std::collections::hash_map::RandomState::new(),
             log_second: AtomicU64::new(0),
             log_count: AtomicU64::new(0),
             logs_suppressed: AtomicU64::new(0),
+            shard_beats: (0..shards.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Records that shard `id` completed a housekeeping pass at `now`.
+    pub fn beat(&self, id: usize, now: u64) {
+        if let Some(b) = self.shard_beats.get(id) {
+            b.store(now, Ordering::Release);
+        }
+    }
+
+    /// Shards whose last pass is older than `stall_ms` (or that never ran one), as of `now`.
+    pub fn stalled_shards(&self, now: u64, stall_ms: u64) -> Vec<usize> {
+        self.shard_beats
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                let at = match b.load(Ordering::Acquire) {
+                    0 => self.started_ms,
+                    at => at,
+                };
+                now.saturating_sub(at) > stall_ms
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     fn bucket(&self, ip: IpAddr) -> &AtomicU32 {

@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     sessions::MIGRATION,
     approvals::MIGRATION,
     cron::MIGRATION,
+    sessions::MIGRATION_RUN_IDEMPOTENCY,
 ];
 
 /// Commands applied per transaction at most.
@@ -267,6 +268,16 @@ struct Cmd {
 #[derive(Clone)]
 pub struct Store {
     tx: channel::Sender<Cmd>,
+    /// File-system scans (skills, log tails) run on their own thread: they never touch the
+    /// database, and a slow directory must not delay a chat acknowledgement.
+    scan_tx: channel::Sender<Cmd>,
+}
+
+/// What the storage thread knows at start-up, for the shards' first replicas.
+pub struct Boot {
+    pub devices: Vec<Arc<PairedDevice>>,
+    /// Runs that ended within the idempotency TTL (interrupted ones included).
+    pub recent_runs: Vec<sessions::RecentRun>,
 }
 
 impl Store {
@@ -276,7 +287,7 @@ impl Store {
         live: Arc<crate::config::Config>,
         hub: Arc<crate::channels::hub::ChannelHub>,
         bus: Arc<Bus>,
-    ) -> Result<(Store, Vec<Arc<PairedDevice>>), StoreError> {
+    ) -> Result<(Store, Boot), StoreError> {
         let state_dir: &Path = &live.state_dir.clone();
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
             path: state_dir.into(),
@@ -297,13 +308,35 @@ impl Store {
             path: path.clone(),
             message,
         })?;
-        sessions::recover(&conn).map_err(db_err)?;
+        let now = now_ms();
+        let interrupted = sessions::recover(&conn, now).map_err(db_err)?;
+        if interrupted > 0 {
+            tracing::warn!(
+                runs = interrupted,
+                "runs cut off by the last stop are marked interrupted"
+            );
+        }
+        let recent_runs = sessions::recent_runs(&conn, now.saturating_sub(sessions::RUN_MEMORY_MS))
+            .map_err(db_err)?;
         let devices = load(&conn).map_err(|message| StoreError::Db {
             path: path.clone(),
             message,
         })?;
         let snapshot: Vec<Arc<PairedDevice>> = devices.values().cloned().map(Arc::new).collect();
         let (tx, rx) = channel::unbounded();
+        let (scan_tx, scan_rx) = channel::unbounded::<Cmd>();
+        std::thread::Builder::new()
+            .name("ringgate-scan".into())
+            .spawn(move || {
+                while let Ok(cmd) = scan_rx.recv() {
+                    let r = scan(&cmd.op);
+                    cmd.done.complete(r);
+                }
+            })
+            .map_err(|source| StoreError::Dir {
+                path: state_dir.into(),
+                source,
+            })?;
         let state = StoreState {
             conn,
             devices,
@@ -318,12 +351,26 @@ impl Store {
                 path: state_dir.into(),
                 source,
             })?;
-        Ok((Store { tx }, snapshot))
+        Ok((
+            Store { tx, scan_tx },
+            Boot {
+                devices: snapshot,
+                recent_runs,
+            },
+        ))
+    }
+
+    fn queue(&self, op: &Op) -> &channel::Sender<Cmd> {
+        if op.is_scan() {
+            &self.scan_tx
+        } else {
+            &self.tx
+        }
     }
 
     /// Sends an op without waiting for its result (the storage thread logs failures).
     pub fn submit(&self, op: Op) {
-        let _ = self.tx.send(Cmd {
+        let _ = self.queue(&op).send(Cmd {
             op,
             done: Oneshot::new(),
         });
@@ -333,7 +380,7 @@ impl Store {
     pub async fn call(&self, op: Op) -> OpResult {
         let done = Oneshot::new();
         if self
-            .tx
+            .queue(&op)
             .send(Cmd {
                 op,
                 done: done.clone(),
@@ -343,6 +390,63 @@ impl Store {
             return OpResult::Failed("state store stopped".into());
         }
         done.wait().await
+    }
+}
+
+impl Op {
+    /// A file-system scan (no database): served by the scan thread.
+    fn is_scan(&self) -> bool {
+        matches!(self, Op::Skills { .. } | Op::LogTail { .. })
+    }
+
+    /// Reads the database without writing: served after the batch's transaction commits, so
+    /// a read never delays the acknowledgement of a write.
+    fn is_read(&self) -> bool {
+        matches!(
+            self,
+            Op::List
+                | Op::History(_)
+                | Op::ListSessions(_)
+                | Op::ListGrants { .. }
+                | Op::GetPolicy
+                | Op::UsageStatus
+                | Op::UsageCost(_)
+                | Op::CronLoad
+                | Op::CronRuns { .. }
+        )
+    }
+
+    /// Changes the in-memory pending pairing requests (restored if the op fails).
+    fn touches_pending(&self) -> bool {
+        matches!(
+            self,
+            Op::RequestPairing { .. } | Op::Approve { .. } | Op::Reject { .. }
+        )
+    }
+}
+
+/// Serves a file-system scan on the scan thread.
+fn scan(op: &Op) -> OpResult {
+    match op {
+        Op::Skills {
+            settings,
+            agent_id,
+            bins,
+        } => OpResult::Json(if *bins {
+            crate::skills::skills_bins(settings)
+        } else {
+            crate::skills::skills_status_for_process(settings, agent_id)
+        }),
+        Op::LogTail {
+            dir,
+            cursor,
+            limit,
+            max_bytes,
+        } => match crate::logs::tail(dir, *cursor, *limit, *max_bytes) {
+            Ok(v) => OpResult::Json(v),
+            Err(m) => OpResult::Failed(m),
+        },
+        _ => OpResult::Invalid("not a scan".into()),
     }
 }
 
@@ -408,6 +512,14 @@ struct Changes {
     upserts: Vec<String>,
     removed: Vec<String>,
     events: Vec<EventTemplate>,
+}
+
+impl Changes {
+    fn absorb(&mut self, other: Changes) {
+        self.upserts.extend(other.upserts);
+        self.removed.extend(other.removed);
+        self.events.extend(other.events);
+    }
 }
 
 fn resolved_event(request_id: &str, device_id: &str, decision: &str) -> EventTemplate {
@@ -497,9 +609,29 @@ impl StoreState {
         if batch.is_empty() {
             return;
         }
+        let (reads, writes): (Vec<Cmd>, Vec<Cmd>) = batch.into_iter().partition(|c| c.op.is_read());
+        if !writes.is_empty() {
+            self.apply_writes(writes);
+        }
+        // Reads run outside the write transaction, after the writers have their answers.
+        let now = now_ms();
+        for cmd in reads {
+            let r = self.apply(&cmd.op, now, &mut Changes::default());
+            cmd.done.complete(r);
+        }
+    }
+
+    /// Applies writes in one transaction (group commit), each op in its own savepoint: an op
+    /// that fails leaves nothing behind — in the database or in memory — and its neighbours
+    /// still commit. Results are delivered only after the commit is durable.
+    fn apply_writes(&mut self, batch: Vec<Cmd>) {
         let now = now_ms();
         self.expire_pending(now);
-        let mut changes = Changes::default();
+        // Pending requests live only in memory: kept to restore them if the commit fails.
+        let pending_at_start = batch
+            .iter()
+            .any(|c| c.op.touches_pending())
+            .then(|| self.pending.clone());
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             tracing::error!(error = %e, "state store cannot begin a transaction");
             for cmd in batch {
@@ -508,14 +640,12 @@ impl StoreState {
             }
             return;
         }
+        let mut changes = Changes::default();
         let results: Vec<OpResult> = batch
             .iter()
-            .map(|c| self.apply(&c.op, now, &mut changes))
+            .map(|c| self.apply_in_savepoint(&c.op, now, &mut changes))
             .collect();
-        match self
-            .persist(&changes)
-            .and_then(|()| self.conn.execute_batch("COMMIT"))
-        {
+        match self.conn.execute_batch("COMMIT") {
             Ok(()) => {
                 self.publish(changes);
                 for (cmd, r) in batch.into_iter().zip(results) {
@@ -525,14 +655,57 @@ impl StoreState {
             Err(e) => {
                 tracing::error!(error = %e, "state store commit failed; reloading from disk");
                 let _ = self.conn.execute_batch("ROLLBACK");
-                if let Ok(devices) = load(&self.conn) {
-                    self.devices = devices;
+                self.reload_devices();
+                if let Some(p) = pending_at_start {
+                    self.pending = p;
                 }
                 for cmd in batch {
                     cmd.done
                         .complete(OpResult::Failed(format!("state store write failed: {e}")));
                 }
             }
+        }
+    }
+
+    /// One write op inside `SAVEPOINT op`: on failure everything it wrote is rolled back and
+    /// the in-memory state it changed is restored; on success its changes join the batch's.
+    fn apply_in_savepoint(&mut self, op: &Op, now: u64, batch: &mut Changes) -> OpResult {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+            return OpResult::Failed(format!("state store write failed: {e}"));
+        }
+        let pending_before = op.touches_pending().then(|| self.pending.clone());
+        let mut ch = Changes::default();
+        let r = self.apply(op, now, &mut ch);
+        let failed = match (&r, self.persist(&ch)) {
+            (OpResult::Failed(m), _) => Some(m.clone()),
+            (_, Err(e)) => Some(format!("state store write failed: {e}")),
+            _ => None,
+        };
+        let Some(message) = failed else {
+            if let Err(e) = self.conn.execute_batch("RELEASE op") {
+                tracing::error!(error = %e, "state store cannot release a savepoint");
+            }
+            batch.absorb(ch);
+            return r;
+        };
+        tracing::error!(error = %message, "state store op failed; its writes are rolled back");
+        if let Err(e) = self.conn.execute_batch("ROLLBACK TO op; RELEASE op") {
+            tracing::error!(error = %e, "state store cannot roll back a savepoint");
+        }
+        if !ch.upserts.is_empty() || !ch.removed.is_empty() {
+            self.reload_devices();
+        }
+        if let Some(p) = pending_before {
+            self.pending = p;
+        }
+        OpResult::Failed(message)
+    }
+
+    /// Replaces the in-memory devices with what the database (this transaction) holds.
+    fn reload_devices(&mut self) {
+        match load(&self.conn) {
+            Ok(devices) => self.devices = devices,
+            Err(e) => tracing::error!(error = %e, "state store cannot reload devices"),
         }
     }
 
@@ -607,25 +780,7 @@ impl StoreState {
                 .map(|()| OpResult::Json(json!({"ok": true}))),
                 Op::CronRuns { job_id, limit } => cron::runs(c, job_id.as_deref(), *limit)
                     .map(|r| OpResult::Json(Value::Array(r))),
-                Op::Skills {
-                    settings,
-                    agent_id,
-                    bins,
-                } => Ok(OpResult::Json(if *bins {
-                    crate::skills::skills_bins(settings)
-                } else {
-                    crate::skills::skills_status_for_process(settings, agent_id)
-                })),
                 Op::UsageCost(q) => usage::cost_summary(c, q, now).map(OpResult::Json),
-                Op::LogTail {
-                    dir,
-                    cursor,
-                    limit,
-                    max_bytes,
-                } => Ok(match crate::logs::tail(dir, *cursor, *limit, *max_bytes) {
-                    Ok(v) => OpResult::Json(v),
-                    Err(m) => OpResult::Failed(m),
-                }),
                 Op::SetPolicy { file, base_hash } => {
                     approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
                         Ok(v) => OpResult::Json(v),
@@ -948,10 +1103,8 @@ impl StoreState {
             | Op::RevokeGrant { .. }
             | Op::GetPolicy
             | Op::SetPolicy { .. }
-            | Op::LogTail { .. }
             | Op::UsageStatus
             | Op::UsageCost(_)
-            | Op::Skills { .. }
             | Op::CronLoad
             | Op::CronSave { .. }
             | Op::CronDelete { .. }
@@ -959,6 +1112,8 @@ impl StoreState {
             | Op::CronRuns { .. } => self.apply_session(op, now),
             // Served before the batch's transaction (see `apply_batch`).
             Op::Config(_) => OpResult::Invalid("config request in a database batch".into()),
+            // Served by the scan thread (see `Store::call`).
+            Op::Skills { .. } | Op::LogTail { .. } => scan(op),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {
                 request_id,
@@ -1267,6 +1422,140 @@ mod tests {
             },
         );
         assert!(matches!(r, OpResult::Token(_)), "{r:?}");
+    }
+
+    fn cmd(op: Op) -> (Cmd, Arc<Oneshot<OpResult>>) {
+        let done = Oneshot::new();
+        (
+            Cmd {
+                op,
+                done: done.clone(),
+            },
+            done,
+        )
+    }
+
+    fn append(key: &str, run: sessions::RunMark) -> Op {
+        Op::Append(Box::new(sessions::Append {
+            key: key.into(),
+            agent_id: "main".into(),
+            message: Some(json!({"role": "user", "content": "hi"})),
+            run,
+            want_context: false,
+            must_exist: false,
+        }))
+    }
+
+    fn count(s: &StoreState, sql: &str) -> i64 {
+        s.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn a_failed_op_leaves_nothing_and_its_neighbours_commit() {
+        let mut s = state();
+        // The run record is the op's last statement: the session row and the message are
+        // written before it fails.
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON runs WHEN NEW.run_id = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .unwrap();
+        let start = |id: &str| sessions::RunMark::Start {
+            run_id: id.into(),
+            kind: "chat",
+            fingerprint: 1,
+        };
+        let (a, ra) = cmd(append("agent:main:a", start("ok-a")));
+        let (b, rb) = cmd(append("agent:main:b", start("boom")));
+        let (c, rc) = cmd(append("agent:main:c", sessions::RunMark::None));
+        s.apply_batch(vec![a, b, c]);
+        assert!(matches!(ra.try_take(), Some(OpResult::Appended(_))));
+        assert!(
+            matches!(rb.try_take(), Some(OpResult::Failed(ref m)) if m.contains("injected failure"))
+        );
+        assert!(matches!(rc.try_take(), Some(OpResult::Appended(_))));
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM sessions WHERE key = 'agent:main:b'"),
+            0,
+            "the failed op's session row is gone"
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM sessions"), 2);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM messages"), 2);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM runs"), 1);
+    }
+
+    #[test]
+    fn a_failed_pairing_op_restores_memory_too() {
+        let mut s = state();
+        let (req, r) = cmd(Op::RequestPairing {
+            pending: Box::new(ask("r", &["operator.read"])),
+            silent: false,
+        });
+        s.apply_batch(vec![req]);
+        assert!(matches!(r.try_take(), Some(OpResult::Pending { .. })));
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER boom BEFORE INSERT ON devices
+                 BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+            )
+            .unwrap();
+        let (approve, r) = cmd(Op::Approve {
+            request_id: "r".into(),
+            caller: ScopeSet::from_strs(["operator.admin"]),
+            own_device: None,
+        });
+        let (list, listed) = cmd(Op::List);
+        s.apply_batch(vec![approve, list]);
+        assert!(matches!(r.try_take(), Some(OpResult::Failed(_))));
+        assert!(s.devices.is_empty(), "the device approved in memory is gone");
+        assert!(s.pending.contains_key("r"), "the request waits again");
+        let Some(OpResult::List { pending, paired }) = listed.try_take() else {
+            panic!("list answered")
+        };
+        assert_eq!((pending.len(), paired.len()), (1, 0));
+        // Once the disk recovers, the same approval goes through.
+        s.conn.execute_batch("DROP TRIGGER boom").unwrap();
+        let (approve, r) = cmd(Op::Approve {
+            request_id: "r".into(),
+            caller: ScopeSet::from_strs(["operator.admin"]),
+            own_device: None,
+        });
+        s.apply_batch(vec![approve]);
+        assert!(matches!(r.try_take(), Some(OpResult::Approved { .. })));
+        assert!(load(&s.conn).unwrap().contains_key("dev"));
+    }
+
+    #[test]
+    fn interrupted_runs_and_their_keys_survive_a_restart() {
+        let s = state();
+        let start = sessions::RunMark::Start {
+            run_id: "k1".into(),
+            kind: "agent",
+            fingerprint: 42,
+        };
+        let Some(_) = sessions::append(&s.conn, &as_append(append("agent:main:x", start)), 100)
+            .unwrap()
+        else {
+            panic!("appended")
+        };
+        assert_eq!(sessions::recover(&s.conn, 5_000).unwrap(), 1);
+        let runs = sessions::recent_runs(&s.conn, 1_000).unwrap();
+        assert_eq!(runs.len(), 1);
+        let r = &runs[0];
+        assert_eq!(
+            (r.kind.as_str(), r.fingerprint, r.status.as_str(), r.ended_at_ms),
+            ("agent", 42, "interrupted", 5_000)
+        );
+        assert_eq!(r.error.as_deref(), Some(sessions::INTERRUPTED_ERROR));
+        assert!(sessions::recent_runs(&s.conn, 5_001).unwrap().is_empty());
+    }
+
+    fn as_append(op: Op) -> sessions::Append {
+        match op {
+            Op::Append(a) => *a,
+            _ => unreachable!(),
+        }
     }
 
     #[test]

@@ -25,6 +25,11 @@ impl<T> Oneshot<T> {
         self.waker.wake();
     }
 
+    /// The value, if it has been delivered (without waiting).
+    pub fn try_take(&self) -> Option<T> {
+        self.slot.pop()
+    }
+
     /// Waits for the value.
     pub async fn wait(&self) -> T {
         poll_fn(|cx| {

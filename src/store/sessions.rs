@@ -48,6 +48,44 @@ CREATE TABLE runs (
   error TEXT
 );";
 
+/// Run records remember how a turn was asked for (its kind and the fingerprint of its
+/// content), so a retried idempotency key is recognised after a restart too.
+pub const MIGRATION_RUN_IDEMPOTENCY: &str = "
+ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';
+ALTER TABLE runs ADD COLUMN fingerprint INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_ended ON runs (ended_at_ms);
+CREATE INDEX messages_run ON messages (run_id);";
+
+/// How long ended runs are remembered across a restart: the idempotency TTL (a retried key
+/// gets the first answer) and the run index of `agent.wait` both keep runs this long.
+pub const RUN_MEMORY_MS: u64 = 5 * 60_000;
+
+/// Why an interrupted run ended, as `agent.wait` and a retried `chat.send` report it.
+pub const INTERRUPTED_ERROR: &str =
+    "run interrupted: the gateway stopped before it finished; send the message again";
+
+/// A run that ended recently, read at start-up.
+#[derive(Debug, Clone)]
+pub struct RecentRun {
+    pub run_id: String,
+    pub session_key: String,
+    pub agent_id: String,
+    /// `chat`, `sessions` or `agent`.
+    pub kind: String,
+    pub fingerprint: u64,
+    /// `ok`, `error`, `aborted` or `interrupted`.
+    pub status: String,
+    pub started_at_ms: u64,
+    pub ended_at_ms: u64,
+    pub error: Option<String>,
+    pub model: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub session_id: String,
+    /// The run's reply text (its assistant message), if it wrote one.
+    pub reply: Option<String>,
+}
+
 /// How an append changes the session's run bookkeeping.
 #[derive(Debug, Clone)]
 pub enum RunMark {
@@ -55,6 +93,10 @@ pub enum RunMark {
     /// The user turn of a new run: the run becomes the session's active run.
     Start {
         run_id: String,
+        /// `chat`, `sessions` or `agent`.
+        kind: &'static str,
+        /// Hash of what the request asked for (see `chat::fingerprint`).
+        fingerprint: u64,
     },
     /// The run finished (`ok`, `error`, `aborted`); its usage is added to the session.
     End {
@@ -162,7 +204,7 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
         )?;
         let id = new_id();
         let run_id = match &a.run {
-            RunMark::Start { run_id } | RunMark::End { run_id, .. } => Some(run_id.as_str()),
+            RunMark::Start { run_id, .. } | RunMark::End { run_id, .. } => Some(run_id.as_str()),
             RunMark::None => None,
         };
         conn.execute(
@@ -186,14 +228,19 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
                 params![a.key, now as i64],
             )?;
         }
-        RunMark::Start { run_id } => {
+        RunMark::Start {
+            run_id,
+            kind,
+            fingerprint,
+        } => {
             conn.execute(
                 "UPDATE sessions SET updated_at_ms = ?2, active_run = ?3 WHERE key = ?1",
                 params![a.key, now as i64, run_id],
             )?;
             conn.execute(
-                "INSERT OR REPLACE INTO runs (run_id, session_key, agent_id, status, started_at_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-                params![run_id, a.key, a.agent_id, now as i64],
+                "INSERT OR REPLACE INTO runs (run_id, session_key, agent_id, status, started_at_ms, kind, fingerprint)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
+                params![run_id, a.key, a.agent_id, now as i64, kind, *fingerprint as i64],
             )?;
         }
         RunMark::End {
@@ -209,8 +256,14 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
                  active_run = CASE WHEN active_run = ?5 THEN NULL ELSE active_run END WHERE key = ?1",
                 params![a.key, now as i64, usage.input as i64, usage.output as i64, run_id],
             )?;
+            // The row written at the start keeps its kind and fingerprint.
             conn.execute(
-                "INSERT OR REPLACE INTO runs (run_id, session_key, agent_id, status, started_at_ms, ended_at_ms, input_tokens, output_tokens, model, error)
+                "UPDATE runs SET status = ?2, ended_at_ms = ?3, input_tokens = ?4, output_tokens = ?5, model = ?6, error = ?7
+                 WHERE run_id = ?1",
+                params![run_id, status, now as i64, usage.input as i64, usage.output as i64, model, error],
+            )?;
+            conn.execute(
+                "INSERT OR IGNORE INTO runs (run_id, session_key, agent_id, status, started_at_ms, ended_at_ms, input_tokens, output_tokens, model, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![run_id, a.key, a.agent_id, status, *started_at_ms as i64, now as i64,
                         usage.input as i64, usage.output as i64, model, error],
@@ -380,7 +433,7 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<HistoryP
 pub fn list(conn: &Connection, q: &ListQuery, now: u64) -> rusqlite::Result<(Vec<Value>, u64)> {
     let since = q
         .active_minutes
-        .map(|m| now.saturating_sub(m * 60_000) as i64)
+        .map(|m| now.saturating_sub(m.saturating_mul(60_000)) as i64)
         .unwrap_or(0);
     let search = q
         .search
@@ -464,15 +517,51 @@ pub fn delete(conn: &Connection, key: &str, transcript: bool) -> rusqlite::Resul
     Ok(true)
 }
 
-/// After a crash no run is active: clears stale markers at startup.
-pub fn recover(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE runs SET status = 'interrupted', ended_at_ms = started_at_ms WHERE status = 'running'",
-        [],
+/// After a stop no run is active: runs still marked running were cut off and end now as
+/// `interrupted` (answerable for [`RUN_MEMORY_MS`] from now). Returns how many there were.
+pub fn recover(conn: &Connection, now: u64) -> rusqlite::Result<usize> {
+    let n = conn.execute(
+        "UPDATE runs SET status = 'interrupted', ended_at_ms = ?1, error = ?2 WHERE status = 'running'",
+        params![now as i64, INTERRUPTED_ERROR],
     )?;
     conn.execute(
         "UPDATE sessions SET active_run = NULL WHERE active_run IS NOT NULL",
         [],
     )?;
-    Ok(())
+    Ok(n)
+}
+
+/// Runs that ended at or after `since_ms`, oldest first, with their reply text.
+pub fn recent_runs(conn: &Connection, since_ms: u64) -> rusqlite::Result<Vec<RecentRun>> {
+    let mut stmt = conn.prepare(
+        "SELECT r.run_id, r.session_key, r.agent_id, r.kind, r.fingerprint, r.status, r.started_at_ms,
+                r.ended_at_ms, r.error, r.model, r.input_tokens, r.output_tokens,
+                COALESCE(s.session_id, ''),
+                (SELECT m.body FROM messages m WHERE m.run_id = r.run_id AND m.role = 'assistant'
+                 ORDER BY m.seq DESC LIMIT 1)
+         FROM runs r LEFT JOIN sessions s ON s.key = r.session_key
+         WHERE r.ended_at_ms >= ?1 ORDER BY r.ended_at_ms",
+    )?;
+    let rows = stmt.query_map([since_ms as i64], |r| {
+        let body: Option<String> = r.get(13)?;
+        Ok(RecentRun {
+            run_id: r.get(0)?,
+            session_key: r.get(1)?,
+            agent_id: r.get(2)?,
+            kind: r.get(3)?,
+            fingerprint: r.get::<_, i64>(4)? as u64,
+            status: r.get(5)?,
+            started_at_ms: r.get::<_, i64>(6)?.max(0) as u64,
+            ended_at_ms: r.get::<_, i64>(7)?.max(0) as u64,
+            error: r.get(8)?,
+            model: r.get(9)?,
+            input_tokens: r.get::<_, i64>(10)?.max(0) as u64,
+            output_tokens: r.get::<_, i64>(11)?.max(0) as u64,
+            session_id: r.get(12)?,
+            reply: body
+                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+                .map(|m| message_text(&m)),
+        })
+    })?;
+    rows.collect()
 }
