@@ -205,7 +205,11 @@ impl Sender {
                 self.me,
                 crate::panic_policy::EXIT_CODE
             );
-            tracing::error!(dest, from = self.me, "fatal: bus destination stalled; exiting");
+            tracing::error!(
+                dest,
+                from = self.me,
+                "fatal: bus destination stalled; exiting"
+            );
             crate::panic_policy::fatal_exit();
         }
         self.overflow[dest].push_back(msg);

@@ -79,6 +79,80 @@ fn acknowledged_messages_survive_kill_9() {
     assert_eq!(h["totalMessages"], 5, "{h}");
 }
 
+/// Idempotency keys of acknowledged turns survive a restart for their TTL: a client that
+/// retries after the gateway came back gets the first answer, and the turn runs once. A run
+/// cut off by `kill -9` ends as interrupted (`agent.wait` says so, and so does a retry),
+/// instead of `timeout` forever. Before, the retry added a second user turn and the wait
+/// never ended.
+#[test]
+fn retries_and_waits_after_a_restart_get_the_first_outcome() {
+    let dir = TempDir::new("chat-restart");
+    let cfg =
+        "{ ringgate: { agents: { main: { runtime: 'echo', chunkDelayMs: 300, chunkChars: 1 } } } }";
+    let start = || {
+        Server::opts()
+            .shards(2)
+            .state_dir(dir.path())
+            .config(cfg)
+            .start()
+    };
+    let mut server = start();
+    let mut c = Client::connect(&server);
+    let done = json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "r-done"});
+    c.call("chat.send", Some(done.clone()));
+    let w = c.call(
+        "agent.wait",
+        Some(json!({"runId": "r-done", "timeoutMs": 15_000})),
+    );
+    assert_eq!(w["status"], "ok", "{w}");
+    let cut = json!({"sessionKey": "main", "message": "slow", "idempotencyKey": "r-cut"});
+    assert_eq!(c.call("chat.send", Some(cut.clone()))["status"], "started");
+    let agent = json!({"message": "via agent", "sessionKey": "other", "idempotencyKey": "r-agent"});
+    let id = c.send_request("agent", Some(agent.clone()));
+    assert_eq!(c.wait_response(&id, LONG)["payload"]["status"], "accepted");
+    server.kill9();
+
+    let server = start();
+    let mut c = Client::connect(&server);
+    // The finished turn: the retry gets its answer, nothing is appended.
+    let again = c.call("chat.send", Some(done.clone()));
+    assert_eq!(again, json!({"runId": "r-done", "status": "ok"}));
+    // The same key with other content is a conflict, as before the restart.
+    let mut other = done.clone();
+    other["message"] = json!("something else");
+    let e = c.call_err("chat.send", Some(other));
+    assert_eq!(e["details"]["reason"], "chat-request-conflict", "{e}");
+    // The interrupted turns end with a clear state, on any shard.
+    for run in ["r-cut", "r-agent"] {
+        let w = c.call(
+            "agent.wait",
+            Some(json!({"runId": run, "timeoutMs": 2_000})),
+        );
+        assert_eq!(w["status"], "error", "{run}: {w}");
+        assert!(
+            w["error"].as_str().unwrap().contains("interrupted"),
+            "{run}: {w}"
+        );
+    }
+    let retry = c.request("chat.send", Some(cut));
+    assert_eq!(retry["ok"], false, "{retry}");
+    assert!(
+        retry["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{retry}"
+    );
+    let h = c.call("chat.history", Some(json!({"sessionKey": "main"})));
+    assert_eq!(
+        texts(&h),
+        ["hi", "echo: hi", "slow"],
+        "each acknowledged turn once: {h}"
+    );
+    let h = c.call("chat.history", Some(json!({"sessionKey": "other"})));
+    assert_eq!(texts(&h), ["via agent"], "{h}");
+}
+
 #[test]
 fn a_slow_watcher_gets_coalesced_deltas_and_the_final() {
     // 60 chunks of 10,000 characters, 60 ms apart: each delta carries the whole text so far,

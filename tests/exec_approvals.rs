@@ -222,3 +222,53 @@ fn grants_and_policy_are_durable() {
         "not-found"
     );
 }
+
+/// An approval id reused after its first request was resolved is a new request: the first
+/// request's expiry timer must not expire it. (It did: the timer looked the id up, found the
+/// new request and expired it early.)
+#[test]
+fn a_reused_id_is_not_expired_by_the_first_requests_timer() {
+    let server = Server::opts().shards(2).start();
+    let mut ui = approver(&server, 0);
+    let mut req = Client::connect_to_shard(&server, &connect_params(), 1);
+    let first = req.send_request(
+        "exec.approval.request",
+        Some(json!({"id": "reuse", "command": "ls", "timeoutMs": 1_500, "twoPhase": true})),
+    );
+    assert_eq!(
+        req.wait_response(&first, LONG)["payload"]["status"],
+        "accepted"
+    );
+    ui.call(
+        "exec.approval.resolve",
+        Some(json!({"id": "reuse", "decision": "deny"})),
+    );
+    assert_eq!(
+        req.wait_response(&first, LONG)["payload"]["decision"],
+        "deny"
+    );
+    let second = req.send_request(
+        "exec.approval.request",
+        Some(json!({"id": "reuse", "command": "ls -l", "timeoutMs": 60_000, "twoPhase": true})),
+    );
+    let accepted = req.wait_response(&second, LONG);
+    assert_eq!(accepted["payload"]["status"], "accepted", "{accepted}");
+    // Past the first request's deadline, the second is still pending.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let list = ui.call("exec.approval.list", Some(json!({})));
+    let pending: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["id"] == "reuse")
+        .collect();
+    assert_eq!(pending.len(), 1, "{list}");
+    assert_eq!(pending[0]["request"]["command"], "ls -l");
+    let ok = ui.call(
+        "exec.approval.resolve",
+        Some(json!({"id": "reuse", "decision": "allow-once"})),
+    );
+    assert_eq!(ok, json!({"ok": true}));
+    let fin = req.wait_response(&second, LONG);
+    assert_eq!(fin["payload"]["decision"], "allow-once", "{fin}");
+}

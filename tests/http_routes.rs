@@ -51,3 +51,53 @@ fn garbage_request_is_400() {
     let r = http_raw(server.addr, "\u{1}\u{2}garbage\r\n\r\n");
     assert_eq!(r.status, 400, "{r:?}");
 }
+
+/// A body framed two ways (`Content-Length` and `Transfer-Encoding`, or two lengths) is the
+/// request-smuggling shape: refused with 400 whatever the path, as Node does. Accepted before.
+#[test]
+fn ambiguous_body_framing_is_400() {
+    let server = Server::start();
+    for head in [
+        "POST /channels/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST /channels/webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+        "POST /channels/webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        let r = http_raw(server.addr, head);
+        assert_eq!(r.status, 400, "{head:?}: {r:?}");
+    }
+}
+
+/// Probes answer `GET` and `HEAD` only (405 with `Allow`), as the original.
+#[test]
+fn probes_refuse_other_methods() {
+    let server = Server::start();
+    for m in ["POST", "PUT", "DELETE"] {
+        let r = http_raw(
+            server.addr,
+            &format!("{m} /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+        );
+        assert_eq!(r.status, 405, "{m}: {r:?}");
+    }
+}
+
+/// A real request with many headers (a browser behind a couple of proxies) is served; past
+/// the limit the answer is 431, not a generic 400.
+#[test]
+fn many_headers_are_served_and_too_many_get_431() {
+    let server = Server::start();
+    let with = |n: usize| {
+        let mut h = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..n {
+            h.push_str(&format!("X-Header-{i}: value\r\n"));
+        }
+        h + "\r\n"
+    };
+    assert_eq!(http_raw(server.addr, &with(100)).status, 200);
+    assert_eq!(http_raw(server.addr, &with(300)).status, 431);
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(20_000)
+    );
+    assert_eq!(http_raw(server.addr, &huge).status, 431);
+}

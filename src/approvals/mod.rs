@@ -3,7 +3,7 @@
 //! answered back on the caller's connection); `exec.approval.requested|resolved` fan out to
 //! the approval clients on every shard. `allow-always` grants are durable in the state store.
 
-use std::{collections::HashMap};
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 

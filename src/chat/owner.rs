@@ -890,9 +890,12 @@ pub fn restore(owner: &mut ChatOwner, r: &crate::store::sessions::RecentRun) {
             },
         },
     );
-    owner
-        .dedupe
-        .restore(dedupe_key(kind, &r.run_id), r.fingerprint, answer, r.ended_at_ms);
+    owner.dedupe.restore(
+        dedupe_key(kind, &r.run_id),
+        r.fingerprint,
+        answer,
+        r.ended_at_ms,
+    );
 }
 
 /// Sends a run-index note to every shard, this one included.

@@ -132,7 +132,11 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         "exec.approval.list" => to_owner(ApprovalOp::List),
         "openclaw.approval.list" => Outcome::Reply(Ok(json!([]))),
         "exec.approval.grants.list" => from_store(Op::ListGrants {
-            limit: p.get("limit").and_then(Value::as_u64).unwrap_or(100).min(500),
+            limit: p
+                .get("limit")
+                .and_then(Value::as_u64)
+                .unwrap_or(100)
+                .min(500),
         }),
         "exec.approval.grants.revoke" => from_store(Op::RevokeGrant {
             grant_id: str_param(p, "grantId").unwrap_or_default().to_owned(),

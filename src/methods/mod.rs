@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod ops;
 pub mod skills;
 pub mod system;
+pub mod test_hooks;
 
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -234,7 +235,10 @@ pub(crate) fn outcome(r: Result<Outcome, ErrorShape>) -> Outcome {
 
 /// Runs a method; `None` when ringgate does not implement it (→ `unknown method`).
 pub fn dispatch(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Option<Outcome> {
-    let handler = handlers().get(call.method)?;
+    let Some(handler) = handlers().get(call.method) else {
+        return (call.method == test_hooks::PANIC_METHOD && test_hooks::enabled())
+            .then(|| test_hooks::handle(call));
+    };
     if let Err(e) = Schemas::get().check_params(call.method, call.params) {
         return Some(Outcome::Reply(Err(ErrorShape::invalid(format!(
             "invalid {} params: {e}",

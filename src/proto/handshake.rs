@@ -505,9 +505,14 @@ mod tests {
             );
             let p: Value = serde_json::from_str(&text).unwrap();
             let r = run(&p, LOOPBACK, &tok());
-            let rej = r.err().unwrap_or_else(|| panic!("minProtocol {min} accepted"));
+            let rej = r
+                .err()
+                .unwrap_or_else(|| panic!("minProtocol {min} accepted"));
             assert_eq!(rej.close_code, close::PROTOCOL, "minProtocol {min}");
-            assert_eq!(rej.error.details.as_ref().unwrap()["code"], "PROTOCOL_MISMATCH");
+            assert_eq!(
+                rej.error.details.as_ref().unwrap()["code"],
+                "PROTOCOL_MISMATCH"
+            );
         }
     }
 

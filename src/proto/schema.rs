@@ -111,7 +111,7 @@ fn request_frame_schema() -> Value {
 /// Params schemas of the methods ringgate implements that have one in the original (`health`,
 /// `status`, `system-presence` and `last-heartbeat` have none; `set-heartbeats` is checked by
 /// hand).
-fn method_schemas() -> Vec<(&'static str, Value)> {
+pub fn method_schemas() -> Vec<(&'static str, Value)> {
     let ne = non_empty();
     let s = json!({"type": "string"});
     let strs = json!({"type": "array", "items": {"type": "string"}});
@@ -413,4 +413,3 @@ mod tests {
         assert_eq!(err, "must have required property 'mode'");
     }
 }
-

@@ -238,8 +238,9 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         Request::Plain { method, path } => {
             let probe = path == "/healthz" || path == "/readyz";
             let r = if probe && !matches!(method.as_str(), "GET" | "HEAD") {
-                http::response(
+                http::response_with(
                     "405 Method Not Allowed",
+                    &[("Allow", "GET, HEAD")],
                     "text/plain; charset=utf-8",
                     "Method Not Allowed",
                 )

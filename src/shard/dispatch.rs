@@ -171,8 +171,10 @@ fn on_preauth(
             }
             let frame = res_err(&id, &rej.error);
             let delay = if rej.auth_failure {
-                ctx.sender
-                    .to_others(crate::bus::BusMsg::AuthFailure { ip: c.ip, at_ms: now });
+                ctx.sender.to_others(crate::bus::BusMsg::AuthFailure {
+                    ip: c.ip,
+                    at_ms: now,
+                });
                 ctx.limiter.record_failure(c.ip, now)
             } else {
                 0

@@ -135,8 +135,22 @@ pub fn switching_protocols(accept: &str) -> Vec<u8> {
 
 /// A complete plain response that closes the connection.
 pub fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    response_with(status, &[], content_type, body)
+}
+
+/// [`response`] with extra header lines.
+pub fn response_with(
+    status: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &str,
+) -> Vec<u8> {
+    let mut head = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     format!(
-        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        "{head}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

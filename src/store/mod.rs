@@ -1476,7 +1476,10 @@ mod tests {
         );
         assert!(matches!(rc.try_take(), Some(OpResult::Appended(_))));
         assert_eq!(
-            count(&s, "SELECT COUNT(*) FROM sessions WHERE key = 'agent:main:b'"),
+            count(
+                &s,
+                "SELECT COUNT(*) FROM sessions WHERE key = 'agent:main:b'"
+            ),
             0,
             "the failed op's session row is gone"
         );
@@ -1508,7 +1511,10 @@ mod tests {
         let (list, listed) = cmd(Op::List);
         s.apply_batch(vec![approve, list]);
         assert!(matches!(r.try_take(), Some(OpResult::Failed(_))));
-        assert!(s.devices.is_empty(), "the device approved in memory is gone");
+        assert!(
+            s.devices.is_empty(),
+            "the device approved in memory is gone"
+        );
         assert!(s.pending.contains_key("r"), "the request waits again");
         let Some(OpResult::List { pending, paired }) = listed.try_take() else {
             panic!("list answered")
@@ -1534,8 +1540,8 @@ mod tests {
             kind: "agent",
             fingerprint: 42,
         };
-        let Some(_) = sessions::append(&s.conn, &as_append(append("agent:main:x", start)), 100)
-            .unwrap()
+        let Some(_) =
+            sessions::append(&s.conn, &as_append(append("agent:main:x", start)), 100).unwrap()
         else {
             panic!("appended")
         };
@@ -1544,7 +1550,12 @@ mod tests {
         assert_eq!(runs.len(), 1);
         let r = &runs[0];
         assert_eq!(
-            (r.kind.as_str(), r.fingerprint, r.status.as_str(), r.ended_at_ms),
+            (
+                r.kind.as_str(),
+                r.fingerprint,
+                r.status.as_str(),
+                r.ended_at_ms
+            ),
             ("agent", 42, "interrupted", 5_000)
         );
         assert_eq!(r.error.as_deref(), Some(sessions::INTERRUPTED_ERROR));

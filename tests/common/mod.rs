@@ -89,6 +89,8 @@ pub struct ServerOpts {
     /// Pass `--token TOKEN` (a flag pins the secret; tests of secret rotation set it in the
     /// config file instead).
     pub token_flag: bool,
+    /// `--bind` (default `127.0.0.1`).
+    pub bind: String,
 }
 
 impl Default for ServerOpts {
@@ -100,6 +102,7 @@ impl Default for ServerOpts {
             config: None,
             state_dir: None,
             token_flag: true,
+            bind: "127.0.0.1".into(),
         }
     }
 }
@@ -107,6 +110,16 @@ impl Default for ServerOpts {
 impl ServerOpts {
     pub fn config(mut self, json5: &str) -> Self {
         self.config = Some(json5.to_owned());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub fn bind(mut self, addr: &str) -> Self {
+        self.bind = addr.to_owned();
         self
     }
 
@@ -150,9 +163,10 @@ pub struct Server {
     _dir: Option<TempDir>,
 }
 
-/// The path of the binary under test.
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringgate")
+/// The path of the binary under test: this build's, or `RINGGATE_TEST_BIN` (to run a test
+/// against another build, e.g. to show a regression test fails on the code before its fix).
+pub fn bin() -> String {
+    std::env::var("RINGGATE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringgate").to_owned())
 }
 
 fn drain_stderr(mut r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
@@ -198,7 +212,7 @@ impl Server {
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .args(["--shards", &opts.shards.to_string()])
-            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .args(["--port", "0", "--bind", &opts.bind])
             .arg("--state-dir")
             .arg(&state);
         if opts.token_flag {
