@@ -8,7 +8,7 @@ OPENCLAW_CLIENT_DIR ?= $(CURDIR)/target/openclaw-client
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint bench openclaw-client clean compare
+.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build
 
 all: build
 
@@ -41,6 +41,34 @@ bench:
 # Side-by-side with the original Node gateway and a bare echo server (see BENCHMARKS.md).
 compare: build
 	SHARED=$(SHARED) BIN=$(CURDIR)/target/release bash tools/compare.sh
+
+# Coverage-guided fuzzing of the parsers (tools/fuzz/README.md): libFuzzer on the stable
+# toolchain, each target for FUZZ_SECONDS; a crash fails the run and is kept under
+# target/fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= http_head websocket frame config_json5 cron session_key webhook_inbound
+FUZZ_DIR := $(CURDIR)/target/fuzz
+FUZZ_TRIPLE := x86_64-unknown-linux-gnu
+FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions
+
+fuzz-build:
+	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" $(CARGO) build --release --target $(FUZZ_TRIPLE) \
+		--manifest-path tools/fuzz/Cargo.toml --target-dir $(FUZZ_DIR)
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/artifacts/$$t; \
+		dirs="$(FUZZ_DIR)/corpus/$$t tools/fuzz/seeds/$$t"; \
+		if [ -d tools/fuzz/regressions/$$t ]; then dirs="$$dirs tools/fuzz/regressions/$$t"; fi; \
+		echo "fuzz $$t for $(FUZZ_SECONDS) s"; \
+		$(FUZZ_DIR)/$(FUZZ_TRIPLE)/release/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 \
+			-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+			-artifact_prefix=$(FUZZ_DIR)/artifacts/$$t/ $$dirs 2>&1 | \
+			grep -E "^(stat::|#[0-9]+ +DONE|==|SUMMARY|Done )|panicked|ERROR" || true; \
+		test -z "$$(ls -A $(FUZZ_DIR)/artifacts/$$t)" || { echo "fuzz $$t: crash saved in $(FUZZ_DIR)/artifacts/$$t"; exit 1; }; \
+	done
 
 clean:
 	$(CARGO) clean

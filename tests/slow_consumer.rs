@@ -211,3 +211,61 @@ fn oversized_droppable_event_reaches_an_idle_client() {
         }
     }
 }
+
+/// Stalled sockets cannot pin more than the shard's buffered-bytes budget: past it, the
+/// connections holding the most unsent bytes are closed as slow consumers — before, only new
+/// upgrades were refused and each stalled socket could grow to `maxBufferedBytes`.
+#[test]
+fn a_shard_over_its_budget_closes_its_largest_stalled_readers() {
+    let server = Server::opts()
+        .shards(1)
+        .limits(json!({"maxBufferedBytes": 67_108_864, "shardBufferedBudget": 1_048_576}))
+        .start();
+    let mut driver = Client::connect(&server);
+    driver.keep_events = false;
+    let stalled: Vec<Client> = (0..4)
+        .map(|_| Client::connect_on(small_rcvbuf_stream(server.addr), &server, &connect_params()))
+        .collect();
+    let big = "y".repeat(16_000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0u64;
+    loop {
+        i += 1;
+        driver.call(
+            "system-event",
+            Some(json!({"text": format!("Node: {big} {i}"), "host": format!("h{}", i % 8)})),
+        );
+        if i % 10 == 0 {
+            let s = driver.call("status", None);
+            if s["gateway"]["budgetCloses"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no budget close after {i} events");
+    }
+    // Each stalled reader that was closed ends with the close frame or, unable to flush it,
+    // is dropped; the driver, which reads, is fine.
+    let mut ended = 0;
+    for mut c in stalled {
+        let read_deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = read_deadline.saturating_duration_since(Instant::now());
+            match common::recv(&mut c.ws, left) {
+                Incoming::Json(_) => {}
+                Incoming::Close(code, reason) => {
+                    assert_eq!((code, reason.as_str()), (1008, "slow consumer"));
+                    ended += 1;
+                    break;
+                }
+                Incoming::Gone(_) => {
+                    ended += 1;
+                    break;
+                }
+                Incoming::Timeout => break,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert!(ended >= 1, "no stalled reader was closed");
+    assert_eq!(driver.call("health", None)["ok"], true);
+}

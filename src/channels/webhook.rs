@@ -51,7 +51,7 @@
 
 mod config;
 mod delivery;
-mod inbound;
+pub mod inbound;
 
 use std::{
     sync::{

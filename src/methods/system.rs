@@ -46,6 +46,9 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
         "connections": g.connections.load(Ordering::Relaxed),
         "uptimeMs": g.uptime_ms(),
         "slowConsumerCloses": g.slow_closes.load(Ordering::Relaxed),
+            "budgetCloses": g.budget_closes.load(Ordering::Relaxed),
+            "panicsContained": g.panics_contained.load(Ordering::Relaxed),
+            "acceptErrors": g.accept_errors.load(Ordering::Relaxed),
         "droppedEvents": g.dropped_events.load(Ordering::Relaxed),
         "logsSuppressed": g.logs_suppressed.load(Ordering::Relaxed),
     });

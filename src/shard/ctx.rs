@@ -563,7 +563,8 @@ impl ShardCtx {
         })
     }
 
-    /// Sums unsent bytes; ends slow consumers whose close grace ran out.
+    /// Sums unsent bytes; ends slow consumers whose close grace ran out; holds the shard to
+    /// its buffered-bytes budget.
     pub fn housekeeping(&mut self, now: u64) {
         if self.auth_close_at.is_some_and(|t| now >= t) {
             self.auth_close_at = None;
@@ -580,7 +581,56 @@ impl ShardCtx {
                 }
             }
         }
+        let budget = self.config.limits.shard_buffered_budget;
+        if total > budget {
+            total = self.enforce_budget(total, budget);
+        }
         self.buffered_total = total;
+    }
+
+    /// The per-connection limit alone lets one principal with many stalled sockets pin
+    /// `sockets × maxBufferedBytes`. Past the shard's budget, the connections holding the
+    /// most unsent bytes are closed 1008 "slow consumer" (dropped after the close grace)
+    /// until the shard is back under it; the rest are untouched. Returns the new total
+    /// (counting what the closed connections still hold until they are dropped as gone).
+    fn enforce_budget(&mut self, total: usize, budget: usize) -> usize {
+        let mut by_size: Vec<(usize, &ClientRef)> = self
+            .clients
+            .values()
+            .filter_map(|c| {
+                let cb = c.try_borrow().ok()?;
+                (cb.end.is_none() && cb.unsent() > 0).then(|| (cb.unsent(), c))
+            })
+            .collect();
+        by_size.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        let mut left = total;
+        let mut closed = 0;
+        for (unsent, c) in by_size {
+            if left <= budget {
+                break;
+            }
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.close(close::POLICY, "slow consumer");
+                left = left.saturating_sub(unsent);
+                closed += 1;
+            }
+        }
+        self.globals
+            .slow_closes
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        self.globals
+            .budget_closes
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        if closed > 0 && self.globals.log_allowed() {
+            tracing::warn!(
+                shard = self.id,
+                closed,
+                unsent = total,
+                budget,
+                "shard over its buffered-bytes budget: closed the largest slow consumers"
+            );
+        }
+        total
     }
 }
 

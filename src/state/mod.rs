@@ -46,6 +46,8 @@ pub struct Globals {
     pub approval_clients: AtomicUsize,
     /// Connections closed as slow consumers.
     pub slow_closes: AtomicU64,
+    /// Of those, closed because their shard was over its buffered-bytes budget.
+    pub budget_closes: AtomicU64,
     /// Droppable events skipped for slow consumers.
     pub dropped_events: AtomicU64,
     /// Live-text frames held back for slow clients (coalesced).
@@ -92,6 +94,7 @@ impl Globals {
             connections: AtomicUsize::new(0),
             approval_clients: AtomicUsize::new(0),
             slow_closes: AtomicU64::new(0),
+            budget_closes: AtomicU64::new(0),
             dropped_events: AtomicU64::new(0),
             coalesced_events: AtomicU64::new(0),
             panics_contained: AtomicU64::new(0),
