@@ -241,7 +241,10 @@ fn a_shard_over_its_budget_closes_its_largest_stalled_readers() {
                 break;
             }
         }
-        assert!(Instant::now() < deadline, "no budget close after {i} events");
+        assert!(
+            Instant::now() < deadline,
+            "no budget close after {i} events"
+        );
     }
     // Each stalled reader that was closed ends with the close frame or, unable to flush it,
     // is dropped; the driver, which reads, is fine.

@@ -55,6 +55,26 @@ pub struct Sends {
 }
 
 impl Sends {
+    /// The give-up timer of attempt `generation` of `key` fired: if that attempt is still
+    /// pending, it is forgotten and its callers returned (to be told the outcome is unknown).
+    /// A later attempt with the same key is not touched by an earlier attempt's timer.
+    fn give_up(&mut self, key: &str, generation: u64) -> Option<Vec<Caller>> {
+        let current = matches!(
+            self.map.get(key),
+            Some(Entry { state: State::Pending(_), generation: g, .. }) if *g == generation
+        );
+        if !current {
+            return None;
+        }
+        match self.map.remove(key) {
+            Some(Entry {
+                state: State::Pending(waiters),
+                ..
+            }) => Some(waiters),
+            _ => None,
+        }
+    }
+
     fn expire(&mut self, now: u64) {
         while let Some((at, key)) = self.done.front() {
             if now.saturating_sub(*at) < DONE_TTL_MS && self.done.len() <= MAX_DONE {
@@ -147,22 +167,7 @@ fn give_up_after(ctx: &ShardCtx, key: String, generation: u64, budget_ms: u64) {
         crate::shard::timer::sleep_ms(budget_ms).await;
         let Some(ctx) = me.upgrade() else { return };
         let mut ctx = ctx.borrow_mut();
-        let pending = matches!(
-            ctx.sends.map.get(&key),
-            Some(Entry {
-                state: State::Pending(_),
-                generation: g,
-                ..
-            }) if *g == generation
-        );
-        if !pending {
-            return;
-        }
-        let Some(Entry {
-            state: State::Pending(waiters),
-            ..
-        }) = ctx.sends.map.remove(&key)
-        else {
+        let Some(waiters) = ctx.sends.give_up(&key, generation) else {
             return;
         };
         tracing::warn!(key, "no delivery report within the retry budget");
@@ -214,5 +219,38 @@ pub fn on_report(ctx: &mut ShardCtx, key: String, r: DeliveryReport) {
     }
     for w in waiters {
         w.answer(ctx, &answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(conn: u64) -> Caller {
+        Caller {
+            shard: 0,
+            conn,
+            req_id: "1".into(),
+        }
+    }
+
+    #[test]
+    fn an_earlier_attempts_timer_leaves_a_retry_alone() {
+        let mut s = Sends::default();
+        // Attempt 1 of key k failed and was forgotten; attempt 2 is delivering.
+        s.map.insert(
+            "k".into(),
+            Entry {
+                fingerprint: 1,
+                generation: 2,
+                state: State::Pending(vec![caller(7)]),
+            },
+        );
+        assert!(s.give_up("k", 1).is_none(), "attempt 1's timer");
+        assert!(s.map.contains_key("k"), "attempt 2 still pending");
+        let waiters = s.give_up("k", 2).expect("attempt 2's own timer");
+        assert_eq!(waiters.len(), 1);
+        assert_eq!(waiters[0].conn, 7);
+        assert!(s.give_up("k", 2).is_none());
     }
 }

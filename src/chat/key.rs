@@ -60,9 +60,19 @@ pub fn resolve(
             canonical: key,
         });
     }
+    // A bare key becomes `agent:<agent>:<key>`, which must itself be a valid key: clients
+    // address the session by that canonical key afterwards (found by fuzzing: `:x` became
+    // the unaddressable `agent:main::x`, and a 512-character key a 523-character one).
+    if key.starts_with(':') {
+        return Err(format!("malformed session key \"{raw}\""));
+    }
     let agent = param.unwrap_or_else(|| default_agent.to_owned());
+    let canonical = format!("agent:{agent}:{key}");
+    if canonical.len() > MAX_KEY_LEN {
+        return Err(format!("sessionKey exceeds {MAX_KEY_LEN} characters"));
+    }
     Ok(SessionKey {
-        canonical: format!("agent:{agent}:{key}"),
+        canonical,
         agent_id: agent,
     })
 }
@@ -94,6 +104,29 @@ mod tests {
         assert!(r("agent:ops", None).is_err());
         assert!(r("  ", None).is_err());
         assert!(r(&"k".repeat(513), None).is_err());
+    }
+
+    #[test]
+    fn every_resolved_key_resolves_to_itself() {
+        for raw in [
+            ":tele\u{f}\0egr",
+            ":x",
+            &"k".repeat(512),
+            &"k".repeat(497),
+            "a:b",
+            "x",
+        ] {
+            if let Ok(k) = resolve(raw, None, "main") {
+                assert_eq!(
+                    resolve(&k.canonical, None, "main").map(|k| k.canonical),
+                    Ok(k.canonical.clone()),
+                    "{raw:?}"
+                );
+            }
+        }
+        assert!(resolve(":x", None, "main").is_err());
+        assert!(resolve(&"k".repeat(512), None, "main").is_err());
+        assert!(resolve(&"k".repeat(497), None, "main").is_ok());
     }
 
     #[test]

@@ -1014,6 +1014,28 @@ mod tests {
     }
 
     #[test]
+    fn a_one_millisecond_interval_refires_no_sooner_than_the_minimum_gap() {
+        let mut j = add(
+            json!({"name": "busy", "schedule": {"kind": "every", "everyMs": 1},
+                               "payload": {"kind": "systemEvent", "text": "t"}}),
+        )
+        .unwrap();
+        j.record_run(&RunOutcome::ok(), 10_000, 10_005);
+        assert!(
+            j.state.next_run_at_ms.unwrap() >= 10_005 + MIN_REFIRE_GAP_MS,
+            "{:?}",
+            j.state.next_run_at_ms
+        );
+        // Schedule numbers past the JavaScript Date range are refused, naming the field.
+        let e = add(
+            json!({"name": "far", "schedule": {"kind": "every", "everyMs": 1e19},
+                           "payload": {"kind": "systemEvent", "text": "t"}}),
+        )
+        .unwrap_err();
+        assert!(reason(e).contains("at /schedule/everyMs: must be <="));
+    }
+
+    #[test]
     fn errors_back_off_and_auto_disable() {
         let mut j = add(json!({"name":"r","schedule":{"kind":"every","everyMs":1000},"payload":{"kind":"systemEvent","text":"t"}})).unwrap();
         j.record_run(&RunOutcome::error("e"), NOW, NOW + 10);

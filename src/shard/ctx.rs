@@ -602,7 +602,7 @@ impl ShardCtx {
                 (cb.end.is_none() && cb.unsent() > 0).then(|| (cb.unsent(), c))
             })
             .collect();
-        by_size.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        by_size.sort_unstable_by_key(|(n, _)| std::cmp::Reverse(*n));
         let mut left = total;
         let mut closed = 0;
         for (unsent, c) in by_size {

@@ -338,18 +338,28 @@ async fn shard_main(
     // Accept loop.
     let accept_ctx = ctx.clone();
     monoio::spawn(async move {
+        // Failures since the last log line: the condition repeats on every retry until a
+        // socket closes, so it is logged at most once a second with a count.
+        let (mut unlogged, mut last_line) = (0u64, None::<Instant>);
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     monoio::spawn(conn::serve(accept_ctx.clone(), stream, peer));
                 }
                 Err(e) => {
-                    // Out of descriptors or memory: back off instead of spinning, and log a
-                    // sample (the condition repeats on every retry until a socket closes).
+                    // Out of descriptors or memory: back off instead of spinning.
                     let g = accept_ctx.borrow().globals.clone();
                     g.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    if g.log_allowed() {
-                        tracing::warn!(shard = id, error = %e, "accept failed");
+                    unlogged += 1;
+                    if last_line.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        tracing::warn!(
+                            shard = id,
+                            error = %e,
+                            failures = unlogged,
+                            "accept failed; retrying every 20 ms"
+                        );
+                        unlogged = 0;
+                        last_line = Some(Instant::now());
                     }
                     timer::sleep_ms(20).await;
                 }

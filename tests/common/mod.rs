@@ -91,6 +91,8 @@ pub struct ServerOpts {
     pub token_flag: bool,
     /// `--bind` (default `127.0.0.1`).
     pub bind: String,
+    /// The server's open-files limit (`RLIMIT_NOFILE`), to exhaust descriptors.
+    pub nofile: Option<u64>,
 }
 
 impl Default for ServerOpts {
@@ -103,6 +105,7 @@ impl Default for ServerOpts {
             state_dir: None,
             token_flag: true,
             bind: "127.0.0.1".into(),
+            nofile: None,
         }
     }
 }
@@ -115,6 +118,11 @@ impl ServerOpts {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
         self
     }
 
@@ -233,6 +241,22 @@ impl Server {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(n) = opts.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("spawn ringgate");
         let stderr = drain_stderr(child.stderr.take().unwrap());
         let stdout = child.stdout.take().unwrap();
@@ -271,6 +295,18 @@ impl Server {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// CPU time (user + system) the server has used so far, from `/proc`.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / hz.max(1))
     }
 
     pub fn stderr(&self) -> String {
