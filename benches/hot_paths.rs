@@ -204,6 +204,8 @@ fn fanout(c: &mut Criterion) {
         store,
         &[],
         ringgate::agent::openai::Workers::start(1),
+        ringgate::http::control_ui::ControlUi::disabled(),
+        ringgate::http::files::Files::start().expect("files"),
     );
     let ip: IpAddr = "127.0.0.1".parse().unwrap();
     for i in 0..1000u64 {

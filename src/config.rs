@@ -113,6 +113,8 @@ pub struct Config {
     pub port: u16,
     pub auth: AuthMode,
     pub allowed_origins: Vec<String>,
+    /// The Control UI served on the gateway port (`gateway.controlUi.*`).
+    pub control_ui: ControlUiConfig,
     /// Shards (threads); 0 = one per online CPU.
     pub shards: usize,
     pub driver: Driver,
@@ -231,10 +233,54 @@ impl Overrides {
     }
 }
 
+/// `gateway.controlUi.*` (the original's keys) besides `allowedOrigins`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlUiConfig {
+    /// Serve the dashboard on the gateway port (`enabled`, default true).
+    pub enabled: bool,
+    /// Path prefix it is served under (`basePath`: "" or "/ui" …, normalised like the
+    /// original: leading slash, no trailing slash).
+    pub base_path: String,
+    /// Directory holding its `index.html` and `assets/` (`root`); when unset, ringgate finds
+    /// the UI of an installed OpenClaw package.
+    pub root: Option<PathBuf>,
+}
+
+impl Default for ControlUiConfig {
+    fn default() -> Self {
+        ControlUiConfig {
+            enabled: true,
+            base_path: String::new(),
+            root: None,
+        }
+    }
+}
+
+/// The original's `normalizeControlUiBasePath`: "" for none or "/", else "/x" without a
+/// trailing slash.
+pub fn normalize_base_path(raw: &str) -> String {
+    let v = raw.trim();
+    if v.is_empty() || v == "/" {
+        return String::new();
+    }
+    let with_slash = if v.starts_with('/') {
+        v.to_owned()
+    } else {
+        format!("/{v}")
+    };
+    with_slash
+        .strip_suffix('/')
+        .map(str::to_owned)
+        .unwrap_or(with_slash)
+}
+
 /// Config keys read only at start: changing them in the file needs a restart.
 pub const RESTART_KEYS: &[&str] = &[
     "gateway.port",
     "gateway.bind",
+    "gateway.controlUi.enabled",
+    "gateway.controlUi.basePath",
+    "gateway.controlUi.root",
     "ringgate.shards",
     "ringgate.driver",
     "ringgate.stateDir",
@@ -255,6 +301,7 @@ impl Default for Config {
             port: DEFAULT_PORT,
             auth: AuthMode::Token(String::new()),
             allowed_origins: Vec::new(),
+            control_ui: ControlUiConfig::default(),
             shards: 0,
             driver: Driver::Auto,
             state_dir: default_state_dir(),
@@ -409,7 +456,7 @@ pub fn defaults_doc() -> Value {
             "port": DEFAULT_PORT,
             "bind": "loopback",
             "auth": {"mode": "token"},
-            "controlUi": {"allowedOrigins": []},
+            "controlUi": {"enabled": true, "basePath": "", "allowedOrigins": []},
             "nodes": {"pairing": {"autoApproveLocal": true}},
         },
         "ringgate": {
@@ -525,14 +572,46 @@ impl Config {
                                 }
                             }
                             _ => {
-                                for (_, v, key) in fields(v, &key, &["allowedOrigins"])? {
-                                    let arr = v.as_array().ok_or_else(|| {
-                                        invalid(&key, "must be an array of strings")
-                                    })?;
-                                    self.allowed_origins = arr
-                                        .iter()
-                                        .map(|o| as_str(&key, o).map(str::to_owned))
-                                        .collect::<Result<_, _>>()?;
+                                for (k, v, key) in fields(
+                                    v,
+                                    &key,
+                                    &["allowedOrigins", "enabled", "basePath", "root"],
+                                )? {
+                                    match k {
+                                        "enabled" => {
+                                            self.control_ui.enabled =
+                                                v.as_bool().ok_or_else(|| {
+                                                    invalid(&key, "must be true or false")
+                                                })?
+                                        }
+                                        "basePath" => {
+                                            let raw = as_str(&key, v)?;
+                                            if raw.len() > 256
+                                                || raw.contains(['?', '#', '\\', '\0', ' '])
+                                                || raw.split('/').any(|s| s == "..")
+                                            {
+                                                return Err(invalid(
+                                                    &key,
+                                                    "must be a URL path like \"/ui\"",
+                                                ));
+                                            }
+                                            self.control_ui.base_path = normalize_base_path(raw);
+                                        }
+                                        "root" => {
+                                            let raw = as_str(&key, v)?;
+                                            self.control_ui.root = (!raw.trim().is_empty())
+                                                .then(|| PathBuf::from(raw.trim()));
+                                        }
+                                        _ => {
+                                            let arr = v.as_array().ok_or_else(|| {
+                                                invalid(&key, "must be an array of strings")
+                                            })?;
+                                            self.allowed_origins = arr
+                                                .iter()
+                                                .map(|o| as_str(&key, o).map(str::to_owned))
+                                                .collect::<Result<_, _>>()?;
+                                        }
+                                    }
                                 }
                             }
                         }

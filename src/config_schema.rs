@@ -80,8 +80,11 @@ pub fn schema() -> &'static Value {
                         "password": {"type": "string", "description": "Shared password (secret)."},
                     }), "Shared-secret authentication. Changing it closes connections that used the old secret (4001)."),
                     "controlUi": object(json!({
+                        "enabled": {"type": "boolean", "description": "Serve the Control UI (dashboard) on the gateway port (restart)."},
+                        "basePath": {"type": "string", "description": "URL path the Control UI is served under, e.g. \"/ui\" (restart)."},
+                        "root": {"type": "string", "description": "Directory of the Control UI build (index.html, assets/); default: the installed OpenClaw package's (restart)."},
                         "allowedOrigins": strings("Browser origins allowed to connect."),
-                    }), "Browser clients."),
+                    }), "Browser clients and the Control UI."),
                     "nodes": object(json!({
                         "pairing": object(json!({
                             "autoApproveLocal": {"type": "boolean", "description": "Approve pairing of loopback devices silently."},

@@ -21,8 +21,8 @@ use super::{
     client::{Client, End, Io, Phase, CLOSE_GRACE_MS},
     ctx::{ClientRef, ShardCtx},
     dispatch::{self, presence_disconnect, PendingConnect, UpgradeInfo},
-    http::{self, Request},
 };
+use crate::http::head::{self as http, Request};
 use crate::{
     methods::{Deferred, Effect},
     proto::{
@@ -129,9 +129,19 @@ async fn linger(stream: &TcpStream) {
     }
 }
 
-/// Reads the HTTP request head, bounded in size and time.
-async fn read_head(stream: &TcpStream, deadline: Instant) -> Option<(Request, Vec<u8>)> {
-    let mut head = Vec::with_capacity(1024);
+/// Reads the HTTP request head, bounded in size and time; `head` holds bytes already read
+/// (the start of a pipelined request on a kept-alive connection).
+async fn read_head(
+    stream: &TcpStream,
+    mut head: Vec<u8>,
+    deadline: Instant,
+) -> Option<(Request, Vec<u8>)> {
+    if !head.is_empty() {
+        if let Some((req, used)) = http::parse(&head) {
+            let rest = head.split_off(used);
+            return Some((req, rest));
+        }
+    }
     // On the heap: a stack array here would live in every connection's task for its lifetime.
     let mut chunk = vec![0u8; 2048];
     loop {
@@ -192,8 +202,43 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         ip,
         held: true,
     };
-    let Some((req, leftover)) = Box::pin(read_head(&stream, deadline)).await else {
-        return;
+    // Plain HTTP requests (probes, the Control UI) may follow one another on a kept-alive
+    // connection; the first other request ends the loop.
+    let mut pending = Vec::new();
+    let mut head_deadline = deadline;
+    let mut served = 0;
+    let (req, leftover) = loop {
+        let Some((req, leftover)) = Box::pin(read_head(&stream, pending, head_deadline)).await
+        else {
+            return;
+        };
+        let Request::Plain(plain) = req else {
+            break (req, leftover);
+        };
+        let keep = !plain.has_body
+            && served + 1 < super::web::MAX_REQUESTS_PER_CONNECTION
+            && !shared.borrow().shutting_down;
+        let mut resp = Box::pin(super::web::serve_plain(&shared, ip, &plain)).await;
+        resp.close |= !keep;
+        let write_deadline = Instant::now() + super::web::WRITE_TIMEOUT;
+        let mut ok = write_all(&stream, &resp.encode_head(), write_deadline)
+            .await
+            .is_ok();
+        if ok && !resp.body_bytes().is_empty() {
+            ok = write_all(&stream, resp.body_bytes(), write_deadline)
+                .await
+                .is_ok();
+        }
+        if !ok {
+            return;
+        }
+        if resp.close {
+            linger(&stream).await;
+            return;
+        }
+        served += 1;
+        pending = leftover;
+        head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
     };
     let (accept, info) = match req {
         Request::Upgrade {
@@ -235,31 +280,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             }
             return;
         }
-        Request::Plain { method, path } => {
-            let probe = path == "/healthz" || path == "/readyz";
-            let r = if probe && !matches!(method.as_str(), "GET" | "HEAD") {
-                http::response_with(
-                    "405 Method Not Allowed",
-                    &[("Allow", "GET, HEAD")],
-                    "text/plain; charset=utf-8",
-                    "Method Not Allowed",
-                )
-            } else if probe {
-                http::response(
-                    "200 OK",
-                    "application/json",
-                    r#"{"ok":true,"status":"live"}"#,
-                )
-            } else {
-                http::response(
-                    "426 Upgrade Required",
-                    "text/plain; charset=utf-8",
-                    "ringgate: this port speaks the OpenClaw gateway WebSocket protocol\n",
-                )
-            };
-            let _ = write_all(&stream, &r, deadline).await;
-            return;
-        }
+        Request::Plain(_) => unreachable!("served above"),
         Request::Refused(status) => {
             let r = http::response(status, "text/plain; charset=utf-8", status);
             if write_all(&stream, &r, deadline).await.is_ok() {

@@ -64,6 +64,10 @@ pub struct ShardCtx {
     pub presence_seen: u64,
     /// The storage thread.
     pub store: Store,
+    /// The Control UI this gateway serves (located once at start).
+    pub control_ui: Arc<crate::http::control_ui::ControlUi>,
+    /// The thread that reads files for HTTP responses.
+    pub files: crate::http::files::Files,
     /// Replica of the paired devices, kept current by deltas from the storage thread.
     pub devices: HashMap<String, Arc<PairedDevice>>,
     /// This context itself, for tasks that must come back to it later.
@@ -108,6 +112,8 @@ impl ShardCtx {
         store: Store,
         devices: &[Arc<PairedDevice>],
         workers: crate::agent::openai::Workers,
+        control_ui: Arc<crate::http::control_ui::ControlUi>,
+        files: crate::http::files::Files,
     ) -> Self {
         let presence = Presence::new(globals.self_presence());
         ShardCtx {
@@ -129,6 +135,8 @@ impl ShardCtx {
             hello_cache: Default::default(),
             removed_devices: HashMap::new(),
             store,
+            control_ui,
+            files,
             devices: devices
                 .iter()
                 .map(|d| (d.device_id.clone(), d.clone()))

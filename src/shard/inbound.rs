@@ -9,10 +9,8 @@ use std::time::Instant;
 use monoio::net::TcpStream;
 use serde_json::{json, Value};
 
-use super::{
-    conn::{recv_some, Shared},
-    http::{self, Inbound},
-};
+use super::conn::{recv_some, Shared};
+use crate::http::head::{self as http, Inbound};
 use crate::{
     channels::{webhook, ReplyRoute},
     chat::{self, key, ChatRequest, SendKind, SendReq, SessionOp},

@@ -7,9 +7,9 @@ pub mod conn;
 pub mod ctx;
 pub mod dispatch;
 pub mod hello;
-pub mod http;
 pub mod inbound;
 pub mod timer;
+pub mod web;
 
 use std::{
     cell::RefCell,
@@ -173,6 +173,8 @@ pub fn start(config: Config) -> io::Result<Gateway> {
         .map_err(|e| io::Error::other(e.to_string()))?;
     let devices = Arc::new(boot.devices);
     let recent_runs = Arc::new(boot.recent_runs);
+    let control_ui = crate::http::control_ui::ControlUi::locate(&config.control_ui);
+    let files = crate::http::files::Files::start()?;
     let config = Arc::new(config);
     let globals = Arc::new(Globals::with_shards(n));
     let workers = crate::agent::openai::Workers::start(config.agent_workers);
@@ -184,6 +186,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
         let (config, globals, bus) = (config.clone(), globals.clone(), bus.clone());
         let (store, devices, workers) = (store.clone(), devices.clone(), workers.clone());
         let recent_runs = recent_runs.clone();
+        let (control_ui, files) = (control_ui.clone(), files.clone());
         let hub = hub.clone();
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
@@ -210,6 +213,8 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                                     recent_runs,
                                     workers,
                                     hub,
+                                    control_ui,
+                                    files,
                                 },
                             ))
                         }),
@@ -230,6 +235,8 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                                     recent_runs,
                                     workers,
                                     hub,
+                                    control_ui,
+                                    files,
                                 },
                             ))
                         }),
@@ -243,7 +250,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
             })?;
         threads.push(t);
     }
-    start_watchdog(globals.clone())?;
+    start_watchdog(globals.clone(), store.clone())?;
     Ok(Gateway {
         addr,
         bus,
@@ -257,8 +264,9 @@ pub fn start(config: Config) -> io::Result<Gateway> {
 /// blocked thread): the process stops rather than serve on half-dead (`crate::panic_policy`).
 pub const STALL_MS: u64 = 30_000;
 
-/// Watches every shard's heartbeat from its own thread.
-fn start_watchdog(globals: Arc<Globals>) -> io::Result<()> {
+/// Watches every shard's heartbeat from its own thread, and pings the storage thread (whose
+/// answers `/readyz` reads).
+fn start_watchdog(globals: Arc<Globals>, store: Store) -> io::Result<()> {
     std::thread::Builder::new()
         .name("ringgate-watchdog".into())
         .spawn(move || loop {
@@ -266,6 +274,7 @@ fn start_watchdog(globals: Arc<Globals>) -> io::Result<()> {
             if globals.stopping.load(Ordering::Acquire) {
                 return;
             }
+            store.ping();
             let stalled = globals.stalled_shards(now_ms(), STALL_MS);
             if !stalled.is_empty() {
                 eprintln!(
@@ -288,6 +297,8 @@ struct Boot {
     recent_runs: Arc<Vec<crate::store::sessions::RecentRun>>,
     workers: crate::agent::openai::Workers,
     hub: Arc<crate::channels::hub::ChannelHub>,
+    control_ui: Arc<crate::http::control_ui::ControlUi>,
+    files: crate::http::files::Files,
 }
 
 async fn shard_main(
@@ -309,6 +320,8 @@ async fn shard_main(
         boot.store,
         &boot.devices,
         boot.workers,
+        boot.control_ui,
+        boot.files,
     )));
     ctx.borrow_mut().me = Rc::downgrade(&ctx);
     ctx.borrow_mut().channels = boot.hub;

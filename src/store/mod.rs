@@ -194,6 +194,8 @@ pub enum Op {
     UsageCost(Box<usage::CostQuery>),
     /// `config.*`: the config file is read and written here, one request at a time.
     Config(config::ConfigOp),
+    /// A sign of life (see [`Store::ping`]).
+    Ping,
     /// `logs.tail` (file reads stay off the shards).
     LogTail {
         dir: PathBuf,
@@ -267,6 +269,9 @@ struct Cmd {
 /// Handle to the storage thread (cheap to clone, `Send`).
 #[derive(Clone)]
 pub struct Store {
+    /// When the storage thread last finished a batch (ms since the epoch): `/readyz` reports
+    /// the store failing when this goes stale while pings are sent ([`Store::ping`]).
+    beat: Arc<std::sync::atomic::AtomicU64>,
     tx: channel::Sender<Cmd>,
     /// File-system scans (skills, log tails) run on their own thread: they never touch the
     /// database, and a slow directory must not delay a chat acknowledgement.
@@ -324,6 +329,7 @@ impl Store {
         })?;
         let snapshot: Vec<Arc<PairedDevice>> = devices.values().cloned().map(Arc::new).collect();
         let (tx, rx) = channel::unbounded();
+        let beat = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
         let (scan_tx, scan_rx) = channel::unbounded::<Cmd>();
         std::thread::Builder::new()
             .name("ringgate-scan".into())
@@ -343,6 +349,7 @@ impl Store {
             pending: HashMap::new(),
             bus,
             config: config::ConfigKeeper::new(live, hub),
+            beat: beat.clone(),
         };
         std::thread::Builder::new()
             .name("ringgate-store".into())
@@ -352,12 +359,22 @@ impl Store {
                 source,
             })?;
         Ok((
-            Store { tx, scan_tx },
+            Store { beat, tx, scan_tx },
             Boot {
                 devices: snapshot,
                 recent_runs,
             },
         ))
+    }
+
+    /// Asks the storage thread for a sign of life (answered like any read).
+    pub fn ping(&self) {
+        self.submit(Op::Ping);
+    }
+
+    /// When the storage thread last finished a batch (ms since the epoch).
+    pub fn last_beat_ms(&self) -> u64 {
+        self.beat.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn queue(&self, op: &Op) -> &channel::Sender<Cmd> {
@@ -405,6 +422,7 @@ impl Op {
         matches!(
             self,
             Op::List
+                | Op::Ping
                 | Op::History(_)
                 | Op::ListSessions(_)
                 | Op::ListGrants { .. }
@@ -499,6 +517,7 @@ fn load(conn: &Connection) -> Result<HashMap<String, PairedDevice>, String> {
 }
 
 struct StoreState {
+    beat: Arc<std::sync::atomic::AtomicU64>,
     conn: Connection,
     devices: HashMap<String, PairedDevice>,
     pending: HashMap<String, PendingRequest>,
@@ -619,6 +638,8 @@ impl StoreState {
             let r = self.apply(&cmd.op, now, &mut Changes::default());
             cmd.done.complete(r);
         }
+        self.beat
+            .store(now_ms(), std::sync::atomic::Ordering::Release);
     }
 
     /// Applies writes in one transaction (group commit), each op in its own savepoint: an op
@@ -1114,6 +1135,7 @@ impl StoreState {
             Op::Config(_) => OpResult::Invalid("config request in a database batch".into()),
             // Served by the scan thread (see `Store::call`).
             Op::Skills { .. } | Op::LogTail { .. } => scan(op),
+            Op::Ping => OpResult::Json(Value::Null),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {
                 request_id,
@@ -1308,6 +1330,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
         StoreState {
+            beat: Default::default(),
             conn,
             devices: HashMap::new(),
             pending: HashMap::new(),

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some((_req, used)) = ringgate::shard::http::parse(data) {
+    if let Some((_req, used)) = ringgate::http::head::parse(data) {
         assert!(used <= data.len());
     }
 });

@@ -1,6 +1,8 @@
-//! The HTTP side of the gateway port: parse the upgrade request, answer 101 or an HTTP error.
+//! The request head on the gateway port: a WebSocket upgrade, an inbound channel POST, or a
+//! plain HTTP request (probes, the Control UI), bounded in size and header count and refused
+//! when its framing is ambiguous.
 
-use super::dispatch::UpgradeInfo;
+use crate::shard::dispatch::UpgradeInfo;
 
 /// Largest request head accepted (Node's default `maxHeaderSize`); 431 past it.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -17,8 +19,8 @@ pub enum Request {
         info: UpgradeInfo,
         proxied: bool,
     },
-    /// A plain HTTP request to this path.
-    Plain { method: String, path: String },
+    /// A plain HTTP request (probes, the Control UI).
+    Plain(Box<Plain>),
     /// `POST /channels/...`: an inbound channel message (the body follows the head).
     Inbound(Inbound),
     /// Refused before routing, with this status line: `400 Bad Request` (malformed, or framed
@@ -29,6 +31,25 @@ pub enum Request {
 
 pub const BAD_REQUEST: &str = "400 Bad Request";
 pub const HEADERS_TOO_LARGE: &str = "431 Request Header Fields Too Large";
+
+/// A plain (non-upgrade) request: what routing and its handlers read.
+#[derive(Debug, Default, Clone)]
+pub struct Plain {
+    pub method: String,
+    /// The path, without the query, as sent (percent-encoded).
+    pub path: String,
+    /// The query string (without `?`).
+    pub query: String,
+    pub accept: Option<String>,
+    pub accept_encoding: Option<String>,
+    pub authorization: Option<String>,
+    pub host: Option<String>,
+    pub if_modified_since: Option<String>,
+    /// `Upgrade` to something other than a WebSocket (the original answers 400).
+    pub other_upgrade: bool,
+    /// A body follows the head (plain routes read none, so the connection is not reused).
+    pub has_body: bool,
+}
 
 /// The head of an inbound channel request.
 #[derive(Debug)]
@@ -92,15 +113,33 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         };
         return Some((Request::Inbound(inbound), consumed));
     }
-    let upgrade = get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    let upgrade_header = get("upgrade");
+    let upgrade = upgrade_header
+        .as_deref()
+        .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let key = get("sec-websocket-key");
     if req.method != Some("GET")
         || !upgrade
         || key.is_none()
         || get("sec-websocket-version").as_deref() != Some("13")
     {
-        let method = req.method.unwrap_or("GET").to_owned();
-        return Some((Request::Plain { method, path }, consumed));
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p.to_owned(), q.to_owned()),
+            None => (path, String::new()),
+        };
+        let plain = Plain {
+            method: req.method.unwrap_or("GET").to_owned(),
+            path,
+            query,
+            accept: get("accept"),
+            accept_encoding: get("accept-encoding"),
+            authorization: get("authorization"),
+            host: get("host"),
+            if_modified_since: get("if-modified-since"),
+            other_upgrade: upgrade_header.is_some() && !upgrade,
+            has_body: content_length.is_some_and(|n| n > 0) || transfer_encodings > 0,
+        };
+        return Some((Request::Plain(Box::new(plain)), consumed));
     }
     let proxied = req.headers.iter().any(|h| {
         let n = h.name.to_ascii_lowercase();
@@ -133,7 +172,8 @@ pub fn switching_protocols(accept: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A complete plain response that closes the connection.
+/// A complete plain response that closes the connection (the WebSocket-side refusals; the
+/// HTTP routes build theirs with [`super::Response`]).
 pub fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     response_with(status, &[], content_type, body)
 }
