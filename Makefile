@@ -8,23 +8,42 @@ OPENCLAW_CLIENT_DIR ?= $(CURDIR)/target/openclaw-client
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build
+.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps
 
 all: build
 
 build:
 	$(CARGO) build --release --workspace
 
-run: build
+run: build control-ui
 	./target/release/ringgate run $(RUN_ARGS)
+
+# The Control UI (dashboard) ringgate serves: the pinned OpenClaw package's build, fetched
+# once into target/control-ui (ringgate finds it beside its binary).
+control-ui:
+	@bash tools/fetch-control-ui.sh $(CURDIR)/target/control-ui
+
+# The real-browser test of the dashboard: Debian's Chromium and playwright-core (pinned).
+PLAYWRIGHT_CORE_VERSION ?= 1.65.2
+BROWSER_DIR ?= $(CURDIR)/target/browser
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); \
+		else echo "browser-deps: install Debian's chromium (apt-get install chromium)"; exit 1; fi; }
+	@test -f $(BROWSER_DIR)/node_modules/playwright-core/package.json && \
+		grep -q '"version": "$(PLAYWRIGHT_CORE_VERSION)"' $(BROWSER_DIR)/node_modules/playwright-core/package.json || { \
+		mkdir -p $(BROWSER_DIR) && cd $(BROWSER_DIR) && { test -f package.json || npm init -y >/dev/null; } && \
+		npm install --no-audit --no-fund playwright-core@$(PLAYWRIGHT_CORE_VERSION) >/dev/null; }
 
 # The real OpenClaw CLI and client class (npm, pinned) for the conformance tests.
 openclaw-client:
 	@test -f $(SHARED)/conformance/install-openclaw.sh || { echo "missing $(SHARED)/conformance/install-openclaw.sh (set SHARED=path/to/shared)"; exit 1; }
 	bash $(SHARED)/conformance/install-openclaw.sh $(OPENCLAW_CLIENT_DIR)
 
-test: openclaw-client
+test: openclaw-client browser-deps
 	OPENCLAW_CLIENT_DIR=$(OPENCLAW_CLIENT_DIR) RINGGATE_REQUIRE_CONFORMANCE=1 \
+		RINGGATE_BROWSER_DIR=$(BROWSER_DIR) RINGGATE_REQUIRE_BROWSER=1 \
 		$(CARGO) test --release --workspace
 
 # Unit tests only: no sockets, no Node.

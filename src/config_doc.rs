@@ -49,20 +49,27 @@ pub fn hash(raw: &str) -> String {
     )
 }
 
+/// The revision hash of a config file that does not exist.
+pub fn missing_hash() -> String {
+    hash("")
+}
+
 /// Reads the file (a missing file is an empty, valid document). Validation issues are added
 /// by the caller, which knows the config rules.
 pub fn read(path: &Path) -> Snapshot {
     let raw = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // No file is a revision too (the empty one): a writer that read it passes its
+            // hash, and a file created meanwhile is then a conflict.
             return Snapshot {
                 path: path.into(),
                 exists: false,
                 raw: None,
                 parsed: json!({}),
-                hash: None,
+                hash: Some(missing_hash()),
                 issues: Vec::new(),
-            }
+            };
         }
         Err(e) => {
             return Snapshot {

@@ -56,3 +56,4 @@ pub mod shard;
 pub mod skills;
 pub mod state;
 pub mod store;
+pub mod sysinfo;

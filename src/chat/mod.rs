@@ -8,9 +8,11 @@
 //! A small replicated index of runs ([`runs`]) lets any shard answer `agent.wait` and find the
 //! session of a run id.
 
+pub mod cursor;
 pub mod key;
 pub mod owner;
 pub mod payload;
+pub mod row;
 pub mod runs;
 
 use serde_json::{Map, Value};

@@ -238,14 +238,9 @@ pub fn session_message(
     id: Option<&str>,
     row: &Value,
 ) -> EventTemplate {
-    let mut m = message.clone();
-    if let (Some(seq), Some(id)) = (seq, id) {
-        m["__openclaw"] = json!({"id": id, "seq": seq});
-    }
     EventTemplate::new(
         "session.message",
-        &json!({"sessionKey": &**key, "agentId": agent_id, "message": m, "messageId": id,
-                "messageSeq": seq, "session": row}),
+        &session_message_payload(key, agent_id, message, seq, id, row),
         None,
     )
     .with_meta(EventMeta {
@@ -253,6 +248,23 @@ pub fn session_message(
         drop_if_slow: Some(false),
         ..Default::default()
     })
+}
+
+/// The payload of `session.message`, also an entry of a `chat.history` delta.
+pub fn session_message_payload(
+    key: &str,
+    agent_id: &str,
+    message: &Value,
+    seq: Option<u64>,
+    id: Option<&str>,
+    row: &Value,
+) -> Value {
+    let mut m = message.clone();
+    if let (Some(seq), Some(id)) = (seq, id) {
+        m["__openclaw"] = json!({"id": id, "seq": seq});
+    }
+    json!({"sessionKey": key, "agentId": agent_id, "message": m, "messageId": id,
+           "messageSeq": seq, "session": row})
 }
 
 /// `sessions.changed` to `sessions.subscribe` subscribers (droppable).

@@ -60,6 +60,14 @@ impl RunIndex {
         self.active.get(run_id).map(|(k, _)| k.clone())
     }
 
+    /// The active run of a session (id, start time), if any.
+    pub fn active_in(&self, key: &str) -> Option<(Arc<str>, u64)> {
+        self.active
+            .iter()
+            .find(|(_, (k, _))| &**k == key)
+            .map(|(id, (_, at))| (id.clone(), *at))
+    }
+
     fn trim(&mut self, now: u64) {
         while let Some(front) = self.ended_order.front() {
             let old = self

@@ -46,6 +46,9 @@ pub const METHODS: &[&str] = &[
     "plugin.approval.list",
     "taskSuggestions.list",
     "commands.list",
+    "chat.startup",
+    "chat.metadata",
+    "sessions.branches.list",
 ];
 
 /// Resolves the session key of a request (`key_field` names the param), checking its agent.
@@ -144,7 +147,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         ),
         "sessions.patch" => {
             let k = resolve(ctx, p, "key")?;
-            let patch: Map<String, Value> = p
+            let mut patch: Map<String, Value> = p
                 .as_object()
                 .into_iter()
                 .flatten()
@@ -153,6 +156,18 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
                 })
                 .map(|(f, v)| (f.clone(), v.clone()))
                 .collect();
+            // Read state, as the original keeps it: marking read records when; marking
+            // unread records when it was marked.
+            match patch.get("unread") {
+                Some(Value::Bool(false)) => {
+                    patch.insert("lastReadAt".into(), json!(call.now_ms));
+                    patch.insert("markedUnreadAt".into(), Value::Null);
+                }
+                Some(Value::Bool(true)) => {
+                    patch.insert("markedUnreadAt".into(), json!(call.now_ms));
+                }
+                _ => {}
+            }
             session(k, SessionOp::Patch(patch))
         }
         "sessions.reset" => session(resolve(ctx, p, "key")?, SessionOp::Reset),
@@ -178,7 +193,10 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         "sessions.unsubscribe" => Outcome::Reply(Ok(json!({"subscribed": false}))),
         "sessions.messages.subscribe" => {
             let k = resolve(ctx, p, "key")?;
-            Outcome::Reply(Ok(json!({"subscribed": true, "key": k.canonical})))
+            // Pending exec approvals are not tied to sessions in ringgate: nothing to replay.
+            Outcome::Reply(Ok(json!({"subscribed": true, "key": k.canonical,
+                "approvalReplay": {"sessionKey": k.canonical, "updatedAtMs": call.now_ms,
+                                   "approvals": [], "truncated": false}})))
         }
         "sessions.messages.unsubscribe" => {
             let k = resolve(ctx, p, "key")?;
@@ -190,6 +208,15 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         "plugin.approval.list" => Outcome::Reply(Ok(json!([]))),
         "taskSuggestions.list" => Outcome::Reply(Ok(json!({"suggestions": []}))),
         "commands.list" => Outcome::Reply(Ok(json!({"commands": []}))),
+        "chat.startup" => startup(ctx, p)?,
+        "chat.metadata" => {
+            let agent = match str_param(p, "agentId") {
+                Some(a) => a.to_ascii_lowercase(),
+                None => ctx.config.default_agent().to_owned(),
+            };
+            Outcome::Reply(Ok(metadata(ctx, &agent)))
+        }
+        "sessions.branches.list" => branches(ctx, p)?,
         other => return Err(ErrorShape::unknown_method(other)),
     })
 }
@@ -220,20 +247,194 @@ fn empty_row(ctx: &ShardCtx, k: &SessionKey) -> Value {
     ctx.decorate_row(row)
 }
 
-fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
-    let k = resolve(ctx, p, "sessionKey")?;
-    if p.get("cursor").is_some() || p.get("messageId").is_some() {
-        return Err(ErrorShape::invalid(
-            "invalid chat.history params: cursor and messageId paging are not supported by ringgate; use limit/offset",
-        ));
-    }
+/// Paging of a tail read: `limit` (default 200), `offset` from the newest end, `maxBytes`.
+fn page_params(p: &Value) -> (u64, u64, usize) {
     let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(200);
     let offset = p.get("offset").and_then(Value::as_u64).unwrap_or(0);
-    let offset_given = p.get("offset").is_some();
     let max_bytes = p
         .get("maxBytes")
         .and_then(Value::as_u64)
         .map_or(MAX_HISTORY_BYTES, |b| (b as usize).min(MAX_HISTORY_BYTES));
+    (limit, offset, max_bytes)
+}
+
+/// `chat.history`: the newest page of a transcript, or with `cursor` what came after it.
+fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
+    let k = resolve(ctx, p, "sessionKey")?;
+    if p.get("messageId").is_some() {
+        return Err(ErrorShape::invalid(
+            "invalid chat.history params: messageId paging is not supported by ringgate; use limit/offset or cursor",
+        ));
+    }
+    if let Some(c) = p.get("cursor") {
+        return Ok(history_delta(k, c.as_str().unwrap_or_default(), p));
+    }
+    let (limit, offset, max_bytes) = page_params(p);
+    let offset_given = p.get("offset").is_some();
+    let requested = str_param(p, "sessionKey").unwrap_or("main").to_owned();
+    let receipts = p.get("inputRunIds").is_some();
+    let op = Op::History(Box::new(HistoryQuery {
+        key: k.canonical.clone(),
+        limit,
+        offset,
+        max_bytes,
+    }));
+    let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
+        let OpResult::History(page) = r else {
+            return Err(unavailable("history", &r));
+        };
+        let mut out = tail_page(ctx, &k, &requested, &page);
+        if offset_given {
+            out["offset"] = json!(page.offset);
+        }
+        if page.has_more {
+            out["nextOffset"] = json!(page.next_offset);
+        }
+        if receipts {
+            out["inputReceipts"] = json!([]);
+            out["inputConsumptions"] = json!([]);
+        }
+        Ok(out)
+    };
+    Ok(Outcome::Deferred(Box::new(Deferred {
+        op,
+        finish: Box::new(finish),
+    })))
+}
+
+fn unavailable(what: &str, r: &OpResult) -> ErrorShape {
+    ErrorShape::new(
+        crate::proto::errors::code::UNAVAILABLE,
+        format!("{what} unavailable: {r:?}"),
+    )
+    .retry_after(1000)
+}
+
+/// The fields of a tail read (`chat.history`, `chat.startup`): the messages, a `deltaCursor`
+/// at the newest message, the session row, the run in flight.
+fn tail_page(
+    ctx: &ShardCtx,
+    k: &SessionKey,
+    requested: &str,
+    page: &crate::store::sessions::HistoryPage,
+) -> Value {
+    let info = match &page.row {
+        Some(row) => ctx.decorate_row(row.clone()),
+        None => empty_row(ctx, k),
+    };
+    let session_id = page
+        .row
+        .as_ref()
+        .and_then(|r| r["sessionId"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mut out = json!({"sessionKey": requested});
+    if !session_id.is_empty() {
+        out["sessionId"] = json!(session_id);
+    }
+    out["messages"] = json!(page.messages);
+    out["pendingInputs"] = json!({"items": [], "total": 0});
+    out["deltaCursor"] = json!(crate::chat::cursor::Cursor {
+        agent_id: k.agent_id.clone(),
+        session_id,
+        last_seq: page.total,
+    }
+    .encode());
+    out["hasMore"] = json!(page.has_more);
+    out["totalMessages"] = json!(page.total);
+    out["defaults"] = defaults(ctx, &k.agent_id);
+    out["sessionInfo"] = info;
+    if let Some(run) = in_flight(ctx, &k.canonical) {
+        out["inFlightRun"] = run;
+    }
+    out
+}
+
+/// `inFlightRun` of a session: its active run (the text streams in `chat` events).
+fn in_flight(ctx: &ShardCtx, key: &str) -> Option<Value> {
+    ctx.run_index
+        .active_in(key)
+        .map(|(id, at)| json!({"runId": &*id, "text": "", "startedAt": at}))
+}
+
+/// `chat.history {cursor}`: the messages after the cursor, as `session.message` payloads
+/// (`kind:"delta"`), or `{kind:"reset"}` when the cursor no longer fits the transcript.
+fn history_delta(k: SessionKey, cursor: &str, p: &Value) -> Outcome {
+    let Some(c) = crate::chat::cursor::Cursor::decode(cursor).filter(|c| c.agent_id == k.agent_id)
+    else {
+        return Outcome::Reply(Ok(json!({"kind": "reset"})));
+    };
+    let (limit, _, max_bytes) = page_params(p);
+    let receipts = p.get("inputRunIds").is_some();
+    let op = Op::HistoryDelta(Box::new(crate::store::sessions::DeltaQuery {
+        key: k.canonical.clone(),
+        session_id: c.session_id.clone(),
+        after_seq: c.last_seq,
+        limit,
+        max_bytes,
+    }));
+    let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
+        let OpResult::Delta(page) = r else {
+            return Err(unavailable("history", &r));
+        };
+        let crate::store::sessions::DeltaPage::Delta {
+            row,
+            messages,
+            last_seq,
+        } = *page
+        else {
+            return Ok(json!({"kind": "reset"}));
+        };
+        let row = ctx.decorate_row(row);
+        let entries: Vec<Value> = messages
+            .iter()
+            .map(|(seq, id, m)| {
+                crate::chat::payload::session_message_payload(
+                    &k.canonical,
+                    &k.agent_id,
+                    m,
+                    Some(*seq),
+                    Some(id),
+                    &row,
+                )
+            })
+            .collect();
+        let mut out = json!({
+            "kind": "delta",
+            "messages": entries,
+            "deltaCursor": crate::chat::cursor::Cursor {
+                agent_id: k.agent_id.clone(),
+                session_id: c.session_id.clone(),
+                last_seq,
+            }
+            .encode(),
+            "pendingInputs": {"items": [], "total": 0},
+            "sessionInfo": row,
+        });
+        if receipts {
+            out["inputReceipts"] = json!([]);
+            out["inputConsumptions"] = json!([]);
+        }
+        if let Some(run) = in_flight(ctx, &k.canonical) {
+            out["inFlightRun"] = run;
+        }
+        Ok(out)
+    };
+    Outcome::Deferred(Box::new(Deferred {
+        op,
+        finish: Box::new(finish),
+    }))
+}
+
+/// `chat.startup`: the chat page's first read — the newest page and the chat metadata.
+fn startup(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
+    if p.get("shortId").is_some() {
+        return Err(ErrorShape::invalid(
+            "short chat links are not supported by ringgate; open the session by its key",
+        ));
+    }
+    let k = resolve(ctx, p, "sessionKey")?;
+    let (limit, offset, max_bytes) = page_params(p);
     let requested = str_param(p, "sessionKey").unwrap_or("main").to_owned();
     let op = Op::History(Box::new(HistoryQuery {
         key: k.canonical.clone(),
@@ -243,38 +444,36 @@ fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
     }));
     let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
         let OpResult::History(page) = r else {
-            return Err(ErrorShape::new(
-                crate::proto::errors::code::UNAVAILABLE,
-                format!("history unavailable: {r:?}"),
-            )
-            .retry_after(1000));
+            return Err(unavailable("history", &r));
         };
-        let info = match &page.row {
-            Some(row) => ctx.decorate_row(row.clone()),
-            None => empty_row(ctx, &k),
-        };
-        let mut out = json!({"sessionKey": requested});
-        if let Some(id) = page.row.as_ref().and_then(|r| r.get("sessionId")) {
-            out["sessionId"] = id.clone();
-        }
-        out["messages"] = json!(page.messages);
-        out["pendingInputs"] = json!({"items": [], "total": 0});
-        if offset_given {
-            out["offset"] = json!(page.offset);
-        }
-        if page.has_more {
-            out["nextOffset"] = json!(page.next_offset);
-        }
-        out["hasMore"] = json!(page.has_more);
-        out["totalMessages"] = json!(page.total);
-        out["defaults"] = defaults(ctx, &k.agent_id);
-        out["sessionInfo"] = info;
+        let mut out = tail_page(ctx, &k, &requested, &page);
+        out["metadata"] = metadata(ctx, &k.agent_id);
         Ok(out)
     };
     Ok(Outcome::Deferred(Box::new(Deferred {
         op,
         finish: Box::new(finish),
     })))
+}
+
+/// `chat.metadata`: the models of the agent and the slash commands ringgate runs (none: the
+/// runtimes take every message as a turn).
+fn metadata(ctx: &ShardCtx, agent_id: &str) -> Value {
+    let models = models_list(ctx)["models"].clone();
+    let _ = agent_id;
+    json!({
+        "models": models,
+        "commands": [],
+        "swarmEnabled": false,
+        "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
+        "runtimeSelectionLocked": false,
+    })
+}
+
+/// `sessions.branches.list` (read by the storage thread).
+fn branches(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
+    let k = resolve(ctx, p, "sessionKey")?;
+    Ok(super::json_from_store(Op::Branches { key: k.canonical }))
 }
 
 /// `sessions.describe {key}` → `{session: <row> | null}`.
@@ -305,6 +504,15 @@ fn describe(ctx: &ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
 }
 
 fn list(ctx: &ShardCtx, p: &Value) -> Outcome {
+    if p.get("spawnedBy").is_some() {
+        // ringgate sessions spawn no sub-sessions: a parent's children are none.
+        return Outcome::Reply(Ok(json!({
+            "ts": now_ms(), "path": ctx.config.state_dir.join("ringgate.sqlite").display().to_string(),
+            "count": 0, "totalCount": 0, "limitApplied": p.get("limit").cloned().unwrap_or(json!(100)),
+            "nextOffset": null, "hasMore": false, "owners": [],
+            "defaults": defaults(ctx, ctx.config.default_agent()), "sessions": [],
+        })));
+    }
     let limit = p
         .get("limit")
         .and_then(Value::as_u64)
@@ -389,5 +597,14 @@ fn models_list(ctx: &ShardCtx) -> Value {
             models.push(entry);
         }
     }
-    json!({"models": models})
+    let default = ctx.config.agent(ctx.config.default_agent()).map(|a| {
+        let (provider, model) = a.runtime.model();
+        format!("{provider}/{model}")
+    });
+    json!({
+        "models": models,
+        // ringgate has no separate utility model: the default agent's serves.
+        "defaultModels": {"automaticUtilityModel": default},
+        "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
+    })
 }

@@ -14,6 +14,7 @@ pub mod ops;
 pub mod skills;
 pub mod system;
 pub mod test_hooks;
+pub mod ui;
 
 use std::{collections::HashMap, sync::OnceLock};
 
@@ -169,6 +170,7 @@ const FAMILIES: &[(&[&str], Handler)] = &[
         channels::handle(ctx, call)
     }),
     (cron::METHODS, |_, call, _| cron::handle(call)),
+    (ui::METHODS, |ctx, call, _| ui::handle(ctx, call)),
 ];
 
 /// Method name → handler, built once: one hash lookup per request instead of a scan of

@@ -13,7 +13,15 @@ pub fn handle(ctx: &mut ShardCtx, call: &Call, effects: &mut Vec<Effect>) -> Rep
         "health" => Ok(ctx.health_snapshot()),
         "status" => Ok(status(ctx, call)),
         "system-presence" => Ok(Value::Array(ctx.presence.list(call.now_ms))),
-        "last-heartbeat" => Ok(Value::Null),
+        // ringgate runs no heartbeat turns: the last one is always "skipped", as the
+        // original reports a heartbeat that had nowhere to go.
+        "last-heartbeat" => Ok(json!({
+            "ts": ctx.globals.started_ms,
+            "status": "skipped",
+            "reason": "disabled",
+            "durationMs": 0,
+            "message": "Heartbeat turns are not run by this gateway.",
+        })),
         "set-heartbeats" => match call.params.get("enabled").and_then(Value::as_bool) {
             Some(enabled) => {
                 ctx.heartbeats_enabled = enabled;

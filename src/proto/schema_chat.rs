@@ -23,6 +23,23 @@ fn int(min: u64, max: Option<u64>) -> Value {
     bounds::int(min, max.unwrap_or(bounds::MAX_SAFE_INTEGER))
 }
 
+/// `ChatHistoryParamsSchema` (and `chat.startup`, which adds short-link fields).
+fn history_params(key: &Value, extra: &[&str]) -> Value {
+    let ne = non_empty();
+    let mut loose = vec!["messageId", "sessionId"];
+    loose.extend_from_slice(extra);
+    obj(
+        json!({"sessionKey": key, "agentId": ne, "limit": int(1, Some(1000)),
+               "maxBytes": int(1024, None), "offset": int(0, None),
+               "maxChars": int(1, Some(500_000)), "pendingBefore": int(1, None),
+               "cursor": {"type": "string", "maxLength": 4096},
+               "inputRunIds": {"type": "array", "minItems": 1, "maxItems": 50,
+                               "items": {"type": "string", "minLength": 1, "maxLength": 256}}}),
+        &loose,
+        &["sessionKey"],
+    )
+}
+
 pub fn schemas() -> Vec<(&'static str, Value)> {
     let ne = non_empty();
     let s = json!({"type": "string"});
@@ -79,21 +96,20 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 &["sessionKey"],
             ),
         ),
+        ("chat.history", history_params(&key, &[])),
+        ("chat.startup", history_params(&key, &["shortId", "slugHint"])),
         (
-            "chat.history",
+            "chat.metadata",
             obj(
-                json!({"sessionKey": key, "agentId": ne, "limit": int(1, Some(1000)),
-                       "maxBytes": int(1024, None), "offset": int(0, None),
-                       "maxChars": int(1, Some(500_000))}),
-                &[
-                    "cursor",
-                    "pendingBefore",
-                    "inputRunIds",
-                    "messageId",
-                    "sessionId",
-                ],
-                &["sessionKey"],
+                json!({"agentId": ne, "sessionKey": ne,
+                       "authProfileId": {"type": "string", "minLength": 1, "maxLength": 256}}),
+                &[],
+                &[],
             ),
+        ),
+        (
+            "sessions.branches.list",
+            obj(json!({"sessionKey": key, "agentId": ne}), &[], &["sessionKey"]),
         ),
         (
             "chat.inject",
@@ -298,6 +314,14 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                     "expectedSessionId",
                     "expectedLifecycleRevision",
                     "expectedSessionUpdatedAt",
+                    "expectedPermissionMode",
+                    "expectedSandboxMode",
+                    "expectedNativeRuntimeConsent",
+                    "expectedToolOverrides",
+                    "expectedMarkedUnreadAt",
+                    "inheritedToolPolicyVersion",
+                    "inheritedToolAllow",
+                    "inheritedToolDeny",
                 ],
                 &["key"],
             ),

@@ -285,18 +285,23 @@ impl ShardCtx {
             .unwrap_or_default()
     }
 
-    /// Adds the model fields of the session's agent to a stored session row.
-    pub fn decorate_row(&self, mut row: Value) -> Value {
-        let Some(agent) = row["agentId"].as_str().and_then(|a| self.config.agent(a)) else {
-            return row;
-        };
+    /// A stored session row in the original's shape, with the model of its agent
+    /// ([`crate::chat::row`]).
+    pub fn decorate_row(&self, row: Value) -> Value {
+        let agent = row["agentId"]
+            .as_str()
+            .and_then(|a| self.config.agent(a))
+            .unwrap_or(&self.config.agents[0]);
         let (provider, model) = agent.runtime.model();
-        if let Some(m) = row.as_object_mut() {
-            m.insert("modelProvider".into(), json!(provider));
-            m.insert("model".into(), json!(model));
-            m.insert("agentRuntime".into(), json!({"id": agent.runtime.name()}));
-        }
-        row
+        crate::chat::row::project(
+            row,
+            &crate::chat::row::RowEnv {
+                provider,
+                model,
+                runtime: agent.runtime.name(),
+                now_ms: now_ms(),
+            },
+        )
     }
 
     /// Output of a runtime for a run this shard owns.

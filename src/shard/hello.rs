@@ -160,9 +160,11 @@ fn refresh(ctx: &mut ShardCtx, now: u64, presence_version: u64) {
                 "events": EVENTS,
                 "capabilities": [],
             })),
+            // Every ringgate agent has a runtime (echo or a provider) from its config, so a
+            // model is configured: the Control UI opens its chat instead of model setup.
             session_defaults: raw(&json!({
-                "defaultAgentId": "main",
-                "modelConfigured": false,
+                "defaultAgentId": ctx.config.default_agent(),
+                "modelConfigured": !ctx.config.agents.is_empty(),
                 "ownership": "sole",
                 "selectionRequired": false,
                 "mainKey": "main",

@@ -177,6 +177,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     let files = crate::http::files::Files::start()?;
     let config = Arc::new(config);
     let globals = Arc::new(Globals::with_shards(n));
+    globals.port.store(addr.port(), Ordering::Relaxed);
     let workers = crate::agent::openai::Workers::start(config.agent_workers);
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())

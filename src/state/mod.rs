@@ -69,6 +69,8 @@ pub struct Globals {
     pub shard_beats: Box<[AtomicU64]>,
     /// Set when the gateway begins to stop (the watchdog stands down).
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The port the gateway listens on (known once bound; `--port 0` picks one).
+    pub port: std::sync::atomic::AtomicU16,
 }
 
 impl Default for Globals {
@@ -107,6 +109,7 @@ impl Globals {
             logs_suppressed: AtomicU64::new(0),
             shard_beats: (0..shards.max(1)).map(|_| AtomicU64::new(0)).collect(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            port: std::sync::atomic::AtomicU16::new(0),
         }
     }
 

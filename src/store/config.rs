@@ -279,7 +279,13 @@ impl ConfigKeeper {
 
 fn check_base_hash(snap: &Snapshot, base_hash: Option<&str>) -> Result<(), String> {
     if !snap.exists {
-        return Ok(());
+        // Creating the file: no hash needed; one read before must be the missing file's.
+        return match base_hash.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(h) if h != doc::missing_hash() => {
+                Err("config changed since last load; re-run config.get and retry".into())
+            }
+            _ => Ok(()),
+        };
     }
     let Some(current) = &snap.hash else {
         return Err("config base hash unavailable; re-run config.get and retry".into());

@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod config;
 pub mod cron;
 pub mod oneshot;
+pub mod prefs;
 pub mod sessions;
 pub mod usage;
 
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     approvals::MIGRATION,
     cron::MIGRATION,
     sessions::MIGRATION_RUN_IDEMPOTENCY,
+    prefs::MIGRATION,
 ];
 
 /// Commands applied per transaction at most.
@@ -114,6 +116,10 @@ pub enum Op {
     /// Append to a session's transcript (durable before the result).
     Append(Box<sessions::Append>),
     History(Box<sessions::HistoryQuery>),
+    /// `chat.history {cursor}`: the messages after the cursor.
+    HistoryDelta(Box<sessions::DeltaQuery>),
+    /// `sessions.branches.list`.
+    Branches { key: String },
     ListSessions(Box<sessions::ListQuery>),
     PatchSession {
         key: String,
@@ -196,6 +202,20 @@ pub enum Op {
     Config(config::ConfigOp),
     /// A sign of life (see [`Store::ping`]).
     Ping,
+    /// `users.prefs.get`.
+    PrefsGet { keys: Option<Vec<String>> },
+    /// `users.prefs.set`.
+    PrefsSet {
+        entries: serde_json::Map<String, Value>,
+        expected: Option<serde_json::Map<String, Value>>,
+    },
+    /// `system.info` (host facts, read on the scan thread).
+    SystemInfo {
+        state_dir: PathBuf,
+        port: u16,
+        uptime_ms: u64,
+        instance_id: String,
+    },
     /// `logs.tail` (file reads stay off the shards).
     LogTail {
         dir: PathBuf,
@@ -240,6 +260,7 @@ pub enum OpResult {
     },
     Appended(Box<sessions::Appended>),
     History(Box<sessions::HistoryPage>),
+    Delta(Box<sessions::DeltaPage>),
     Sessions {
         rows: Vec<Value>,
         total: u64,
@@ -413,7 +434,10 @@ impl Store {
 impl Op {
     /// A file-system scan (no database): served by the scan thread.
     fn is_scan(&self) -> bool {
-        matches!(self, Op::Skills { .. } | Op::LogTail { .. })
+        matches!(
+            self,
+            Op::Skills { .. } | Op::LogTail { .. } | Op::SystemInfo { .. }
+        )
     }
 
     /// Reads the database without writing: served after the batch's transaction commits, so
@@ -423,7 +447,10 @@ impl Op {
             self,
             Op::List
                 | Op::Ping
+                | Op::PrefsGet { .. }
                 | Op::History(_)
+                | Op::HistoryDelta(_)
+                | Op::Branches { .. }
                 | Op::ListSessions(_)
                 | Op::ListGrants { .. }
                 | Op::GetPolicy
@@ -464,6 +491,17 @@ fn scan(op: &Op) -> OpResult {
             Ok(v) => OpResult::Json(v),
             Err(m) => OpResult::Failed(m),
         },
+        Op::SystemInfo {
+            state_dir,
+            port,
+            uptime_ms,
+            instance_id,
+        } => OpResult::Json(crate::sysinfo::system_info(
+            state_dir,
+            *port,
+            *uptime_ms,
+            instance_id,
+        )),
         _ => OpResult::Invalid("not a scan".into()),
     }
 }
@@ -758,6 +796,14 @@ impl StoreState {
                     None => OpResult::Invalid(format!("session not found: {}", a.key)),
                 }),
                 Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
+                Op::HistoryDelta(q) => sessions::delta(c, q).map(|x| OpResult::Delta(Box::new(x))),
+                Op::Branches { key } => sessions::branches(c, key).map(OpResult::Json),
+                Op::PrefsGet { keys } => prefs::get(c, keys.as_deref()).map(OpResult::Json),
+                Op::PrefsSet { entries, expected } => prefs::set(c, entries, expected.as_ref(), now)
+                    .map(|r| match r {
+                        Ok(v) => OpResult::Json(v),
+                        Err(m) => OpResult::Invalid(m),
+                    }),
                 Op::ListSessions(q) => sessions::list(c, q, now)
                     .map(|(rows, total)| OpResult::Sessions { rows, total }),
                 Op::PatchSession {
@@ -1115,6 +1161,10 @@ impl StoreState {
             }
             Op::Append(_)
             | Op::History(_)
+            | Op::HistoryDelta(_)
+            | Op::Branches { .. }
+            | Op::PrefsGet { .. }
+            | Op::PrefsSet { .. }
             | Op::ListSessions(_)
             | Op::PatchSession { .. }
             | Op::ResetSession { .. }
@@ -1134,7 +1184,7 @@ impl StoreState {
             // Served before the batch's transaction (see `apply_batch`).
             Op::Config(_) => OpResult::Invalid("config request in a database batch".into()),
             // Served by the scan thread (see `Store::call`).
-            Op::Skills { .. } | Op::LogTail { .. } => scan(op),
+            Op::Skills { .. } | Op::LogTail { .. } | Op::SystemInfo { .. } => scan(op),
             Op::Ping => OpResult::Json(Value::Null),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {

@@ -54,7 +54,8 @@ pub const MIGRATION_RUN_IDEMPOTENCY: &str = "
 ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';
 ALTER TABLE runs ADD COLUMN fingerprint INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_ended ON runs (ended_at_ms);
-CREATE INDEX messages_run ON messages (run_id);";
+CREATE INDEX messages_run ON messages (run_id);
+CREATE INDEX runs_session ON runs (session_key, started_at_ms);";
 
 /// How long ended runs are remembered across a restart: the idempotency TTL (a retried key
 /// gets the first answer) and the run index of `agent.wait` both keep runs this long.
@@ -152,6 +153,99 @@ pub struct HistoryPage {
     pub has_more: bool,
     /// The `offset` of the next older page (meaningful when `has_more`).
     pub next_offset: u64,
+}
+
+/// A `chat.history {cursor}` read: the messages after `after_seq` of transcript `session_id`.
+#[derive(Debug, Clone)]
+pub struct DeltaQuery {
+    pub key: String,
+    pub session_id: String,
+    pub after_seq: u64,
+    pub limit: u64,
+    pub max_bytes: usize,
+}
+
+/// What a delta read found.
+#[derive(Debug, Clone)]
+pub enum DeltaPage {
+    /// The cursor no longer matches the transcript (reset, deleted, or ahead of it): the
+    /// client starts over with a fresh tail (`{kind:"reset"}`).
+    Reset,
+    Delta {
+        row: Value,
+        /// `(seq, id, message)`, oldest first.
+        messages: Vec<(u64, String, Value)>,
+        /// The seq the next cursor starts after.
+        last_seq: u64,
+    },
+}
+
+/// Reads the messages after a cursor (bounded by `limit` and `max_bytes`; at least one).
+pub fn delta(conn: &Connection, q: &DeltaQuery) -> rusqlite::Result<DeltaPage> {
+    let Some(row) = row(conn, &q.key)? else {
+        return Ok(DeltaPage::Reset);
+    };
+    let max_seq = row["messageCount"].as_u64().unwrap_or(0);
+    if row["sessionId"].as_str() != Some(q.session_id.as_str()) || q.after_seq > max_seq {
+        return Ok(DeltaPage::Reset);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, body FROM messages WHERE session_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+    )?;
+    let mut bytes = 0usize;
+    let mut messages = Vec::new();
+    let rows = stmt.query_map(
+        params![q.session_id, q.after_seq as i64, q.limit.max(1) as i64],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )?;
+    for r in rows {
+        let (seq, id, body) = r?;
+        bytes += body.len();
+        if bytes > q.max_bytes && !messages.is_empty() {
+            break;
+        }
+        let mut v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["__openclaw"] = json!({"id": id, "seq": seq});
+        messages.push((seq, id, v));
+    }
+    let last_seq = messages.last().map_or(q.after_seq, |m| m.0);
+    Ok(DeltaPage::Delta {
+        row,
+        messages,
+        last_seq,
+    })
+}
+
+/// `sessions.branches.list`: a ringgate transcript is linear, so it has one branch — its
+/// newest message (the leaf), the first user message as the headline, its user turns.
+pub fn branches(conn: &Connection, key: &str) -> rusqlite::Result<Value> {
+    let Some(row) = row(conn, key)? else {
+        return Ok(json!({"branches": []}));
+    };
+    let Some(leaf) = row["activeLeafEntryId"].as_str() else {
+        return Ok(json!({"branches": []}));
+    };
+    let turns: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM messages WHERE session_id = ?1 AND role = 'user'",
+        [row["sessionId"].as_str().unwrap_or_default()],
+        |r| r.get(0),
+    )?;
+    let updated = row["updatedAt"]
+        .as_u64()
+        .map(crate::cron::schedule::ms_to_iso);
+    Ok(json!({"branches": [{
+        "leafEntryId": leaf,
+        "headline": row["derivedTitle"].as_str().unwrap_or_default(),
+        "messageCount": turns,
+        "updatedAt": updated,
+        "active": true,
+    }]}))
 }
 
 /// A `sessions.list` read.
@@ -324,16 +418,40 @@ fn context(conn: &Connection, session_id: &str) -> rusqlite::Result<Vec<ContextM
     Ok(out)
 }
 
+/// The columns of a session row: the stored fields, the message count, the last run (id,
+/// status, times, error), the newest message's id and text, the first user message (the
+/// derived title).
+const ROW_COLUMNS: &str = "s.key, s.session_id, s.agent_id, s.created_at_ms, s.updated_at_ms,
+    s.active_run, s.input_tokens, s.output_tokens, s.meta,
+    (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.session_id = s.session_id),
+    lr.run_id, lr.status, lr.started_at_ms, lr.ended_at_ms, lr.error,
+    (SELECT id FROM messages m WHERE m.session_id = s.session_id ORDER BY seq DESC LIMIT 1),
+    (SELECT body FROM messages m WHERE m.session_id = s.session_id ORDER BY seq DESC LIMIT 1),
+    (SELECT body FROM messages m WHERE m.session_id = s.session_id AND role = 'user' ORDER BY seq LIMIT 1)";
+
+/// The last run of each session (joined into [`ROW_COLUMNS`]).
+const LAST_RUN_JOIN: &str = "LEFT JOIN runs lr ON lr.run_id =
+    (SELECT run_id FROM runs r WHERE r.session_key = s.key ORDER BY r.started_at_ms DESC LIMIT 1)";
+
+/// Longest text kept for `lastMessagePreview` and `derivedTitle`.
+const PREVIEW_CHARS: usize = 160;
+
 /// The session row as clients see it, without model fields (the shard adds those).
 pub fn row(conn: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
     conn.query_row(
-        "SELECT key, session_id, agent_id, created_at_ms, updated_at_ms, active_run, input_tokens, output_tokens, meta,
-                (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.session_id = s.session_id)
-         FROM sessions s WHERE key = ?1",
+        &format!("SELECT {ROW_COLUMNS} FROM sessions s {LAST_RUN_JOIN} WHERE s.key = ?1"),
         [key],
         row_json,
     )
     .optional()
+}
+
+/// The first characters of a stored message's text.
+fn preview(body: Option<String>) -> Option<String> {
+    let v: Value = serde_json::from_str(&body?).ok()?;
+    let text = message_text(&v);
+    let t = text.trim();
+    (!t.is_empty()).then(|| t.chars().take(PREVIEW_CHARS).collect())
 }
 
 fn row_json(r: &rusqlite::Row) -> rusqlite::Result<Value> {
@@ -357,6 +475,25 @@ fn row_json(r: &rusqlite::Row) -> rusqlite::Result<Value> {
     m.insert("outputTokens".into(), json!(output));
     m.insert("totalTokens".into(), json!(input + output));
     m.insert("messageCount".into(), json!(r.get::<_, i64>(9)?));
+    if let Some(run_id) = r.get::<_, Option<String>>(10)? {
+        m.insert("lastRunId".into(), json!(run_id));
+        m.insert("lastRunStatus".into(), json!(r.get::<_, String>(11)?));
+        m.insert("startedAt".into(), json!(r.get::<_, i64>(12)?));
+        m.insert("endedAt".into(), json!(r.get::<_, Option<i64>>(13)?));
+        if let Some(e) = r.get::<_, Option<String>>(14)? {
+            m.insert("lastRunError".into(), json!(e));
+        }
+    }
+    m.insert(
+        "activeLeafEntryId".into(),
+        json!(r.get::<_, Option<String>>(15)?),
+    );
+    if let Some(p) = preview(r.get(16)?) {
+        m.insert("lastMessagePreview".into(), json!(p));
+    }
+    if let Some(t) = preview(r.get(17)?) {
+        m.insert("derivedTitle".into(), json!(t));
+    }
     if let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(&r.get::<_, String>(8)?) {
         for (k, v) in meta {
             m.insert(k, v);
@@ -439,17 +576,17 @@ pub fn list(conn: &Connection, q: &ListQuery, now: u64) -> rusqlite::Result<(Vec
         .search
         .as_ref()
         .map(|s| format!("%{}%", s.to_ascii_lowercase()));
-    let filter = "FROM sessions s WHERE (?1 IS NULL OR agent_id = ?1) AND updated_at_ms >= ?2
-                  AND (?3 IS NULL OR lower(key) LIKE ?3 OR lower(meta) LIKE ?3)";
+    let filter = format!(
+        "FROM sessions s {LAST_RUN_JOIN} WHERE (?1 IS NULL OR s.agent_id = ?1) AND s.updated_at_ms >= ?2
+         AND (?3 IS NULL OR lower(s.key) LIKE ?3 OR lower(s.meta) LIKE ?3)"
+    );
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) {filter}"),
         params![q.agent_id, since, search],
         |r| r.get(0),
     )?;
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT key, session_id, agent_id, created_at_ms, updated_at_ms, active_run, input_tokens, output_tokens, meta,
-                (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.session_id = s.session_id)
-         {filter} ORDER BY updated_at_ms DESC, key LIMIT ?4 OFFSET ?5"
+        "SELECT {ROW_COLUMNS} {filter} ORDER BY s.updated_at_ms DESC, s.key LIMIT ?4 OFFSET ?5"
     ))?;
     let rows = stmt
         .query_map(

@@ -1,0 +1,133 @@
+// The Control UI in a real browser against ringgate: open the dashboard with the token, pair
+// silently, send a message on the chat page, see the echo agent's reply stream in, reload and
+// see it again. Every WebSocket frame is recorded; the report (JSON on stdout) lists every
+// method the UI called with its result, unknown methods, console and page errors, and failed
+// HTTP responses. Screenshots go to OUTDIR.
+//
+// Usage: node chat.mjs <port> <token> <outdir>
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+
+const [port, token, outdir] = process.argv.slice(2);
+const base = `http://127.0.0.1:${port}`;
+const MESSAGE = "hello from playwright";
+const REPLY = `echo: ${MESSAGE}`;
+
+const report = {
+  steps: [],
+  calls: [],
+  unknownMethods: [],
+  errors: [],
+  consoleErrors: [],
+  httpFailures: [],
+  sawDelta: false,
+  sawFinal: false,
+  replyShown: false,
+  replyAfterReload: false,
+  chatSendCalled: false,
+};
+const step = (s) => report.steps.push(`${new Date().toISOString()} ${s}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+const pending = new Map();
+
+page.on("console", (m) => {
+  if (m.type() === "error") report.consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => report.consoleErrors.push(`pageerror: ${e.message}`));
+page.on("response", (r) => {
+  if (r.status() >= 400) report.httpFailures.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+});
+page.on("websocket", (ws) => {
+  ws.on("framesent", (f) => {
+    let d;
+    try {
+      d = JSON.parse(String(f.payload));
+    } catch {
+      return;
+    }
+    if (d.type === "req") {
+      pending.set(d.id, d.method);
+      if (d.method === "chat.send") report.chatSendCalled = true;
+    }
+  });
+  ws.on("framereceived", (f) => {
+    let d;
+    try {
+      d = JSON.parse(String(f.payload));
+    } catch {
+      return;
+    }
+    if (d.type === "res") {
+      const method = pending.get(d.id) ?? "?";
+      const result = d.ok ? "ok" : `error ${d.error?.code}: ${d.error?.message}`;
+      report.calls.push({ method, result });
+      if (!d.ok && String(d.error?.message ?? "").startsWith("unknown method")) {
+        report.unknownMethods.push(method);
+      }
+    } else if (d.type === "event" && d.event === "chat") {
+      if (d.payload?.state === "delta") report.sawDelta = true;
+      if (d.payload?.state === "final") report.sawFinal = true;
+    }
+  });
+});
+
+async function shot(name) {
+  await page.screenshot({ path: `${outdir}/${name}.png` }).catch(() => {});
+}
+
+async function textShown(text, timeoutMs) {
+  try {
+    await page.getByText(text, { exact: false }).first().waitFor({ state: "visible", timeout: timeoutMs });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+try {
+  step("open the dashboard with the token");
+  await page.goto(`${base}/#token=${encodeURIComponent(token)}`);
+  await page.waitForTimeout(3000);
+  await shot("01-load");
+
+  step("open the chat page");
+  await page.goto(`${base}/chat/main`);
+  const composer = page.locator("textarea:visible").first();
+  await composer.waitFor({ state: "visible", timeout: 15000 });
+  await page.waitForTimeout(1500);
+  await shot("02-chat");
+
+  step("send a message");
+  await composer.click();
+  await composer.fill(MESSAGE);
+  await composer.press("Enter");
+  report.replyShown = await textShown(REPLY, 20000);
+  await shot("03-reply");
+
+  step("reload");
+  await page.reload();
+  await page.locator("textarea:visible").first().waitFor({ state: "visible", timeout: 15000 });
+  report.replyAfterReload = await textShown(REPLY, 15000);
+  await shot("04-reload");
+} catch (e) {
+  report.errors.push(String(e?.stack ?? e));
+  await shot("failure");
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report) + "\n");
