@@ -1,5 +1,6 @@
-//! Plain HTTP on the gateway port (protocol §1.1): health probes, 426 for non-upgrade
-//! requests, 403 for upgrades that came through an unattributed proxy.
+//! Plain HTTP on the gateway port (protocol §1.1): health probes, 404 for requests that are
+//! neither an upgrade nor the Control UI's, 403 for upgrades that came through an
+//! unattributed proxy, 400/431 for malformed or ambiguous heads.
 
 mod common;
 
@@ -21,10 +22,16 @@ fn healthz_and_readyz() {
 }
 
 #[test]
-fn plain_get_is_426() {
+fn plain_requests_outside_the_ui_are_404_not_426() {
     let server = Server::start();
-    let r = http_raw(server.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(r.status, 426, "{r:?}");
+    for req in [
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /api/x HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let r = http_raw(server.addr, req);
+        assert_eq!(r.status, 404, "{req:?}: {r:?}");
+    }
 }
 
 #[test]

@@ -734,7 +734,12 @@ fn ended(ctx: &mut ShardCtx, id: Arc<str>, end: End, reply: Option<Value>, r: Op
     };
     events.push(payload::agent_lifecycle(&r, seq, now, lifecycle));
     events.push(match &end {
-        End::Ok { stop_reason, .. } => payload::chat_final(&r, seq, &run.text, now, stop_reason),
+        End::Ok { stop_reason, .. } => {
+            let stored = appended
+                .as_ref()
+                .and_then(|a| a.seq.zip(a.message_id.as_deref()));
+            payload::chat_final(&r, seq, &run.text, now, stop_reason, stored)
+        }
         End::Aborted => payload::chat_aborted(&r, seq, &run.text, now),
         End::Failed(f) => payload::chat_error(&r, seq, f),
     });

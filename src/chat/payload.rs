@@ -129,11 +129,25 @@ pub fn chat_status(r: &RunRef, seq: u64, phase: &str) -> EventTemplate {
 }
 
 /// The final reply (never dropped). `message` is omitted for an empty reply (clients then
-/// reload the history).
-pub fn chat_final(r: &RunRef, seq: u64, text: &str, ts: u64, stop_reason: &str) -> EventTemplate {
+/// reload the history); `stored` is its transcript position `(seq, id)`, which lets the
+/// Control UI place it as persisted at once.
+pub fn chat_final(
+    r: &RunRef,
+    seq: u64,
+    text: &str,
+    ts: u64,
+    stop_reason: &str,
+    stored: Option<(u64, &str)>,
+) -> EventTemplate {
     let mut extra = json!({"stopReason": stop_reason});
     if !text.is_empty() {
-        extra["message"] = message("assistant", text, ts);
+        let mut m = message("assistant", text, ts);
+        if let Some((message_seq, id)) = stored {
+            m["__openclaw"] = json!({"id": id, "seq": message_seq});
+            extra["messageId"] = json!(id);
+            extra["messageSeq"] = json!(message_seq);
+        }
+        extra["message"] = m;
     }
     EventTemplate::new("chat", &chat(r, seq, "final", extra), None).with_meta(terminal(r))
 }

@@ -40,7 +40,11 @@ pub fn project(stored: Value, env: &RowEnv) -> Value {
     let Value::Object(mut m) = stored else {
         return stored;
     };
-    let key = m.get("key").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let key = m
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let agent = m
         .get("agentId")
         .and_then(Value::as_str)
@@ -97,7 +101,10 @@ pub fn project(stored: Value, env: &RowEnv) -> Value {
                "devicePlacementSupported": false, "source": "config"}),
     );
     put("snapshotAt", json!(env.now_ms));
-    put("activitySummary", json!({"state": "unavailable", "canEnsure": false}));
+    put(
+        "activitySummary",
+        json!({"state": "unavailable", "canEnsure": false}),
+    );
     put("hiddenFromInvolvingMe", json!(false));
     put("sharingRole", json!("admin"));
     put("hasActiveRun", json!(false));

@@ -88,7 +88,9 @@ fn is_versioned_public(rel: &str) -> bool {
     let ext = extension(name);
     (dir == "fonts" && matches!(ext, "css" | "woff2"))
         || (dir == "themes" && ext == "css")
-        || ((dir == "provider-icons" || dir == "cloud-provider-icons" || dir.starts_with("file-icons"))
+        || ((dir == "provider-icons"
+            || dir == "cloud-provider-icons"
+            || dir.starts_with("file-icons"))
             && ext == "svg")
         || ((dir == "app-art" || dir == "community-art") && ext == "webp")
 }
@@ -171,7 +173,10 @@ impl ControlUi {
                     r.display()
                 )),
             ),
-            None => match candidates().into_iter().find(|c| c.join("index.html").is_file()) {
+            None => match candidates()
+                .into_iter()
+                .find(|c| c.join("index.html").is_file())
+            {
                 Some(r) => (Some(r), None),
                 None => (
                     None,
@@ -346,11 +351,10 @@ pub fn representation<'a>(
 /// then the package of the `openclaw` on `PATH`, then npm's global prefixes.
 fn candidates() -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| {
-        e.parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-    }) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().and_then(Path::parent).map(Path::to_path_buf))
+    {
         out.push(dir.join("control-ui"));
         out.push(dir.join("openclaw-client/node_modules/openclaw/dist/control-ui"));
     }
@@ -630,12 +634,24 @@ mod tests {
         assert!(html.contains(r#"href="/ui/manifest.webmanifest?v=b1""#));
         // Exactly the one inline script is allowed.
         let hash = STANDARD.encode(Sha256::digest(b"var x = 1;"));
-        assert!(i.csp.contains(&format!("script-src 'self' 'sha256-{hash}';")), "{}", i.csp);
+        assert!(
+            i.csp
+                .contains(&format!("script-src 'self' 'sha256-{hash}';")),
+            "{}",
+            i.csp
+        );
     }
 
     #[test]
     fn paths_never_leave_the_root() {
-        for bad in ["../etc/passwd", "a/../../x", "/etc/passwd", "a\\..\\b", "x\0y", "./a"] {
+        for bad in [
+            "../etc/passwd",
+            "a/../../x",
+            "/etc/passwd",
+            "a\\..\\b",
+            "x\0y",
+            "./a",
+        ] {
             assert!(!safe_relative(bad), "{bad:?}");
         }
         assert!(safe_relative("assets/index.js"));
@@ -673,37 +689,78 @@ mod tests {
     fn routes_resolve_as_the_original() {
         let ui = ui_with(&["assets/app-x.js", "favicon.svg", "sw.js"]);
         assert!(matches!(ui.resolve("/", "", true), Resolved::Index));
-        assert!(matches!(ui.resolve("/settings/devices", "", true), Resolved::Index));
-        assert!(matches!(ui.resolve("/chat/main", "", false), Resolved::NotFound));
-        assert!(matches!(ui.resolve("/approve/abc", "", false), Resolved::Index));
+        assert!(matches!(
+            ui.resolve("/settings/devices", "", true),
+            Resolved::Index
+        ));
+        assert!(matches!(
+            ui.resolve("/chat/main", "", false),
+            Resolved::NotFound
+        ));
+        assert!(matches!(
+            ui.resolve("/approve/abc", "", false),
+            Resolved::Index
+        ));
         // Assets resolve from any depth (deep links load their bundle).
         assert!(matches!(
             ui.resolve("/settings/assets/app-x.js", "", false),
-            Resolved::File { immutable: true, .. }
+            Resolved::File {
+                immutable: true,
+                ..
+            }
         ));
-        assert!(matches!(ui.resolve("/assets/missing.js", "", true), Resolved::NotFound));
+        assert!(matches!(
+            ui.resolve("/assets/missing.js", "", true),
+            Resolved::NotFound
+        ));
         assert!(matches!(
             ui.resolve("/favicon.svg", "v=b1", false),
-            Resolved::File { immutable: true, .. }
+            Resolved::File {
+                immutable: true,
+                ..
+            }
         ));
         assert!(matches!(
             ui.resolve("/favicon.svg", "", false),
-            Resolved::File { immutable: false, .. }
+            Resolved::File {
+                immutable: false,
+                ..
+            }
         ));
-        assert!(matches!(ui.resolve("/assets/app-x.js.br", "", false), Resolved::NotFound));
-        assert!(matches!(ui.resolve("/%2e%2e/%2e%2e/etc/passwd", "", true), Resolved::NotFound));
-        assert!(matches!(ui.resolve("/assets/%2e%2e/%2e%2e/x", "", true), Resolved::NotFound));
+        assert!(matches!(
+            ui.resolve("/assets/app-x.js.br", "", false),
+            Resolved::NotFound
+        ));
+        assert!(matches!(
+            ui.resolve("/%2e%2e/%2e%2e/etc/passwd", "", true),
+            Resolved::NotFound
+        ));
+        assert!(matches!(
+            ui.resolve("/assets/%2e%2e/%2e%2e/x", "", true),
+            Resolved::NotFound
+        ));
     }
 
     #[test]
     fn precompressed_representations_follow_accept_encoding() {
         let ui = ui_with(&["assets/app-x.js"]);
-        let Resolved::File { entry, content_type, .. } = ui.resolve("/assets/app-x.js", "", false)
+        let Resolved::File {
+            entry,
+            content_type,
+            ..
+        } = ui.resolve("/assets/app-x.js", "", false)
         else {
             panic!()
         };
-        assert_eq!(representation(entry, content_type, Some("gzip, deflate, br")).2, Some("br"));
-        assert_eq!(representation(entry, content_type, Some("gzip")).2, None, "no .gz shipped");
+        assert_eq!(
+            representation(entry, content_type, Some("gzip, deflate, br")).2,
+            Some("br")
+        );
+        assert_eq!(
+            representation(entry, content_type, Some("gzip")).2,
+            None,
+            "no .gz shipped"
+        );
         assert_eq!(representation(entry, content_type, Some("br;q=0")).2, None);
         assert_eq!(representation(entry, content_type, None).2, None);
     }

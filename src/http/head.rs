@@ -49,6 +49,9 @@ pub struct Plain {
     pub other_upgrade: bool,
     /// A body follows the head (plain routes read none, so the connection is not reused).
     pub has_body: bool,
+    /// The client asked to close after this request (`Connection: close`, or HTTP/1.0
+    /// without `keep-alive`).
+    pub close: bool,
 }
 
 /// The head of an inbound channel request.
@@ -138,6 +141,10 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             if_modified_since: get("if-modified-since"),
             other_upgrade: upgrade_header.is_some() && !upgrade,
             has_body: content_length.is_some_and(|n| n > 0) || transfer_encodings > 0,
+            close: {
+                let conn = get("connection").unwrap_or_default().to_ascii_lowercase();
+                conn.contains("close") || (req.version == Some(0) && !conn.contains("keep-alive"))
+            },
         };
         return Some((Request::Plain(Box::new(plain)), consumed));
     }

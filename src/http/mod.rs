@@ -169,7 +169,11 @@ pub fn route<'a>(req: &Plain, ui: &'a ControlUi) -> Route<'a> {
         return Route::Redirect(format!("{base}/{q}"));
     }
     let html = accepts_html(req.accept.as_deref());
-    Route::Ui(ui.resolve(&req.path, &req.query, html || is_settings_plugins(&req.path, base)))
+    Route::Ui(ui.resolve(
+        &req.path,
+        &req.query,
+        html || is_settings_plugins(&req.path, base),
+    ))
 }
 
 /// Does the client take an HTML page here (`acceptsControlUiHtmlResponse`)? No `Accept` at
@@ -187,7 +191,11 @@ pub fn accepts_html(accept: Option<&str>) -> bool {
                 .and_then(|q| q.trim().parse::<f32>().ok())
                 .is_some_and(|q| q <= 0.0)
         });
-        !zero && matches!(media.as_str(), "text/html" | "text/*" | "*/*" | "application/xhtml+xml")
+        !zero
+            && matches!(
+                media.as_str(),
+                "text/html" | "text/*" | "*/*" | "application/xhtml+xml"
+            )
     })
 }
 
@@ -198,9 +206,16 @@ fn is_settings_plugins(path: &str, base: &str) -> bool {
 /// Namespaces the original keeps from the UI (`/api`, `/v1`, `/j`, worker paths): 404.
 fn reserved(path: &str, base: &str) -> bool {
     let rest = path.strip_prefix(base).unwrap_or(path);
-    ["/api", "/v1", "/j", "/__openclaw__/worker", "/tools", "/hooks"]
-        .iter()
-        .any(|p| rest == *p || rest.starts_with(&format!("{p}/")))
+    [
+        "/api",
+        "/v1",
+        "/j",
+        "/__openclaw__/worker",
+        "/tools",
+        "/hooks",
+    ]
+    .iter()
+    .any(|p| rest == *p || rest.starts_with(&format!("{p}/")))
 }
 
 fn authed_image(path: &str, base: &str) -> bool {
@@ -260,7 +275,14 @@ pub fn probe_response(p: Probe, state: &Health, details: bool) -> Response {
             } else {
                 json!({"ready": ready})
             };
-            (if ready { "200 OK" } else { "503 Service Unavailable" }, body)
+            (
+                if ready {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                },
+                body,
+            )
         }
         Probe::Startup => {
             let (ok, status) = if state.draining {
@@ -274,7 +296,14 @@ pub fn probe_response(p: Probe, state: &Health, details: bool) -> Response {
             } else {
                 json!({"ok": ok, "status": status})
             };
-            (if ok { "200 OK" } else { "503 Service Unavailable" }, body)
+            (
+                if ok {
+                    "200 OK"
+                } else {
+                    "503 Service Unavailable"
+                },
+                body,
+            )
         }
     };
     Response::json(status, &body).header("Cache-Control", "no-store")
@@ -306,8 +335,14 @@ mod tests {
     #[test]
     fn probes_and_methods() {
         let ui = ControlUi::disabled();
-        assert!(matches!(route(&req("GET", "/ready"), &ui), Route::Probe(Probe::Ready)));
-        assert!(matches!(route(&req("HEAD", "/health"), &ui), Route::Probe(Probe::Live)));
+        assert!(matches!(
+            route(&req("GET", "/ready"), &ui),
+            Route::Probe(Probe::Ready)
+        ));
+        assert!(matches!(
+            route(&req("HEAD", "/health"), &ui),
+            Route::Probe(Probe::Live)
+        ));
         match route(&req("POST", "/healthz"), &ui) {
             Route::Done(r) => assert!(r.status.starts_with("405")),
             other => panic!("{other:?}"),
@@ -366,7 +401,10 @@ mod tests {
         let r = probe_response(Probe::Ready, &h, true);
         assert!(r.status.starts_with("503"));
         let v: Value = serde_json::from_slice(&r.body).unwrap();
-        assert_eq!(v, json!({"ready": false, "failing": ["shard-1"], "uptimeMs": 5}));
+        assert_eq!(
+            v,
+            json!({"ready": false, "failing": ["shard-1"], "uptimeMs": 5})
+        );
         let v: Value =
             serde_json::from_slice(&probe_response(Probe::Ready, &h, false).body).unwrap();
         assert_eq!(v, json!({"ready": false}));

@@ -144,7 +144,9 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             "surface": str_param(p, "surface").unwrap_or_default(),
             "pluginSurfaceUrls": {}, "expiresAtMs": null,
         })),
-        "plugins.controlUi.list" => reply(json!({"revision": "0", "plugins": [], "diagnostics": []})),
+        "plugins.controlUi.list" => {
+            reply(json!({"revision": "0", "plugins": [], "diagnostics": []}))
+        }
         "openclaw.setup.detect" => {
             let agent = agent_of(ctx, p)?;
             let configured = ctx.config.agent(&agent).is_some();
@@ -179,7 +181,9 @@ fn prefs_set(p: &Value) -> Result<Outcome, ErrorShape> {
         .and_then(Value::as_object)
         .cloned()
         .ok_or_else(|| {
-            ErrorShape::invalid("invalid users.prefs.set params: must have required property 'entries'")
+            ErrorShape::invalid(
+                "invalid users.prefs.set params: must have required property 'entries'",
+            )
         })?;
     let expected = p.get("expectedEntries").and_then(Value::as_object).cloned();
     for m in std::iter::once(&entries).chain(expected.iter()) {
@@ -207,8 +211,11 @@ fn prefs_set(p: &Value) -> Result<Outcome, ErrorShape> {
             OpResult::Invalid(m) => caller.err(ctx, &ErrorShape::invalid(m)),
             other => caller.err(
                 ctx,
-                &ErrorShape::new(code::UNAVAILABLE, format!("preferences not saved: {other:?}"))
-                    .retry_after(1000),
+                &ErrorShape::new(
+                    code::UNAVAILABLE,
+                    format!("preferences not saved: {other:?}"),
+                )
+                .retry_after(1000),
             ),
         })
     }))))

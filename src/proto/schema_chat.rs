@@ -97,7 +97,10 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("chat.history", history_params(&key, &[])),
-        ("chat.startup", history_params(&key, &["shortId", "slugHint"])),
+        (
+            "chat.startup",
+            history_params(&key, &["shortId", "slugHint"]),
+        ),
         (
             "chat.metadata",
             obj(
@@ -109,7 +112,11 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
         ),
         (
             "sessions.branches.list",
-            obj(json!({"sessionKey": key, "agentId": ne}), &[], &["sessionKey"]),
+            obj(
+                json!({"sessionKey": key, "agentId": ne}),
+                &[],
+                &["sessionKey"],
+            ),
         ),
         (
             "chat.inject",

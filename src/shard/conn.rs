@@ -216,6 +216,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             break (req, leftover);
         };
         let keep = !plain.has_body
+            && !plain.close
             && served + 1 < super::web::MAX_REQUESTS_PER_CONNECTION
             && !shared.borrow().shutting_down;
         let mut resp = Box::pin(super::web::serve_plain(&shared, ip, &plain)).await;

@@ -27,7 +27,7 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A shard whose housekeeping is this late is reported not ready (long before the watchdog
 /// gives up on it).
-const NOT_READY_AFTER_MS: u64 = 5_000;
+const NOT_READY_AFTER_MS: u64 = 2_000;
 /// The storage thread is pinged every second; this long without an answer is "not ready".
 const STORE_SILENT_MS: u64 = 10_000;
 
@@ -219,6 +219,9 @@ mod tests {
     #[test]
     fn http_dates() {
         assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(super::http_date(1_796_360_354), "Fri, 04 Dec 2026 04:59:14 GMT");
+        assert_eq!(
+            super::http_date(1_796_360_354),
+            "Fri, 04 Dec 2026 04:59:14 GMT"
+        );
     }
 }

@@ -119,7 +119,9 @@ pub enum Op {
     /// `chat.history {cursor}`: the messages after the cursor.
     HistoryDelta(Box<sessions::DeltaQuery>),
     /// `sessions.branches.list`.
-    Branches { key: String },
+    Branches {
+        key: String,
+    },
     ListSessions(Box<sessions::ListQuery>),
     PatchSession {
         key: String,
@@ -203,7 +205,9 @@ pub enum Op {
     /// A sign of life (see [`Store::ping`]).
     Ping,
     /// `users.prefs.get`.
-    PrefsGet { keys: Option<Vec<String>> },
+    PrefsGet {
+        keys: Option<Vec<String>>,
+    },
     /// `users.prefs.set`.
     PrefsSet {
         entries: serde_json::Map<String, Value>,
@@ -799,11 +803,12 @@ impl StoreState {
                 Op::HistoryDelta(q) => sessions::delta(c, q).map(|x| OpResult::Delta(Box::new(x))),
                 Op::Branches { key } => sessions::branches(c, key).map(OpResult::Json),
                 Op::PrefsGet { keys } => prefs::get(c, keys.as_deref()).map(OpResult::Json),
-                Op::PrefsSet { entries, expected } => prefs::set(c, entries, expected.as_ref(), now)
-                    .map(|r| match r {
+                Op::PrefsSet { entries, expected } => {
+                    prefs::set(c, entries, expected.as_ref(), now).map(|r| match r {
                         Ok(v) => OpResult::Json(v),
                         Err(m) => OpResult::Invalid(m),
-                    }),
+                    })
+                }
                 Op::ListSessions(q) => sessions::list(c, q, now)
                     .map(|(rows, total)| OpResult::Sessions { rows, total }),
                 Op::PatchSession {

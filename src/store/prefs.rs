@@ -31,7 +31,8 @@ pub fn get(conn: &Connection, keys: Option<&[String]>) -> rusqlite::Result<Value
         }
         None => {
             let mut stmt = conn.prepare_cached("SELECT key, value FROM user_prefs ORDER BY key")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for r in rows {
                 let (k, v) = r?;
                 entries.insert(k, serde_json::from_str(&v).unwrap_or(Value::Null));
@@ -61,7 +62,9 @@ pub fn set(
     for (k, v) in entries {
         let text = v.to_string();
         if text.len() > MAX_VALUE {
-            return Ok(Err(format!("preference {k} is larger than {MAX_VALUE} bytes")));
+            return Ok(Err(format!(
+                "preference {k} is larger than {MAX_VALUE} bytes"
+            )));
         }
     }
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM user_prefs", [], |r| r.get(0))?;
@@ -103,14 +106,26 @@ mod tests {
     fn set_get_conflict_and_delete() {
         let c = db();
         let e = |v: Value| v.as_object().unwrap().clone();
-        assert_eq!(set(&c, &e(json!({"ui.theme": "knot"})), None, 1).unwrap().unwrap()["status"], "ok");
-        assert_eq!(get(&c, Some(&["ui.theme".into()])).unwrap()["entries"], json!({"ui.theme": "knot"}));
+        assert_eq!(
+            set(&c, &e(json!({"ui.theme": "knot"})), None, 1)
+                .unwrap()
+                .unwrap()["status"],
+            "ok"
+        );
+        assert_eq!(
+            get(&c, Some(&["ui.theme".into()])).unwrap()["entries"],
+            json!({"ui.theme": "knot"})
+        );
         let stale = e(json!({"ui.theme": "claw"}));
         assert_eq!(
-            set(&c, &e(json!({"ui.theme": "dash"})), Some(&stale), 2).unwrap().unwrap()["status"],
+            set(&c, &e(json!({"ui.theme": "dash"})), Some(&stale), 2)
+                .unwrap()
+                .unwrap()["status"],
             "conflict"
         );
-        set(&c, &e(json!({"ui.theme": null})), None, 3).unwrap().unwrap();
+        set(&c, &e(json!({"ui.theme": null})), None, 3)
+            .unwrap()
+            .unwrap();
         assert_eq!(get(&c, None).unwrap()["entries"], json!({}));
         let big = e(json!({"k": "x".repeat(MAX_VALUE)}));
         assert!(set(&c, &big, None, 4).unwrap().is_err());
