@@ -210,6 +210,18 @@ fn main() -> ExitCode {
     tracing::info!(shards, driver = ?driver, "ringgate {} started", env!("CARGO_PKG_VERSION"));
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on ws://{}", gw.addr);
+    let ui = &gw.control_ui;
+    let dashboard = ui
+        .index
+        .as_ref()
+        .map(|_| {
+            // Bound to every interface: this host reaches it on loopback.
+            let mut at = gw.addr;
+            if at.ip().is_unspecified() {
+                at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{at}{}/", ui.base_path)
+        });
     match (&auth, token_file) {
         (AuthMode::Token(t), Some(path)) => {
             let _ = writeln!(out, "token: {t}  (stored in {})", path.display());
@@ -218,11 +230,24 @@ fn main() -> ExitCode {
                 "connect: openclaw gateway call health --url ws://{} --token {t} --json",
                 gw.addr
             );
+            if let Some(url) = &dashboard {
+                let _ = writeln!(out, "dashboard: {url}#token={t}");
+            }
+        }
+        (AuthMode::Token(_) | AuthMode::Password(_), _) => {
+            if let Some(url) = &dashboard {
+                let _ = writeln!(
+                    out,
+                    "dashboard: {url}#token=<your token>  (or enter the password in it)"
+                );
+            }
         }
         (AuthMode::None, _) => {
             let _ = writeln!(out, "auth: none (any client on this address may connect)");
+            if let Some(url) = &dashboard {
+                let _ = writeln!(out, "dashboard: {url}");
+            }
         }
-        _ => {}
     }
     let _ = out.flush();
     drop(out);

@@ -73,5 +73,7 @@ fn legitimate_clients_are_served_during_a_forged_signature_flood() {
         f.join().expect("flooder");
     }
     assert_eq!(served, 40);
-    assert!(refused.load(Ordering::Relaxed) > 100, "the flood ran");
+    let refused = refused.load(Ordering::Relaxed);
+    assert!(refused > 100, "the flood ran");
+    eprintln!("forged-signature flood: {refused} refused, {served}/40 legitimate clients served");
 }

@@ -276,6 +276,12 @@ fn a_stalled_shard_makes_readiness_fail() {
             root.display().to_string()
         ))
         .start();
+    let ready = || get(&server, "/readyz", &[]).status == 200;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let mut c = common::Client::connect_to_shard(&server, &common::connect_params(), 0);
     c.send_request("ringgate.test.stall", Some(json!({"ms": 4000})));
     // Connections the kernel hands to the stalled shard wait; the other shard answers.
@@ -306,7 +312,7 @@ fn a_stalled_shard_makes_readiness_fail() {
     assert!(body.contains(r#""failing":["shard-0"]"#), "{body}");
     // Once the stall ends, ready again.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get(&server, "/readyz", &[]).status != 200 {
+    while !ready() {
         assert!(Instant::now() < deadline, "not ready again");
         std::thread::sleep(Duration::from_millis(200));
     }

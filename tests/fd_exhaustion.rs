@@ -46,6 +46,9 @@ fn exhausted_descriptors_are_survived_without_spinning() {
     assert!(errors > 0, "accept failures are counted: {s}");
     let logged = server.stderr().matches("accept failed").count() as u64;
     let secs = t0.elapsed().as_secs() + 2;
+    eprintln!(
+        "descriptor exhaustion: {errors} failed accepts, {logged} log lines, server CPU {busy:?} in {wall:?}"
+    );
     assert!(
         logged <= secs,
         "failures are logged at most once a second ({logged} lines for {errors} failures)"

@@ -9,15 +9,24 @@ use common::{http_raw, upgrade_request, Server};
 #[test]
 fn healthz_and_readyz() {
     let server = Server::start();
-    for path in ["/healthz", "/readyz"] {
-        let r = http_raw(
-            server.addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
-        );
-        assert_eq!(r.status, 200, "{path}: {r:?}");
-        assert!(r.head.contains("content-type: application/json"), "{r:?}");
+    let r = http_raw(server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.head.contains("content-type: application/json"), "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON body");
+    assert_eq!(v, serde_json::json!({"ok": true, "status": "live"}));
+    // Readiness: 503 naming what is not up yet, then 200 once every shard and the store run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = http_raw(server.addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
         let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON body");
-        assert_eq!(v["ok"], true, "{v}");
+        if r.status == 200 {
+            assert_eq!(v["ready"], true, "{v}");
+            break;
+        }
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(!v["failing"].as_array().unwrap().is_empty(), "{v}");
+        assert!(std::time::Instant::now() < deadline, "never ready: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

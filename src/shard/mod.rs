@@ -38,6 +38,8 @@ use crate::{
 /// A running gateway: its address and shard threads.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The Control UI this gateway serves (if it found one).
+    pub control_ui: Arc<crate::http::control_ui::ControlUi>,
     pub bus: Arc<Bus>,
     pub globals: Arc<Globals>,
     threads: Vec<JoinHandle<()>>,
@@ -254,6 +256,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
     start_watchdog(globals.clone(), store.clone())?;
     Ok(Gateway {
         addr,
+        control_ui,
         bus,
         globals,
         threads,

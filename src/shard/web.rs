@@ -147,7 +147,7 @@ fn health(ctx: &super::ctx::ShardCtx) -> Health {
     let now = now_ms();
     let g = &ctx.globals;
     let mut failing: Vec<String> = g
-        .stalled_shards(now, NOT_READY_AFTER_MS)
+        .unready_shards(now, NOT_READY_AFTER_MS)
         .into_iter()
         .map(|i| format!("shard-{i}"))
         .collect();

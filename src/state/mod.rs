@@ -120,7 +120,22 @@ impl Globals {
         }
     }
 
-    /// Shards whose last pass is older than `stall_ms` (or that never ran one), as of `now`.
+    /// Shards not ready as of `now`: they never ran a pass yet, or their last one is older
+    /// than `late_ms` (`/readyz`).
+    pub fn unready_shards(&self, now: u64, late_ms: u64) -> Vec<usize> {
+        self.shard_beats
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                let at = b.load(Ordering::Acquire);
+                at == 0 || now.saturating_sub(at) > late_ms
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Shards whose last pass is older than `stall_ms` (counting from the start for those
+    /// that never ran one), as of `now` (the watchdog).
     pub fn stalled_shards(&self, now: u64, stall_ms: u64) -> Vec<usize> {
         self.shard_beats
             .iter()
