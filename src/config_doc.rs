@@ -440,7 +440,11 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         let missing = read(&dir.join("nope.json5"));
         assert!(!missing.exists && missing.valid());
-        assert_eq!(missing.hash, Some(missing_hash()), "no file is a revision too");
+        assert_eq!(
+            missing.hash,
+            Some(missing_hash()),
+            "no file is a revision too"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -211,17 +211,14 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on ws://{}", gw.addr);
     let ui = &gw.control_ui;
-    let dashboard = ui
-        .index
-        .as_ref()
-        .map(|_| {
-            // Bound to every interface: this host reaches it on loopback.
-            let mut at = gw.addr;
-            if at.ip().is_unspecified() {
-                at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{at}{}/", ui.base_path)
-        });
+    let dashboard = ui.index.as_ref().map(|_| {
+        // Bound to every interface: this host reaches it on loopback.
+        let mut at = gw.addr;
+        if at.ip().is_unspecified() {
+            at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{at}{}/", ui.base_path)
+    });
     match (&auth, token_file) {
         (AuthMode::Token(t), Some(path)) => {
             let _ = writeln!(out, "token: {t}  (stored in {})", path.display());

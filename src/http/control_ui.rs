@@ -231,6 +231,32 @@ impl ControlUi {
         }
     }
 
+    /// A UI over a fixed list of files under `root` (tests and fuzzing: no disk access).
+    pub fn with_files(root: PathBuf, names: &[&str], build_id: Option<&str>) -> ControlUi {
+        let files = names
+            .iter()
+            .map(|n| {
+                let entry = FileEntry {
+                    path: root.join(n),
+                    len: 0,
+                    mtime_s: 0,
+                    br: None,
+                    gz: None,
+                };
+                (n.to_string(), entry)
+            })
+            .collect();
+        ControlUi {
+            enabled: true,
+            base_path: String::new(),
+            root: Some(root),
+            missing: None,
+            build_id: build_id.map(str::to_owned),
+            index: None,
+            files,
+        }
+    }
+
     /// Is `path` (without the query) a Control UI route at all?
     pub fn mounted(&self, path: &str) -> bool {
         self.enabled

@@ -272,7 +272,6 @@ fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
     let (limit, offset, max_bytes) = page_params(p);
     let offset_given = p.get("offset").is_some();
     let requested = str_param(p, "sessionKey").unwrap_or("main").to_owned();
-    let receipts = p.get("inputRunIds").is_some();
     let op = Op::History(Box::new(HistoryQuery {
         key: k.canonical.clone(),
         limit,
@@ -289,10 +288,6 @@ fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
         }
         if page.has_more {
             out["nextOffset"] = json!(page.next_offset);
-        }
-        if receipts {
-            out["inputReceipts"] = json!([]);
-            out["inputConsumptions"] = json!([]);
         }
         Ok(out)
     };
@@ -333,7 +328,11 @@ fn tail_page(
         out["sessionId"] = json!(session_id);
     }
     out["messages"] = json!(page.messages);
+    // Inputs are durable turns as soon as `chat.send` is acknowledged: nothing pending,
+    // nothing to receipt separately.
     out["pendingInputs"] = json!({"items": [], "total": 0});
+    out["inputReceipts"] = json!([]);
+    out["inputConsumptions"] = json!([]);
     out["deltaCursor"] = json!(crate::chat::cursor::Cursor {
         agent_id: k.agent_id.clone(),
         session_id,
@@ -365,7 +364,6 @@ fn history_delta(k: SessionKey, cursor: &str, p: &Value) -> Outcome {
         return Outcome::Reply(Ok(json!({"kind": "reset"})));
     };
     let (limit, _, max_bytes) = page_params(p);
-    let receipts = p.get("inputRunIds").is_some();
     let op = Op::HistoryDelta(Box::new(crate::store::sessions::DeltaQuery {
         key: k.canonical.clone(),
         session_id: c.session_id.clone(),
@@ -409,12 +407,10 @@ fn history_delta(k: SessionKey, cursor: &str, p: &Value) -> Outcome {
             }
             .encode(),
             "pendingInputs": {"items": [], "total": 0},
+            "inputReceipts": [],
+            "inputConsumptions": [],
             "sessionInfo": row,
         });
-        if receipts {
-            out["inputReceipts"] = json!([]);
-            out["inputConsumptions"] = json!([]);
-        }
         if let Some(run) = in_flight(ctx, &k.canonical) {
             out["inFlightRun"] = run;
         }

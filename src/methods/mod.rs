@@ -72,6 +72,7 @@ pub const EVENTS: &[&str] = &[
     "cron",
     "exec.approval.requested",
     "exec.approval.resolved",
+    "users.prefs.changed",
 ];
 
 /// Work a handler asks the shard to do after its response is queued.
