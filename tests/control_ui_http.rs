@@ -388,3 +388,22 @@ fn requests_share_a_kept_alive_connection() {
     assert!(rest.starts_with("HTTP/1.1 200 OK"), "{rest}");
     assert!(rest.contains("Connection: close"));
 }
+
+/// Request targets that are not paths (found by fuzzing: a multi-byte first character was
+/// sliced in the middle, a panic that took the process down) are refused, and the gateway
+/// serves on. Absolute-form targets name their path.
+#[test]
+fn odd_request_targets_are_refused_and_survived() {
+    let dir = TempDir::new("ui-targets");
+    let server = server_with(&dir, "");
+    for target in ["ɷ/", "*", "assets/app-abc123.js", "ɷ"] {
+        let r = http_raw(
+            server.addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(r.status, 400, "{target}: {r:?}");
+    }
+    let r = get(&server, "http://127.0.0.1/assets/app-abc123.js", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(get(&server, "/healthz", &[]).status, 200, "still serving");
+}

@@ -276,6 +276,11 @@ impl ControlUi {
             Some(rest) if !self.base_path.is_empty() => rest,
             _ => path,
         };
+        // Only origin-form paths name files (found by fuzzing: a target like `ɷ/` was
+        // sliced inside its first character).
+        if !ui_path.is_empty() && !ui_path.starts_with('/') {
+            return Resolved::NotFound;
+        }
         if ui_path == "/approve"
             || ui_path.starts_with("/approve/")
             || ui_path == "/focus"
@@ -765,6 +770,13 @@ mod tests {
             ui.resolve("/assets/%2e%2e/%2e%2e/x", "", true),
             Resolved::NotFound
         ));
+        // Targets that are not paths (fuzzing found a panic on a multi-byte first char).
+        for odd in ["ɷ/", "*", "x", "ɷ"] {
+            assert!(
+                matches!(ui.resolve(odd, "", true), Resolved::NotFound),
+                "{odd}"
+            );
+        }
     }
 
     #[test]

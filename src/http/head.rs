@@ -126,6 +126,20 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         || key.is_none()
         || get("sec-websocket-version").as_deref() != Some("13")
     {
+        // Absolute-form targets (`http://host/path`) name the same path; anything else that
+        // is not origin-form (`*`, garbage) is refused.
+        let path = match path.split_once("://") {
+            Some((scheme, rest))
+                if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+            {
+                rest.find('/')
+                    .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned())
+            }
+            _ => path,
+        };
+        if !path.starts_with('/') {
+            return Some((Request::Refused(BAD_REQUEST), buf.len()));
+        }
         let (path, query) = match path.split_once('?') {
             Some((p, q)) => (p.to_owned(), q.to_owned()),
             None => (path, String::new()),
@@ -231,6 +245,23 @@ mod tests {
             parse(b"\x00\x01garbage\r\n\r\n"),
             Some((Request::Refused(BAD_REQUEST), _))
         ));
+    }
+
+    #[test]
+    fn request_targets_are_paths() {
+        let target = |t: &str| parse(format!("GET {t} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        match target("http://example.com/assets/a.js?v=1") {
+            Some((Request::Plain(p), _)) => {
+                assert_eq!((p.path.as_str(), p.query.as_str()), ("/assets/a.js", "v=1"))
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["*", "assets/a.js", "\u{277}/"] {
+            assert!(
+                matches!(target(bad), Some((Request::Refused(BAD_REQUEST), _)) | None),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

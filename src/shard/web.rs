@@ -34,7 +34,18 @@ const STORE_SILENT_MS: u64 = 10_000;
 /// Serves one plain request.
 pub async fn serve_plain(shared: &Shared, ip: IpAddr, req: &Plain) -> Response {
     let ui = shared.borrow().control_ui.clone();
-    let mut resp = match http::route(req, &ui) {
+    // Deciding is request handling: a panic in it ends this request only (panic_policy).
+    let Ok(route) = crate::panic_policy::contain(|| http::route(req, &ui)) else {
+        shared
+            .borrow()
+            .globals
+            .panics_contained
+            .fetch_add(1, Ordering::Relaxed);
+        let mut r = Response::text("500 Internal Server Error", "Internal Server Error");
+        r.close = true;
+        return r;
+    };
+    let mut resp = match route {
         Route::Done(r) => r,
         Route::Probe(p) => {
             let ctx = shared.borrow();
