@@ -269,8 +269,26 @@ fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
     if let Some(c) = p.get("cursor") {
         return Ok(history_delta(k, c.as_str().unwrap_or_default(), p));
     }
-    let (limit, offset, max_bytes) = page_params(p);
     let offset_given = p.get("offset").is_some();
+    Ok(tail_read(k, p, move |out, page, _, _| {
+        if offset_given {
+            out["offset"] = json!(page.offset);
+        }
+        if page.has_more {
+            out["nextOffset"] = json!(page.next_offset);
+        }
+    }))
+}
+
+/// A tail read (`chat.history` without a cursor, `chat.startup`): [`tail_page`] of the
+/// newest page, then `extend` adds what the method adds.
+fn tail_read(
+    k: SessionKey,
+    p: &Value,
+    extend: impl FnOnce(&mut Value, &crate::store::sessions::HistoryPage, &ShardCtx, &SessionKey)
+        + 'static,
+) -> Outcome {
+    let (limit, offset, max_bytes) = page_params(p);
     let requested = str_param(p, "sessionKey").unwrap_or("main").to_owned();
     let op = Op::History(Box::new(HistoryQuery {
         key: k.canonical.clone(),
@@ -283,18 +301,13 @@ fn history(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
             return Err(unavailable("history", &r));
         };
         let mut out = tail_page(ctx, &k, &requested, &page);
-        if offset_given {
-            out["offset"] = json!(page.offset);
-        }
-        if page.has_more {
-            out["nextOffset"] = json!(page.next_offset);
-        }
+        extend(&mut out, &page, ctx, &k);
         Ok(out)
     };
-    Ok(Outcome::Deferred(Box::new(Deferred {
+    Outcome::Deferred(Box::new(Deferred {
         op,
         finish: Box::new(finish),
-    })))
+    }))
 }
 
 fn unavailable(what: &str, r: &OpResult) -> ErrorShape {
@@ -430,26 +443,9 @@ fn startup(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
         ));
     }
     let k = resolve(ctx, p, "sessionKey")?;
-    let (limit, offset, max_bytes) = page_params(p);
-    let requested = str_param(p, "sessionKey").unwrap_or("main").to_owned();
-    let op = Op::History(Box::new(HistoryQuery {
-        key: k.canonical.clone(),
-        limit,
-        offset,
-        max_bytes,
-    }));
-    let finish = move |r: OpResult, ctx: &ShardCtx| -> Reply {
-        let OpResult::History(page) = r else {
-            return Err(unavailable("history", &r));
-        };
-        let mut out = tail_page(ctx, &k, &requested, &page);
+    Ok(tail_read(k, p, |out, _, ctx, k| {
         out["metadata"] = metadata(ctx, &k.agent_id);
-        Ok(out)
-    };
-    Ok(Outcome::Deferred(Box::new(Deferred {
-        op,
-        finish: Box::new(finish),
-    })))
+    }))
 }
 
 /// `chat.metadata`: the models of the agent and the slash commands ringgate runs (none: the

@@ -197,6 +197,15 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([id % cores]) {
                     tracing::warn!(shard = id, error = ?e, "could not pin shard thread");
                 }
+                let boot = Boot {
+                    store,
+                    devices,
+                    recent_runs,
+                    workers,
+                    hub,
+                    control_ui,
+                    files,
+                };
                 let r = match driver {
                     Driver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
                         .with_entries(4096)
@@ -204,21 +213,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .build()
                         .map(|mut rt| {
                             rt.block_on(shard_main(
-                                id,
-                                config,
-                                globals,
-                                bus,
-                                listener,
-                                "io_uring",
-                                Boot {
-                                    store,
-                                    devices,
-                                    recent_runs,
-                                    workers,
-                                    hub,
-                                    control_ui,
-                                    files,
-                                },
+                                id, config, globals, bus, listener, "io_uring", boot,
                             ))
                         }),
                     _ => RuntimeBuilder::<LegacyDriver>::new()
@@ -226,21 +221,7 @@ pub fn start(config: Config) -> io::Result<Gateway> {
                         .build()
                         .map(|mut rt| {
                             rt.block_on(shard_main(
-                                id,
-                                config,
-                                globals,
-                                bus,
-                                listener,
-                                "epoll",
-                                Boot {
-                                    store,
-                                    devices,
-                                    recent_runs,
-                                    workers,
-                                    hub,
-                                    control_ui,
-                                    files,
-                                },
+                                id, config, globals, bus, listener, "epoll", boot,
                             ))
                         }),
                 };
