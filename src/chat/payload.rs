@@ -254,7 +254,7 @@ pub fn session_message(
 ) -> EventTemplate {
     EventTemplate::new(
         "session.message",
-        &session_message_payload(key, agent_id, message, seq, id, row),
+        &SessionMessage::new(key, agent_id, message, seq, id, row),
         None,
     )
     .with_meta(EventMeta {
@@ -273,12 +273,65 @@ pub fn session_message_payload(
     id: Option<&str>,
     row: &Value,
 ) -> Value {
-    let mut m = message.clone();
-    if let (Some(seq), Some(id)) = (seq, id) {
-        m["__openclaw"] = json!({"id": id, "seq": seq});
+    serde_json::to_value(SessionMessage::new(key, agent_id, message, seq, id, row))
+        .expect("a JSON value re-encodes")
+}
+
+/// `session.message`, serialised from borrowed parts: a turn sends it for both messages and
+/// the session row is large, so nothing is cloned to build it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionMessage<'a> {
+    session_key: &'a str,
+    agent_id: &'a str,
+    message: Tagged<'a>,
+    message_id: Option<&'a str>,
+    message_seq: Option<u64>,
+    session: &'a Value,
+}
+
+impl<'a> SessionMessage<'a> {
+    fn new(
+        key: &'a str,
+        agent_id: &'a str,
+        message: &'a Value,
+        seq: Option<u64>,
+        id: Option<&'a str>,
+        row: &'a Value,
+    ) -> Self {
+        SessionMessage {
+            session_key: key,
+            agent_id,
+            message: Tagged {
+                message,
+                position: seq.zip(id),
+            },
+            message_id: id,
+            message_seq: seq,
+            session: row,
+        }
     }
-    json!({"sessionKey": key, "agentId": agent_id, "message": m, "messageId": id,
-           "messageSeq": seq, "session": row})
+}
+
+/// A transcript message with its position (`__openclaw: {id, seq}`) when it has one.
+struct Tagged<'a> {
+    message: &'a Value,
+    position: Option<(u64, &'a str)>,
+}
+
+impl serde::Serialize for Tagged<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (Value::Object(fields), Some((seq, id))) = (self.message, self.position) else {
+            return self.message.serialize(s);
+        };
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in fields.iter().filter(|(k, _)| *k != "__openclaw") {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry("__openclaw", &json!({"id": id, "seq": seq}))?;
+        map.end()
+    }
 }
 
 /// `sessions.changed` to `sessions.subscribe` subscribers (droppable).
@@ -288,16 +341,39 @@ pub fn sessions_changed(
     row: Option<&Value>,
     ts: u64,
 ) -> EventTemplate {
-    let mut p = json!({"sessionKey": &**key, "reason": reason, "ts": ts});
-    if let Some(row) = row.filter(|r| r.is_object()) {
-        p["agentId"] = row["agentId"].clone();
-        p["sessionId"] = row["sessionId"].clone();
-        p["hasActiveRun"] = row["hasActiveRun"].clone();
-        p["activeRunIds"] = row["activeRunIds"].clone();
-        p["session"] = row.clone();
-    }
+    let row = row.filter(|r| r.is_object());
+    let field = |name: &str| row.map(|r| &r[name]);
+    let p = SessionsChanged {
+        session_key: key,
+        reason,
+        ts,
+        agent_id: field("agentId"),
+        session_id: field("sessionId"),
+        has_active_run: field("hasActiveRun"),
+        active_run_ids: field("activeRunIds"),
+        session: row,
+    };
     EventTemplate::new("sessions.changed", &p, None).with_meta(EventMeta {
         session: Some(key.clone()),
         ..Default::default()
     })
+}
+
+/// The payload of `sessions.changed`, borrowing the row's fields.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionsChanged<'a> {
+    session_key: &'a str,
+    reason: &'a str,
+    ts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    has_active_run: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_run_ids: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a Value>,
 }

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     cron::MIGRATION,
     sessions::MIGRATION_RUN_IDEMPOTENCY,
     prefs::MIGRATION,
+    sessions::MIGRATION_ROW_SUMMARY,
 ];
 
 /// Commands applied per transaction at most.
@@ -334,6 +335,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        // Every statement of the chat path stays prepared (rusqlite keeps 16 by default).
+        conn.set_prepared_statement_cache_capacity(64);
         migrate(&conn).map_err(|message| StoreError::Db {
             path: path.clone(),
             message,
@@ -733,7 +736,11 @@ impl StoreState {
     /// One write op inside `SAVEPOINT op`: on failure everything it wrote is rolled back and
     /// the in-memory state it changed is restored; on success its changes join the batch's.
     fn apply_in_savepoint(&mut self, op: &Op, now: u64, batch: &mut Changes) -> OpResult {
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT op") {
+        if let Err(e) = self
+            .conn
+            .prepare_cached("SAVEPOINT op")
+            .and_then(|mut s| s.execute([]))
+        {
             return OpResult::Failed(format!("state store write failed: {e}"));
         }
         let pending_before = op.touches_pending().then(|| self.pending.clone());
@@ -745,7 +752,11 @@ impl StoreState {
             _ => None,
         };
         let Some(message) = failed else {
-            if let Err(e) = self.conn.execute_batch("RELEASE op") {
+            if let Err(e) = self
+                .conn
+                .prepare_cached("RELEASE op")
+                .and_then(|mut s| s.execute([]))
+            {
                 tracing::error!(error = %e, "state store cannot release a savepoint");
             }
             batch.absorb(ch);

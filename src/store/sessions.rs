@@ -57,6 +57,46 @@ CREATE INDEX runs_ended ON runs (ended_at_ms);
 CREATE INDEX messages_run ON messages (run_id);
 CREATE INDEX runs_session ON runs (session_key, started_at_ms);";
 
+/// Fills the row summary from the stored transcript and runs, the way [`append`] keeps it
+/// (text of string content or of the content blocks joined, trimmed, first 160 characters).
+macro_rules! row_summary_backfill {
+    () => {
+        "
+UPDATE sessions SET
+  last_message_id = (SELECT id FROM messages m WHERE m.session_id = sessions.session_id ORDER BY seq DESC LIMIT 1),
+  last_preview = (SELECT NULLIF(substr(trim(CASE json_type(body, '$.content')
+                      WHEN 'text' THEN json_extract(body, '$.content')
+                      WHEN 'array' THEN (SELECT group_concat(json_extract(b.value, '$.text'), '')
+                                         FROM json_each(body, '$.content') b)
+                      ELSE '' END, ' ' || char(9, 10, 13)), 1, 160), '')
+                  FROM messages m WHERE m.session_id = sessions.session_id ORDER BY seq DESC LIMIT 1),
+  title = (SELECT NULLIF(substr(trim(CASE json_type(body, '$.content')
+                      WHEN 'text' THEN json_extract(body, '$.content')
+                      WHEN 'array' THEN (SELECT group_concat(json_extract(b.value, '$.text'), '')
+                                         FROM json_each(body, '$.content') b)
+                      ELSE '' END, ' ' || char(9, 10, 13)), 1, 160), '')
+           FROM messages m WHERE m.session_id = sessions.session_id AND role = 'user'
+             AND trim(CASE json_type(body, '$.content')
+                      WHEN 'text' THEN json_extract(body, '$.content')
+                      WHEN 'array' THEN (SELECT group_concat(json_extract(b.value, '$.text'), '')
+                                         FROM json_each(body, '$.content') b)
+                      ELSE '' END, ' ' || char(9, 10, 13)) <> ''
+           ORDER BY seq LIMIT 1),
+  last_run_id = (SELECT run_id FROM runs r WHERE r.session_key = sessions.key ORDER BY started_at_ms DESC LIMIT 1);"
+    };
+}
+
+/// What a session row shows of its transcript and runs, kept on the row as they change (so
+/// reading a row never parses messages): the first user message (the title), the newest
+/// message's id and text, the last run.
+pub const MIGRATION_ROW_SUMMARY: &str = concat!(
+    "ALTER TABLE sessions ADD COLUMN title TEXT;
+ALTER TABLE sessions ADD COLUMN last_message_id TEXT;
+ALTER TABLE sessions ADD COLUMN last_preview TEXT;
+ALTER TABLE sessions ADD COLUMN last_run_id TEXT;",
+    row_summary_backfill!()
+);
+
 /// How long ended runs are remembered across a restart: the idempotency TTL (a retried key
 /// gets the first answer) and the run index of `agent.wait` both keep runs this long.
 pub const RUN_MEMORY_MS: u64 = 5 * 60_000;
@@ -262,20 +302,23 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// Runs a statement of the append path through the statement cache (it runs for every turn).
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 /// Creates the session row if missing; returns its session id.
 fn ensure(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::Result<String> {
     if let Some(id) = conn
-        .query_row(
-            "SELECT session_id FROM sessions WHERE key = ?1",
-            [key],
-            |r| r.get::<_, String>(0),
-        )
+        .prepare_cached("SELECT session_id FROM sessions WHERE key = ?1")?
+        .query_row([key], |r| r.get::<_, String>(0))
         .optional()?
     {
         return Ok(id);
     }
     let id = new_id();
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO sessions (key, session_id, agent_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![key, id, agent_id, now as i64],
     )?;
@@ -291,17 +334,16 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
     let mut seq = None;
     let mut message_id = None;
     if let Some(m) = &a.message {
-        let next: i64 = conn.query_row(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1",
-            [&session_id],
-            |r| r.get(0),
-        )?;
+        let next: i64 = conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1")?
+            .query_row([&session_id], |r| r.get(0))?;
         let id = new_id();
         let run_id = match &a.run {
             RunMark::Start { run_id, .. } | RunMark::End { run_id, .. } => Some(run_id.as_str()),
             RunMark::None => None,
         };
-        conn.execute(
+        exec(
+            conn,
             "INSERT INTO messages (session_id, seq, id, run_id, role, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 session_id,
@@ -312,12 +354,21 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
                 m.to_string()
             ],
         )?;
+        let user = m["role"] == "user";
+        exec(
+            conn,
+            "UPDATE sessions SET last_message_id = ?2, last_preview = ?3,
+               title = CASE WHEN title IS NULL AND ?4 THEN ?3 ELSE title END
+             WHERE key = ?1",
+            params![a.key, id, preview(m), user],
+        )?;
         seq = Some(next as u64);
         message_id = Some(id);
     }
     match &a.run {
         RunMark::None => {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE sessions SET updated_at_ms = ?2 WHERE key = ?1",
                 params![a.key, now as i64],
             )?;
@@ -327,11 +378,13 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
             kind,
             fingerprint,
         } => {
-            conn.execute(
-                "UPDATE sessions SET updated_at_ms = ?2, active_run = ?3 WHERE key = ?1",
+            exec(
+                conn,
+                "UPDATE sessions SET updated_at_ms = ?2, active_run = ?3, last_run_id = ?3 WHERE key = ?1",
                 params![a.key, now as i64, run_id],
             )?;
-            conn.execute(
+            exec(
+                conn,
                 "INSERT OR REPLACE INTO runs (run_id, session_key, agent_id, status, started_at_ms, kind, fingerprint)
                  VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6)",
                 params![run_id, a.key, a.agent_id, now as i64, kind, *fingerprint as i64],
@@ -345,18 +398,21 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
             error,
             started_at_ms,
         } => {
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE sessions SET updated_at_ms = ?2, input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4,
                  active_run = CASE WHEN active_run = ?5 THEN NULL ELSE active_run END WHERE key = ?1",
                 params![a.key, now as i64, usage.input as i64, usage.output as i64, run_id],
             )?;
             // The row written at the start keeps its kind and fingerprint.
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE runs SET status = ?2, ended_at_ms = ?3, input_tokens = ?4, output_tokens = ?5, model = ?6, error = ?7
                  WHERE run_id = ?1",
                 params![run_id, status, now as i64, usage.input as i64, usage.output as i64, model, error],
             )?;
-            conn.execute(
+            exec(
+                conn,
                 "INSERT OR IGNORE INTO runs (run_id, session_key, agent_id, status, started_at_ms, ended_at_ms, input_tokens, output_tokens, model, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![run_id, a.key, a.agent_id, status, *started_at_ms as i64, now as i64,
@@ -418,38 +474,33 @@ fn context(conn: &Connection, session_id: &str) -> rusqlite::Result<Vec<ContextM
     Ok(out)
 }
 
-/// The columns of a session row: the stored fields, the message count, the last run (id,
-/// status, times, error), the newest message's id and text, the first user message (the
-/// derived title).
+/// The columns of a session row: the stored fields, the message count (the newest `seq`),
+/// the summary kept on the row, and the last run.
 const ROW_COLUMNS: &str = "s.key, s.session_id, s.agent_id, s.created_at_ms, s.updated_at_ms,
     s.active_run, s.input_tokens, s.output_tokens, s.meta,
     (SELECT COALESCE(MAX(seq), 0) FROM messages m WHERE m.session_id = s.session_id),
     lr.run_id, lr.status, lr.started_at_ms, lr.ended_at_ms, lr.error,
-    (SELECT id FROM messages m WHERE m.session_id = s.session_id ORDER BY seq DESC LIMIT 1),
-    (SELECT body FROM messages m WHERE m.session_id = s.session_id ORDER BY seq DESC LIMIT 1),
-    (SELECT body FROM messages m WHERE m.session_id = s.session_id AND role = 'user' ORDER BY seq LIMIT 1)";
+    s.last_message_id, s.last_preview, s.title";
 
 /// The last run of each session (joined into [`ROW_COLUMNS`]).
-const LAST_RUN_JOIN: &str = "LEFT JOIN runs lr ON lr.run_id =
-    (SELECT run_id FROM runs r WHERE r.session_key = s.key ORDER BY r.started_at_ms DESC LIMIT 1)";
+const LAST_RUN_JOIN: &str = "LEFT JOIN runs lr ON lr.run_id = s.last_run_id";
 
 /// Longest text kept for `lastMessagePreview` and `derivedTitle`.
 const PREVIEW_CHARS: usize = 160;
 
 /// The session row as clients see it, without model fields (the shard adds those).
 pub fn row(conn: &Connection, key: &str) -> rusqlite::Result<Option<Value>> {
-    conn.query_row(
-        &format!("SELECT {ROW_COLUMNS} FROM sessions s {LAST_RUN_JOIN} WHERE s.key = ?1"),
-        [key],
-        row_json,
-    )
-    .optional()
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {ROW_COLUMNS} FROM sessions s {LAST_RUN_JOIN} WHERE s.key = ?1")
+    });
+    conn.prepare_cached(&SQL)?
+        .query_row([key], row_json)
+        .optional()
 }
 
-/// The first characters of a stored message's text.
-fn preview(body: Option<String>) -> Option<String> {
-    let v: Value = serde_json::from_str(&body?).ok()?;
-    let text = message_text(&v);
+/// The first characters of a message's text (`None` when it has none).
+fn preview(m: &Value) -> Option<String> {
+    let text = message_text(m);
     let t = text.trim();
     (!t.is_empty()).then(|| t.chars().take(PREVIEW_CHARS).collect())
 }
@@ -488,10 +539,10 @@ fn row_json(r: &rusqlite::Row) -> rusqlite::Result<Value> {
         "activeLeafEntryId".into(),
         json!(r.get::<_, Option<String>>(15)?),
     );
-    if let Some(p) = preview(r.get(16)?) {
+    if let Some(p) = r.get::<_, Option<String>>(16)? {
         m.insert("lastMessagePreview".into(), json!(p));
     }
-    if let Some(t) = preview(r.get(17)?) {
+    if let Some(t) = r.get::<_, Option<String>>(17)? {
         m.insert("derivedTitle".into(), json!(t));
     }
     if let Ok(Value::Object(meta)) = serde_json::from_str::<Value>(&r.get::<_, String>(8)?) {
@@ -629,7 +680,8 @@ pub fn reset(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite
     let old = ensure(conn, key, agent_id, now)?;
     conn.execute("DELETE FROM messages WHERE session_id = ?1", [&old])?;
     conn.execute(
-        "UPDATE sessions SET session_id = ?2, updated_at_ms = ?3, active_run = NULL, input_tokens = 0, output_tokens = 0 WHERE key = ?1",
+        "UPDATE sessions SET session_id = ?2, updated_at_ms = ?3, active_run = NULL, input_tokens = 0, output_tokens = 0,
+           title = NULL, last_message_id = NULL, last_preview = NULL WHERE key = ?1",
         params![key, new_id(), now as i64],
     )?;
     Ok(row(conn, key)?.unwrap_or(Value::Null))
@@ -701,4 +753,91 @@ pub fn recent_runs(conn: &Connection, since_ms: u64) -> rusqlite::Result<Vec<Rec
         })
     })?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&[MIGRATION, MIGRATION_RUN_IDEMPOTENCY, MIGRATION_ROW_SUMMARY].concat())
+            .unwrap();
+        conn
+    }
+
+    fn say(conn: &Connection, key: &str, m: Value, run: RunMark, now: u64) {
+        let a = Append {
+            key: key.into(),
+            agent_id: "main".into(),
+            message: Some(m),
+            run,
+            want_context: false,
+            must_exist: false,
+        };
+        append(conn, &a, now).unwrap();
+    }
+
+    /// The summary kept on the row by appends is what the upgrade backfill computes from the
+    /// transcript, so an upgraded database shows the same rows as one that never needed it.
+    #[test]
+    fn kept_row_summary_matches_the_upgrade_backfill() {
+        let conn = db();
+        let start = RunMark::Start {
+            run_id: "r1".into(),
+            kind: "chat",
+            fingerprint: 1,
+        };
+        say(
+            &conn,
+            "a",
+            json!({"role":"user","content":"   "}),
+            RunMark::None,
+            1,
+        );
+        say(
+            &conn,
+            "a",
+            json!({"role":"user","content":[{"type":"text","text":" plan "},{"type":"text","text":"the trip"}]}),
+            start,
+            2,
+        );
+        say(
+            &conn,
+            "a",
+            json!({"role":"assistant","content":[{"type":"text","text":"sure: ü".repeat(40)}]}),
+            RunMark::None,
+            3,
+        );
+        say(
+            &conn,
+            "b",
+            json!({"role":"assistant","content":"hello"}),
+            RunMark::None,
+            4,
+        );
+        let kept = (
+            row(&conn, "a").unwrap().unwrap(),
+            row(&conn, "b").unwrap().unwrap(),
+        );
+        assert_eq!(kept.0["derivedTitle"], "plan the trip");
+        assert_eq!(
+            kept.0["lastMessagePreview"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count(),
+            PREVIEW_CHARS
+        );
+        assert!(kept.1.get("derivedTitle").is_none(), "{:?}", kept.1);
+
+        conn.execute_batch(
+            "UPDATE sessions SET title = NULL, last_message_id = NULL, last_preview = NULL, last_run_id = NULL",
+        )
+        .unwrap();
+        assert_ne!(row(&conn, "a").unwrap().unwrap(), kept.0);
+        conn.execute_batch(row_summary_backfill!()).unwrap();
+        assert_eq!(row(&conn, "a").unwrap().unwrap(), kept.0);
+        assert_eq!(row(&conn, "b").unwrap().unwrap(), kept.1);
+    }
 }
