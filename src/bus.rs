@@ -103,6 +103,15 @@ impl Inbox {
         r
     }
 
+    /// Messages waiting (`diagnostics.lanes`).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Drains what is queued now, without waiting.
     pub fn drain_now(&self, out: &mut Vec<BusMsg>) {
         while let Some(m) = self.queue.pop() {

@@ -163,6 +163,40 @@ fn retried_sends_are_deduplicated() {
     assert_eq!(h["totalMessages"], 2, "{h}");
 }
 
+/// More than the cache's 1,000 finished entries later, a retried key is still recognised from
+/// the run record: it answers the first outcome and adds no turn (found by the kill -9 audit
+/// under load, where the first keys had been evicted before the retry).
+#[test]
+fn a_retry_after_its_cache_entry_is_evicted_adds_no_turn() {
+    let server = Server::opts()
+        .config("{ ringgate: { agents: { main: { runtime: 'echo', chunkDelayMs: 0, chunkChars: 64 } } } }")
+        .start();
+    let mut a = Client::connect(&server);
+    a.keep_events = false;
+    for i in 0..1_050 {
+        let r = send(&mut a, &format!("s-{}", i % 50), &format!("m{i}"), &format!("k-{i}"));
+        assert_eq!(r["status"], "started", "{r}");
+    }
+    let w = a.call("agent.wait", Some(json!({"runId": "k-1049", "timeoutMs": 10_000})));
+    assert_eq!(w["status"], "ok", "{w}");
+    let retry = send(&mut a, "s-0", "m0", "k-0");
+    assert_ne!(retry["status"], "started", "{retry}");
+    assert_eq!(retry["runId"], "k-0");
+    let err = a.call_err(
+        "chat.send",
+        Some(json!({"sessionKey": "s-0", "message": "other", "idempotencyKey": "k-0"})),
+    );
+    assert_eq!(err["details"]["reason"], "chat-request-conflict", "{err}");
+    let h = a.call("chat.history", Some(json!({"sessionKey": "s-0", "limit": 1000})));
+    let firsts = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user" && m["content"] == "m0")
+        .count();
+    assert_eq!(firsts, 1, "{h}");
+}
+
 #[test]
 fn abort_stops_a_run_mid_stream() {
     let server = server(100, 1);

@@ -426,6 +426,15 @@ fn committed_user(ctx: &mut ShardCtx, id: Arc<str>, user: Value, interrupted: bo
     let now = now_ms();
     let appended = match r {
         OpResult::Appended(a) => a,
+        OpResult::DuplicateRun(rec) => {
+            if let Some(run) = ctx.chat.runs.remove(&id) {
+                if ctx.chat.active.get(&run.key) == Some(&id) {
+                    ctx.chat.active.remove(&run.key);
+                }
+                duplicate(ctx, run, &rec);
+            }
+            return;
+        }
         other => {
             if let Some(run) = ctx.chat.runs.remove(&id) {
                 if ctx.chat.active.get(&run.key) == Some(&id) {
@@ -870,6 +879,14 @@ fn terminal_answer(kind: SendKind, id: &str, t: &Terminal) -> Answer {
 /// gets its answer, as it would have before the restart. Called for the sessions this shard
 /// owns.
 pub fn restore(owner: &mut ChatOwner, r: &crate::store::sessions::RecentRun) {
+    let (key, answer) = recorded_answer(r);
+    owner
+        .dedupe
+        .restore(key, r.fingerprint, answer, r.ended_at_ms);
+}
+
+/// The dedupe key and the answer a retry of a recorded run gets.
+fn recorded_answer(r: &crate::store::sessions::RecentRun) -> (String, Answer) {
     let kind = SendKind::parse(&r.kind);
     let (provider, model) = r
         .model
@@ -895,12 +912,37 @@ pub fn restore(owner: &mut ChatOwner, r: &crate::store::sessions::RecentRun) {
             },
         },
     );
-    owner.dedupe.restore(
-        dedupe_key(kind, &r.run_id),
-        r.fingerprint,
-        answer,
-        r.ended_at_ms,
-    );
+    (dedupe_key(kind, &r.run_id), answer)
+}
+
+/// The store found the run already recorded (its cache entry was evicted): nothing was
+/// written, and the caller gets what a retry gets.
+fn duplicate(ctx: &mut ShardCtx, run: Run, rec: &crate::store::sessions::RecentRun) {
+    let asked = ctx
+        .chat
+        .dedupe
+        .map
+        .get(&run.dedupe_key)
+        .map(|e| e.fingerprint);
+    ctx.chat.dedupe.forget(&run.dedupe_key);
+    if asked != Some(rec.fingerprint) {
+        let err = ErrorShape::invalid(
+            "This message ID was already used for different input. Check the conversation history and use a new message ID to send again.",
+        )
+        .with_details(json!({"reason": "chat-request-conflict"}));
+        run.caller.err(ctx, &err);
+        return;
+    }
+    if rec.status == "running" {
+        let answer = Answer::Ok(json!({"runId": &*run.id, "status": "in_flight"}));
+        run.caller.answer(ctx, &answer);
+        return;
+    }
+    let (key, answer) = recorded_answer(rec);
+    ctx.chat
+        .dedupe
+        .restore(key, rec.fingerprint, answer.clone(), rec.ended_at_ms);
+    run.caller.answer(ctx, &answer);
 }
 
 /// Sends a run-index note to every shard, this one included.

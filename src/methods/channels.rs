@@ -21,9 +21,11 @@ pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
 fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
     let p = call.params;
     match call.method {
-        "channels.status" => Ok(Outcome::Reply(Ok(ctx
-            .channels
-            .status(str_param(p, "channel"), call.now_ms)))),
+        "channels.status" => {
+            let mut v = ctx.channels.status(str_param(p, "channel"), call.now_ms);
+            v["eventLoop"] = ctx.globals.event_loop();
+            Ok(Outcome::Reply(Ok(v)))
+        }
         "channels.start" | "channels.stop" => {
             let id = str_param(p, "channel").unwrap_or_default();
             let ch = ctx

@@ -124,6 +124,7 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
             "recent": [],
             "byAgent": [],
         },
+        "eventLoop": g.event_loop(),
         "gateway": gateway,
         "ringgate": ringgate,
     })

@@ -567,6 +567,7 @@ impl ShardCtx {
                 "sessions": {"path": sessions_path, "count": 0, "recent": []},
             }],
             "sessions": {"path": sessions_path, "count": 0, "recent": []},
+            "eventLoop": self.globals.event_loop(),
             "gateway": {
                 "implementation": "ringgate",
                 "shards": self.sender.bus().shards(),

@@ -254,21 +254,34 @@ pub const STALL_MS: u64 = 30_000;
 fn start_watchdog(globals: Arc<Globals>, store: Store) -> io::Result<()> {
     std::thread::Builder::new()
         .name("ringgate-watchdog".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(1));
-            if globals.stopping.load(Ordering::Acquire) {
-                return;
-            }
-            store.ping();
-            let stalled = globals.stalled_shards(now_ms(), STALL_MS);
-            if !stalled.is_empty() {
-                eprintln!(
+        .spawn(move || {
+            let mut proc_sampler = crate::state::vitals::ProcSampler::default();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if globals.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+                store.ping();
+                proc_sampler.sample(&globals.process);
+                let shards_busy: u64 = globals
+                    .loops
+                    .iter()
+                    .map(|l| l.busy_ppm.load(Ordering::Relaxed))
+                    .sum();
+                globals
+                    .process
+                    .shards_cpu_ppm
+                    .store(shards_busy, Ordering::Relaxed);
+                let stalled = globals.stalled_shards(now_ms(), STALL_MS);
+                if !stalled.is_empty() {
+                    eprintln!(
                     "ringgate: fatal: shard(s) {stalled:?} made no progress for {STALL_MS} ms; \
                      exiting with code {} so a supervisor restarts the gateway",
                     crate::panic_policy::EXIT_CODE
                 );
-                tracing::error!(?stalled, "fatal: shard stalled; exiting");
-                crate::panic_policy::fatal_exit();
+                    tracing::error!(?stalled, "fatal: shard stalled; exiting");
+                    crate::panic_policy::fatal_exit();
+                }
             }
         })
         .map(|_| ())
@@ -412,6 +425,40 @@ async fn shard_main(
             c.housekeeping(now);
             c.sender.flush_overflow();
             c.globals.beat(id, now);
+        }
+    });
+
+    // Loop health probe (see `state::vitals`).
+    let probe_ctx = ctx.clone();
+    monoio::spawn(async move {
+        use crate::state::vitals::{thread_cpu_ns, DelayWindow, LoopSample, PROBE_MS, WINDOW_MS};
+        let mut window = DelayWindow::default();
+        let mut started = std::time::Instant::now();
+        let mut cpu_at_start = thread_cpu_ns();
+        loop {
+            let asked = std::time::Instant::now();
+            timer::sleep_ms(PROBE_MS).await;
+            let slept = asked.elapsed().as_micros() as u64;
+            window.record(slept.saturating_sub(PROBE_MS * 1_000));
+            let wall = started.elapsed();
+            if wall.as_millis() as u64 >= WINDOW_MS {
+                let cpu = thread_cpu_ns();
+                let (p99, max) = window.take();
+                let c = probe_ctx.borrow();
+                let sample = LoopSample {
+                    delay_p99_us: p99,
+                    delay_max_us: max,
+                    busy_ppm: (cpu.saturating_sub(cpu_at_start) as u128 * 1_000_000
+                        / wall.as_nanos().max(1)) as u64,
+                    interval_ms: wall.as_millis() as u64,
+                    connections: c.clients.len() as u64,
+                };
+                if let Some(g) = c.globals.loops.get(id) {
+                    g.publish(sample, now_ms());
+                }
+                started = std::time::Instant::now();
+                cpu_at_start = cpu;
+            }
         }
     });
 

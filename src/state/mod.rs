@@ -2,6 +2,7 @@
 //! counters), and the replicated tables each shard holds a copy of.
 
 pub mod presence;
+pub mod vitals;
 
 use std::{
     hash::BuildHasher,
@@ -67,6 +68,10 @@ pub struct Globals {
     /// Each shard's last housekeeping pass (ms since the epoch; 0 before its first): the
     /// watchdog and `/readyz` read these to tell a live shard from a stalled one.
     pub shard_beats: Box<[AtomicU64]>,
+    /// Each shard's loop health (delay, busy fraction, connections), published by the shard.
+    pub loops: Box<[vitals::LoopGauge]>,
+    /// Process and host CPU, sampled by the watchdog thread.
+    pub process: vitals::ProcessGauge,
     /// Set when the gateway begins to stop (the watchdog stands down).
     pub stopping: std::sync::atomic::AtomicBool,
     /// The port the gateway listens on (known once bound; `--port 0` picks one).
@@ -108,6 +113,8 @@ impl Globals {
             log_count: AtomicU64::new(0),
             logs_suppressed: AtomicU64::new(0),
             shard_beats: (0..shards.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            loops: (0..shards.max(1)).map(|_| Default::default()).collect(),
+            process: Default::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             port: std::sync::atomic::AtomicU16::new(0),
         }
@@ -118,6 +125,11 @@ impl Globals {
         if let Some(b) = self.shard_beats.get(id) {
             b.store(now, Ordering::Release);
         }
+    }
+
+    /// `eventLoop` in the original's shape, over every shard.
+    pub fn event_loop(&self) -> Value {
+        vitals::event_loop(&self.loops, &self.process, now_ms())
     }
 
     /// Shards not ready as of `now`: they never ran a pass yet, or their last one is older

@@ -13,6 +13,7 @@ pub mod oneshot;
 pub mod prefs;
 pub mod sessions;
 pub mod usage;
+pub mod usage_sessions;
 
 use std::{
     collections::HashMap,
@@ -264,6 +265,8 @@ pub enum OpResult {
         paired: Vec<Arc<PairedDevice>>,
     },
     Appended(Box<sessions::Appended>),
+    /// The run an append would start is already recorded (a retried idempotency key).
+    DuplicateRun(Box<sessions::RecentRun>),
     History(Box<sessions::HistoryPage>),
     Delta(Box<sessions::DeltaPage>),
     Sessions {
@@ -807,8 +810,11 @@ impl StoreState {
         let r =
             match op {
                 Op::Append(a) => sessions::append(c, a, now).map(|x| match x {
-                    Some(x) => OpResult::Appended(Box::new(x)),
-                    None => OpResult::Invalid(format!("session not found: {}", a.key)),
+                    sessions::AppendOutcome::Appended(x) => OpResult::Appended(Box::new(x)),
+                    sessions::AppendOutcome::NoSession => {
+                        OpResult::Invalid(format!("session not found: {}", a.key))
+                    }
+                    sessions::AppendOutcome::DuplicateRun(r) => OpResult::DuplicateRun(r),
                 }),
                 Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
                 Op::HistoryDelta(q) => sessions::delta(c, q).map(|x| OpResult::Delta(Box::new(x))),
@@ -1622,6 +1628,47 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_run_is_never_started_twice() {
+        let s = state();
+        let start = sessions::RunMark::Start {
+            run_id: "k1".into(),
+            kind: "agent",
+            fingerprint: 42,
+        };
+        let start_again = start.clone();
+        assert!(matches!(
+            sessions::append(&s.conn, &as_append(append("agent:main:x", start)), 100).unwrap(),
+            sessions::AppendOutcome::Appended(_)
+        ));
+        // While the run is remembered, starting it again writes nothing and names the record.
+        let again = sessions::append(
+            &s.conn,
+            &as_append(append("agent:main:x", start_again.clone())),
+            150,
+        )
+        .unwrap();
+        let sessions::AppendOutcome::DuplicateRun(r) = again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(
+            (r.run_id.as_str(), r.fingerprint, r.status.as_str()),
+            ("k1", 42, "running")
+        );
+        // Past the idempotency TTL the key may be used for a new run.
+        let later = 100 + sessions::RUN_MEMORY_MS + 1;
+        sessions::recover(&s.conn, later).unwrap();
+        assert!(matches!(
+            sessions::append(
+                &s.conn,
+                &as_append(append("agent:main:x", start_again)),
+                later + 1
+            )
+            .unwrap(),
+            sessions::AppendOutcome::Appended(_)
+        ));
+    }
+
+    #[test]
     fn interrupted_runs_and_their_keys_survive_a_restart() {
         let s = state();
         let start = sessions::RunMark::Start {
@@ -1629,11 +1676,12 @@ mod tests {
             kind: "agent",
             fingerprint: 42,
         };
-        let Some(_) =
+        let sessions::AppendOutcome::Appended(_) =
             sessions::append(&s.conn, &as_append(append("agent:main:x", start)), 100).unwrap()
         else {
             panic!("appended")
         };
+
         assert_eq!(sessions::recover(&s.conn, 5_000).unwrap(), 1);
         let runs = sessions::recent_runs(&s.conn, 1_000).unwrap();
         assert_eq!(runs.len(), 1);

@@ -325,10 +325,26 @@ fn ensure(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::R
     Ok(id)
 }
 
-/// Appends; `Ok(None)` when the session must exist and does not.
-pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Option<Appended>> {
+/// What an append did.
+#[derive(Debug)]
+pub enum AppendOutcome {
+    Appended(Appended),
+    /// The session must exist and does not.
+    NoSession,
+    /// The run being started is already recorded within the idempotency TTL: nothing was
+    /// written; the caller answers as for a retried key.
+    DuplicateRun(Box<RecentRun>),
+}
+
+/// Appends a message and marks a run (see [`AppendOutcome`]).
+pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<AppendOutcome> {
     if a.must_exist && row(conn, &a.key)?.is_none() {
-        return Ok(None);
+        return Ok(AppendOutcome::NoSession);
+    }
+    if let RunMark::Start { run_id, .. } = &a.run {
+        if let Some(r) = remembered_run(conn, run_id, now)? {
+            return Ok(AppendOutcome::DuplicateRun(Box::new(r)));
+        }
     }
     let session_id = ensure(conn, &a.key, &a.agent_id, now)?;
     let mut seq = None;
@@ -426,7 +442,7 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Optio
         Vec::new()
     };
     let row = row(conn, &a.key)?.unwrap_or(Value::Null);
-    Ok(Some(Appended {
+    Ok(AppendOutcome::Appended(Appended {
         session_id,
         seq,
         message_id,
@@ -722,37 +738,63 @@ pub fn recover(conn: &Connection, now: u64) -> rusqlite::Result<usize> {
 
 /// Runs that ended at or after `since_ms`, oldest first, with their reply text.
 pub fn recent_runs(conn: &Connection, since_ms: u64) -> rusqlite::Result<Vec<RecentRun>> {
-    let mut stmt = conn.prepare(
-        "SELECT r.run_id, r.session_key, r.agent_id, r.kind, r.fingerprint, r.status, r.started_at_ms,
-                r.ended_at_ms, r.error, r.model, r.input_tokens, r.output_tokens,
-                COALESCE(s.session_id, ''),
-                (SELECT m.body FROM messages m WHERE m.run_id = r.run_id AND m.role = 'assistant'
-                 ORDER BY m.seq DESC LIMIT 1)
-         FROM runs r LEFT JOIN sessions s ON s.key = r.session_key
-         WHERE r.ended_at_ms >= ?1 ORDER BY r.ended_at_ms",
-    )?;
-    let rows = stmt.query_map([since_ms as i64], |r| {
-        let body: Option<String> = r.get(13)?;
-        Ok(RecentRun {
-            run_id: r.get(0)?,
-            session_key: r.get(1)?,
-            agent_id: r.get(2)?,
-            kind: r.get(3)?,
-            fingerprint: r.get::<_, i64>(4)? as u64,
-            status: r.get(5)?,
-            started_at_ms: r.get::<_, i64>(6)?.max(0) as u64,
-            ended_at_ms: r.get::<_, i64>(7)?.max(0) as u64,
-            error: r.get(8)?,
-            model: r.get(9)?,
-            input_tokens: r.get::<_, i64>(10)?.max(0) as u64,
-            output_tokens: r.get::<_, i64>(11)?.max(0) as u64,
-            session_id: r.get(12)?,
-            reply: body
-                .and_then(|b| serde_json::from_str::<Value>(&b).ok())
-                .map(|m| message_text(&m)),
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "{RUN_RECORD} WHERE r.ended_at_ms >= ?1 ORDER BY r.ended_at_ms"
+    ))?;
+    let rows = stmt.query_map([since_ms as i64], run_record_row)?;
     rows.collect()
+}
+
+/// The run record of `run_id` if it started within the idempotency TTL or still runs: a
+/// retried key whose cache entry was evicted (or lost to a restart) is still recognised, so
+/// it never adds a second turn.
+fn remembered_run(
+    conn: &Connection,
+    run_id: &str,
+    now: u64,
+) -> rusqlite::Result<Option<RecentRun>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{RUN_RECORD} WHERE r.run_id = ?1 AND (r.status = 'running' OR r.started_at_ms >= ?2)"
+        )
+    });
+    conn.prepare_cached(&SQL)?
+        .query_row(
+            params![run_id, now.saturating_sub(RUN_MEMORY_MS) as i64],
+            run_record_row,
+        )
+        .optional()
+}
+
+/// A run record with its session id and reply text (see [`run_record_row`]).
+const RUN_RECORD: &str =
+    "SELECT r.run_id, r.session_key, r.agent_id, r.kind, r.fingerprint, r.status,
+        r.started_at_ms, r.ended_at_ms, r.error, r.model, r.input_tokens, r.output_tokens,
+        COALESCE(s.session_id, ''),
+        (SELECT m.body FROM messages m WHERE m.run_id = r.run_id AND m.role = 'assistant'
+         ORDER BY m.seq DESC LIMIT 1)
+    FROM runs r LEFT JOIN sessions s ON s.key = r.session_key";
+
+fn run_record_row(r: &rusqlite::Row) -> rusqlite::Result<RecentRun> {
+    let body: Option<String> = r.get(13)?;
+    Ok(RecentRun {
+        run_id: r.get(0)?,
+        session_key: r.get(1)?,
+        agent_id: r.get(2)?,
+        kind: r.get(3)?,
+        fingerprint: r.get::<_, i64>(4)? as u64,
+        status: r.get(5)?,
+        started_at_ms: r.get::<_, i64>(6)?.max(0) as u64,
+        ended_at_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(0).max(0) as u64,
+        error: r.get(8)?,
+        model: r.get(9)?,
+        input_tokens: r.get::<_, i64>(10)?.max(0) as u64,
+        output_tokens: r.get::<_, i64>(11)?.max(0) as u64,
+        session_id: r.get(12)?,
+        reply: body
+            .and_then(|b| serde_json::from_str::<Value>(&b).ok())
+            .map(|m| message_text(&m)),
+    })
 }
 
 #[cfg(test)]
@@ -775,7 +817,10 @@ mod tests {
             want_context: false,
             must_exist: false,
         };
-        append(conn, &a, now).unwrap();
+        assert!(matches!(
+            append(conn, &a, now).unwrap(),
+            AppendOutcome::Appended(_)
+        ));
     }
 
     /// The summary kept on the row by appends is what the upgrade backfill computes from the
