@@ -94,6 +94,8 @@ impl PairedDevice {
         let mut v = serde_json::to_value(self).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
             o.remove("approvedScopes");
+            // ringgate keeps the approval time; a device is created when first approved.
+            o.entry("createdAtMs").or_insert(json!(self.approved_at_ms));
             let tokens: Vec<Value> = self
                 .tokens
                 .values()

@@ -163,22 +163,40 @@ fn retried_sends_are_deduplicated() {
     assert_eq!(h["totalMessages"], 2, "{h}");
 }
 
-/// More than the cache's 1,000 finished entries later, a retried key is still recognised from
-/// the run record: it answers the first outcome and adds no turn (found by the kill -9 audit
-/// under load, where the first keys had been evicted before the retry).
+/// A retried key is recognised from the run record even when more than the cache's 1,000
+/// finished entries came after it and the gateway restarted (the restored cache keeps the
+/// newest 1,000): it answers the first outcome and adds no turn. Found by the kill -9 audit
+/// under load, where the first keys had been dropped before the retry.
 #[test]
-fn a_retry_after_its_cache_entry_is_evicted_adds_no_turn() {
-    let server = Server::opts()
-        .config("{ ringgate: { agents: { main: { runtime: 'echo', chunkDelayMs: 0, chunkChars: 64 } } } }")
-        .start();
+fn a_retry_past_the_cache_and_a_restart_adds_no_turn() {
+    let dir = common::TempDir::new("evicted-retry");
+    let start = || {
+        Server::opts()
+            .state_dir(dir.path())
+            .config("{ ringgate: { agents: { main: { runtime: 'echo', chunkDelayMs: 0, chunkChars: 64 } } } }")
+            .start()
+    };
+    let server = start();
     let mut a = Client::connect(&server);
     a.keep_events = false;
     for i in 0..1_050 {
-        let r = send(&mut a, &format!("s-{}", i % 50), &format!("m{i}"), &format!("k-{i}"));
+        let r = send(
+            &mut a,
+            &format!("s-{}", i % 50),
+            &format!("m{i}"),
+            &format!("k-{i}"),
+        );
         assert_eq!(r["status"], "started", "{r}");
     }
-    let w = a.call("agent.wait", Some(json!({"runId": "k-1049", "timeoutMs": 10_000})));
+    let w = a.call(
+        "agent.wait",
+        Some(json!({"runId": "k-1049", "timeoutMs": 10_000})),
+    );
     assert_eq!(w["status"], "ok", "{w}");
+    drop(a);
+    drop(server);
+    let server = start();
+    let mut a = Client::connect(&server);
     let retry = send(&mut a, "s-0", "m0", "k-0");
     assert_ne!(retry["status"], "started", "{retry}");
     assert_eq!(retry["runId"], "k-0");
@@ -187,7 +205,10 @@ fn a_retry_after_its_cache_entry_is_evicted_adds_no_turn() {
         Some(json!({"sessionKey": "s-0", "message": "other", "idempotencyKey": "k-0"})),
     );
     assert_eq!(err["details"]["reason"], "chat-request-conflict", "{err}");
-    let h = a.call("chat.history", Some(json!({"sessionKey": "s-0", "limit": 1000})));
+    let h = a.call(
+        "chat.history",
+        Some(json!({"sessionKey": "s-0", "limit": 1000})),
+    );
     let firsts = h["messages"]
         .as_array()
         .unwrap()

@@ -373,6 +373,34 @@ fn generic_view(id: &str, r: &Approval) -> Value {
     })
 }
 
+/// The original's terminal snapshot of a resolved approval (`approval.history` items).
+fn terminal_snapshot(id: &str, r: &Approval) -> Value {
+    let mut v = generic_view(id, r);
+    let (status, decision) = match r.decision.as_ref().and_then(|d| d.as_deref()) {
+        Some(d @ ("allow-once" | "allow-always")) => ("allowed", Some(d)),
+        Some(_) => ("denied", Some("deny")),
+        None => ("expired", None),
+    };
+    v["status"] = json!(status);
+    v["resolvedAtMs"] = json!(r.resolved_at);
+    v["reason"] = json!(r.terminal_reason);
+    if let Some(d) = decision {
+        v["decision"] = json!(d);
+    }
+    let q = &r.request;
+    let mut source = serde_json::Map::new();
+    for (k, from) in [("agentId", "agentId"), ("sessionKey", "sessionKey")] {
+        if let Some(x) = q[from].as_str() {
+            source.insert(k.into(), json!(x));
+        }
+    }
+    v["source"] = Value::Object(source);
+    if let Some(by) = &r.resolved_by {
+        v["resolver"] = json!({"kind": "runtime", "id": by});
+    }
+    v
+}
+
 /// Records a decision (`None` = expired) once: answers every waiter and announces it.
 fn decide(
     ctx: &mut ShardCtx,
@@ -393,6 +421,12 @@ fn decide(
     r.resolved_by = resolved_by.clone();
     r.terminal_reason = reason;
     let waiters = std::mem::take(&mut r.waiters);
+    let snapshot = terminal_snapshot(id, r);
+    ctx.store.submit(crate::store::Op::RecordApproval {
+        kind: "exec".into(),
+        snapshot,
+    });
+    let r = ctx.approvals.map.get_mut(id).expect("looked up above");
     let mut result = r.result(id);
     result["terminalReason"] = json!(reason);
     let request = r.request.clone();

@@ -265,6 +265,7 @@ pub fn handle(ctx: &mut ShardCtx, call: SessionCall) {
                         "modelProvider": row["modelProvider"],
                         "model": row["model"],
                         "agentRuntime": row["agentRuntime"],
+                        "runtimeSelectionLocked": false,
                     });
                     caller.ok(
                         ctx,
@@ -472,7 +473,10 @@ fn committed_user(ctx: &mut ShardCtx, id: Arc<str>, user: Value, interrupted: bo
             a
         }
         _ => {
-            let mut a = json!({"runId": &*id, "status": "started", "messageSeq": appended.seq});
+            // From the owner taking the request to this ack (the durable append between).
+            let received_to_ack = now.saturating_sub(run.started_at);
+            let mut a = json!({"runId": &*id, "status": "started", "messageSeq": appended.seq,
+                               "serverTiming": {"receivedToAckMs": received_to_ack}});
             if interrupted {
                 a["interruptedActiveRun"] = json!(true);
             }

@@ -106,6 +106,14 @@ pub fn project(stored: Value, env: &RowEnv) -> Value {
         json!({"state": "unavailable", "canEnsure": false}),
     );
     put("hiddenFromInvolvingMe", json!(false));
+    // Not yet read / no failed run / no fast mode: the keys the UI reads, empty.
+    put("lastReadAt", Value::Null);
+    put("lastRunError", Value::Null);
+    put("fastAutoOnSeconds", Value::Null);
+    // ringgate's runtimes take no thinking level.
+    put("thinkingDefault", json!("off"));
+    put("thinkingLevels", json!([]));
+    put("thinkingOptions", json!([]));
     put("sharingRole", json!("admin"));
     put("hasActiveRun", json!(false));
     put("activeRunIds", json!([]));

@@ -225,12 +225,30 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
 fn defaults(ctx: &ShardCtx, agent_id: &str) -> Value {
     let agent = ctx.config.agent(agent_id).unwrap_or(&ctx.config.agents[0]);
     let (provider, model) = agent.runtime.model();
-    json!({
+    let mut d = json!({
         "modelProvider": provider,
         "model": model,
-        "agentRuntime": {"id": agent.runtime.name()},
+        // ringgate keeps no token budget per model: the last messages are sent as context.
+        "contextTokens": null,
+        "agentRuntime": agent_runtime(agent),
         "modelSelectionTarget": "session",
-    })
+    });
+    thinking(&mut d);
+    d
+}
+
+/// An agent's runtime as the original describes it: ringgate runs every agent on the
+/// gateway (no cloud or device placement), chosen by its config.
+fn agent_runtime(agent: &crate::agent::config::AgentConfig) -> Value {
+    json!({"id": agent.runtime.name(), "cloudPlacementSupported": false,
+           "devicePlacementSupported": false, "source": "config"})
+}
+
+/// ringgate's runtimes take no thinking level: thinking is off and there is nothing to pick.
+fn thinking(v: &mut Value) {
+    v["thinkingDefault"] = json!("off");
+    v["thinkingLevels"] = json!([]);
+    v["thinkingOptions"] = json!([]);
 }
 
 /// The row of a session that has none stored yet.
@@ -562,12 +580,18 @@ fn agents_list(ctx: &ShardCtx) -> Value {
         .iter()
         .map(|a| {
             let (provider, model) = a.runtime.model();
-            json!({
+            let mut v = json!({
                 "id": a.id,
                 "kind": "agent",
-                "agentRuntime": {"id": a.runtime.name(), "source": "config"},
+                "agentRuntime": agent_runtime(a),
                 "model": {"primary": format!("{provider}/{model}")},
-            })
+                // No tools, so nothing to permit; no workspace directory.
+                "defaultPermissionMode": null,
+                "workspace": null,
+                "workspaceGit": false,
+            });
+            thinking(&mut v);
+            v
         })
         .collect();
     json!({

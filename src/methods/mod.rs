@@ -11,6 +11,7 @@ pub mod cron;
 pub mod devices;
 pub mod nodes;
 pub mod ops;
+pub mod pages;
 pub mod skills;
 pub mod system;
 pub mod test_hooks;
@@ -172,6 +173,7 @@ const FAMILIES: &[(&[&str], Handler)] = &[
     }),
     (cron::METHODS, |_, call, _| cron::handle(call)),
     (ui::METHODS, |ctx, call, _| ui::handle(ctx, call)),
+    (pages::METHODS, |ctx, call, _| pages::handle(ctx, call)),
 ];
 
 /// Method name → handler, built once: one hash lookup per request instead of a scan of

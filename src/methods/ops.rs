@@ -20,12 +20,17 @@ const DAY_MS: u64 = 86_400_000;
 
 pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
     match call.method {
+        // The original's shape: no update sentinel, no known update, no release channel, no
+        // automatic updates, an install of unknown kind (`install: {}`) — ringgate is not
+        // installed by the OpenClaw updater.
         "update.status" => Outcome::Reply(Ok(json!({
+            "sentinel": null,
+            "updateAvailable": null,
+            "effectiveChannel": null,
+            "schedule": {"channel": null, "autoEnabled": false, "install": {}},
             "currentVersion": env!("CARGO_PKG_VERSION"),
             "runtime": "ringgate",
-            "channel": null,
             "selfUpdate": false,
-            "updateAvailable": null,
             "message": UPGRADE_HINT,
         }))),
         "update.run" => Outcome::Reply(Err(ErrorShape::new(code::UNAVAILABLE, UPGRADE_HINT))),

@@ -113,7 +113,8 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
         "runtimeVersion": VERSION,
         "heartbeat": {
             "defaultAgentId": "main",
-            "agents": [{"agentId": "main", "enabled": false, "every": "disabled", "everyMs": null}],
+            "agents": [{"agentId": "main", "enabled": false, "every": "disabled", "everyMs": null,
+                        "waitingForRoute": false}],
         },
         "channelSummary": channel_summary,
         "queuedSystemEvents": ctx.queued_system_events,
@@ -125,6 +126,13 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
             "byAgent": [],
         },
         "eventLoop": g.event_loop(),
+        "pid": std::process::id(),
+        "processMemory": g.process.memory_json(),
+        // No model runtime to load, no plugins, no secret providers, no host desktop.
+        "modelRuntime": {"degraded": false, "pendingAgents": []},
+        "degradedPlugins": [],
+        "degradedSecretOwners": [],
+        "hostDesktop": {"enabled": false, "state": "disabled", "port": null},
         "gateway": gateway,
         "ringgate": ringgate,
     })

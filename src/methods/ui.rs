@@ -158,12 +158,26 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
                 "candidates": [], "unavailableCandidates": [], "recommendedInstalls": [],
             }))
         }
-        "system.info" => Ok(super::json_from_store(Op::SystemInfo {
-            state_dir: ctx.config.state_dir.clone(),
-            port: ctx.globals.port.load(std::sync::atomic::Ordering::Relaxed),
-            uptime_ms: ctx.globals.uptime_ms(),
-            instance_id: ctx.globals.instance_id.clone(),
-        })),
+        // Host facts come from the scan thread; the loops and memory from the gauges.
+        "system.info" => Ok(Outcome::Deferred(Box::new(super::Deferred {
+            op: Op::SystemInfo {
+                state_dir: ctx.config.state_dir.clone(),
+                port: ctx.globals.port.load(std::sync::atomic::Ordering::Relaxed),
+                uptime_ms: ctx.globals.uptime_ms(),
+                instance_id: ctx.globals.instance_id.clone(),
+            },
+            finish: Box::new(|r, ctx| match r {
+                crate::store::OpResult::Json(mut v) => {
+                    v["eventLoop"] = ctx.globals.event_loop();
+                    v["processMemory"] = ctx.globals.process.memory_json();
+                    Ok(v)
+                }
+                other => Err(ErrorShape::new(
+                    crate::proto::errors::code::UNAVAILABLE,
+                    format!("unexpected storage answer: {other:?}"),
+                )),
+            }),
+        }))),
         "users.prefs.get" => {
             let keys = p.get("keys").map(|_| string_list(p, "keys")).transpose()?;
             Ok(super::json_from_store(Op::PrefsGet { keys }))

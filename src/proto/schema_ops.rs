@@ -191,5 +191,68 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
                 &[],
             ),
         ),
+        (
+            "sessions.usage",
+            obj(
+                json!({
+                    "key": ne, "agentId": ne, "agentScope": {"enum": ["all"]}, "creatorKey": ne,
+                    "startDate": {"type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}$"},
+                    "endDate": {"type": "string", "pattern": "^\\d{4}-\\d{2}-\\d{2}$"},
+                    "mode": {"enum": ["utc", "gateway", "specific"]},
+                    "range": {"enum": ["7d", "30d", "90d", "1y", "all"]},
+                    "groupBy": {"enum": ["instance", "family"]},
+                    "includeHistorical": b,
+                    "utcOffset": {"type": "string", "pattern": "^UTC[+-]\\d{1,2}(?::[0-5]\\d)?$"},
+                    "timeZone": {"type": "string", "minLength": 1, "maxLength": 64},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100_000},
+                    "includeContextWeight": b,
+                }),
+                &[],
+                &[],
+            ),
+        ),
+        (
+            "approval.history",
+            obj(
+                json!({
+                    "cursor": {"type": "string", "minLength": 1, "maxLength": 512},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "kind": {"enum": ["exec", "plugin", "system-agent"]},
+                }),
+                &[],
+                &[],
+            ),
+        ),
+        ("diagnostics.lanes", closed(json!({}), &[])),
+        ("environments.list", obj(json!({"runtimeId": ne}), &[], &[])),
+        (
+            "plugins.list",
+            obj(json!({}), &["includeDisabled", "scope"], &[]),
+        ),
+        (
+            "channels.pairing.list",
+            obj(json!({"channel": ne, "accountId": ne}), &[], &[]),
+        ),
+        (
+            "skills.library.list",
+            obj(json!({"scope": ne, "agentId": ne}), &[], &[]),
+        ),
+        (
+            "controlUi.linkPreview",
+            obj(
+                json!({"url": {"type": "string", "minLength": 1, "maxLength": 8192}}),
+                &[],
+                &["url"],
+            ),
+        ),
+        (
+            "artifacts.list",
+            obj(
+                json!({"sessionKey": ne, "agentId": ne, "type": ne, "runId": ne,
+                       "limit": {"type": "integer", "minimum": 1, "maximum": 1_000}}),
+                &["cursor"],
+                &[],
+            ),
+        ),
     ]
 }

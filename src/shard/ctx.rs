@@ -568,6 +568,8 @@ impl ShardCtx {
             }],
             "sessions": {"path": sessions_path, "count": 0, "recent": []},
             "eventLoop": self.globals.event_loop(),
+            // ringgate loads no model runtime (its agents are configured, not installed).
+            "modelRuntime": {"degraded": false, "pendingAgents": []},
             "gateway": {
                 "implementation": "ringgate",
                 "shards": self.sender.bus().shards(),

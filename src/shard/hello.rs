@@ -34,14 +34,27 @@ struct Statics {
     features: Box<RawValue>,
     session_defaults: Box<RawValue>,
     policy: Box<RawValue>,
+    suspension: Box<RawValue>,
+    update_schedule: Box<RawValue>,
+    empty_list: Box<RawValue>,
+    empty_map: Box<RawValue>,
 }
 
+/// `server`: ringgate's build and this process's boot. The Control UI it serves comes from
+/// an OpenClaw package, not from ringgate's build, so the source is `configured` — which also
+/// tells the UI not to demand a reload to match ringgate's build id.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Server<'a> {
     version: &'static str,
-    #[serde(rename = "connId")]
+    build_id: &'static str,
+    boot_id: &'a str,
+    control_ui_build_source: &'static str,
     conn_id: &'a str,
 }
+
+/// ringgate's build id as `hello-ok` reports it.
+const BUILD_ID: &str = concat!("ringgate-", env!("CARGO_PKG_VERSION"));
 
 #[derive(Serialize)]
 struct StateVersion {
@@ -57,6 +70,9 @@ struct Snapshot<'a> {
     state_version: StateVersion,
     uptime_ms: u64,
     session_defaults: &'a RawValue,
+    /// New connections are accepted (a draining gateway refuses them before `hello-ok`).
+    suspension: &'a RawValue,
+    update_schedule: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_dir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +95,7 @@ struct Auth<'a> {
 
 /// The `hello-ok` payload.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HelloOk<'a> {
     #[serde(rename = "type")]
     ty: &'static str,
@@ -88,6 +105,10 @@ pub struct HelloOk<'a> {
     snapshot: Snapshot<'a>,
     auth: Auth<'a>,
     policy: &'a RawValue,
+    /// ringgate loads no plugins: no link readers, widgets or plugin surfaces.
+    control_ui_link_readers: &'a RawValue,
+    control_ui_widget_kinds: &'a RawValue,
+    plugin_surface_urls: &'a RawValue,
 }
 
 /// Serializes the `connect` response carrying `hello-ok`.
@@ -123,6 +144,9 @@ pub fn response(
         protocol: PROTOCOL_VERSION,
         server: Server {
             version: VERSION,
+            build_id: BUILD_ID,
+            boot_id: &ctx.globals.instance_id,
+            control_ui_build_source: "configured",
             conn_id,
         },
         features: &statics.features,
@@ -135,6 +159,8 @@ pub fn response(
             },
             uptime_ms: uptime,
             session_defaults: &statics.session_defaults,
+            suspension: &statics.suspension,
+            update_schedule: &statics.update_schedule,
             state_dir,
             auth_mode,
             config_path,
@@ -147,6 +173,9 @@ pub fn response(
             issued_at_ms: token.map(|t| t.rotated_at_ms.unwrap_or(t.created_at_ms)),
         },
         policy: &statics.policy,
+        control_ui_link_readers: &statics.empty_list,
+        control_ui_widget_kinds: &statics.empty_list,
+        plugin_surface_urls: &statics.empty_map,
     };
     crate::proto::frame::res_ok(id, &hello)
 }
@@ -171,11 +200,21 @@ fn refresh(ctx: &mut ShardCtx, now: u64, presence_version: u64) {
                 "mainSessionKey": "agent:main:main",
                 "scope": "per-sender",
             })),
+            // ringgate's agents take text only: attachments are not forwarded, so none are
+            // offered. Sessions are shared with the one operator.
             policy: raw(&json!({
                 "maxPayload": l.max_payload,
                 "maxBufferedBytes": l.max_buffered_bytes,
                 "tickIntervalMs": l.tick_interval_ms,
+                "attachments": {"maxBytes": 0, "maxImageBytes": 0},
+                "allowedSessionVisibilities": ["shared"],
+                "hasMultipleSessionSharingIdentities": false,
             })),
+            suspension: raw(&json!({"phase": "accepting"})),
+            // As `update.status.schedule`.
+            update_schedule: raw(&json!({"channel": null, "autoEnabled": false, "install": {}})),
+            empty_list: raw(&json!([])),
+            empty_map: raw(&json!({})),
         });
     }
     let fresh = |at: u64| now.saturating_sub(at) < SNAPSHOT_MAX_AGE_MS;

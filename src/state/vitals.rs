@@ -127,6 +127,25 @@ pub struct ProcessGauge {
     pub host_cpus: AtomicU64,
     /// The shards' CPU ÷ wall together, in millionths.
     pub shards_cpu_ppm: AtomicU64,
+    /// The worker threads' (storage, scan, model calls) CPU ÷ wall, in millionths.
+    pub workers_cpu_ppm: AtomicU64,
+    pub rss_bytes: AtomicU64,
+    /// Bytes the allocator has handed out, and the bytes it holds from the system
+    /// (`mallinfo2`): ringgate's heap, where Node reports its JS heap.
+    pub heap_used_bytes: AtomicU64,
+    pub heap_total_bytes: AtomicU64,
+}
+
+impl ProcessGauge {
+    /// `processMemory` in the original's shape (Node's `external` and `arrayBuffers` have no
+    /// counterpart and are left out; the schema makes them optional).
+    pub fn memory_json(&self) -> Value {
+        json!({
+            "rssBytes": self.rss_bytes.load(Ordering::Relaxed),
+            "heapUsedBytes": self.heap_used_bytes.load(Ordering::Relaxed),
+            "heapTotalBytes": self.heap_total_bytes.load(Ordering::Relaxed),
+        })
+    }
 }
 
 fn ms(us: u64) -> f64 {
@@ -181,6 +200,7 @@ pub fn event_loop(loops: &[LoopGauge], process: &ProcessGauge, now_ms: u64) -> V
     let interval = worst(|s| s.interval_ms);
     let cpu = ppm(process.cpu_ppm.load(Ordering::Relaxed));
     let shards_cpu = ppm(process.shards_cpu_ppm.load(Ordering::Relaxed));
+    let workers_cpu = ppm(process.workers_cpu_ppm.load(Ordering::Relaxed));
     let reasons = reasons(p99, max, util, cpu, loops.len());
     let since = loops
         .iter()
@@ -198,7 +218,8 @@ pub fn event_loop(loops: &[LoopGauge], process: &ProcessGauge, now_ms: u64) -> V
         "cpuCoreRatio": round3(cpu),
         "cpuBreakdown": {
             "mainThreadCoreRatio": round3(shards_cpu),
-            "otherThreadsCoreRatio": round3((cpu - shards_cpu).max(0.0)),
+            "workerCoreRatio": round3(workers_cpu),
+            "otherThreadsCoreRatio": round3((cpu - shards_cpu - workers_cpu).max(0.0)),
             "hostUtilization": round3(ppm(process.host_ppm.load(Ordering::Relaxed)).min(1.0)),
             "hostCpuCount": process.host_cpus.load(Ordering::Relaxed).max(1),
         },
@@ -243,7 +264,7 @@ pub fn thread_cpu_ns() -> u64 {
 /// Samples process and host CPU from `/proc` (called once a second by the watchdog thread).
 #[derive(Debug, Default)]
 pub struct ProcSampler {
-    last: Option<(std::time::Instant, u64, (u64, u64))>,
+    last: Option<(std::time::Instant, u64, (u64, u64), u64)>,
 }
 
 impl ProcSampler {
@@ -252,11 +273,15 @@ impl ProcSampler {
         let (Some(cpu_ticks), Some(host)) = (process_ticks(), host_ticks()) else {
             return;
         };
-        if let Some((then, last_cpu, (last_busy, last_total))) = self.last {
+        let worker_ticks = worker_ticks();
+        if let Some((then, last_cpu, (last_busy, last_total), last_workers)) = self.last {
             let wall_s = now.duration_since(then).as_secs_f64().max(1e-3);
             let hz = ticks_per_second();
             let cpu = cpu_ticks.saturating_sub(last_cpu) as f64 / hz / wall_s;
             out.cpu_ppm.store((cpu * 1e6) as u64, Ordering::Relaxed);
+            let workers = worker_ticks.saturating_sub(last_workers) as f64 / hz / wall_s;
+            out.workers_cpu_ppm
+                .store((workers * 1e6) as u64, Ordering::Relaxed);
             let total = host.1.saturating_sub(last_total).max(1) as f64;
             let busy = host.0.saturating_sub(last_busy) as f64 / total;
             out.host_ppm.store((busy * 1e6) as u64, Ordering::Relaxed);
@@ -265,8 +290,54 @@ impl ProcSampler {
             std::thread::available_parallelism().map_or(1, |n| n.get()) as u64,
             Ordering::Relaxed,
         );
-        self.last = Some((now, cpu_ticks, host));
+        if let Some(rss) = rss_bytes() {
+            out.rss_bytes.store(rss, Ordering::Relaxed);
+        }
+        // SAFETY: mallinfo2 has no preconditions; it reads the allocator's counters.
+        let mi = unsafe { libc::mallinfo2() };
+        out.heap_used_bytes
+            .store((mi.uordblks + mi.hblkhd) as u64, Ordering::Relaxed);
+        out.heap_total_bytes
+            .store((mi.arena + mi.hblkhd) as u64, Ordering::Relaxed);
+        self.last = Some((now, cpu_ticks, host, worker_ticks));
     }
+}
+
+/// Resident set size, from `/proc/self/statm`.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Some(pages * page)
+}
+
+/// CPU ticks of the worker threads (storage, scan, file reads, model calls, webhook
+/// deliveries), found by thread name. Thread names are cut at 15 bytes by the kernel.
+fn worker_ticks() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+            let worker = [
+                "ringgate-store",
+                "ringgate-scan",
+                "ringgate-agent",
+                "ringgate-files",
+                "webhook-",
+            ]
+            .iter()
+            .any(|w| name.starts_with(w));
+            if !worker {
+                return None;
+            }
+            let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
 }
 
 fn ticks_per_second() -> f64 {

@@ -151,3 +151,119 @@ pub fn set_policy(
     )?;
     Ok(Ok(snapshot(file)))
 }
+
+/// Resolved approvals, newest last (`approval.history`), kept to [`HISTORY_KEEP`] rows.
+pub const MIGRATION_HISTORY: &str = "
+CREATE TABLE approval_history (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  resolved_at_ms INTEGER NOT NULL,
+  snapshot TEXT NOT NULL
+);";
+
+/// How many resolved approvals are kept.
+pub const HISTORY_KEEP: i64 = 1_000;
+
+/// Records a resolved approval's snapshot (the original's terminal snapshot shape).
+pub fn record_history(conn: &Connection, kind: &str, snapshot: &Value) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO approval_history (id, kind, resolved_at_ms, snapshot) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        snapshot["id"].as_str().unwrap_or_default(),
+        kind,
+        snapshot["resolvedAtMs"].as_i64().unwrap_or(0),
+        snapshot.to_string()
+    ])?;
+    conn.prepare_cached(
+        "DELETE FROM approval_history WHERE seq <= (SELECT MAX(seq) FROM approval_history) - ?1",
+    )?
+    .execute([HISTORY_KEEP])?;
+    Ok(())
+}
+
+/// A newest-first page of resolved approvals: `cursor` is the `nextCursor` of the previous
+/// page (an opaque position; a malformed one is the caller's error).
+pub fn history(
+    conn: &Connection,
+    cursor: Option<&str>,
+    limit: u64,
+    kind: Option<&str>,
+) -> rusqlite::Result<Result<Value, String>> {
+    let before = match cursor {
+        None => i64::MAX,
+        Some(c) => match c.strip_prefix("h:").and_then(|n| n.parse::<i64>().ok()) {
+            Some(n) if n > 0 => n,
+            _ => return Ok(Err("invalid approval.history cursor".into())),
+        },
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, snapshot FROM approval_history WHERE seq < ?1 AND (?2 IS NULL OR kind = ?2)
+         ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![before, kind, limit as i64 + 1], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut items = Vec::new();
+    let mut next = None;
+    for row in rows {
+        let (seq, snap) = row?;
+        if items.len() as u64 == limit {
+            next = Some(format!("h:{}", seq + 1));
+            break;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(&snap) {
+            items.push(v);
+        }
+    }
+    let mut out = json!({ "items": items });
+    if let Some(n) = next {
+        out["nextCursor"] = json!(n);
+    }
+    Ok(Ok(out))
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn pages_newest_first_keeps_a_bounded_ledger_and_refuses_bad_cursors() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(MIGRATION_HISTORY).unwrap();
+        for i in 0..5 {
+            let snap = json!({"id": format!("a{i}"), "status": "allowed", "resolvedAtMs": i});
+            record_history(&c, if i == 2 { "plugin" } else { "exec" }, &snap).unwrap();
+        }
+        let p1 = history(&c, None, 2, None).unwrap().unwrap();
+        let ids = |v: &Value| -> Vec<String> {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(&p1), ["a4", "a3"]);
+        let p2 = history(&c, p1["nextCursor"].as_str(), 2, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids(&p2), ["a2", "a1"]);
+        let p3 = history(&c, p2["nextCursor"].as_str(), 2, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(ids(&p3), ["a0"]);
+        assert!(p3.get("nextCursor").is_none());
+        let exec = history(&c, None, 10, Some("exec")).unwrap().unwrap();
+        assert_eq!(ids(&exec), ["a4", "a3", "a1", "a0"]);
+        assert!(history(&c, Some("nope"), 2, None).unwrap().is_err());
+        for i in 0..HISTORY_KEEP + 10 {
+            record_history(&c, "exec", &json!({"id": format!("b{i}")})).unwrap();
+        }
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM approval_history", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, HISTORY_KEEP);
+    }
+}

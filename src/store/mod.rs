@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     sessions::MIGRATION_RUN_IDEMPOTENCY,
     prefs::MIGRATION,
     sessions::MIGRATION_ROW_SUMMARY,
+    approvals::MIGRATION_HISTORY,
 ];
 
 /// Commands applied per transaction at most.
@@ -202,6 +203,19 @@ pub enum Op {
     UsageStatus,
     /// `usage.cost`.
     UsageCost(Box<usage::CostQuery>),
+    /// Record a resolved approval for `approval.history`.
+    RecordApproval {
+        kind: String,
+        snapshot: Value,
+    },
+    /// `approval.history {cursor?, limit, kind?}`.
+    ApprovalHistory {
+        cursor: Option<String>,
+        limit: u64,
+        kind: Option<String>,
+    },
+    /// `sessions.usage` (a read on the scan thread's connection).
+    SessionsUsage(Box<usage_sessions::SessionsUsageQuery>),
     /// `config.*`: the config file is read and written here, one request at a time.
     Config(config::ConfigOp),
     /// A sign of life (see [`Store::ping`]).
@@ -362,11 +376,21 @@ impl Store {
         let (tx, rx) = channel::unbounded();
         let beat = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
         let (scan_tx, scan_rx) = channel::unbounded::<Cmd>();
+        // Analytic reads (usage) run on the scan thread's own read-only connection: WAL lets
+        // them read while the storage thread writes, so they never delay a chat ack.
+        let reader = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err)?;
+        reader
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(db_err)?;
         std::thread::Builder::new()
             .name("ringgate-scan".into())
             .spawn(move || {
                 while let Ok(cmd) = scan_rx.recv() {
-                    let r = scan(&cmd.op);
+                    let r = scan(&reader, &cmd.op);
                     cmd.done.complete(r);
                 }
             })
@@ -442,11 +466,16 @@ impl Store {
 }
 
 impl Op {
-    /// A file-system scan (no database): served by the scan thread.
+    /// A file-system scan or an analytic read: served by the scan thread.
     fn is_scan(&self) -> bool {
         matches!(
             self,
-            Op::Skills { .. } | Op::LogTail { .. } | Op::SystemInfo { .. }
+            Op::Skills { .. }
+                | Op::LogTail { .. }
+                | Op::SystemInfo { .. }
+                | Op::UsageStatus
+                | Op::UsageCost(_)
+                | Op::SessionsUsage(_)
         )
     }
 
@@ -464,8 +493,7 @@ impl Op {
                 | Op::ListSessions(_)
                 | Op::ListGrants { .. }
                 | Op::GetPolicy
-                | Op::UsageStatus
-                | Op::UsageCost(_)
+                | Op::ApprovalHistory { .. }
                 | Op::CronLoad
                 | Op::CronRuns { .. }
         )
@@ -480,9 +508,17 @@ impl Op {
     }
 }
 
-/// Serves a file-system scan on the scan thread.
-fn scan(op: &Op) -> OpResult {
+/// Serves a scan on the scan thread (`reader` is its read-only connection).
+fn scan(reader: &Connection, op: &Op) -> OpResult {
+    let now = now_ms();
+    let read = |r: rusqlite::Result<Value>| match r {
+        Ok(v) => OpResult::Json(v),
+        Err(e) => OpResult::Failed(format!("state store read failed: {e}")),
+    };
     match op {
+        Op::UsageStatus => read(usage::status(reader, now)),
+        Op::UsageCost(q) => read(usage::cost_summary(reader, q, now)),
+        Op::SessionsUsage(q) => read(usage_sessions::sessions_usage(reader, q, now)),
         Op::Skills {
             settings,
             agent_id,
@@ -807,77 +843,88 @@ impl StoreState {
     /// Runs a session op against the open transaction.
     fn apply_session(&mut self, op: &Op, now: u64) -> OpResult {
         let c = &self.conn;
-        let r =
-            match op {
-                Op::Append(a) => sessions::append(c, a, now).map(|x| match x {
-                    sessions::AppendOutcome::Appended(x) => OpResult::Appended(Box::new(x)),
-                    sessions::AppendOutcome::NoSession => {
-                        OpResult::Invalid(format!("session not found: {}", a.key))
-                    }
-                    sessions::AppendOutcome::DuplicateRun(r) => OpResult::DuplicateRun(r),
+        let r = match op {
+            Op::Append(a) => sessions::append(c, a, now).map(|x| match x {
+                sessions::AppendOutcome::Appended(x) => OpResult::Appended(Box::new(x)),
+                sessions::AppendOutcome::NoSession => {
+                    OpResult::Invalid(format!("session not found: {}", a.key))
+                }
+                sessions::AppendOutcome::DuplicateRun(r) => OpResult::DuplicateRun(r),
+            }),
+            Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
+            Op::HistoryDelta(q) => sessions::delta(c, q).map(|x| OpResult::Delta(Box::new(x))),
+            Op::Branches { key } => sessions::branches(c, key).map(OpResult::Json),
+            Op::PrefsGet { keys } => prefs::get(c, keys.as_deref()).map(OpResult::Json),
+            Op::PrefsSet { entries, expected } => prefs::set(c, entries, expected.as_ref(), now)
+                .map(|r| match r {
+                    Ok(v) => OpResult::Json(v),
+                    Err(m) => OpResult::Invalid(m),
                 }),
-                Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
-                Op::HistoryDelta(q) => sessions::delta(c, q).map(|x| OpResult::Delta(Box::new(x))),
-                Op::Branches { key } => sessions::branches(c, key).map(OpResult::Json),
-                Op::PrefsGet { keys } => prefs::get(c, keys.as_deref()).map(OpResult::Json),
-                Op::PrefsSet { entries, expected } => {
-                    prefs::set(c, entries, expected.as_ref(), now).map(|r| match r {
-                        Ok(v) => OpResult::Json(v),
-                        Err(m) => OpResult::Invalid(m),
-                    })
-                }
-                Op::ListSessions(q) => sessions::list(c, q, now)
-                    .map(|(rows, total)| OpResult::Sessions { rows, total }),
-                Op::PatchSession {
-                    key,
-                    agent_id,
-                    patch,
-                } => sessions::patch(c, key, agent_id, patch, now).map(OpResult::Session),
-                Op::ResetSession { key, agent_id } => {
-                    sessions::reset(c, key, agent_id, now).map(OpResult::Session)
-                }
-                Op::DeleteSession { key, transcript } => {
-                    sessions::delete(c, key, *transcript).map(OpResult::Deleted)
-                }
-                Op::AddGrant {
-                    approval_id,
-                    request,
-                } => approvals::add_grant(c, approval_id, request, now)
-                    .map(|id| OpResult::Json(json!({"grantId": id}))),
-                Op::ListGrants { limit } => {
-                    approvals::list_grants(c, *limit).map(|g| OpResult::Json(json!({"grants": g})))
-                }
-                Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
-                    .map(|o| OpResult::Json(json!({"outcome": o}))),
-                Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
-                Op::UsageStatus => usage::status(c, now).map(OpResult::Json),
-                Op::CronLoad => cron::load_jobs(c).map(|j| OpResult::Json(Value::Array(j))),
-                Op::CronSave { id, job } => {
-                    cron::save_job(c, id, job, now).map(|()| OpResult::Json(json!({"ok": true})))
-                }
-                Op::CronDelete { id } => cron::delete_job(c, id)
-                    .map(|existed| OpResult::Json(json!({"removed": existed}))),
-                Op::CronFinish { id, job, ts, entry } => (|| {
-                    match job {
-                        Some(j) => cron::save_job(c, id, j, now)?,
-                        None => {
-                            cron::delete_job(c, id)?;
-                        }
-                    }
-                    cron::append_run(c, id, *ts, entry)
-                })()
+            Op::ListSessions(q) => {
+                sessions::list(c, q, now).map(|(rows, total)| OpResult::Sessions { rows, total })
+            }
+            Op::PatchSession {
+                key,
+                agent_id,
+                patch,
+            } => sessions::patch(c, key, agent_id, patch, now).map(OpResult::Session),
+            Op::ResetSession { key, agent_id } => {
+                sessions::reset(c, key, agent_id, now).map(OpResult::Session)
+            }
+            Op::DeleteSession { key, transcript } => {
+                sessions::delete(c, key, *transcript).map(OpResult::Deleted)
+            }
+            Op::AddGrant {
+                approval_id,
+                request,
+            } => approvals::add_grant(c, approval_id, request, now)
+                .map(|id| OpResult::Json(json!({"grantId": id}))),
+            Op::ListGrants { limit } => {
+                approvals::list_grants(c, *limit).map(|g| OpResult::Json(json!({"grants": g})))
+            }
+            Op::RevokeGrant { grant_id } => approvals::revoke_grant(c, grant_id, now)
+                .map(|o| OpResult::Json(json!({"outcome": o}))),
+            Op::GetPolicy => approvals::get_policy(c).map(OpResult::Json),
+            Op::RecordApproval { kind, snapshot } => approvals::record_history(c, kind, snapshot)
                 .map(|()| OpResult::Json(json!({"ok": true}))),
-                Op::CronRuns { job_id, limit } => cron::runs(c, job_id.as_deref(), *limit)
-                    .map(|r| OpResult::Json(Value::Array(r))),
-                Op::UsageCost(q) => usage::cost_summary(c, q, now).map(OpResult::Json),
-                Op::SetPolicy { file, base_hash } => {
-                    approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
-                        Ok(v) => OpResult::Json(v),
-                        Err(m) => OpResult::Invalid(m),
-                    })
+            Op::ApprovalHistory {
+                cursor,
+                limit,
+                kind,
+            } => {
+                approvals::history(c, cursor.as_deref(), *limit, kind.as_deref()).map(|r| match r {
+                    Ok(v) => OpResult::Json(v),
+                    Err(m) => OpResult::Invalid(m),
+                })
+            }
+            Op::CronLoad => cron::load_jobs(c).map(|j| OpResult::Json(Value::Array(j))),
+            Op::CronSave { id, job } => {
+                cron::save_job(c, id, job, now).map(|()| OpResult::Json(json!({"ok": true})))
+            }
+            Op::CronDelete { id } => {
+                cron::delete_job(c, id).map(|existed| OpResult::Json(json!({"removed": existed})))
+            }
+            Op::CronFinish { id, job, ts, entry } => (|| {
+                match job {
+                    Some(j) => cron::save_job(c, id, j, now)?,
+                    None => {
+                        cron::delete_job(c, id)?;
+                    }
                 }
-                _ => return OpResult::Invalid("not a session op".into()),
-            };
+                cron::append_run(c, id, *ts, entry)
+            })()
+            .map(|()| OpResult::Json(json!({"ok": true}))),
+            Op::CronRuns { job_id, limit } => {
+                cron::runs(c, job_id.as_deref(), *limit).map(|r| OpResult::Json(Value::Array(r)))
+            }
+            Op::SetPolicy { file, base_hash } => {
+                approvals::set_policy(c, file.clone(), base_hash.as_deref()).map(|r| match r {
+                    Ok(v) => OpResult::Json(v),
+                    Err(m) => OpResult::Invalid(m),
+                })
+            }
+            _ => return OpResult::Invalid("not a session op".into()),
+        };
         r.unwrap_or_else(|e| {
             tracing::error!(error = %e, "session store operation failed");
             OpResult::Failed(format!("state store write failed: {e}"))
@@ -1196,8 +1243,8 @@ impl StoreState {
             | Op::RevokeGrant { .. }
             | Op::GetPolicy
             | Op::SetPolicy { .. }
-            | Op::UsageStatus
-            | Op::UsageCost(_)
+            | Op::RecordApproval { .. }
+            | Op::ApprovalHistory { .. }
             | Op::CronLoad
             | Op::CronSave { .. }
             | Op::CronDelete { .. }
@@ -1206,7 +1253,12 @@ impl StoreState {
             // Served before the batch's transaction (see `apply_batch`).
             Op::Config(_) => OpResult::Invalid("config request in a database batch".into()),
             // Served by the scan thread (see `Store::call`).
-            Op::Skills { .. } | Op::LogTail { .. } | Op::SystemInfo { .. } => scan(op),
+            Op::Skills { .. }
+            | Op::LogTail { .. }
+            | Op::SystemInfo { .. }
+            | Op::UsageStatus
+            | Op::UsageCost(_)
+            | Op::SessionsUsage(_) => scan(&self.conn, op),
             Op::Ping => OpResult::Json(Value::Null),
             Op::RequestNodeSurface(p) => self.request_node_surface(p, now, ch),
             Op::ResolveNodeSurface {

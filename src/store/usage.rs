@@ -152,7 +152,10 @@ pub fn status(c: &Connection, now: u64) -> rusqlite::Result<Value> {
             "errors30d": r.get::<_, i64>(6)?,
         }))
     })?;
-    Ok(json!({"updatedAt": now, "providers": rows.collect::<rusqlite::Result<Vec<_>>>()?}))
+    // Computed on request from the run records: never a background refresh in flight.
+    Ok(
+        json!({"updatedAt": now, "providers": rows.collect::<rusqlite::Result<Vec<_>>>()?, "refreshing": false}),
+    )
 }
 
 #[cfg(test)]

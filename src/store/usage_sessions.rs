@@ -147,8 +147,7 @@ struct SessionUsage {
     first: Option<i64>,
     last: Option<i64>,
     days: BTreeMap<String, (Totals, Messages)>,
-    /// (provider, model) → (runs, totals).
-    models: BTreeMap<(String, String), (u64, Totals)>,
+    models: ModelTotals,
     /// (date, provider, model) → (runs, totals).
     day_models: BTreeMap<(String, String, String), (u64, Totals)>,
     latency: Latency,
@@ -221,8 +220,11 @@ impl SessionUsage {
     }
 }
 
-fn models_json(models: &BTreeMap<(String, String), (u64, Totals)>) -> Value {
-    let mut rows: Vec<(&(String, String), &(u64, Totals))> = models.iter().collect();
+/// (provider, model) → (runs, totals).
+type ModelTotals = BTreeMap<(String, String), (u64, Totals)>;
+
+fn models_json(models: &ModelTotals) -> Value {
+    let mut rows: Vec<_> = models.iter().collect();
     rows.sort_by(|a, b| {
         b.1 .1
             .cost()
@@ -402,7 +404,7 @@ fn respond(
     let mut messages = Messages::default();
     let mut session_count = 0;
     let mut longest = 0;
-    let mut by_model: BTreeMap<(String, String), (u64, Totals)> = BTreeMap::new();
+    let mut by_model: ModelTotals = BTreeMap::new();
     let mut by_provider: BTreeMap<String, (u64, Totals)> = BTreeMap::new();
     let mut by_agent: BTreeMap<String, Totals> = BTreeMap::new();
     let mut days: BTreeMap<String, (Totals, Messages)> = BTreeMap::new();
