@@ -75,8 +75,9 @@ fn prerequisites() -> Result<(PathBuf, PathBuf), String> {
     Ok((ui, dir))
 }
 
-#[test]
-fn chat_in_the_control_ui_end_to_end() {
+/// The UI served by a fresh ringgate (echo agent) and a browser script run against it:
+/// `None` when the prerequisites are missing and not required.
+fn run_script(script: &str) -> Option<(Server, Value, PathBuf)> {
     let (ui, dir) = match prerequisites() {
         Ok(p) => p,
         Err(why) if std::env::var("RINGGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") => {
@@ -84,7 +85,7 @@ fn chat_in_the_control_ui_end_to_end() {
         }
         Err(why) => {
             println!("skipping: {why}");
-            return;
+            return None;
         }
     };
     let server = Server::opts()
@@ -95,15 +96,15 @@ fn chat_in_the_control_ui_end_to_end() {
         .start();
     // ESM imports resolve from the script's directory: run it beside playwright-core.
     std::fs::copy(
-        manifest().join("tests/browser/chat.mjs"),
-        dir.join("chat.mjs"),
+        manifest().join("tests/browser").join(script),
+        dir.join(script),
     )
     .expect("copy the browser script");
     let screens = manifest().join("target/control-ui-screens");
     std::fs::create_dir_all(&screens).unwrap();
     let out = Command::new(node())
         .current_dir(&dir)
-        .arg("chat.mjs")
+        .arg(script)
         .arg(server.addr.port().to_string())
         .arg(TOKEN)
         .arg(&screens)
@@ -118,6 +119,14 @@ fn chat_in_the_control_ui_end_to_end() {
             server.stderr()
         )
         });
+    Some((server, report, screens))
+}
+
+#[test]
+fn chat_in_the_control_ui_end_to_end() {
+    let Some((server, report, screens)) = run_script("chat.mjs") else {
+        return;
+    };
     // Every method the UI called, with its result (the note lists these).
     let mut calls: Vec<String> = report["calls"]
         .as_array()
@@ -180,4 +189,54 @@ fn chat_in_the_control_ui_end_to_end() {
     if !errors.is_empty() {
         fail("some calls of the UI failed");
     }
+}
+
+/// Every page a dashboard user visits loads without an unknown method, a failed call, an
+/// error banner, a console or page error or a failed HTTP request; a screenshot of each is
+/// kept under `target/control-ui-screens/page-*.png`.
+#[test]
+fn every_page_of_the_control_ui_loads_cleanly() {
+    let Some((server, report, screens)) = run_script("pages.mjs") else {
+        return;
+    };
+    let pages = report["pages"].as_array().expect("pages");
+    let mut problems = Vec::new();
+    for p in pages {
+        let name = p["name"].as_str().unwrap_or("?");
+        eprintln!(
+            "{name} ({}): {}",
+            p["path"].as_str().unwrap_or(""),
+            p["calls"]
+                .as_array()
+                .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default()
+        );
+        for k in [
+            "unknownMethods",
+            "failedCalls",
+            "banners",
+            "consoleErrors",
+            "httpFailures",
+        ] {
+            for item in p[k].as_array().into_iter().flatten() {
+                problems.push(format!("{name}: {k}: {item}"));
+            }
+        }
+    }
+    for e in report["errors"].as_array().into_iter().flatten() {
+        problems.push(format!("script: {e}"));
+    }
+    assert!(
+        pages.len() >= 15,
+        "the script visits every page: {}",
+        pages.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}\nserver stderr:\n{}\nscreenshots in {}",
+        problems.len(),
+        problems.join("\n"),
+        server.stderr(),
+        screens.display()
+    );
 }

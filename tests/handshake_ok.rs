@@ -126,8 +126,16 @@ fn hello_ok_fields() {
     );
     assert_eq!(
         h["policy"],
-        json!({"maxPayload": 26214400, "maxBufferedBytes": 52428800, "tickIntervalMs": 30000})
+        json!({"maxPayload": 26214400, "maxBufferedBytes": 52428800, "tickIntervalMs": 30000,
+               "attachments": {"maxBytes": 0, "maxImageBytes": 0},
+               "allowedSessionVisibilities": ["shared"],
+               "hasMultipleSessionSharingIdentities": false})
     );
+    // ringgate's own build; the UI it serves is configured, not bundled (no forced reload).
+    assert!(h["server"]["buildId"].as_str().unwrap().starts_with("ringgate-"), "{h}");
+    assert_eq!(h["server"]["controlUiBuildSource"], "configured");
+    assert!(!h["server"]["bootId"].as_str().unwrap().is_empty());
+    assert_eq!(snap["suspension"], json!({"phase": "accepting"}));
 }
 
 #[test]

@@ -1,0 +1,125 @@
+// Every page of the Control UI in a real browser against ringgate: open the dashboard with the
+// token, then visit each page a dashboard user visits. Per page the report (JSON on stdout)
+// lists the methods the UI called with their results, unknown methods, failed calls, error
+// banners shown (`.callout.danger`, `[role=alert]`), console and page errors and failed HTTP
+// responses; a screenshot of each page goes to OUTDIR.
+//
+// Usage: node pages.mjs <port> <token> <outdir>
+import { chromium } from "playwright-core";
+
+const [port, token, outdir] = process.argv.slice(2);
+const base = `http://127.0.0.1:${port}`;
+
+const PAGES = [
+  ["sessions", "/sessions"],
+  ["devices", "/settings/devices"],
+  ["agents", "/settings/agents"],
+  ["channels", "/settings/channels"],
+  ["skills", "/settings/skills"],
+  ["automations", "/automations"],
+  ["usage", "/usage"],
+  ["logs", "/logs"],
+  ["advanced-config", "/settings/advanced"],
+  ["approvals", "/settings/approvals"],
+  ["model-providers", "/settings/model-providers"],
+  ["debug", "/debug"],
+  ["about", "/settings/about"],
+  ["activity", "/activity"],
+];
+
+const report = { pages: [], errors: [] };
+let current = null;
+const fresh = (name, path) => ({
+  name,
+  path,
+  calls: [],
+  unknownMethods: [],
+  failedCalls: [],
+  banners: [],
+  consoleErrors: [],
+  httpFailures: [],
+});
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+const pending = new Map();
+
+page.on("console", (m) => {
+  if (m.type() === "error" && current) current.consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => current && current.consoleErrors.push(`pageerror: ${e.message}`));
+page.on("response", (r) => {
+  if (r.status() >= 400 && current) {
+    current.httpFailures.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+  }
+});
+page.on("websocket", (ws) => {
+  ws.on("framesent", (f) => {
+    try {
+      const d = JSON.parse(String(f.payload));
+      if (d.type === "req") pending.set(d.id, d.method);
+    } catch {}
+  });
+  ws.on("framereceived", (f) => {
+    let d;
+    try {
+      d = JSON.parse(String(f.payload));
+    } catch {
+      return;
+    }
+    if (d.type !== "res" || !current) return;
+    const method = pending.get(d.id) ?? "?";
+    current.calls.push(method);
+    if (!d.ok) {
+      const msg = `${method}: ${d.error?.code} ${d.error?.message}`;
+      current.failedCalls.push(msg);
+      if (String(d.error?.message ?? "").startsWith("unknown method")) {
+        current.unknownMethods.push(method);
+      }
+    }
+  });
+});
+
+async function banners() {
+  return page
+    .locator(".callout.danger:visible, [role=alert]:visible")
+    .allInnerTexts()
+    .then((t) => t.map((x) => x.trim()).filter((x) => x.length > 0))
+    .catch(() => []);
+}
+
+try {
+  current = fresh("load", "/");
+  report.pages.push(current);
+  await page.goto(`${base}/#token=${encodeURIComponent(token)}`);
+  await page.waitForTimeout(3000);
+  for (const [name, path] of PAGES) {
+    current = fresh(name, path);
+    report.pages.push(current);
+    await page.goto(`${base}${path}`);
+    await page.waitForLoadState("networkidle", { timeout: 8000 }).catch(() => {});
+    await page.waitForTimeout(1500);
+    current.banners = await banners();
+    current.calls = [...new Set(current.calls)].sort();
+    await page.screenshot({ path: `${outdir}/page-${name}.png` }).catch(() => {});
+  }
+} catch (e) {
+  report.errors.push(String(e?.stack ?? e));
+  await page.screenshot({ path: `${outdir}/pages-failure.png` }).catch(() => {});
+} finally {
+  await browser.close();
+}
+process.stdout.write(JSON.stringify(report) + "\n");
