@@ -208,7 +208,11 @@ fn every_page_of_the_control_ui_loads_cleanly() {
             p["path"].as_str().unwrap_or(""),
             p["calls"]
                 .as_array()
-                .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                .map(|c| c
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "))
                 .unwrap_or_default()
         );
         for k in [

@@ -132,7 +132,13 @@ fn hello_ok_fields() {
                "hasMultipleSessionSharingIdentities": false})
     );
     // ringgate's own build; the UI it serves is configured, not bundled (no forced reload).
-    assert!(h["server"]["buildId"].as_str().unwrap().starts_with("ringgate-"), "{h}");
+    assert!(
+        h["server"]["buildId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ringgate-"),
+        "{h}"
+    );
     assert_eq!(h["server"]["controlUiBuildSource"], "configured");
     assert!(!h["server"]["bootId"].as_str().unwrap().is_empty());
     assert_eq!(snap["suspension"], json!({"phase": "accepting"}));
