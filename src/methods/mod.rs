@@ -206,6 +206,16 @@ pub(crate) fn str_param<'a>(p: &'a Value, k: &str) -> Option<&'a str> {
     p.get(k).and_then(Value::as_str)
 }
 
+/// A `YYYY-MM-DD` param as a day number since the epoch, if present.
+pub(crate) fn date_param(p: &Value, k: &str) -> Result<Option<i64>, ErrorShape> {
+    match str_param(p, k) {
+        None => Ok(None),
+        Some(s) => crate::calendar::day_of_date(s)
+            .map(Some)
+            .ok_or_else(|| ErrorShape::invalid(format!("{k} must be YYYY-MM-DD"))),
+    }
+}
+
 /// A string-array param (non-strings skipped), if present.
 pub(crate) fn str_list_param(p: &Value, k: &str) -> Option<Vec<String>> {
     p.get(k).and_then(Value::as_array).map(|a| {

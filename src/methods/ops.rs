@@ -46,18 +46,10 @@ pub fn handle(ctx: &mut ShardCtx, call: &Call) -> Outcome {
 /// default is the last 30 days; without `agentScope:"all"` one agent (the default one).
 fn cost_query(ctx: &ShardCtx, call: &Call) -> Result<usage::CostQuery, ErrorShape> {
     let p = call.params;
-    let date = |k: &str| -> Result<Option<i64>, ErrorShape> {
-        match str_param(p, k) {
-            None => Ok(None),
-            Some(s) => crate::calendar::day_of_date(s)
-                .map(Some)
-                .ok_or_else(|| ErrorShape::invalid(format!("{k} must be YYYY-MM-DD"))),
-        }
-    };
     let today = (call.now_ms / DAY_MS) as i64;
-    let end = date("endDate")?.unwrap_or(today);
+    let end = super::date_param(p, "endDate")?.unwrap_or(today);
     let days = p.get("days").and_then(Value::as_i64).unwrap_or(30);
-    let start = date("startDate")?.unwrap_or(end - days + 1);
+    let start = super::date_param(p, "startDate")?.unwrap_or(end - days + 1);
     if start > end {
         return Err(ErrorShape::invalid("startDate must not be after endDate"));
     }

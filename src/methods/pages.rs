@@ -107,14 +107,6 @@ fn usage_query(ctx: &ShardCtx, call: &Call) -> Result<SessionsUsageQuery, ErrorS
         Some("specific") => specific_offset(p)?,
         _ => 0,
     };
-    let date = |k: &str| -> Result<Option<i64>, ErrorShape> {
-        match str_param(p, k) {
-            None => Ok(None),
-            Some(s) => crate::calendar::day_of_date(s)
-                .map(Some)
-                .ok_or_else(|| ErrorShape::invalid(format!("{k} must be YYYY-MM-DD"))),
-        }
-    };
     let local_now = call.now_ms as i64 + offset_min * 60_000;
     let today = local_now.div_euclid(DAY_MS);
     let preset = match str_param(p, "range") {
@@ -124,8 +116,8 @@ fn usage_query(ctx: &ShardCtx, call: &Call) -> Result<SessionsUsageQuery, ErrorS
         Some("all") => MAX_RANGE_DAYS,
         _ => 30,
     };
-    let end = date("endDate")?.unwrap_or(today);
-    let start = date("startDate")?.unwrap_or(end - preset + 1);
+    let end = super::date_param(p, "endDate")?.unwrap_or(today);
+    let start = super::date_param(p, "startDate")?.unwrap_or(end - preset + 1);
     if start > end {
         return Err(ErrorShape::invalid("startDate must not be after endDate"));
     }
