@@ -95,11 +95,10 @@ fn run_script(script: &str) -> Option<(Server, Value, PathBuf)> {
         ))
         .start();
     // ESM imports resolve from the script's directory: run it beside playwright-core.
-    std::fs::copy(
-        manifest().join("tests/browser").join(script),
-        dir.join(script),
-    )
-    .expect("copy the browser script");
+    for f in [script, "launch.mjs"] {
+        std::fs::copy(manifest().join("tests/browser").join(f), dir.join(f))
+            .expect("copy the browser script");
+    }
     let screens = manifest().join("target/control-ui-screens");
     std::fs::create_dir_all(&screens).unwrap();
     let out = Command::new(node())

@@ -74,6 +74,14 @@ fn startup_then_deltas_follow_the_transcript() {
     assert_eq!(msgs[0]["message"]["content"], "second");
     assert_eq!(msgs[0]["messageSeq"], 3);
     assert_eq!(msgs[0]["message"]["__openclaw"]["seq"], 3);
+    // A delta entry carries the same record metadata as the full history read.
+    let full = c.call("chat.history", Some(json!({"sessionKey": "main"})));
+    assert_eq!(
+        msgs[0]["message"]["__openclaw"], full["messages"][2]["__openclaw"],
+        "{full}"
+    );
+    assert_eq!(msgs[0]["message"]["__openclaw"]["senderIsOwner"], true);
+    assert!(msgs[1]["message"]["__openclaw"]["recordTimestampMs"].is_u64());
     assert_eq!(msgs[1]["message"]["content"][0]["text"], "echo: second");
     assert_eq!(msgs[1]["sessionKey"], "agent:main:main");
     assert_eq!(d["inputReceipts"], json!([]));

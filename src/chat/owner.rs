@@ -353,10 +353,7 @@ fn send(ctx: &mut ShardCtx, caller: Caller, key: Arc<str>, agent_id: String, req
     let dkey = dedupe_key(req.kind, &req.run_id);
     if let Some(e) = ctx.chat.dedupe.get(&dkey, now) {
         if e.fingerprint != req.fingerprint {
-            let err = ErrorShape::invalid(
-                "This message ID was already used for different input. Check the conversation history and use a new message ID to send again.",
-            )
-            .with_details(json!({"reason": "chat-request-conflict"}));
+            let err = conflict();
             caller.err(ctx, &err);
         } else {
             let answer = e
@@ -748,9 +745,10 @@ fn ended(ctx: &mut ShardCtx, id: Arc<str>, end: End, reply: Option<Value>, r: Op
     events.push(payload::agent_lifecycle(&r, seq, now, lifecycle));
     events.push(match &end {
         End::Ok { stop_reason, .. } => {
-            let stored = appended
-                .as_ref()
-                .and_then(|a| a.seq.zip(a.message_id.as_deref()));
+            let stored = appended.as_ref().and_then(|a| {
+                let (seq, id) = a.seq.zip(a.message_id.as_deref())?;
+                Some((seq, id, a.session_id.as_str()))
+            });
             payload::chat_final(&r, seq, &run.text, now, stop_reason, stored)
         }
         End::Aborted => payload::chat_aborted(&r, seq, &run.text, now),
@@ -919,6 +917,14 @@ fn recorded_answer(r: &crate::store::sessions::RecentRun) -> (String, Answer) {
     (dedupe_key(kind, &r.run_id), answer)
 }
 
+/// A retried key with other content (the original's `chat-request-conflict`).
+fn conflict() -> ErrorShape {
+    ErrorShape::invalid(
+        "This message ID was already used for different input. Check the conversation history and use a new message ID to send again.",
+    )
+    .with_details(json!({"reason": "chat-request-conflict"}))
+}
+
 /// The store found the run already recorded (its cache entry was evicted): nothing was
 /// written, and the caller gets what a retry gets.
 fn duplicate(ctx: &mut ShardCtx, run: Run, rec: &crate::store::sessions::RecentRun) {
@@ -930,10 +936,7 @@ fn duplicate(ctx: &mut ShardCtx, run: Run, rec: &crate::store::sessions::RecentR
         .map(|e| e.fingerprint);
     ctx.chat.dedupe.forget(&run.dedupe_key);
     if asked != Some(rec.fingerprint) {
-        let err = ErrorShape::invalid(
-            "This message ID was already used for different input. Check the conversation history and use a new message ID to send again.",
-        )
-        .with_details(json!({"reason": "chat-request-conflict"}));
+        let err = conflict();
         run.caller.err(ctx, &err);
         return;
     }

@@ -128,22 +128,47 @@ pub fn chat_status(r: &RunRef, seq: u64, phase: &str) -> EventTemplate {
     })
 }
 
+/// A transcript message's `__openclaw` record metadata, as the original attaches it — the
+/// same in history reads, history deltas and live events: its id and
+/// position, when it was recorded, and for the operator's turns that the owner sent them.
+/// (ringgate has no user profiles, so no sender identity or avatar; it does not record
+/// which client sent a message.)
+pub fn record_meta(m: &Value, id: &str, seq: u64, session_id: &str) -> Value {
+    let mut meta = json!({
+        "id": id,
+        "seq": seq,
+        "recordTimestampMs": m["timestamp"],
+        "transcriptPosition": {"source": session_id, "rawSeq": seq},
+    });
+    if m["role"] == "user" {
+        meta["senderIsOwner"] = json!(true);
+        meta["senderId"] = json!(super::row::OWNER_ID);
+        if let Some(k) = m["idempotencyKey"].as_str() {
+            meta["idempotencyKey"] = json!(k);
+        }
+    }
+    if let Some(r) = m["runId"].as_str() {
+        meta["runId"] = json!(r);
+    }
+    meta
+}
+
 /// The final reply (never dropped). `message` is omitted for an empty reply (clients then
-/// reload the history); `stored` is its transcript position `(seq, id)`, which lets the
-/// Control UI place it as persisted at once.
+/// reload the history); `stored` is where the reply was recorded `(seq, id, session id)`, which
+/// lets the Control UI place it as persisted at once.
 pub fn chat_final(
     r: &RunRef,
     seq: u64,
     text: &str,
     ts: u64,
     stop_reason: &str,
-    stored: Option<(u64, &str)>,
+    stored: Option<(u64, &str, &str)>,
 ) -> EventTemplate {
     let mut extra = json!({"stopReason": stop_reason});
     if !text.is_empty() {
         let mut m = message("assistant", text, ts);
-        if let Some((message_seq, id)) = stored {
-            m["__openclaw"] = json!({"id": id, "seq": message_seq});
+        if let Some((message_seq, id, session_id)) = stored {
+            m["__openclaw"] = record_meta(&m, id, message_seq, session_id);
             extra["messageId"] = json!(id);
             extra["messageSeq"] = json!(message_seq);
         }
@@ -305,6 +330,7 @@ impl<'a> SessionMessage<'a> {
             message: Tagged {
                 message,
                 position: seq.zip(id),
+                session_id: row["sessionId"].as_str().unwrap_or_default(),
             },
             message_id: id,
             message_seq: seq,
@@ -313,10 +339,11 @@ impl<'a> SessionMessage<'a> {
     }
 }
 
-/// A transcript message with its position (`__openclaw: {id, seq}`) when it has one.
+/// A transcript message with its record metadata ([`record_meta`]) when it has a position.
 struct Tagged<'a> {
     message: &'a Value,
     position: Option<(u64, &'a str)>,
+    session_id: &'a str,
 }
 
 impl serde::Serialize for Tagged<'_> {
@@ -329,7 +356,10 @@ impl serde::Serialize for Tagged<'_> {
         for (k, v) in fields.iter().filter(|(k, _)| *k != "__openclaw") {
             map.serialize_entry(k, v)?;
         }
-        map.serialize_entry("__openclaw", &json!({"id": id, "seq": seq}))?;
+        map.serialize_entry(
+            "__openclaw",
+            &record_meta(self.message, id, seq, self.session_id),
+        )?;
         map.end()
     }
 }

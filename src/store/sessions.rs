@@ -251,7 +251,7 @@ pub fn delta(conn: &Connection, q: &DeltaQuery) -> rusqlite::Result<DeltaPage> {
             break;
         }
         let mut v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        v["__openclaw"] = record_meta(&v, &id, seq, &q.session_id);
+        v["__openclaw"] = crate::chat::payload::record_meta(&v, &id, seq, &q.session_id);
         messages.push((seq, id, v));
     }
     let last_seq = messages.last().map_or(q.after_seq, |m| m.0);
@@ -490,30 +490,6 @@ fn context(conn: &Connection, session_id: &str) -> rusqlite::Result<Vec<ContextM
     Ok(out)
 }
 
-/// A stored message's `__openclaw` record metadata, as the original attaches it: its id and
-/// position, when it was recorded, and for the operator's turns that the owner sent them.
-/// (ringgate has no user profiles, so no sender identity or avatar; it does not record
-/// which client sent a message.)
-fn record_meta(m: &Value, id: &str, seq: u64, session_id: &str) -> Value {
-    let mut meta = json!({
-        "id": id,
-        "seq": seq,
-        "recordTimestampMs": m["timestamp"],
-        "transcriptPosition": {"source": session_id, "rawSeq": seq},
-    });
-    if m["role"] == "user" {
-        meta["senderIsOwner"] = json!(true);
-        meta["senderId"] = json!(crate::chat::row::OWNER_ID);
-        if let Some(k) = m["idempotencyKey"].as_str() {
-            meta["idempotencyKey"] = json!(k);
-        }
-    }
-    if let Some(r) = m["runId"].as_str() {
-        meta["runId"] = json!(r);
-    }
-    meta
-}
-
 /// The columns of a session row: the stored fields, the message count (the newest `seq`),
 /// the summary kept on the row, and the last run.
 const ROW_COLUMNS: &str = "s.key, s.session_id, s.agent_id, s.created_at_ms, s.updated_at_ms,
@@ -626,7 +602,7 @@ pub fn history(conn: &Connection, q: &HistoryQuery) -> rusqlite::Result<HistoryP
         .filter_map(Result::ok)
         .filter_map(|(seq, id, body)| {
             let mut v: Value = serde_json::from_str(&body).ok()?;
-            v["__openclaw"] = record_meta(&v, &id, seq as u64, &session_id);
+            v["__openclaw"] = crate::chat::payload::record_meta(&v, &id, seq as u64, &session_id);
             Some(v)
         })
         .collect();

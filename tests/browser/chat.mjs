@@ -5,8 +5,7 @@
 // HTTP responses. Screenshots go to OUTDIR.
 //
 // Usage: node chat.mjs <port> <token> <outdir>
-import { chromium } from "playwright-core";
-import fs from "node:fs";
+import { openPage } from "./launch.mjs";
 
 const [port, token, outdir] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
@@ -28,21 +27,7 @@ const report = {
 };
 const step = (s) => report.steps.push(`${new Date().toISOString()} ${s}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-const page = await context.newPage();
+const { browser, page } = await openPage({ width: 1280, height: 800 });
 const pending = new Map();
 
 page.on("console", (m) => {

@@ -5,7 +5,7 @@
 // responses; a screenshot of each page goes to OUTDIR.
 //
 // Usage: node pages.mjs <port> <token> <outdir>
-import { chromium } from "playwright-core";
+import { openPage } from "./launch.mjs";
 
 const [port, token, outdir] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
@@ -40,21 +40,7 @@ const fresh = (name, path) => ({
   httpFailures: [],
 });
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-const page = await context.newPage();
+const { browser, page } = await openPage({ width: 1280, height: 900 });
 const pending = new Map();
 
 page.on("console", (m) => {
