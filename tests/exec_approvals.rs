@@ -272,3 +272,67 @@ fn a_reused_id_is_not_expired_by_the_first_requests_timer() {
     let fin = req.wait_response(&second, LONG);
     assert_eq!(fin["payload"]["decision"], "allow-once", "{fin}");
 }
+
+/// Resolved and expired approvals are kept in `approval.history` (newest first, across a
+/// restart), in the original's terminal shape; a requester's id is encoded in the link.
+#[test]
+fn resolved_approvals_are_in_the_history_and_survive_a_restart() {
+    let dir = TempDir::new("approval-history");
+    let start = || Server::opts().state_dir(dir.path()).start();
+    let server = start();
+    let mut ui = approver(&server, 0);
+    let mut req = Client::connect_to_shard(&server, &connect_params(), 0);
+    let odd = "a b/../c?d";
+    let id = req.send_request(
+        "exec.approval.request",
+        Some(json!({"id": odd, "command": "ls", "sessionKey": "agent:main:main", "agentId": "main", "twoPhase": true})),
+    );
+    assert_eq!(
+        req.wait_response(&id, LONG)["payload"]["status"],
+        "accepted"
+    );
+    ui.wait_event("exec.approval.requested", LONG);
+    ui.call(
+        "exec.approval.resolve",
+        Some(json!({"id": odd, "decision": "allow-once"})),
+    );
+    req.wait_response(&id, LONG);
+    let short = req.send_request(
+        "exec.approval.request",
+        Some(json!({"id": "late", "command": "id", "timeoutMs": 50, "twoPhase": true})),
+    );
+    req.wait_response(&short, LONG);
+    let fin = req.wait_response(&short, LONG);
+    assert_eq!(fin["payload"]["decision"], Value::Null, "{fin}");
+
+    let check = |c: &mut Client| {
+        let h = c.call("approval.history", Some(json!({"limit": 10})));
+        let items = h["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2, "{h}");
+        assert_eq!(items[0]["id"], "late");
+        assert_eq!(items[0]["status"], "expired");
+        let a = &items[1];
+        assert_eq!(a["status"], "allowed");
+        assert_eq!(a["decision"], "allow-once");
+        assert_eq!(a["urlPath"], "/approve/a%20b%2F..%2Fc%3Fd");
+        assert_eq!(
+            a["source"],
+            json!({"agentId": "main", "sessionKey": "agent:main:main"})
+        );
+        assert!(a["resolvedAtMs"].as_u64() >= a["createdAtMs"].as_u64());
+        let page = c.call("approval.history", Some(json!({"limit": 1})));
+        assert_eq!(page["items"][0]["id"], "late");
+        let next = c.call(
+            "approval.history",
+            Some(json!({"limit": 1, "cursor": page["nextCursor"]})),
+        );
+        assert_eq!(next["items"][0]["id"], odd);
+        let bad = c.call_err("approval.history", Some(json!({"cursor": "h:-1"})));
+        assert_eq!(bad["message"], "invalid approval.history cursor");
+    };
+    check(&mut ui);
+    drop((ui, req));
+    drop(server);
+    let server = start();
+    check(&mut approver(&server, 0));
+}

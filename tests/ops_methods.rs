@@ -139,6 +139,45 @@ fn usage_comes_from_recorded_runs_and_update_is_honest() {
         e["message"],
         "agentScope=all cannot be combined with agentId"
     );
+    // The Usage page's read: the session, its run and messages, priced.
+    let u = c.call(
+        "sessions.usage",
+        Some(json!({"mode": "specific", "utcOffset": "UTC+0", "range": "7d", "limit": 1000})),
+    );
+    assert_eq!(u["sessions"][0]["key"], "agent:main:main", "{u}");
+    let row = &u["sessions"][0]["usage"];
+    assert_eq!(row["messageCounts"]["user"], 1, "{u}");
+    assert_eq!(row["messageCounts"]["assistant"], 1);
+    assert_eq!(row["modelUsage"][0]["count"], 1);
+    assert_eq!(u["aggregates"]["sessionCount"], 1);
+    assert_eq!(u["aggregates"]["byModel"][0]["provider"], "ringgate");
+    // The same run counts the same way in usage.cost.
+    for k in [
+        "input",
+        "output",
+        "totalTokens",
+        "totalCost",
+        "missingCostEntries",
+    ] {
+        assert_eq!(u["totals"][k], after["totals"][k], "{k}: {u}");
+    }
+    // Before 1970 nothing is recorded: the range starts then, in YYYY-MM-DD.
+    let old = c.call(
+        "sessions.usage",
+        Some(json!({"endDate": "0000-01-05", "range": "7d"})),
+    );
+    assert_eq!(
+        (old["startDate"].as_str(), old["endDate"].as_str()),
+        (Some("1970-01-01"), Some("1970-01-01"))
+    );
+    let e = c.call_err(
+        "sessions.usage",
+        Some(json!({"mode": "specific", "timeZone": "Europe/Paris"})),
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("needs utcOffset"),
+        "{e}"
+    );
     let st = c.call("usage.status", Some(json!({})));
     assert_eq!(st["providers"][0]["displayName"], "ringgate/echo");
     assert_eq!(st["providers"][0]["windows"][0]["runs"], 1);

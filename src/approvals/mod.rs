@@ -367,7 +367,8 @@ fn generic_view(id: &str, r: &Approval) -> Value {
         "presentation": {"kind": "exec", "commandText": q["command"], "commandPreview": q["commandPreview"],
                          "warningText": q["warningText"], "host": q["host"], "nodeId": q["nodeId"],
                          "agentId": q["agentId"], "allowedDecisions": DECISIONS},
-        "urlPath": format!("/approve/{id}"),
+        // The id is the requester's: encoded so the link names this approval and nothing else.
+        "urlPath": format!("/approve/{}", crate::http::control_ui::percent_encode(id)),
         "createdAtMs": r.created_at,
         "expiresAtMs": r.expires_at,
     })

@@ -45,7 +45,8 @@ pub struct Plain {
     pub authorization: Option<String>,
     pub host: Option<String>,
     pub if_modified_since: Option<String>,
-    /// `Upgrade` to something other than a WebSocket (the original answers 400).
+    /// An `Upgrade` that is not a valid WebSocket upgrade (another protocol, or a WebSocket
+    /// upgrade without its key, version 13 or GET): answered 400, never served as a page.
     pub other_upgrade: bool,
     /// A body follows the head (plain routes read none, so the connection is not reused).
     pub has_body: bool,
@@ -153,7 +154,7 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             authorization: get("authorization"),
             host: get("host"),
             if_modified_since: get("if-modified-since"),
-            other_upgrade: upgrade_header.is_some() && !upgrade,
+            other_upgrade: upgrade_header.is_some(),
             has_body: content_length.is_some_and(|n| n > 0) || transfer_encodings > 0,
             close: {
                 let conn = get("connection").unwrap_or_default().to_ascii_lowercase();
@@ -220,6 +221,20 @@ pub fn response_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_websocket_upgrade_is_not_a_page_request() {
+        for head in [
+            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ] {
+            match parse(head.as_bytes()) {
+                Some((Request::Plain(p), _)) => assert!(p.other_upgrade, "{head}"),
+                other => panic!("{head}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn upgrade_and_plain() {

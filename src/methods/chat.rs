@@ -209,13 +209,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         "taskSuggestions.list" => Outcome::Reply(Ok(json!({"suggestions": []}))),
         "commands.list" => Outcome::Reply(Ok(json!({"commands": []}))),
         "chat.startup" => startup(ctx, p)?,
-        "chat.metadata" => {
-            let agent = match str_param(p, "agentId") {
-                Some(a) => a.to_ascii_lowercase(),
-                None => ctx.config.default_agent().to_owned(),
-            };
-            Outcome::Reply(Ok(metadata(ctx, &agent)))
-        }
+        "chat.metadata" => Outcome::Reply(Ok(metadata(ctx))),
         "sessions.branches.list" => branches(ctx, p)?,
         other => return Err(ErrorShape::unknown_method(other)),
     })
@@ -359,11 +353,7 @@ fn tail_page(
         out["sessionId"] = json!(session_id);
     }
     out["messages"] = json!(page.messages);
-    // Inputs are durable turns as soon as `chat.send` is acknowledged: nothing pending,
-    // nothing to receipt separately.
-    out["pendingInputs"] = json!({"items": [], "total": 0});
-    out["inputReceipts"] = json!([]);
-    out["inputConsumptions"] = json!([]);
+    no_pending_inputs(&mut out);
     out["deltaCursor"] = json!(crate::chat::cursor::Cursor {
         agent_id: k.agent_id.clone(),
         session_id,
@@ -378,6 +368,14 @@ fn tail_page(
         out["inFlightRun"] = run;
     }
     out
+}
+
+/// Inputs are durable turns as soon as `chat.send` is acknowledged: nothing is pending and
+/// nothing is receipted separately.
+fn no_pending_inputs(out: &mut Value) {
+    out["pendingInputs"] = json!({"items": [], "total": 0});
+    out["inputReceipts"] = json!([]);
+    out["inputConsumptions"] = json!([]);
 }
 
 /// `inFlightRun` of a session: its active run (the text streams in `chat` events).
@@ -437,11 +435,9 @@ fn history_delta(k: SessionKey, cursor: &str, p: &Value) -> Outcome {
                 last_seq,
             }
             .encode(),
-            "pendingInputs": {"items": [], "total": 0},
-            "inputReceipts": [],
-            "inputConsumptions": [],
             "sessionInfo": row,
         });
+        no_pending_inputs(&mut out);
         if let Some(run) = in_flight(ctx, &k.canonical) {
             out["inFlightRun"] = run;
         }
@@ -461,16 +457,15 @@ fn startup(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
         ));
     }
     let k = resolve(ctx, p, "sessionKey")?;
-    Ok(tail_read(k, p, |out, _, ctx, k| {
-        out["metadata"] = metadata(ctx, &k.agent_id);
+    Ok(tail_read(k, p, |out, _, ctx, _| {
+        out["metadata"] = metadata(ctx);
     }))
 }
 
-/// `chat.metadata`: the models of the agent and the slash commands ringgate runs (none: the
-/// runtimes take every message as a turn).
-fn metadata(ctx: &ShardCtx, agent_id: &str) -> Value {
+/// `chat.metadata`: the configured models (every agent may use any of them) and the slash
+/// commands ringgate runs (none: the runtimes take every message as a turn).
+fn metadata(ctx: &ShardCtx) -> Value {
     let models = models_list(ctx)["models"].clone();
-    let _ = agent_id;
     json!({
         "models": models,
         "commands": [],

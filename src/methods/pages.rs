@@ -121,6 +121,9 @@ fn usage_query(ctx: &ShardCtx, call: &Call) -> Result<SessionsUsageQuery, ErrorS
     if start > end {
         return Err(ErrorShape::invalid("startDate must not be after endDate"));
     }
+    // Nothing is recorded before 1970: an earlier start reads from then (like `usage.cost`),
+    // so the dates answered stay in `YYYY-MM-DD`.
+    let (start, end) = (start.max(0), end.max(0));
     if end - start + 1 > MAX_RANGE_DAYS {
         return Err(ErrorShape::invalid(format!(
             "date range longer than {MAX_RANGE_DAYS} days"
