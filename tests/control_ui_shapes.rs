@@ -10,7 +10,10 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use common::{add_device, open_with_headers, params_for, send_connect, Client, Incoming, Server};
 use serde_json::Value;
@@ -139,6 +142,29 @@ fn captured() -> (Vec<Call>, Value) {
         }
     }
     (calls, hello)
+}
+
+/// The payload of the first event of this name the original sent the UI.
+fn captured_event(name: &str) -> Value {
+    VECTORS
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|f| f["dir"] == "s2c")
+        .filter_map(|f| serde_json::from_str::<Value>(f["data"].as_str()?).ok())
+        .find(|m| m["type"] == "event" && m["event"] == name)
+        .unwrap_or_else(|| panic!("the capture holds a {name} event"))
+}
+
+/// The UI's own connect params (caps and `modelCatalog`), from the capture.
+fn captured_connect_params() -> Value {
+    VECTORS
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|f| f["dir"] == "c2s")
+        .filter_map(|f| serde_json::from_str::<Value>(f["data"].as_str()?).ok())
+        .find(|m| m["method"] == "connect")
+        .map(|m| m["params"].clone())
+        .expect("the capture holds the UI's connect")
 }
 
 fn excused(path: &str) -> bool {
@@ -270,7 +296,17 @@ fn every_ui_call_answers_in_the_originals_shape() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
+    // The challenge offers what the original's does, so the UI asks for its model catalog
+    // at connect, with the caps and scope it sent the original.
+    let original_challenge = captured_event("connect.challenge");
+    assert_eq!(
+        challenge["payload"]["capabilities"], original_challenge["payload"]["capabilities"],
+        "{challenge}"
+    );
+    let ui = captured_connect_params();
     p["client"]["timeZone"] = serde_json::json!("UTC");
+    p["caps"] = ui["caps"].clone();
+    p["modelCatalog"] = ui["modelCatalog"].clone();
     add_device(&mut p, &key, &nonce, signed_at);
     let Incoming::Json(hello) = send_connect(&mut ws, &p) else {
         panic!("no hello-ok for the Control UI")
@@ -279,6 +315,26 @@ fn every_ui_call_answers_in_the_originals_shape() {
     let mut g = BTreeSet::new();
     gaps(&original_hello, &hello["payload"], "connect:", &mut g);
     problems.extend(g.into_iter().filter(|p| !excused(p)));
+    // Right after hello-ok: the catalog, unsequenced, for the scope the UI asked.
+    let Incoming::Json(snapshot) = common::recv(&mut ws, Duration::from_secs(5)) else {
+        panic!("no models.snapshot after hello-ok")
+    };
+    assert_eq!(snapshot["event"], "models.snapshot", "{snapshot}");
+    assert!(snapshot.get("seq").is_none(), "{snapshot}");
+    assert_eq!(snapshot["payload"]["target"], ui["modelCatalog"]);
+    assert_eq!(snapshot["payload"]["scope"], ui["modelCatalog"]);
+    assert_eq!(
+        snapshot["payload"]["catalog"]["models"][0]["provider"], "ringgate",
+        "the echo agent's model is in the catalog: {snapshot}"
+    );
+    let mut g = BTreeSet::new();
+    gaps(
+        &captured_event("models.snapshot")["payload"],
+        &snapshot["payload"],
+        "models.snapshot:",
+        &mut g,
+    );
+    problems.extend(g);
     // The UI stays connected, as in the capture (it is in the presence list).
     let _ui = ws;
 
@@ -338,4 +394,59 @@ fn every_ui_call_answers_in_the_originals_shape() {
         problems.len(),
         problems.into_iter().collect::<Vec<_>>().join("\n")
     );
+}
+
+/// Only the Control UI gets the pushed catalog, and only when it declares the cap: another
+/// client asking the same gets nothing before the answer to its next request. An agent that is
+/// not configured falls back to the default agent, as on the original.
+#[test]
+fn only_a_control_ui_with_the_cap_gets_a_model_snapshot() {
+    let server = Server::start();
+    let cap = serde_json::json!(["model-catalog-snapshot"]);
+    for (client, caps, scope) in [
+        ("cli", cap.clone(), None),
+        ("openclaw-control-ui", serde_json::json!([]), None),
+        ("openclaw-control-ui", cap, Some(serde_json::json!({"agentId": "main"}))),
+    ] {
+        let origin = format!("http://127.0.0.1:{}", server.addr.port());
+        let (mut ws, challenge) = open_with_headers(&server, &[("Origin", &origin)]);
+        let mut p = params_for(client, "webchat", &["operator.read"]);
+        p["caps"] = caps;
+        p["modelCatalog"] = serde_json::json!({"agentId": "nobody"});
+        if client == "openclaw-control-ui" {
+            let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+            let nonce = challenge["payload"]["nonce"].as_str().unwrap().to_owned();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            add_device(&mut p, &key, &nonce, now);
+        }
+        let Incoming::Json(hello) = send_connect(&mut ws, &p) else {
+            panic!("no hello-ok")
+        };
+        assert_eq!(hello["ok"], true, "{client}: {hello}");
+        if let Some(scope) = scope {
+            let Incoming::Json(m) = common::recv(&mut ws, Duration::from_secs(5)) else {
+                panic!("{client}: connection ended")
+            };
+            assert_eq!(m["event"], "models.snapshot", "{m}");
+            assert_eq!(m["payload"]["scope"], scope, "{m}");
+            assert_eq!(m["payload"]["target"]["agentId"], "nobody", "{m}");
+            continue;
+        }
+        common::send_json(
+            &mut ws,
+            &serde_json::json!({"type": "req", "id": "h", "method": "health"}),
+        );
+        loop {
+            let Incoming::Json(m) = common::recv(&mut ws, Duration::from_secs(5)) else {
+                panic!("{client}: connection ended")
+            };
+            assert_ne!(m["event"], "models.snapshot", "{client}: {m}");
+            if m["id"] == "h" {
+                break;
+            }
+        }
+    }
 }

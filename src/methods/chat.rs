@@ -599,6 +599,28 @@ fn agents_list(ctx: &ShardCtx) -> Value {
     })
 }
 
+/// The `models.snapshot` payload a Control UI asked for at connect with `modelCatalog`
+/// (`target`): the scope it resolves to and the catalog `models.list` would answer. As the
+/// original: a `sessionKey` scope is kept as asked, an `agentId` falls back to the default
+/// agent when it is not configured. `None` for a short chat link (`shortId`), which ringgate
+/// does not resolve — the original sends nothing when the link does not resolve either.
+pub fn model_catalog_snapshot(ctx: &ShardCtx, target: &Value) -> Option<Value> {
+    if target.get("shortId").is_some() {
+        return None;
+    }
+    let scope = if target.get("sessionKey").is_some() {
+        target.clone()
+    } else {
+        let asked = target
+            .get("agentId")
+            .and_then(Value::as_str)
+            .map(|a| a.trim().to_ascii_lowercase())
+            .filter(|a| ctx.config.agent(a).is_some());
+        json!({"agentId": asked.as_deref().unwrap_or(ctx.config.default_agent())})
+    };
+    Some(json!({"target": target, "scope": scope, "catalog": models_list(ctx)}))
+}
+
 fn models_list(ctx: &ShardCtx) -> Value {
     let mut models: Vec<Value> = Vec::new();
     for a in &ctx.config.agents {

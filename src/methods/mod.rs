@@ -47,11 +47,17 @@ pub const METHODS: &[&str] = &[
     "logs.tail",
 ];
 
+/// Server capabilities, in `connect.challenge.capabilities` and `hello-ok.features.capabilities`.
+/// `model-catalog-snapshot`: a Control UI that sends `modelCatalog` and the cap of that name at
+/// connect gets its model catalog pushed as `models.snapshot` right after `hello-ok`.
+pub const CAPABILITIES: &[&str] = &["model-catalog-snapshot"];
+
 /// Every event ringgate emits (`hello-ok.features.events`).
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
     "agent",
     "chat",
+    "models.snapshot",
     "session.message",
     "sessions.changed",
     "presence",

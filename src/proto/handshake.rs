@@ -79,6 +79,9 @@ pub struct Accepted {
     pub permissions: Option<serde_json::Value>,
     pub path_env: Option<String>,
     pub device: Option<VerifiedDevice>,
+    /// `modelCatalog`: the scope a Control UI asks its first model catalog for, pushed as
+    /// `models.snapshot` after `hello-ok` when it also declares the `model-catalog-snapshot` cap.
+    pub model_catalog: Option<serde_json::Value>,
 }
 
 /// A rejected connect: send `error` in a `res` (when `respond`) then close.
@@ -439,6 +442,7 @@ fn accepted(
         permissions: p.get("permissions").filter(|v| v.is_object()).cloned(),
         path_env: opt_string(p, "pathEnv"),
         device,
+        model_catalog: p.get("modelCatalog").filter(|v| v.is_object()).cloned(),
     }
 }
 

@@ -316,7 +316,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         c.conn_id = format!("s{}-{}", ctx.id, c.conn_id);
         let challenge = EventTemplate::new(
             "connect.challenge",
-            &json!({"nonce": nonce, "ts": now, "capabilities": []}),
+            &json!({"nonce": nonce, "ts": now, "capabilities": crate::methods::CAPABILITIES}),
             None,
         );
         c.push_event(&challenge, false);

@@ -416,7 +416,7 @@ fn open(
     ctx: &mut ShardCtx,
     c: &mut Client,
     id: &str,
-    acc: Accepted,
+    mut acc: Accepted,
     token: Option<DeviceToken>,
     auth_gen: u64,
     after: &mut After,
@@ -432,6 +432,10 @@ fn open(
         Role::Operator => c.conn_id.clone(),
     });
     let scoped_events = acc.caps.iter().any(|c| c == "session-scoped-events");
+    let model_catalog = acc.model_catalog.take().filter(|_| {
+        acc.client.id == "openclaw-control-ui"
+            && acc.caps.iter().any(|c| c == "model-catalog-snapshot")
+    });
     let node = (acc.role == Role::Node).then(|| crate::nodes::registry::NodeInfo {
         node_id: acc
             .device
@@ -484,6 +488,17 @@ fn open(
     });
     let hello = super::hello::response(ctx, id, &c.conn_id, &session, token.as_ref());
     c.push_text(&hello);
+    // The Control UI's first model catalog, pushed (without `seq`, as the original) so its
+    // model picker does not wait for a `models.list` round trip.
+    if let Some(snapshot) = model_catalog
+        .filter(|_| authorize("models.list", session.role, &session.scopes, None).is_ok())
+        .and_then(|target| crate::methods::chat::model_catalog_snapshot(ctx, &target))
+    {
+        c.push_event(
+            &crate::proto::frame::EventTemplate::new("models.snapshot", &snapshot, None),
+            false,
+        );
+    }
     if session.role == Role::Node {
         // The snapshots the original pushes to a node after hello (no `seq`).
         for (name, payload) in [

@@ -9,7 +9,7 @@ use serde_json::{json, value::RawValue};
 
 use super::{client::Session, ctx::ShardCtx};
 use crate::{
-    methods::{all_methods, EVENTS},
+    methods::{all_methods, CAPABILITIES, EVENTS},
     pairing::DeviceToken,
     proto::{handshake::PROTOCOL_VERSION, scopes::Scope},
     state::{now_ms, VERSION},
@@ -187,7 +187,7 @@ fn refresh(ctx: &mut ShardCtx, now: u64, presence_version: u64) {
             features: raw(&json!({
                 "methods": all_methods().collect::<Vec<_>>(),
                 "events": EVENTS,
-                "capabilities": [],
+                "capabilities": CAPABILITIES,
             })),
             // Every ringgate agent has a runtime (echo or a provider) from its config, so a
             // model is configured: the Control UI opens its chat instead of model setup.
