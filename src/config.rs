@@ -140,6 +140,9 @@ pub struct Config {
     pub pricing: Vec<(String, Price)>,
     /// Values set by flags and environment, which win over the file on every reload.
     pub overrides: std::sync::Arc<Overrides>,
+    /// Revision hash of the file this config was built from (`hello-ok.snapshot.appliedConfigHash`,
+    /// equal to `config.get`'s `appliedConfigHash`); set when the gateway starts and on reload.
+    pub applied_hash: Option<String>,
 }
 
 /// `ringgate.skills`.
@@ -316,6 +319,7 @@ impl Default for Config {
             webhook: None,
             pricing: Vec::new(),
             overrides: Default::default(),
+            applied_hash: None,
         }
     }
 }

@@ -56,6 +56,8 @@ fn writes_need_the_current_hash_and_reload_every_shard() {
         25 * 1024 * 1024
     );
     let hash = got["hash"].clone();
+    assert_eq!(got["appliedConfigHash"], hash);
+    assert_eq!(a.hello["snapshot"]["appliedConfigHash"], hash);
 
     let raw_patch = "{ringgate: {limits: {maxPayload: 70000}}}";
     let e = a.call_err("config.patch", Some(json!({"raw": raw_patch})));
@@ -105,6 +107,7 @@ fn writes_need_the_current_hash_and_reload_every_shard() {
     for shard in 0..2 {
         let mut c = Client::connect_to_shard(&server, &params(SECRET), shard);
         assert_eq!(c.hello["policy"]["maxPayload"], 70000, "shard {shard}");
+        assert_eq!(c.hello["snapshot"]["appliedConfigHash"], r["hash"]);
         c.send_text(&format!(
             r#"{{"type":"req","id":"big","method":"health","params":{{"pad":"{}"}}}}"#,
             "x".repeat(80_000)

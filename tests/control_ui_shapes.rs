@@ -66,7 +66,6 @@ const NOT_IN_RINGGATE: &[(&str, &str)] = &[
     ("system-presence:[].ip", "ringgate does not probe the host's network addresses for its own entry"),
     ("connect:auth.recoveryScope", "ringgate has no device-recovery scopes"),
     ("connect:auth.recoveryMigrationAllowed", "as recoveryScope"),
-    ("connect:snapshot.appliedConfigHash", "the original's HMAC of its applied config; ringgate's config hash is in config.get"),
     ("connect:snapshot.presence[].ip", "as system-presence"),
     ("connect:snapshot.updateSchedule.install.kind", "as update.status"),
     ("connect:pluginSurfaceUrls.canvas", "ringgate hosts no canvas"),

@@ -69,6 +69,8 @@ struct Snapshot<'a> {
     health: &'a RawValue,
     state_version: StateVersion,
     uptime_ms: u64,
+    /// `null` when no file has been applied (as the original).
+    applied_config_hash: Option<&'a str>,
     session_defaults: &'a RawValue,
     /// New connections are accepted (a draining gateway refuses them before `hello-ok`).
     suspension: &'a RawValue,
@@ -158,6 +160,7 @@ pub fn response(
                 health: hv,
             },
             uptime_ms: uptime,
+            applied_config_hash: ctx.config.applied_hash.as_deref(),
             session_defaults: &statics.session_defaults,
             suspension: &statics.suspension,
             update_schedule: &statics.update_schedule,

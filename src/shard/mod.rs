@@ -160,7 +160,8 @@ pub fn resolve_driver(d: Driver) -> Driver {
 
 /// Binds one listener per shard (shard 0 first; the others join its port) and starts the
 /// shard threads.
-pub fn start(config: Config) -> io::Result<Gateway> {
+pub fn start(mut config: Config) -> io::Result<Gateway> {
+    config.applied_hash = crate::config_doc::read(&config.file_path()).hash;
     let n = config.shard_count();
     let driver = resolve_driver(config.driver);
     let first = reuseport_listener(SocketAddr::new(config.bind, config.port))?;

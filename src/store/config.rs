@@ -77,7 +77,10 @@ pub type Written = (Value, Option<ConfigUpdate>);
 
 impl ConfigKeeper {
     pub fn new(live: Arc<Config>, hub: Arc<ChannelHub>) -> Self {
-        let applied_hash = doc::read(&live.file_path()).hash;
+        let applied_hash = live
+            .applied_hash
+            .clone()
+            .or_else(|| doc::read(&live.file_path()).hash);
         ConfigKeeper {
             live,
             applied_hash,
@@ -248,7 +251,8 @@ impl ConfigKeeper {
         Ok(Some(self.install(config, &snap.path, &hash)))
     }
 
-    fn install(&mut self, config: Config, path: &std::path::Path, hash: &str) -> ConfigUpdate {
+    fn install(&mut self, mut config: Config, path: &std::path::Path, hash: &str) -> ConfigUpdate {
+        config.applied_hash = Some(hash.to_owned());
         let auth_changed = config.auth != self.live.auth;
         let channels = match self.hub.rebuild(&config) {
             Ok(h) => h,
