@@ -243,3 +243,45 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// `chat.metadata.changed` follows a config change only when the chat page's model catalog
+/// changed with it (a new agent model), on every shard — never for an unrelated edit.
+#[test]
+fn a_new_model_announces_chat_metadata_changed_and_other_edits_do_not() {
+    let server = Server::opts()
+        .without_token_flag()
+        .config(&file_config())
+        .start();
+    let mut a = Client::connect_to_shard(&server, &params(SECRET), 0);
+    let mut b = Client::connect_to_shard(&server, &params(SECRET), 1);
+    assert!(a.hello["features"]["events"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("chat.metadata.changed")));
+    let hash = a.call("config.get", Some(json!({})))["hash"].clone();
+    let r = patch(&mut a, "{ringgate: {limits: {maxPayload: 70000}}}", &hash);
+    a.wait_event_where("config.changed", WAIT, |e| e["payload"]["hash"] == r["hash"]);
+    // Both events are queued together: whatever came with config.changed is read by now.
+    a.call("health", None);
+    assert!(
+        !a.events.iter().any(|e| e["event"] == "chat.metadata.changed"),
+        "{:?}",
+        a.events
+    );
+    let r = patch(
+        &mut a,
+        "{ringgate: {agents: {main: {runtime: 'echo'}, ops: {runtime: 'openai', baseUrl: 'http://127.0.0.1:9/v1', model: 'gpt-x'}}}}",
+        &r["hash"],
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    for c in [&mut a, &mut b] {
+        let ev = c.wait_event("chat.metadata.changed", WAIT);
+        assert_eq!(ev["payload"], json!({}));
+        assert!(ev["seq"].is_u64(), "{ev}");
+    }
+    let m = a.call("chat.metadata", Some(json!({})));
+    assert!(
+        m["models"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-x"),
+        "{m}"
+    );
+}

@@ -10,6 +10,7 @@
 //! then exactly one `Done` or `Failed` — unless the turn's cancel flag is raised, after which it
 //! may stop reporting at all (the session owner has already finished the run as aborted).
 
+pub mod catalog;
 pub mod config;
 pub mod echo;
 pub mod openai;

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::{str_param, Call, Deferred, Outcome, Reply};
 use crate::{
+    agent::catalog,
     chat::{
         fingerprint,
         key::{self, SessionKey},
@@ -203,13 +204,13 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             Outcome::Reply(Ok(json!({"subscribed": false, "key": k.canonical})))
         }
         "agents.list" => Outcome::Reply(Ok(agents_list(ctx))),
-        "models.list" => Outcome::Reply(Ok(models_list(ctx))),
+        "models.list" => Outcome::Reply(Ok(catalog::models_list(&ctx.config))),
         "question.list" => Outcome::Reply(Ok(json!({"questions": []}))),
         "plugin.approval.list" => Outcome::Reply(Ok(json!([]))),
         "taskSuggestions.list" => Outcome::Reply(Ok(json!({"suggestions": []}))),
         "commands.list" => Outcome::Reply(Ok(json!({"commands": []}))),
         "chat.startup" => startup(ctx, p)?,
-        "chat.metadata" => Outcome::Reply(Ok(metadata(ctx))),
+        "chat.metadata" => Outcome::Reply(Ok(catalog::chat_metadata(&ctx.config))),
         "sessions.branches.list" => branches(ctx, p)?,
         other => return Err(ErrorShape::unknown_method(other)),
     })
@@ -458,22 +459,10 @@ fn startup(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
     }
     let k = resolve(ctx, p, "sessionKey")?;
     Ok(tail_read(k, p, |out, _, ctx, _| {
-        out["metadata"] = metadata(ctx);
+        out["metadata"] = catalog::chat_metadata(&ctx.config);
     }))
 }
 
-/// `chat.metadata`: the configured models (every agent may use any of them) and the slash
-/// commands ringgate runs (none: the runtimes take every message as a turn).
-fn metadata(ctx: &ShardCtx) -> Value {
-    let models = models_list(ctx)["models"].clone();
-    json!({
-        "models": models,
-        "commands": [],
-        "swarmEnabled": false,
-        "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
-        "runtimeSelectionLocked": false,
-    })
-}
 
 /// `sessions.branches.list` (read by the storage thread).
 fn branches(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
@@ -599,45 +588,3 @@ fn agents_list(ctx: &ShardCtx) -> Value {
     })
 }
 
-/// The `models.snapshot` payload a Control UI asked for at connect with `modelCatalog`
-/// (`target`): the scope it resolves to and the catalog `models.list` would answer. As the
-/// original: a `sessionKey` scope is kept as asked, an `agentId` falls back to the default
-/// agent when it is not configured. `None` for a short chat link (`shortId`), which ringgate
-/// does not resolve — the original sends nothing when the link does not resolve either.
-pub fn model_catalog_snapshot(ctx: &ShardCtx, target: &Value) -> Option<Value> {
-    if target.get("shortId").is_some() {
-        return None;
-    }
-    let scope = if target.get("sessionKey").is_some() {
-        target.clone()
-    } else {
-        let asked = target
-            .get("agentId")
-            .and_then(Value::as_str)
-            .map(|a| a.trim().to_ascii_lowercase())
-            .filter(|a| ctx.config.agent(a).is_some());
-        json!({"agentId": asked.as_deref().unwrap_or(ctx.config.default_agent())})
-    };
-    Some(json!({"target": target, "scope": scope, "catalog": models_list(ctx)}))
-}
-
-fn models_list(ctx: &ShardCtx) -> Value {
-    let mut models: Vec<Value> = Vec::new();
-    for a in &ctx.config.agents {
-        let (provider, model) = a.runtime.model();
-        let entry = json!({"id": model, "name": model, "provider": provider});
-        if !models.contains(&entry) {
-            models.push(entry);
-        }
-    }
-    let default = ctx.config.agent(ctx.config.default_agent()).map(|a| {
-        let (provider, model) = a.runtime.model();
-        format!("{provider}/{model}")
-    });
-    json!({
-        "models": models,
-        // ringgate has no separate utility model: the default agent's serves.
-        "defaultModels": {"automaticUtilityModel": default},
-        "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
-    })
-}

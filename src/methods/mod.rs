@@ -57,6 +57,7 @@ pub const EVENTS: &[&str] = &[
     "connect.challenge",
     "agent",
     "chat",
+    "chat.metadata.changed",
     "models.snapshot",
     "session.message",
     "sessions.changed",

@@ -96,6 +96,7 @@ pub fn droppable(event: &str) -> bool {
             | "heartbeat"
             | "cron"
             | "config.changed"
+            | "chat.metadata.changed"
             | "sessions.changed"
             | "node.hostStats"
             | "plugins.changed"

@@ -174,6 +174,9 @@ impl ShardCtx {
             self.auth_close_at = Some(now_ms() + AUTH_CLOSE_GRACE_MS);
         }
         self.fanout(&u.event);
+        if let Some(ev) = &u.chat_metadata {
+            self.fanout(ev);
+        }
     }
 
     /// Closes clients admitted with a shared secret that has since changed.

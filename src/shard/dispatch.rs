@@ -492,7 +492,7 @@ fn open(
     // model picker does not wait for a `models.list` round trip.
     if let Some(snapshot) = model_catalog
         .filter(|_| authorize("models.list", session.role, &session.scopes, None).is_ok())
-        .and_then(|target| crate::methods::chat::model_catalog_snapshot(ctx, &target))
+        .and_then(|target| crate::agent::catalog::snapshot(&ctx.config, &target))
     {
         c.push_event(
             &crate::proto::frame::EventTemplate::new("models.snapshot", &snapshot, None),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use crate::{
+    agent::catalog,
     auth::secret::AuthMode,
     channels::hub::ChannelHub,
     config::{self, Config},
@@ -59,6 +60,9 @@ pub struct ConfigUpdate {
     pub auth_changed: bool,
     /// `config.changed`.
     pub event: Arc<EventTemplate>,
+    /// `chat.metadata.changed`, when the model catalog the chat page shows changed with it
+    /// (the UI then re-reads `chat.metadata`).
+    pub chat_metadata: Option<Arc<EventTemplate>>,
     /// New channels, when `ringgate.channels` changed.
     pub channels: Option<Arc<ChannelHub>>,
 }
@@ -254,6 +258,8 @@ impl ConfigKeeper {
     fn install(&mut self, mut config: Config, path: &std::path::Path, hash: &str) -> ConfigUpdate {
         config.applied_hash = Some(hash.to_owned());
         let auth_changed = config.auth != self.live.auth;
+        let chat_metadata = (catalog::chat_metadata(&config) != catalog::chat_metadata(&self.live))
+            .then(|| Arc::new(EventTemplate::new("chat.metadata.changed", &json!({}), None)));
         let channels = match self.hub.rebuild(&config) {
             Ok(h) => h,
             Err(e) => {
@@ -276,6 +282,7 @@ impl ConfigKeeper {
             config,
             auth_changed,
             event: Arc::new(event),
+            chat_metadata,
             channels,
         }
     }
