@@ -56,6 +56,8 @@ pub enum BusMsg {
     ChannelReport(Box<(String, crate::channels::DeliveryReport)>),
     /// A `cron.*` request for the cron owner shard.
     Cron(Box<crate::cron::service::CronCall>),
+    /// How many sessions there are and the newest (from the storage thread).
+    Sessions(Arc<crate::store::sessions_summary::Summary>),
     /// A new live config (from the storage thread, already on disk).
     Config(Arc<crate::store::config::ConfigUpdate>),
     /// An exec-approval request for the approvals owner shard.

@@ -260,11 +260,15 @@ fn a_new_model_announces_chat_metadata_changed_and_other_edits_do_not() {
         .contains(&json!("chat.metadata.changed")));
     let hash = a.call("config.get", Some(json!({})))["hash"].clone();
     let r = patch(&mut a, "{ringgate: {limits: {maxPayload: 70000}}}", &hash);
-    a.wait_event_where("config.changed", WAIT, |e| e["payload"]["hash"] == r["hash"]);
+    a.wait_event_where("config.changed", WAIT, |e| {
+        e["payload"]["hash"] == r["hash"]
+    });
     // Both events are queued together: whatever came with config.changed is read by now.
     a.call("health", None);
     assert!(
-        !a.events.iter().any(|e| e["event"] == "chat.metadata.changed"),
+        !a.events
+            .iter()
+            .any(|e| e["event"] == "chat.metadata.changed"),
         "{:?}",
         a.events
     );
@@ -281,7 +285,11 @@ fn a_new_model_announces_chat_metadata_changed_and_other_edits_do_not() {
     }
     let m = a.call("chat.metadata", Some(json!({})));
     assert!(
-        m["models"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-x"),
+        m["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gpt-x"),
         "{m}"
     );
 }

@@ -211,3 +211,74 @@ fn usage_comes_from_recorded_runs_and_update_is_honest() {
         assert!(methods.contains(&json!(m)), "{m} not advertised");
     }
 }
+
+/// Polls `health` until `done` holds (the storage thread sends session counts to the shards
+/// at most once a second after a change).
+fn health_until(c: &mut Client, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = c.call("health", None);
+        if done(&h) {
+            return h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never got there: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `health`, `status` and the `hello-ok` health snapshot count real sessions, per configured
+/// agent, and list the newest; a deleted session leaves the count.
+#[test]
+fn health_and_status_count_the_sessions_in_the_store() {
+    let server = Server::opts()
+        .config("{ringgate: {agents: {main: {runtime: 'echo', chunkDelayMs: 0}, ops: {runtime: 'echo', chunkDelayMs: 0}}}}")
+        .start();
+    let mut c = Client::connect(&server);
+    assert_eq!(c.hello["snapshot"]["health"]["sessions"]["count"], 0);
+    let agents = |h: &Value| h["agents"].as_array().unwrap().len();
+    assert_eq!(agents(&c.call("health", None)), 2);
+    for (key, id) in [("main", "s-1"), ("agent:ops:work", "s-2")] {
+        c.call(
+            "chat.send",
+            Some(json!({"sessionKey": key, "message": "hi", "idempotencyKey": id})),
+        );
+        let w = c.call(
+            "agent.wait",
+            Some(json!({"runId": id, "timeoutMs": 10_000})),
+        );
+        assert_eq!(w["status"], "ok", "{w}");
+    }
+    let h = health_until(&mut c, |h| h["sessions"]["count"] == 2);
+    assert_eq!(h["sessions"]["recent"][0]["key"], "agent:ops:work", "{h}");
+    assert!(h["sessions"]["recent"][0]["age"].is_u64(), "{h}");
+    assert!(h["sessions"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("ringgate.sqlite"));
+    let main = &h["agents"][0];
+    assert_eq!(
+        (&main["agentId"], &main["isDefault"]),
+        (&json!("main"), &json!(true))
+    );
+    assert_eq!(main["sessions"]["count"], 1);
+    assert_eq!(main["sessions"]["recent"][0]["key"], "agent:main:main");
+    assert_eq!(h["agents"][1]["sessions"]["count"], 1);
+    let s = c.call("status", None);
+    assert_eq!(s["sessions"]["count"], 2, "{s}");
+    assert_eq!(
+        s["sessions"]["byAgent"][1]["recent"][0]["key"],
+        "agent:ops:work"
+    );
+    let row = &s["sessions"]["recent"][1];
+    assert_eq!(row["agentId"], "main", "{s}");
+    assert!(row["totalTokens"].as_u64().unwrap() > 0, "{row}");
+    assert_eq!(row["configuredModel"], "ringgate/echo");
+    let fresh = Client::connect(&server);
+    assert_eq!(fresh.hello["snapshot"]["health"]["sessions"]["count"], 2);
+    c.call("sessions.delete", Some(json!({"key": "agent:ops:work"})));
+    let h = health_until(&mut c, |h| h["sessions"]["count"] == 1);
+    assert_eq!(h["agents"][1]["sessions"]["count"], 0, "{h}");
+}

@@ -463,7 +463,6 @@ fn startup(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
     }))
 }
 
-
 /// `sessions.branches.list` (read by the storage thread).
 fn branches(ctx: &mut ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
     let k = resolve(ctx, p, "sessionKey")?;
@@ -587,4 +586,3 @@ fn agents_list(ctx: &ShardCtx) -> Value {
         "agents": agents,
     })
 }
-

@@ -118,13 +118,7 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
         },
         "channelSummary": channel_summary,
         "queuedSystemEvents": ctx.queued_system_events,
-        "sessions": {
-            "paths": [],
-            "count": 0,
-            "defaults": {"model": null, "contextTokens": null},
-            "recent": [],
-            "byAgent": [],
-        },
+        "sessions": status_sessions(ctx, call.now_ms),
         "eventLoop": g.event_loop(),
         "pid": std::process::id(),
         "processMemory": g.process.memory_json(),
@@ -206,4 +200,58 @@ pub fn logs_tail(ctx: &ShardCtx, call: &Call) -> super::Outcome {
             .unwrap_or(logs::DEFAULT_MAX_BYTES),
     };
     super::json_from_store(op)
+}
+
+/// `status.sessions`: counts and the newest sessions, overall and per configured agent. The
+/// model is the agent's configured one; ringgate does not know a model's context window, so
+/// the context figures are `null`.
+fn status_sessions(ctx: &ShardCtx, now: u64) -> Value {
+    let s = &ctx.sessions;
+    let path = ctx
+        .config
+        .state_dir
+        .join(crate::store::STORE_FILE)
+        .display()
+        .to_string();
+    let row = |r: &crate::store::sessions_summary::Recent| {
+        let agent = ctx.config.agent(&r.agent_id);
+        let (provider, model) = agent.map_or(("", ""), |a| a.runtime.model());
+        json!({
+            "agentId": r.agent_id,
+            "key": r.key,
+            "kind": "direct",
+            "sessionId": r.session_id,
+            "updatedAt": r.updated_at_ms,
+            "age": now.saturating_sub(r.updated_at_ms),
+            "inputTokens": r.input_tokens,
+            "outputTokens": r.output_tokens,
+            "totalTokens": r.input_tokens + r.output_tokens,
+            "totalTokensFresh": true,
+            "remainingTokens": null,
+            "percentUsed": null,
+            "contextTokens": null,
+            "model": agent.map(|_| model),
+            "configuredModel": agent.map(|_| format!("{provider}/{model}")),
+            "selectedModel": agent.map(|_| format!("{provider}/{model}")),
+            "modelSelectionReason": null,
+            "runtime": agent.map(|a| a.runtime.name()),
+            "flags": [format!("id:{}", r.session_id)],
+        })
+    };
+    let default_model = ctx
+        .config
+        .agent(ctx.config.default_agent())
+        .map(|a| a.runtime.model().1);
+    json!({
+        "paths": [path],
+        "count": s.count(),
+        "defaults": {"model": default_model, "contextTokens": null},
+        "recent": s.recent_of(None).map(row).collect::<Vec<_>>(),
+        "byAgent": ctx.config.agents.iter().map(|a| json!({
+            "agentId": a.id,
+            "path": path,
+            "count": s.count_of(&a.id),
+            "recent": s.recent_of(Some(&a.id)).map(row).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
 }

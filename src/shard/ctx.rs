@@ -60,6 +60,8 @@ pub struct ShardCtx {
     pub removed_devices: HashMap<String, u64>,
     /// Pre-serialized `hello-ok` parts.
     pub hello_cache: super::hello::HelloCache,
+    /// Session counts and the newest sessions, as the storage thread last sent them.
+    pub sessions: Arc<crate::store::sessions_summary::Summary>,
     /// Highest `stateVersion.presence` announced on this shard.
     pub presence_seen: u64,
     /// The storage thread.
@@ -133,6 +135,7 @@ impl ShardCtx {
             driver,
             presence_seen: 0,
             hello_cache: Default::default(),
+            sessions: Default::default(),
             removed_devices: HashMap::new(),
             store,
             control_ui,
@@ -443,6 +446,10 @@ impl ShardCtx {
             BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
             BusMsg::Approval(call) => crate::approvals::handle(self, *call),
             BusMsg::Config(update) => self.on_config(&update),
+            BusMsg::Sessions(s) => {
+                self.sessions = s;
+                self.hello_cache.health_changed();
+            }
             BusMsg::Cron(call) => crate::cron::service::handle(self, *call),
             BusMsg::ChannelSend(call) => crate::channels::sends::handle(self, *call),
             BusMsg::AuthFailure { ip, at_ms } => {
@@ -550,7 +557,41 @@ impl ShardCtx {
 
     /// The health snapshot (`health` method and event, `hello-ok.snapshot.health`).
     pub fn health_snapshot(&self) -> Value {
-        let sessions_path = self.config.state_dir.join("sessions").display().to_string();
+        let now = now_ms();
+        let store_path = self
+            .config
+            .state_dir
+            .join(crate::store::STORE_FILE)
+            .display()
+            .to_string();
+        let sessions = |agent: Option<&str>| {
+            let s = &self.sessions;
+            json!({
+                "path": store_path,
+                "count": agent.map_or_else(|| s.count(), |a| s.count_of(a)),
+                "recent": s.recent_of(agent).map(|r| json!({
+                    "key": r.key,
+                    "updatedAt": r.updated_at_ms,
+                    "age": now.saturating_sub(r.updated_at_ms),
+                })).collect::<Vec<_>>(),
+            })
+        };
+        let default_agent = self.config.default_agent();
+        let agents: Vec<Value> = self
+            .config
+            .agents
+            .iter()
+            .map(|a| {
+                json!({
+                    "agentId": a.id,
+                    "isDefault": a.id == default_agent,
+                    // ringgate runs no heartbeat turns.
+                    "heartbeat": {"enabled": false, "every": "disabled", "everyMs": null,
+                                  "prompt": "", "target": "none", "ackMaxChars": 0},
+                    "sessions": sessions(Some(&a.id)),
+                })
+            })
+            .collect();
         json!({
             "ok": true,
             "ts": now_ms(),
@@ -561,15 +602,9 @@ impl ShardCtx {
             "channelOrder": [],
             "channelLabels": {},
             "heartbeatSeconds": 0,
-            "defaultAgentId": "main",
-            "agents": [{
-                "agentId": "main",
-                "isDefault": true,
-                "heartbeat": {"enabled": false, "every": "disabled", "everyMs": null,
-                              "prompt": "", "target": "none", "ackMaxChars": 0},
-                "sessions": {"path": sessions_path, "count": 0, "recent": []},
-            }],
-            "sessions": {"path": sessions_path, "count": 0, "recent": []},
+            "defaultAgentId": default_agent,
+            "agents": agents,
+            "sessions": sessions(None),
             "eventLoop": self.globals.event_loop(),
             // ringgate loads no model runtime (its agents are configured, not installed).
             "modelRuntime": {"degraded": false, "pendingAgents": []},

@@ -30,6 +30,13 @@ pub struct HelloCache {
     health: Option<(u64, Box<RawValue>)>,
 }
 
+impl HelloCache {
+    /// Something in the health snapshot changed: the next `hello-ok` rebuilds it.
+    pub fn health_changed(&mut self) {
+        self.health = None;
+    }
+}
+
 struct Statics {
     features: Box<RawValue>,
     session_defaults: Box<RawValue>,

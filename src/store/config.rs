@@ -259,7 +259,13 @@ impl ConfigKeeper {
         config.applied_hash = Some(hash.to_owned());
         let auth_changed = config.auth != self.live.auth;
         let chat_metadata = (catalog::chat_metadata(&config) != catalog::chat_metadata(&self.live))
-            .then(|| Arc::new(EventTemplate::new("chat.metadata.changed", &json!({}), None)));
+            .then(|| {
+                Arc::new(EventTemplate::new(
+                    "chat.metadata.changed",
+                    &json!({}),
+                    None,
+                ))
+            });
         let channels = match self.hub.rebuild(&config) {
             Ok(h) => h,
             Err(e) => {

@@ -12,6 +12,7 @@ pub mod cron;
 pub mod oneshot;
 pub mod prefs;
 pub mod sessions;
+pub mod sessions_summary;
 pub mod usage;
 pub mod usage_sessions;
 
@@ -45,7 +46,11 @@ const MIGRATIONS: &[&str] = &[
     prefs::MIGRATION,
     sessions::MIGRATION_ROW_SUMMARY,
     approvals::MIGRATION_HISTORY,
+    sessions_summary::MIGRATION,
 ];
+
+/// The database file in the state dir (sessions, transcripts, devices, approvals, cron).
+pub const STORE_FILE: &str = "ringgate.sqlite";
 
 /// Commands applied per transaction at most.
 const MAX_BATCH: usize = 256;
@@ -341,7 +346,7 @@ impl Store {
             path: state_dir.into(),
             source,
         })?;
-        let path = state_dir.join("ringgate.sqlite");
+        let path = state_dir.join(STORE_FILE);
         let db_err = |e: rusqlite::Error| StoreError::Db {
             path: path.clone(),
             message: e.to_string(),
@@ -405,6 +410,8 @@ impl Store {
             bus,
             config: config::ConfigKeeper::new(live, hub),
             beat: beat.clone(),
+            sessions_dirty: false,
+            summary_at_ms: 0,
         };
         std::thread::Builder::new()
             .name("ringgate-store".into())
@@ -466,6 +473,17 @@ impl Store {
 }
 
 impl Op {
+    /// Creates, updates or removes a session row (the sessions summary is then re-read).
+    fn touches_sessions(&self) -> bool {
+        matches!(
+            self,
+            Op::Append(_)
+                | Op::PatchSession { .. }
+                | Op::ResetSession { .. }
+                | Op::DeleteSession { .. }
+        )
+    }
+
     /// A file-system scan or an analytic read: served by the scan thread.
     fn is_scan(&self) -> bool {
         matches!(
@@ -607,6 +625,10 @@ struct StoreState {
     pending: HashMap<String, PendingRequest>,
     bus: Arc<Bus>,
     config: config::ConfigKeeper,
+    /// Sessions changed since the shards were last sent [`sessions_summary::Summary`].
+    sessions_dirty: bool,
+    /// When the last summary was sent.
+    summary_at_ms: u64,
 }
 
 /// What one op changed, to publish after commit.
@@ -676,15 +698,50 @@ fn union(into: &mut Vec<String>, add: &[String]) {
 
 impl StoreState {
     fn run(mut self, rx: Receiver<Cmd>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(c) => batch.push(c),
+        self.publish_sessions(now_ms());
+        loop {
+            // With sessions changed, wake by the time the next summary is due.
+            let first = if self.sessions_dirty {
+                let due = self.summary_at_ms + sessions_summary::MIN_INTERVAL_MS;
+                let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+                match rx.recv_timeout(wait) {
+                    Ok(c) => Some(c),
+                    Err(channel::RecvTimeoutError::Timeout) => None,
+                    Err(channel::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => Some(c),
                     Err(_) => break,
                 }
+            };
+            if let Some(first) = first {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(c) => batch.push(c),
+                        Err(_) => break,
+                    }
+                }
+                self.apply_batch(batch);
             }
-            self.apply_batch(batch);
+            let now = now_ms();
+            if self.sessions_dirty && now >= self.summary_at_ms + sessions_summary::MIN_INTERVAL_MS
+            {
+                self.publish_sessions(now);
+            }
+        }
+    }
+
+    /// Sends every shard the sessions summary; a failed read is logged and retried later.
+    fn publish_sessions(&mut self, now: u64) {
+        self.summary_at_ms = now;
+        match sessions_summary::read(&self.conn) {
+            Ok(s) => {
+                self.sessions_dirty = false;
+                self.send_all(BusMsg::Sessions(Arc::new(s)));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the sessions summary"),
         }
     }
 
@@ -731,6 +788,7 @@ impl StoreState {
     /// still commit. Results are delivered only after the commit is durable.
     fn apply_writes(&mut self, batch: Vec<Cmd>) {
         let now = now_ms();
+        self.sessions_dirty |= batch.iter().any(|c| c.op.touches_sessions());
         self.expire_pending(now);
         // Pending requests live only in memory: kept to restore them if the commit fails.
         let pending_at_start = batch
@@ -1459,6 +1517,8 @@ mod tests {
             devices: HashMap::new(),
             pending: HashMap::new(),
             bus: Bus::new(1),
+            sessions_dirty: false,
+            summary_at_ms: 0,
             config: config::ConfigKeeper::new(
                 Arc::new(crate::config::Config {
                     config_path: Some(std::env::temp_dir().join("rg-none/ringgate.json5")),
