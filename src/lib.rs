@@ -51,6 +51,7 @@ pub mod methods;
 pub mod nodes;
 pub mod pairing;
 pub mod panic_policy;
+pub mod placement;
 pub mod proto;
 pub mod shard;
 pub mod skills;

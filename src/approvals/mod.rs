@@ -19,8 +19,6 @@ use crate::{
     store::{Op, OpResult},
 };
 
-/// The shard that owns approvals.
-pub const OWNER: usize = 0;
 /// Default time a request waits for a decision (`timeoutMs`).
 pub const DEFAULT_TIMEOUT_MS: u64 = 30 * 60_000;
 /// How long a resolved approval still answers `resolve`/`waitDecision`.
@@ -84,7 +82,7 @@ impl Approval {
     }
 }
 
-/// The owner's table (only used on [`OWNER`]).
+/// The owner's table (only used on the owner shard, see [`crate::placement`]).
 #[derive(Default)]
 pub struct Approvals {
     map: HashMap<String, Approval>,
@@ -107,11 +105,8 @@ pub fn is_approval_client(s: &crate::shard::client::Session) -> bool {
 
 /// Sends an approval call to the owner (or runs it here).
 pub fn route(ctx: &mut ShardCtx, call: ApprovalCall) {
-    if ctx.id == OWNER {
-        handle(ctx, call);
-    } else {
-        ctx.sender.send(OWNER, BusMsg::Approval(Box::new(call)));
-    }
+    let owner = ctx.placement().approvals();
+    ctx.route(owner, call, handle, BusMsg::Approval);
 }
 
 fn not_found() -> ErrorShape {

@@ -86,11 +86,6 @@ impl Sends {
     }
 }
 
-/// The shard that owns sends with this idempotency key.
-pub fn owner(key: &str, shards: usize) -> usize {
-    crate::chat::key::owner(key, shards)
-}
-
 /// Runs a send on its owner shard.
 pub fn handle(ctx: &mut ShardCtx, call: SendCall) {
     let now = crate::state::now_ms();

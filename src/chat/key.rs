@@ -1,4 +1,5 @@
-//! Session keys: the canonical form `agent:<agentId>:<rest>` and the owner shard of a session.
+//! Session keys: the canonical form `agent:<agentId>:<rest>` (its owner shard is in
+//! [`crate::placement`]).
 //! Aliases resolve as in the original: a bare key (`main`, `work`) belongs to the requested or
 //! default agent (`main` → `agent:main:main`); `global` is the one shared session; keys are
 //! case-insensitive (stored lowercase).
@@ -77,17 +78,6 @@ pub fn resolve(
     })
 }
 
-/// The shard that owns a session: FNV-1a of the canonical key, modulo the shard count. Stable
-/// across restarts with the same shard count.
-pub fn owner(canonical: &str, shards: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in canonical.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % shards.max(1) as u64) as usize
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,14 +117,5 @@ mod tests {
         assert!(resolve(":x", None, "main").is_err());
         assert!(resolve(&"k".repeat(512), None, "main").is_err());
         assert!(resolve(&"k".repeat(497), None, "main").is_ok());
-    }
-
-    #[test]
-    fn owner_is_stable_and_in_range() {
-        for n in 1..8 {
-            let o = owner("agent:main:main", n);
-            assert!(o < n);
-            assert_eq!(o, owner("agent:main:main", n));
-        }
     }
 }

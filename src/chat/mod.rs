@@ -200,7 +200,7 @@ pub fn route(ctx: &mut ShardCtx, conn: u64, req_id: String, req: ChatRequest) {
 }
 
 fn forward(ctx: &mut ShardCtx, caller: Caller, key: SessionKey, op: SessionOp) {
-    let owner = key::owner(&key.canonical, ctx.sender.bus().shards());
+    let owner = ctx.placement().session(&key.canonical);
     let call = SessionCall {
         origin: caller.shard,
         conn: caller.conn,
@@ -208,11 +208,7 @@ fn forward(ctx: &mut ShardCtx, caller: Caller, key: SessionKey, op: SessionOp) {
         key,
         op,
     };
-    if owner == ctx.id {
-        owner::handle(ctx, call);
-    } else {
-        ctx.sender.send(owner, BusMsg::SessionCall(Box::new(call)));
-    }
+    ctx.route(owner, call, owner::handle, BusMsg::SessionCall);
 }
 
 /// A stable 64-bit hash (FNV-1a) of a request's content, for idempotency checks.

@@ -1,4 +1,4 @@
-//! The cron service on its owner shard ([`OWNER`]): the [`CronBook`], persistence through the
+//! The cron service on its owner shard ([`crate::placement`]): the [`CronBook`], persistence through the
 //! storage thread, the timer, and the execution of runs. Every `cron.*` request travels to the
 //! owner (one writer, one order); answers travel back to the caller.
 //!
@@ -30,8 +30,6 @@ use crate::{
     store::{oneshot::Oneshot, Op, OpResult},
 };
 
-/// The shard that owns the cron service.
-pub const OWNER: usize = 0;
 /// How often the owner checks for due jobs.
 const TICK_MS: u64 = 500;
 /// How long a run may wait for its agent turn to end.
@@ -67,7 +65,7 @@ impl CronService {
 
 /// On the owner shard at start: load the jobs, then tick.
 pub fn start(ctx: &mut ShardCtx) {
-    if ctx.id != OWNER {
+    if ctx.id != ctx.placement().cron() {
         return;
     }
     ctx.spawn_store(Op::CronLoad, |ctx, r| {
@@ -122,11 +120,8 @@ fn refuse(e: &CronError) -> ErrorShape {
 
 /// Routes a `cron.*` request to the owner.
 pub fn route(ctx: &mut ShardCtx, call: CronCall) {
-    if ctx.id == OWNER {
-        handle(ctx, call);
-    } else {
-        ctx.sender.send(OWNER, BusMsg::Cron(Box::new(call)));
-    }
+    let owner = ctx.placement().cron();
+    ctx.route(owner, call, handle, BusMsg::Cron);
 }
 
 /// Serves a `cron.*` request on the owner.

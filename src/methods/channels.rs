@@ -106,12 +106,8 @@ fn send(ctx: &ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
                 channel,
                 msg,
             };
-            let owner = sends::owner(&call.key, ctx.sender.bus().shards());
-            if owner == ctx.id {
-                sends::handle(ctx, call);
-            } else {
-                ctx.sender.send(owner, BusMsg::ChannelSend(Box::new(call)));
-            }
+            let owner = ctx.placement().send_key(&call.key);
+            ctx.route(owner, call, sends::handle, BusMsg::ChannelSend);
         },
     ))))
 }

@@ -97,7 +97,7 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
         },
         "cron": {
             "enabled": ctx.config.cron_enabled,
-            "owner": crate::cron::service::OWNER,
+            "owner": ctx.placement().cron(),
         },
         "skills": {
             "dirs": ctx.config.skills.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),

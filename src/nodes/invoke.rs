@@ -76,11 +76,7 @@ pub enum InvokeMsg {
 }
 
 fn send(ctx: &mut ShardCtx, shard: usize, msg: InvokeMsg) {
-    if shard == ctx.id {
-        on_msg(ctx, msg);
-    } else {
-        ctx.sender.send(shard, BusMsg::Invoke(Box::new(msg)));
-    }
+    ctx.route(shard, msg, on_msg, BusMsg::Invoke);
 }
 
 /// What an invoke asks of a node.

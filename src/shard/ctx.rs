@@ -84,7 +84,7 @@ pub struct ShardCtx {
     pub nodes: crate::nodes::registry::NodeRegistry,
     /// `node.invoke`s this shard waits for or delivered.
     pub invokes: crate::nodes::invoke::Invokes,
-    /// Pending exec approvals (owned by shard [`crate::approvals::OWNER`]).
+    /// Pending exec approvals (on the shard [`crate::placement`] names).
     pub approvals: crate::approvals::Approvals,
     /// Bumped when the shared secret changes; clients admitted under an older generation with
     /// the shared secret are closed.
@@ -94,7 +94,7 @@ pub struct ShardCtx {
     auth_close_at: Option<u64>,
     /// The running channels (replaced by a config reload).
     pub channels: Arc<crate::channels::hub::ChannelHub>,
-    /// The cron service (on [`crate::cron::service::OWNER`]).
+    /// The cron service (on the shard [`crate::placement`] names).
     pub cron: crate::cron::service::CronService,
     /// `send`s whose idempotency key this shard owns.
     pub sends: crate::channels::sends::Sends,
@@ -104,6 +104,27 @@ pub struct ShardCtx {
 }
 
 impl ShardCtx {
+    /// Which shard owns what, for this gateway's shard count.
+    pub fn placement(&self) -> crate::placement::Placement {
+        crate::placement::Placement::new(self.sender.bus().shards())
+    }
+
+    /// Serves `call` here when this shard is `owner`, else sends it there wrapped by `msg` —
+    /// the one way a request reaches the owner of the state it changes.
+    pub fn route<C>(
+        &mut self,
+        owner: usize,
+        call: C,
+        here: fn(&mut ShardCtx, C),
+        msg: fn(Box<C>) -> BusMsg,
+    ) {
+        if owner == self.id {
+            here(self, call);
+        } else {
+            self.sender.send(owner, msg(Box::new(call)));
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         id: usize,

@@ -328,10 +328,10 @@ async fn shard_main(
         // Runs that ended before this start: `agent.wait` on any shard answers them, and
         // each session's owner remembers their idempotency keys.
         let c = &mut *ctx.borrow_mut();
-        let shards = bus.shards();
+        let placement = crate::placement::Placement::new(bus.shards());
         for r in boot.recent_runs.iter() {
             crate::chat::runs::restore(&mut c.run_index, r);
-            if crate::chat::key::owner(&r.session_key, shards) == id {
+            if placement.session(&r.session_key) == id {
                 crate::chat::owner::restore(&mut c.chat, r);
             }
         }

@@ -56,7 +56,7 @@ impl Summary {
             .iter()
             .filter(|r| agent.is_none_or(|a| r.agent_id == a))
             .collect();
-        all.sort_by(|a, b| b.updated_at_ms.cmp(&a.updated_at_ms));
+        all.sort_by_key(|r| std::cmp::Reverse(r.updated_at_ms));
         all.into_iter().take(RECENT)
     }
 }
