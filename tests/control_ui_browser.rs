@@ -15,7 +15,7 @@ use std::{
     process::Command,
 };
 
-use common::{Server, TOKEN};
+use common::{Client, Server, TOKEN};
 use serde_json::Value;
 
 fn manifest() -> PathBuf {
@@ -77,7 +77,8 @@ fn prerequisites() -> Result<(PathBuf, PathBuf), String> {
 
 /// The UI served by a fresh ringgate (echo agent) and a browser script run against it:
 /// `None` when the prerequisites are missing and not required.
-fn run_script(script: &str) -> Option<(Server, Value, PathBuf)> {
+/// Runs a browser script against a fresh gateway, after `seed` has put data in it.
+fn run_script(script: &str, seed: fn(&Server)) -> Option<(Server, Value, PathBuf)> {
     let (ui, dir) = match prerequisites() {
         Ok(p) => p,
         Err(why) if std::env::var("RINGGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") => {
@@ -94,6 +95,7 @@ fn run_script(script: &str) -> Option<(Server, Value, PathBuf)> {
             ui.display().to_string()
         ))
         .start();
+    seed(&server);
     // ESM imports resolve from the script's directory: run it beside playwright-core.
     for f in [script, "launch.mjs"] {
         std::fs::copy(manifest().join("tests/browser").join(f), dir.join(f))
@@ -123,7 +125,7 @@ fn run_script(script: &str) -> Option<(Server, Value, PathBuf)> {
 
 #[test]
 fn chat_in_the_control_ui_end_to_end() {
-    let Some((server, report, screens)) = run_script("chat.mjs") else {
+    let Some((server, report, screens)) = run_script("chat.mjs", |_| {}) else {
         return;
     };
     // Every method the UI called, with its result (the note lists these).
@@ -193,9 +195,28 @@ fn chat_in_the_control_ui_end_to_end() {
 /// Every page a dashboard user visits loads without an unknown method, a failed call, an
 /// error banner, a console or page error or a failed HTTP request; a screenshot of each is
 /// kept under `target/control-ui-screens/page-*.png`.
+/// The first message of the session the pages test seeds (shown by key on the Sessions page
+/// and counted on the Usage page).
+const SEED_MESSAGE: &str = "seeded before the dashboard opened";
+
+/// One finished chat turn, counted in the sessions summary, so the pages have data to show.
+fn seed_one_turn(server: &Server) {
+    let mut c = Client::connect(server);
+    let ack = c.call(
+        "chat.send",
+        Some(serde_json::json!({"sessionKey": "main", "message": SEED_MESSAGE, "idempotencyKey": "seed"})),
+    );
+    assert_eq!(ack["status"], "started", "{ack}");
+    let w = c.call(
+        "agent.wait",
+        Some(serde_json::json!({"runId": "seed", "timeoutMs": 20_000})),
+    );
+    assert_eq!(w["status"], "ok", "{w}");
+}
+
 #[test]
 fn every_page_of_the_control_ui_loads_cleanly() {
-    let Some((server, report, screens)) = run_script("pages.mjs") else {
+    let Some((server, report, screens)) = run_script("pages.mjs", seed_one_turn) else {
         return;
     };
     let pages = report["pages"].as_array().expect("pages");
@@ -228,6 +249,27 @@ fn every_page_of_the_control_ui_loads_cleanly() {
     }
     for e in report["errors"].as_array().into_iter().flatten() {
         problems.push(format!("script: {e}"));
+    }
+    // The seeded turn shows where a user looks for it.
+    let text = |name: &str| {
+        pages
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["text"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if text("usage").contains("No usage in this date range") {
+        problems.push(format!(
+            "usage: the seeded turn is missing:\n{}",
+            text("usage")
+        ));
+    }
+    if !text("sessions").contains("agent:main:main") {
+        problems.push(format!(
+            "sessions: the seeded session is missing:\n{}",
+            text("sessions")
+        ));
     }
     assert!(
         pages.len() >= 15,

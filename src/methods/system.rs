@@ -111,10 +111,13 @@ fn status(ctx: &ShardCtx, call: &Call) -> Value {
     }
     json!({
         "runtimeVersion": VERSION,
+        // ringgate runs no heartbeat turns: every agent's is disabled.
         "heartbeat": {
-            "defaultAgentId": "main",
-            "agents": [{"agentId": "main", "enabled": false, "every": "disabled", "everyMs": null,
-                        "waitingForRoute": false}],
+            "defaultAgentId": ctx.config.default_agent(),
+            "agents": ctx.config.agents.iter().map(|a| json!({
+                "agentId": a.id, "enabled": false, "every": "disabled", "everyMs": null,
+                "waitingForRoute": false,
+            })).collect::<Vec<_>>(),
         },
         "channelSummary": channel_summary,
         "queuedSystemEvents": ctx.queued_system_events,

@@ -2,7 +2,7 @@
 // token, then visit each page a dashboard user visits. Per page the report (JSON on stdout)
 // lists the methods the UI called with their results, unknown methods, failed calls, error
 // banners shown (`.callout.danger`, `[role=alert]`), console and page errors and failed HTTP
-// responses; a screenshot of each page goes to OUTDIR.
+// responses, and the page's text; a screenshot of each page goes to OUTDIR.
 //
 // Usage: node pages.mjs <port> <token> <outdir>
 import { openPage } from "./launch.mjs";
@@ -99,6 +99,11 @@ try {
     await page.waitForLoadState("networkidle", { timeout: 8000 }).catch(() => {});
     await page.waitForTimeout(1500);
     current.banners = await banners();
+    current.text = await page
+      .locator("body")
+      .innerText()
+      .then((t) => t.slice(0, 4000))
+      .catch(() => "");
     current.calls = [...new Set(current.calls)].sort();
     await page.screenshot({ path: `${outdir}/page-${name}.png` }).catch(() => {});
   }
