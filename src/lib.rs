@@ -45,6 +45,7 @@ pub mod config;
 pub mod config_doc;
 pub mod config_schema;
 pub mod cron;
+pub mod effects;
 pub mod http;
 pub mod logs;
 pub mod methods;

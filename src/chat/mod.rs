@@ -126,13 +126,7 @@ pub enum ChatRequest {
     },
 }
 
-/// Where an answer goes.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub shard: usize,
-    pub conn: u64,
-    pub req_id: String,
-}
+pub use crate::effects::Caller;
 
 impl Caller {
     pub fn ok(&self, ctx: &mut ShardCtx, payload: &Value) {

@@ -29,7 +29,7 @@ pub const METHODS: &[&str] = &[
 
 fn to_owner(op: ApprovalOp) -> Outcome {
     Outcome::Task(Task(Box::new(move |ctx, caller| {
-        approvals::route(ctx, ApprovalCall { caller, op })
+        crate::shard::drive::route_approval(ctx, ApprovalCall { caller, op })
     })))
 }
 
@@ -108,7 +108,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
                 if let ApprovalOp::Request { from, .. } = &mut op {
                     *from = (caller.shard, caller.conn);
                 }
-                approvals::route(ctx, ApprovalCall { caller, op })
+                crate::shard::drive::route_approval(ctx, ApprovalCall { caller, op })
             })))
         }
         "exec.approval.resolve" | "approval.resolve" => to_owner(ApprovalOp::Resolve {

@@ -465,7 +465,7 @@ impl ShardCtx {
             BusMsg::RunNote(note) => crate::chat::runs::apply(self, note),
             BusMsg::Node(d) => self.nodes.apply(&d),
             BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
-            BusMsg::Approval(call) => crate::approvals::handle(self, *call),
+            BusMsg::Approval(call) => super::drive::approval(self, *call),
             BusMsg::Config(update) => self.on_config(&update),
             BusMsg::Sessions(s) => {
                 self.sessions = s;

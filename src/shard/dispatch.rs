@@ -477,7 +477,12 @@ fn open(
         auth_gen,
     };
     let mut session = session;
-    session.approval_client = crate::approvals::is_approval_client(&session);
+    session.approval_client = crate::approvals::is_approval_client(
+        session.role,
+        &session.scopes,
+        &session.client.id,
+        &session.caps,
+    );
     if session.approval_client {
         ctx.globals.approval_clients.fetch_add(1, Ordering::AcqRel);
     }

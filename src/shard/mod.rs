@@ -6,6 +6,7 @@ pub mod client;
 pub mod conn;
 pub mod ctx;
 pub mod dispatch;
+pub mod drive;
 pub mod hello;
 pub mod inbound;
 pub mod timer;
