@@ -46,7 +46,6 @@ const MIGRATIONS: &[&str] = &[
     prefs::MIGRATION,
     sessions::MIGRATION_ROW_SUMMARY,
     approvals::MIGRATION_HISTORY,
-    sessions_summary::MIGRATION,
 ];
 
 /// The database file in the state dir (sessions, transcripts, devices, approvals, cron).
@@ -403,6 +402,7 @@ impl Store {
                 path: state_dir.into(),
                 source,
             })?;
+        let sessions = sessions_summary::Tracker::load(&conn).map_err(db_err)?;
         let state = StoreState {
             conn,
             devices,
@@ -410,7 +410,7 @@ impl Store {
             bus,
             config: config::ConfigKeeper::new(live, hub),
             beat: beat.clone(),
-            sessions_dirty: false,
+            sessions,
             summary_at_ms: 0,
         };
         std::thread::Builder::new()
@@ -473,17 +473,6 @@ impl Store {
 }
 
 impl Op {
-    /// Creates, updates or removes a session row (the sessions summary is then re-read).
-    fn touches_sessions(&self) -> bool {
-        matches!(
-            self,
-            Op::Append(_)
-                | Op::PatchSession { .. }
-                | Op::ResetSession { .. }
-                | Op::DeleteSession { .. }
-        )
-    }
-
     /// A file-system scan or an analytic read: served by the scan thread.
     fn is_scan(&self) -> bool {
         matches!(
@@ -625,8 +614,8 @@ struct StoreState {
     pending: HashMap<String, PendingRequest>,
     bus: Arc<Bus>,
     config: config::ConfigKeeper,
-    /// Sessions changed since the shards were last sent [`sessions_summary::Summary`].
-    sessions_dirty: bool,
+    /// Session counts and the newest sessions, kept from committed writes.
+    sessions: sessions_summary::Tracker,
     /// When the last summary was sent.
     summary_at_ms: u64,
 }
@@ -637,6 +626,8 @@ struct Changes {
     upserts: Vec<String>,
     removed: Vec<String>,
     events: Vec<EventTemplate>,
+    /// Sessions created, touched or deleted (for the sessions summary).
+    sessions: Vec<sessions_summary::Change>,
 }
 
 impl Changes {
@@ -644,6 +635,19 @@ impl Changes {
         self.upserts.extend(other.upserts);
         self.removed.extend(other.removed);
         self.events.extend(other.events);
+        self.sessions.extend(other.sessions);
+    }
+
+    /// A write to session `key` of `agent` succeeded; `existed` is whether the row was there.
+    fn session_written(&mut self, key: &str, agent: &str, existed: bool) {
+        if !existed {
+            self.sessions.push(sessions_summary::Change::Created {
+                agent: agent.to_owned(),
+            });
+        }
+        self.sessions.push(sessions_summary::Change::Touched {
+            key: key.to_owned(),
+        });
     }
 }
 
@@ -701,7 +705,7 @@ impl StoreState {
         self.publish_sessions(now_ms());
         loop {
             // With sessions changed, wake by the time the next summary is due.
-            let first = if self.sessions_dirty {
+            let first = if self.sessions.dirty() {
                 let due = self.summary_at_ms + sessions_summary::MIN_INTERVAL_MS;
                 let wait = Duration::from_millis(due.saturating_sub(now_ms()));
                 match rx.recv_timeout(wait) {
@@ -726,7 +730,8 @@ impl StoreState {
                 self.apply_batch(batch);
             }
             let now = now_ms();
-            if self.sessions_dirty && now >= self.summary_at_ms + sessions_summary::MIN_INTERVAL_MS
+            if self.sessions.dirty()
+                && now >= self.summary_at_ms + sessions_summary::MIN_INTERVAL_MS
             {
                 self.publish_sessions(now);
             }
@@ -736,11 +741,8 @@ impl StoreState {
     /// Sends every shard the sessions summary; a failed read is logged and retried later.
     fn publish_sessions(&mut self, now: u64) {
         self.summary_at_ms = now;
-        match sessions_summary::read(&self.conn) {
-            Ok(s) => {
-                self.sessions_dirty = false;
-                self.send_all(BusMsg::Sessions(Arc::new(s)));
-            }
+        match self.sessions.summary(&self.conn) {
+            Ok(s) => self.send_all(BusMsg::Sessions(Arc::new(s))),
             Err(e) => tracing::warn!(error = %e, "cannot read the sessions summary"),
         }
     }
@@ -788,7 +790,6 @@ impl StoreState {
     /// still commit. Results are delivered only after the commit is durable.
     fn apply_writes(&mut self, batch: Vec<Cmd>) {
         let now = now_ms();
-        self.sessions_dirty |= batch.iter().any(|c| c.op.touches_sessions());
         self.expire_pending(now);
         // Pending requests live only in memory: kept to restore them if the commit fails.
         let pending_at_start = batch
@@ -896,6 +897,37 @@ impl StoreState {
                 .execute("DELETE FROM devices WHERE device_id = ?1", params![id])?;
         }
         Ok(())
+    }
+
+    /// Runs a write to a session row and notes what it changed for the sessions summary
+    /// (the row's agent is read first: one primary-key lookup).
+    fn apply_session_write(&mut self, op: &Op, now: u64, ch: &mut Changes) -> OpResult {
+        let (key, agent) = match op {
+            Op::Append(a) => (&a.key, Some(&a.agent_id)),
+            Op::PatchSession { key, agent_id, .. } | Op::ResetSession { key, agent_id } => {
+                (key, Some(agent_id))
+            }
+            Op::DeleteSession { key, .. } => (key, None),
+            _ => return self.apply_session(op, now),
+        };
+        let before = match sessions::agent_of(&self.conn, key) {
+            Ok(a) => a,
+            Err(e) => return OpResult::Failed(format!("state store read failed: {e}")),
+        };
+        let r = self.apply_session(op, now);
+        match (&r, agent, before) {
+            (OpResult::Appended(_) | OpResult::Session(_), Some(agent), before) => {
+                ch.session_written(key, agent, before.is_some())
+            }
+            (OpResult::Deleted(true), None, Some(agent)) => {
+                ch.sessions.push(sessions_summary::Change::Deleted {
+                    agent,
+                    key: key.clone(),
+                })
+            }
+            _ => {}
+        }
+        r
     }
 
     /// Runs a session op against the open transaction.
@@ -1019,7 +1051,10 @@ impl StoreState {
     }
 
     /// Sends replica deltas and events to every shard; a full inbox is retried, never dropped.
-    fn publish(&self, changes: Changes) {
+    fn publish(&mut self, changes: Changes) {
+        for c in changes.sessions {
+            self.sessions.note(c);
+        }
         let mut msgs = Vec::new();
         for id in changes.upserts {
             if let Some(d) = self.devices.get(&id) {
@@ -1287,15 +1322,15 @@ impl StoreState {
                 }
             }
             Op::Append(_)
-            | Op::History(_)
+            | Op::PatchSession { .. }
+            | Op::ResetSession { .. }
+            | Op::DeleteSession { .. } => self.apply_session_write(op, now, ch),
+            Op::History(_)
             | Op::HistoryDelta(_)
             | Op::Branches { .. }
             | Op::PrefsGet { .. }
             | Op::PrefsSet { .. }
             | Op::ListSessions(_)
-            | Op::PatchSession { .. }
-            | Op::ResetSession { .. }
-            | Op::DeleteSession { .. }
             | Op::AddGrant { .. }
             | Op::ListGrants { .. }
             | Op::RevokeGrant { .. }
@@ -1517,7 +1552,7 @@ mod tests {
             devices: HashMap::new(),
             pending: HashMap::new(),
             bus: Bus::new(1),
-            sessions_dirty: false,
+            sessions: Default::default(),
             summary_at_ms: 0,
             config: config::ConfigKeeper::new(
                 Arc::new(crate::config::Config {

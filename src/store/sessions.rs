@@ -703,6 +703,13 @@ pub fn reset(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite
     Ok(row(conn, key)?.unwrap_or(Value::Null))
 }
 
+/// The agent of the session with this key, if it exists.
+pub fn agent_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT agent_id FROM sessions WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()
+}
+
 /// Deletes the session row (and its transcript when asked); false when there was none.
 pub fn delete(conn: &Connection, key: &str, transcript: bool) -> rusqlite::Result<bool> {
     let Some(id) = conn

@@ -1,9 +1,15 @@
 //! How many sessions there are and which were active last: the `sessions` figures of `health`
-//! (and its snapshot in `hello-ok`) and `status`. The storage thread reads them after writes
-//! that touch sessions — at most once per [`MIN_INTERVAL_MS`] — and sends every shard the
-//! result, so a shard builds `health` from memory and never waits on the database.
+//! (and its snapshot in `hello-ok`) and `status`. The storage thread keeps them in a
+//! [`Tracker`] — read once at start, then kept up to date from the committed writes (a session
+//! created, touched or deleted) — and sends every shard a [`Summary`] at most once per
+//! [`MIN_INTERVAL_MS`] after a change, so a shard builds `health` from memory and never waits
+//! on the database. No index is kept for this: an index on `updated_at_ms` would be rewritten
+//! by every appended message and cost chat throughput (measured ~9%); instead each touched
+//! session costs one primary-key read per summary.
 
-use rusqlite::Connection;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use rusqlite::{Connection, OptionalExtension};
 
 /// Sessions listed as recent, overall and per agent (the original's `recent` holds up to 10).
 pub const RECENT: usize = 10;
@@ -61,42 +67,136 @@ impl Summary {
     }
 }
 
-/// Reads the summary.
-pub fn read(conn: &Connection) -> rusqlite::Result<Summary> {
-    let mut by_agent = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT agent_id, COUNT(*) FROM sessions GROUP BY agent_id ORDER BY agent_id",
-    )?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-    for row in rows {
-        let (agent, n) = row?;
-        by_agent.push((agent, n.max(0) as u64));
+/// A committed change to the sessions table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A session of this agent was created.
+    Created { agent: String },
+    /// The session's row changed (a message, a patch, a reset).
+    Touched { key: String },
+    /// The session was deleted.
+    Deleted { agent: String, key: String },
+}
+
+/// The storage thread's running summary.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    by_agent: BTreeMap<String, u64>,
+    /// Per agent, newest first, at most [`RECENT`].
+    recent: BTreeMap<String, Vec<Recent>>,
+    /// Sessions touched since the last summary (read back when it is built).
+    touched: HashSet<String>,
+    /// Agents whose recent list lost a row to a delete and may have more to show.
+    refill: BTreeSet<String>,
+    dirty: bool,
+}
+
+impl Tracker {
+    /// Reads the whole summary (at start: a scan of the sessions table).
+    pub fn load(conn: &Connection) -> rusqlite::Result<Tracker> {
+        let mut t = Tracker::default();
+        for (agent, n) in counts(conn)? {
+            t.recent.insert(agent.clone(), newest(conn, &agent)?);
+            t.by_agent.insert(agent, n);
+        }
+        Ok(t)
     }
-    let mut recent = Vec::new();
+
+    /// Changes since the last summary?
+    pub fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Notes a committed change.
+    pub fn note(&mut self, c: Change) {
+        self.dirty = true;
+        match c {
+            Change::Created { agent } => *self.by_agent.entry(agent).or_default() += 1,
+            Change::Touched { key } => {
+                self.touched.insert(key);
+            }
+            Change::Deleted { agent, key } => {
+                if let Some(n) = self.by_agent.get_mut(&agent) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.by_agent.remove(&agent);
+                    }
+                }
+                if let Some(list) = self.recent.get_mut(&agent) {
+                    let before = list.len();
+                    list.retain(|r| r.key != key);
+                    if list.len() < before {
+                        self.refill.insert(agent);
+                    }
+                }
+                self.touched.remove(&key);
+            }
+        }
+    }
+
+    /// Folds in the touched sessions (one primary-key read each) and refills lists a delete
+    /// shortened, then returns the summary.
+    pub fn summary(&mut self, conn: &Connection) -> rusqlite::Result<Summary> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT agent_id, key, session_id, updated_at_ms, input_tokens, output_tokens
+             FROM sessions WHERE key = ?1",
+        )?;
+        for key in std::mem::take(&mut self.touched) {
+            let Some(r) = stmt.query_row([&key], recent_row).optional()? else {
+                continue;
+            };
+            let list = self.recent.entry(r.agent_id.clone()).or_default();
+            list.retain(|x| x.key != r.key);
+            let at = list.partition_point(|x| x.updated_at_ms > r.updated_at_ms);
+            list.insert(at, r);
+            list.truncate(RECENT);
+        }
+        for agent in std::mem::take(&mut self.refill) {
+            if self.by_agent.get(&agent).copied().unwrap_or(0) as usize
+                > self.recent.get(&agent).map_or(0, Vec::len)
+            {
+                self.recent.insert(agent.clone(), newest(conn, &agent)?);
+            }
+        }
+        self.recent
+            .retain(|a, l| !l.is_empty() && self.by_agent.contains_key(a));
+        self.dirty = false;
+        Ok(Summary {
+            loaded: true,
+            by_agent: self.by_agent.iter().map(|(a, n)| (a.clone(), *n)).collect(),
+            recent: self.recent.values().flatten().cloned().collect(),
+        })
+    }
+}
+
+fn recent_row(r: &rusqlite::Row) -> rusqlite::Result<Recent> {
+    Ok(Recent {
+        agent_id: r.get(0)?,
+        key: r.get(1)?,
+        session_id: r.get(2)?,
+        updated_at_ms: r.get::<_, i64>(3)?.max(0) as u64,
+        input_tokens: r.get::<_, i64>(4)?.max(0) as u64,
+        output_tokens: r.get::<_, i64>(5)?.max(0) as u64,
+    })
+}
+
+fn counts(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT agent_id, COUNT(*) FROM sessions GROUP BY agent_id")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+    })?;
+    rows.collect()
+}
+
+/// The newest sessions of one agent (a scan: at start and after deletes only).
+fn newest(conn: &Connection, agent: &str) -> rusqlite::Result<Vec<Recent>> {
     let mut stmt = conn.prepare_cached(
         "SELECT agent_id, key, session_id, updated_at_ms, input_tokens, output_tokens
          FROM sessions WHERE agent_id = ?1 ORDER BY updated_at_ms DESC LIMIT ?2",
     )?;
-    for (agent, _) in &by_agent {
-        let rows = stmt.query_map(rusqlite::params![agent, RECENT as i64], |r| {
-            Ok(Recent {
-                agent_id: r.get(0)?,
-                key: r.get(1)?,
-                session_id: r.get(2)?,
-                updated_at_ms: r.get::<_, i64>(3)?.max(0) as u64,
-                input_tokens: r.get::<_, i64>(4)?.max(0) as u64,
-                output_tokens: r.get::<_, i64>(5)?.max(0) as u64,
-            })
-        })?;
-        for row in rows {
-            recent.push(row?);
-        }
-    }
-    Ok(Summary {
-        loaded: true,
-        by_agent,
-        recent,
-    })
+    let rows = stmt.query_map(rusqlite::params![agent, RECENT as i64], recent_row)?;
+    rows.collect()
 }
 
 #[cfg(test)]
@@ -111,7 +211,6 @@ mod tests {
                 sessions::MIGRATION,
                 sessions::MIGRATION_RUN_IDEMPOTENCY,
                 sessions::MIGRATION_ROW_SUMMARY,
-                MIGRATION,
             ]
             .concat(),
         )
@@ -131,17 +230,38 @@ mod tests {
         sessions::append(conn, &a, now).unwrap();
     }
 
+    fn created(conn: &Connection, t: &mut Tracker, agent: &str, key: &str, now: u64) {
+        touch(conn, agent, key, now);
+        t.note(Change::Created {
+            agent: agent.into(),
+        });
+        t.note(Change::Touched { key: key.into() });
+    }
+
     #[test]
     fn counts_per_agent_and_the_newest_first_capped_per_agent() {
         let conn = db();
-        assert_eq!(read(&conn).unwrap().count(), 0);
+        let mut t = Tracker::load(&conn).unwrap();
+        assert!(!t.dirty());
+        assert_eq!(t.summary(&conn).unwrap().count(), 0);
         for i in 0..12u64 {
-            touch(&conn, "main", &format!("agent:main:s{i}"), 1_000 + i);
+            created(
+                &conn,
+                &mut t,
+                "main",
+                &format!("agent:main:s{i}"),
+                1_000 + i,
+            );
         }
-        touch(&conn, "ops", "agent:ops:main", 5_000);
+        created(&conn, &mut t, "ops", "agent:ops:main", 5_000);
         // Touching an old session makes it the newest.
         touch(&conn, "main", "agent:main:s0", 6_000);
-        let s = read(&conn).unwrap();
+        t.note(Change::Touched {
+            key: "agent:main:s0".into(),
+        });
+        assert!(t.dirty());
+        let s = t.summary(&conn).unwrap();
+        assert!(!t.dirty());
         assert!(s.loaded);
         assert_eq!(s.count(), 13);
         assert_eq!(s.count_of("main"), 12);
@@ -156,5 +276,40 @@ mod tests {
         let ops: Vec<&str> = s.recent_of(Some("ops")).map(|r| r.key.as_str()).collect();
         assert_eq!(ops, ["agent:ops:main"]);
         assert_eq!(s.recent_of(Some("main")).count(), RECENT);
+        // What the tracker kept equals a fresh read of the table.
+        assert_eq!(s, Tracker::load(&conn).unwrap().summary(&conn).unwrap());
+    }
+
+    /// A delete drops the session from the counts and the recent list, which is refilled
+    /// from the table when more sessions exist than it shows.
+    #[test]
+    fn a_delete_is_counted_and_the_recent_list_refilled() {
+        let conn = db();
+        let mut t = Tracker::load(&conn).unwrap();
+        for i in 0..12u64 {
+            created(
+                &conn,
+                &mut t,
+                "main",
+                &format!("agent:main:s{i}"),
+                1_000 + i,
+            );
+        }
+        created(&conn, &mut t, "ops", "agent:ops:x", 2_000);
+        t.summary(&conn).unwrap();
+        for (agent, key) in [("main", "agent:main:s11"), ("ops", "agent:ops:x")] {
+            assert!(sessions::delete(&conn, key, true).unwrap());
+            t.note(Change::Deleted {
+                agent: agent.into(),
+                key: key.into(),
+            });
+        }
+        let s = t.summary(&conn).unwrap();
+        assert_eq!((s.count(), s.count_of("ops")), (11, 0));
+        let main: Vec<&str> = s.recent_of(Some("main")).map(|r| r.key.as_str()).collect();
+        assert_eq!(main.len(), RECENT);
+        assert_eq!(main[0], "agent:main:s10");
+        assert_eq!(main[9], "agent:main:s1");
+        assert_eq!(s, Tracker::load(&conn).unwrap().summary(&conn).unwrap());
     }
 }
