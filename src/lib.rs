@@ -27,6 +27,12 @@
 //! * [`channels`]: channel adapters (`channels.*`, `send`); the built-in `webhook` channel
 //!   delivers signed HTTP POSTs with retries on its own threads and verifies signed inbound
 //!   requests.
+//! * [`placement`]: which shard owns what (a session, a send key, approvals, cron);
+//!   `ShardCtx::route` serves a call on its owner or forwards it there.
+//! * [`effects`]: the vocabulary of the sans-IO owners — answers, broadcasts, store ops and
+//!   timers as typed resumes — applied by `shard::drive`. Exec approvals are the first owner
+//!   written this way ([`approvals::Approvals`]: unit-tested through its effects, no `shard`
+//!   import); the chat owner, node invokes, channel sends and cron still take `&mut ShardCtx`.
 //!
 //! ## The three gates
 //!

@@ -7,12 +7,13 @@ use serde_json::{json, Value};
 use crate::config::Config;
 
 /// `models.list`: each configured agent's model once, and the default agent's as the utility
-/// model (ringgate has no separate one).
+/// model (ringgate has no separate one). Every listed model is `available`: its runtime is
+/// configured in the file (the dashboard's Models page counts available models by this flag).
 pub fn models_list(config: &Config) -> Value {
     let mut models: Vec<Value> = Vec::new();
     for a in &config.agents {
         let (provider, model) = a.runtime.model();
-        let entry = json!({"id": model, "name": model, "provider": provider});
+        let entry = json!({"id": model, "name": model, "provider": provider, "available": true});
         if !models.contains(&entry) {
             models.push(entry);
         }
@@ -107,6 +108,7 @@ mod tests {
         let m = models_list(&c);
         assert_eq!(m["models"].as_array().unwrap().len(), 2, "{m}");
         assert_eq!(m["defaultModels"]["automaticUtilityModel"], "ringgate/echo");
+        assert_eq!(m["models"][1]["available"], true);
         assert_ne!(chat_metadata(&c), chat_metadata(&with_agents(&["main"])));
     }
 }

@@ -125,7 +125,11 @@ pub fn cost_summary(c: &Connection, q: &CostQuery, now: u64) -> rusqlite::Result
     }))
 }
 
-/// `usage.status`: per provider/model, runs and tokens in the last 24 hours and 30 days.
+/// `usage.status`. Its `providers` are the original's provider quota windows (`usedPercent`
+/// of a plan's limit, fetched from the provider account); ringgate signs in to no provider
+/// account and knows no quota, so the list is empty — a window without `usedPercent` shows
+/// as "NaN% left" on the dashboard's Models page. What ringgate does know, per model, runs and
+/// tokens in the last 24 hours and 30 days from its run records, is in `runsByModel`.
 pub fn status(c: &Connection, now: u64) -> rusqlite::Result<Value> {
     let mut stmt = c.prepare_cached(
         "SELECT COALESCE(model, ''),
@@ -154,7 +158,7 @@ pub fn status(c: &Connection, now: u64) -> rusqlite::Result<Value> {
     })?;
     // Computed on request from the run records: never a background refresh in flight.
     Ok(
-        json!({"updatedAt": now, "providers": rows.collect::<rusqlite::Result<Vec<_>>>()?, "refreshing": false}),
+        json!({"updatedAt": now, "providers": [], "runsByModel": rows.collect::<rusqlite::Result<Vec<_>>>()?, "refreshing": false}),
     )
 }
 
@@ -205,7 +209,8 @@ mod tests {
         assert_eq!(v["totals"]["totalCost"], 4.0);
         assert_eq!(v["daily"].as_array().unwrap().len(), 1);
         let s = status(&c, 2 * DAY_MS + 10).unwrap();
-        let p = &s["providers"][0];
+        assert_eq!(s["providers"], json!([]));
+        let p = &s["runsByModel"][0];
         assert_eq!(
             (p["provider"].as_str(), p["model"].as_str()),
             (Some("openai"), Some("m"))
