@@ -24,11 +24,21 @@ pub struct Caller {
     pub req_id: String,
 }
 
+/// A terminal answer (kept for retries).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Ok(Value),
+    /// `ok:false` with both a payload and the error.
+    Failed(Value, ErrorShape),
+}
+
 /// One thing for the driver to do.
 #[derive(Debug)]
 pub enum Effect<R> {
     /// Answer the caller (`ok:true` with the payload, or the error).
     Reply(Caller, Result<Value, ErrorShape>),
+    /// Answer the caller with a kept terminal answer.
+    Answer(Caller, Answer),
     /// Fan an event out to its audience on every shard.
     Broadcast(EventTemplate),
     /// A store write whose outcome the owner does not wait for (the store logs failures).

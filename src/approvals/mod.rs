@@ -619,6 +619,7 @@ mod tests {
                     format!("reply:{}:{}", c.conn, if r.is_ok() { "ok" } else { "err" })
                 }
                 Effect::Broadcast(ev) => format!("event:{}", ev.name),
+                Effect::Answer(c, _) => format!("answer:{}", c.conn),
                 Effect::Submit(_) => "submit".into(),
                 Effect::Store(..) => "store".into(),
                 Effect::Timer(ms, _) => format!("timer:{ms}"),

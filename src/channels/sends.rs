@@ -1,7 +1,13 @@
 //! `send` across shards: every send with one idempotency key is handled by one owner shard
-//! (hash of the key), which remembers it, so a retry from any connection gets the first
+//! ([`crate::placement`]), which remembers it, so a retry from any connection gets the first
 //! attempt's result instead of a second delivery. The answer waits for the delivery's final
 //! outcome (after the channel's retries).
+//!
+//! [`Sends`] is a sans-IO state machine ([`crate::effects`]): it decides and pushes effects;
+//! the shard's driver hands a [`Delivery`] to the channel, tells the owner whether the channel
+//! queued it ([`Sends::queued`]) or refused it ([`Sends::refused`]), and feeds back the final
+//! report ([`Sends::report`]) and the give-up timer ([`Resume::GiveUp`]), which carries the
+//! attempt's generation so an earlier attempt's timer cannot answer a retry's callers.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -9,10 +15,8 @@ use serde_json::json;
 
 use super::{ChannelError, DeliveryOutcome, DeliveryReport, OutboundMessage};
 use crate::{
-    bus::BusMsg,
-    chat::{Answer, Caller},
+    effects::{Answer, Caller, Effect, Effects},
     proto::errors::{code, ErrorShape},
-    shard::ctx::ShardCtx,
 };
 
 /// How long a finished send is remembered.
@@ -31,6 +35,38 @@ pub struct SendCall {
     pub msg: OutboundMessage,
 }
 
+/// What the owner needs to know of the gateway for one step.
+#[derive(Debug, Clone, Copy)]
+pub struct Env {
+    pub now_ms: u64,
+    /// The whole retry budget of a delivery on the call's channel and account; `None` when
+    /// ringgate has no such channel.
+    pub budget_ms: Option<u64>,
+}
+
+/// Work that comes back to the owner.
+#[derive(Debug)]
+pub enum Resume {
+    /// No report came within attempt `generation`'s retry budget.
+    GiveUp {
+        key: String,
+        generation: u64,
+        budget_ms: u64,
+    },
+}
+
+/// A message for the driver to hand to its channel.
+#[derive(Debug)]
+pub struct Delivery {
+    pub key: String,
+    pub generation: u64,
+    pub channel: &'static str,
+    pub msg: OutboundMessage,
+    pub budget_ms: u64,
+}
+
+type Fx = Effects<Resume>;
+
 enum State {
     /// Delivering; these callers wait for the outcome.
     Pending(Vec<Caller>),
@@ -39,8 +75,7 @@ enum State {
 
 struct Entry {
     fingerprint: u64,
-    /// Which attempt this is: a key whose failed send was forgotten may be sent again, and
-    /// the first attempt's give-up timer must not answer the second's callers.
+    /// Which attempt this is: a key whose failed send was forgotten may be sent again.
     generation: u64,
     state: State,
 }
@@ -54,27 +89,16 @@ pub struct Sends {
     done: VecDeque<(u64, String)>,
 }
 
-impl Sends {
-    /// The give-up timer of attempt `generation` of `key` fired: if that attempt is still
-    /// pending, it is forgotten and its callers returned (to be told the outcome is unknown).
-    /// A later attempt with the same key is not touched by an earlier attempt's timer.
-    fn give_up(&mut self, key: &str, generation: u64) -> Option<Vec<Caller>> {
-        let current = matches!(
-            self.map.get(key),
-            Some(Entry { state: State::Pending(_), generation: g, .. }) if *g == generation
-        );
-        if !current {
-            return None;
-        }
-        match self.map.remove(key) {
-            Some(Entry {
-                state: State::Pending(waiters),
-                ..
-            }) => Some(waiters),
-            _ => None,
-        }
+/// The answer to a send the channel refused to queue.
+pub fn refusal(e: &ChannelError) -> ErrorShape {
+    let mut s = ErrorShape::new(e.code(), e.to_string());
+    if e.retryable() {
+        s = s.with_details(json!({"retryable": true}));
     }
+    s
+}
 
+impl Sends {
     fn expire(&mut self, now: u64) {
         while let Some((at, key)) = self.done.front() {
             if now.saturating_sub(*at) < DONE_TTL_MS && self.done.len() <= MAX_DONE {
@@ -84,136 +108,149 @@ impl Sends {
             self.done.pop_front();
         }
     }
-}
 
-/// Runs a send on its owner shard.
-pub fn handle(ctx: &mut ShardCtx, call: SendCall) {
-    let now = crate::state::now_ms();
-    ctx.sends.expire(now);
-    if let Some(e) = ctx.sends.map.get_mut(&call.key) {
-        if e.fingerprint != call.fingerprint {
-            let err = ErrorShape::invalid(
-                "This idempotency key was already used for a different message; use a new key to send again.",
-            );
-            call.caller.err(ctx, &err);
-            return;
-        }
-        match &mut e.state {
-            State::Pending(waiters) => waiters.push(call.caller),
-            State::Done(a) => {
-                let a = a.clone();
-                call.caller.answer(ctx, &a);
+    /// A `send` on the owner: a retry joins or gets the first attempt's answer; a new key
+    /// becomes a [`Delivery`] for the driver.
+    pub fn handle(&mut self, env: &Env, call: SendCall, fx: &mut Fx) -> Option<Delivery> {
+        self.expire(env.now_ms);
+        if let Some(e) = self.map.get_mut(&call.key) {
+            if e.fingerprint != call.fingerprint {
+                fx.err(
+                    &call.caller,
+                    ErrorShape::invalid(
+                        "This idempotency key was already used for a different message; use a new key to send again.",
+                    ),
+                );
+                return None;
             }
+            match &mut e.state {
+                State::Pending(waiters) => waiters.push(call.caller),
+                State::Done(a) => fx.push(Effect::Answer(call.caller, a.clone())),
+            }
+            return None;
         }
-        return;
-    }
-    let Some(ch) = ctx.channels.channel(call.channel) else {
-        call.caller.err(
-            ctx,
-            &ErrorShape::invalid(format!("unsupported channel: {}", call.channel)),
-        );
-        return;
-    };
-    let budget = ctx
-        .channels
-        .delivery_budget_ms(call.channel, call.msg.account_id.as_deref());
-    let bus = ctx.sender.bus().clone();
-    let (me, key) = (ctx.id, call.key.clone());
-    let report = Box::new(move |report: DeliveryReport| {
-        let mut m = BusMsg::ChannelReport(Box::new((key, report)));
-        // The delivery thread waits for room rather than lose an outcome.
-        while let Err(back) = bus.inbox(me).push(m) {
-            m = back;
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    });
-    match ch.send(call.msg, report) {
-        Ok(_) => {
-            ctx.sends.next_generation += 1;
-            let generation = ctx.sends.next_generation;
-            ctx.sends.map.insert(
-                call.key.clone(),
-                Entry {
-                    fingerprint: call.fingerprint,
-                    generation,
-                    state: State::Pending(vec![call.caller]),
-                },
+        let Some(budget_ms) = env.budget_ms else {
+            fx.err(
+                &call.caller,
+                ErrorShape::invalid(format!("unsupported channel: {}", call.channel)),
             );
-            give_up_after(ctx, call.key, generation, budget);
-        }
-        // Nothing was queued: not remembered, so a retry may try again.
-        Err(e) => call.caller.err(ctx, &refusal(&e)),
-    }
-}
-
-fn refusal(e: &ChannelError) -> ErrorShape {
-    let mut s = ErrorShape::new(e.code(), e.to_string());
-    if e.retryable() {
-        s = s.with_details(json!({"retryable": true}));
-    }
-    s
-}
-
-/// If no report came within the delivery's whole retry budget (a lost report), answer the
-/// waiting callers that the outcome is unknown and forget the send so a retry may try again.
-fn give_up_after(ctx: &ShardCtx, key: String, generation: u64, budget_ms: u64) {
-    let me = ctx.me.clone();
-    monoio::spawn(async move {
-        crate::shard::timer::sleep_ms(budget_ms).await;
-        let Some(ctx) = me.upgrade() else { return };
-        let mut ctx = ctx.borrow_mut();
-        let Some(waiters) = ctx.sends.give_up(&key, generation) else {
-            return;
+            return None;
         };
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.map.insert(
+            call.key.clone(),
+            Entry {
+                fingerprint: call.fingerprint,
+                generation,
+                state: State::Pending(vec![call.caller]),
+            },
+        );
+        Some(Delivery {
+            key: call.key,
+            generation,
+            channel: call.channel,
+            msg: call.msg,
+            budget_ms,
+        })
+    }
+
+    /// The channel queued the delivery: arm the give-up timer for its whole retry budget.
+    pub fn queued(&mut self, d: &Delivery, fx: &mut Fx) {
+        fx.push(Effect::Timer(
+            d.budget_ms,
+            Resume::GiveUp {
+                key: d.key.clone(),
+                generation: d.generation,
+                budget_ms: d.budget_ms,
+            },
+        ));
+    }
+
+    /// The channel refused the delivery: nothing was queued, so the key is forgotten (a
+    /// retry may try again) and its callers get the refusal.
+    pub fn refused(&mut self, d: &Delivery, e: ErrorShape, fx: &mut Fx) {
+        for w in self.take_pending(&d.key, d.generation) {
+            fx.err(&w, e.clone());
+        }
+    }
+
+    /// A delivery's final outcome: answer everyone waiting. A delivered message is remembered
+    /// (a retry gets the same answer); a failed one is forgotten, so a retry tries again.
+    pub fn report(&mut self, env: &Env, key: String, r: DeliveryReport, fx: &mut Fx) {
+        let answer = match &r.outcome {
+            DeliveryOutcome::Delivered { status } => Answer::Ok(json!({
+                "runId": key,
+                "messageId": r.delivery_id,
+                "channel": r.channel,
+                "accountId": r.account_id,
+                "attempts": r.attempts,
+                "httpStatus": status,
+            })),
+            DeliveryOutcome::Failed { error, .. } => Answer::Failed(
+                r.to_value(),
+                ErrorShape::new(
+                    code::UNAVAILABLE,
+                    format!("delivery failed after {} attempt(s): {error}", r.attempts),
+                )
+                .with_details(r.to_value()),
+            ),
+        };
+        let waiters = match self.map.get_mut(&key) {
+            Some(e) => match std::mem::replace(&mut e.state, State::Done(answer.clone())) {
+                State::Pending(w) => w,
+                State::Done(_) => Vec::new(),
+            },
+            None => return,
+        };
+        if r.is_delivered() {
+            self.done.push_back((env.now_ms, key));
+        } else {
+            self.map.remove(&key);
+        }
+        for w in waiters {
+            fx.push(Effect::Answer(w, answer.clone()));
+        }
+    }
+
+    /// Continues after a timer.
+    pub fn resume(&mut self, r: Resume, fx: &mut Fx) {
+        let Resume::GiveUp {
+            key,
+            generation,
+            budget_ms,
+        } = r;
+        let waiters = self.take_pending(&key, generation);
+        if waiters.is_empty() {
+            return;
+        }
         tracing::warn!(key, "no delivery report within the retry budget");
         let e = ErrorShape::new(
             code::UNAVAILABLE,
             format!("delivery outcome unknown: no report within {budget_ms} ms"),
         );
         for w in waiters {
-            w.err(&mut ctx, &e);
+            fx.err(&w, e.clone());
         }
-    });
-}
-
-/// A delivery's final outcome, on the owner shard: answer everyone waiting. A delivered
-/// message is remembered (a retry gets the same answer); a failed one is forgotten, so a retry
-/// with the same key tries again.
-pub fn on_report(ctx: &mut ShardCtx, key: String, r: DeliveryReport) {
-    let now = crate::state::now_ms();
-    let answer = match &r.outcome {
-        DeliveryOutcome::Delivered { status } => Answer::Ok(json!({
-            "runId": key,
-            "messageId": r.delivery_id,
-            "channel": r.channel,
-            "accountId": r.account_id,
-            "attempts": r.attempts,
-            "httpStatus": status,
-        })),
-        DeliveryOutcome::Failed { error, .. } => Answer::Failed(
-            r.to_value(),
-            ErrorShape::new(
-                code::UNAVAILABLE,
-                format!("delivery failed after {} attempt(s): {error}", r.attempts),
-            )
-            .with_details(r.to_value()),
-        ),
-    };
-    let delivered = r.is_delivered();
-    let waiters = match ctx.sends.map.get_mut(&key) {
-        Some(e) => match std::mem::replace(&mut e.state, State::Done(answer.clone())) {
-            State::Pending(w) => w,
-            State::Done(_) => Vec::new(),
-        },
-        None => return,
-    };
-    if delivered {
-        ctx.sends.done.push_back((now, key));
-    } else {
-        ctx.sends.map.remove(&key);
     }
-    for w in waiters {
-        w.answer(ctx, &answer);
+
+    /// Forgets attempt `generation` of `key` if it is still pending, returning its callers;
+    /// a later attempt with the same key is left alone.
+    fn take_pending(&mut self, key: &str, generation: u64) -> Vec<Caller> {
+        let current = matches!(
+            self.map.get(key),
+            Some(Entry { state: State::Pending(_), generation: g, .. }) if *g == generation
+        );
+        if !current {
+            return Vec::new();
+        }
+        match self.map.remove(key) {
+            Some(Entry {
+                state: State::Pending(waiters),
+                ..
+            }) => waiters,
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -225,27 +262,178 @@ mod tests {
         Caller {
             shard: 0,
             conn,
-            req_id: "1".into(),
+            req_id: format!("r{conn}"),
         }
     }
 
-    #[test]
-    fn an_earlier_attempts_timer_leaves_a_retry_alone() {
-        let mut s = Sends::default();
-        // Attempt 1 of key k failed and was forgotten; attempt 2 is delivering.
-        s.map.insert(
-            "k".into(),
-            Entry {
-                fingerprint: 1,
-                generation: 2,
-                state: State::Pending(vec![caller(7)]),
+    const ENV: Env = Env {
+        now_ms: 1_000,
+        budget_ms: Some(60_000),
+    };
+
+    fn call(conn: u64, key: &str, fingerprint: u64) -> SendCall {
+        SendCall {
+            caller: caller(conn),
+            key: key.into(),
+            fingerprint,
+            channel: "webhook",
+            msg: OutboundMessage {
+                to: "x".into(),
+                text: "hi".into(),
+                ..Default::default()
             },
+        }
+    }
+
+    fn report(delivered: bool) -> DeliveryReport {
+        DeliveryReport {
+            delivery_id: "d1".into(),
+            channel: "webhook",
+            account_id: "default".into(),
+            attempts: 2,
+            outcome: if delivered {
+                DeliveryOutcome::Delivered { status: 200 }
+            } else {
+                DeliveryOutcome::Failed {
+                    error: "HTTP 500".into(),
+                    status: Some(500),
+                }
+            },
+        }
+    }
+
+    /// `reply:<conn>:ok|err`, `answer:<conn>:ok|failed`, `timer:<ms>`.
+    fn names(fx: &Fx) -> Vec<String> {
+        fx.0.iter()
+            .map(|e| match e {
+                Effect::Reply(c, r) => {
+                    format!("reply:{}:{}", c.conn, if r.is_ok() { "ok" } else { "err" })
+                }
+                Effect::Answer(c, Answer::Ok(_)) => format!("answer:{}:ok", c.conn),
+                Effect::Answer(c, Answer::Failed(..)) => format!("answer:{}:failed", c.conn),
+                Effect::Timer(ms, _) => format!("timer:{ms}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn send(s: &mut Sends, env: &Env, c: SendCall) -> (Option<Delivery>, Fx) {
+        let mut fx = Fx::default();
+        let d = s.handle(env, c, &mut fx);
+        (d, fx)
+    }
+
+    /// Queues a new send and returns its delivery and give-up timer.
+    fn start(s: &mut Sends, conn: u64, key: &str) -> (Delivery, Resume) {
+        let (d, fx) = send(s, &ENV, call(conn, key, 1));
+        assert!(fx.is_empty(), "{:?}", names(&fx));
+        let d = d.expect("a delivery");
+        let mut fx = Fx::default();
+        s.queued(&d, &mut fx);
+        let Some(Effect::Timer(60_000, timer)) = fx.0.pop() else {
+            panic!("a give-up timer for the whole budget")
+        };
+        (d, timer)
+    }
+
+    #[test]
+    fn a_retry_joins_the_delivery_and_gets_its_answer() {
+        let mut s = Sends::default();
+        start(&mut s, 1, "k");
+        // The same key and message while delivering: waits, no second delivery.
+        let (d, fx) = send(&mut s, &ENV, call(2, "k", 1));
+        assert!(d.is_none() && fx.is_empty());
+        // The same key with another message: refused.
+        let (d, fx) = send(&mut s, &ENV, call(3, "k", 2));
+        assert!(d.is_none());
+        assert_eq!(names(&fx), ["reply:3:err"]);
+        let mut fx = Fx::default();
+        s.report(&ENV, "k".into(), report(true), &mut fx);
+        assert_eq!(names(&fx), ["answer:1:ok", "answer:2:ok"]);
+        let Effect::Answer(_, Answer::Ok(v)) = &fx.0[0] else {
+            unreachable!()
+        };
+        assert_eq!((&v["messageId"], &v["attempts"]), (&json!("d1"), &json!(2)));
+        // After delivery a retry gets the same answer, and nothing is sent again.
+        let (d, fx) = send(&mut s, &ENV, call(4, "k", 1));
+        assert!(d.is_none());
+        assert_eq!(names(&fx), ["answer:4:ok"]);
+    }
+
+    #[test]
+    fn a_failed_delivery_is_forgotten_so_a_retry_sends_again() {
+        let mut s = Sends::default();
+        let (first, _) = start(&mut s, 1, "k");
+        let mut fx = Fx::default();
+        s.report(&ENV, "k".into(), report(false), &mut fx);
+        assert_eq!(names(&fx), ["answer:1:failed"]);
+        let (second, _) = start(&mut s, 2, "k");
+        assert!(second.generation > first.generation);
+    }
+
+    /// A lost report: the caller is told the outcome is unknown when the budget runs out — by
+    /// its own attempt's timer only, never by an earlier attempt's.
+    #[test]
+    fn the_give_up_timer_answers_only_its_own_attempt() {
+        let mut s = Sends::default();
+        let (_, first_timer) = start(&mut s, 1, "k");
+        let mut fx = Fx::default();
+        s.report(&ENV, "k".into(), report(false), &mut fx);
+        let (_, second_timer) = start(&mut s, 2, "k");
+        let mut fx = Fx::default();
+        s.resume(first_timer, &mut fx);
+        assert!(fx.is_empty(), "{:?}", names(&fx));
+        s.resume(second_timer, &mut fx);
+        assert_eq!(names(&fx), ["reply:2:err"]);
+        let Effect::Reply(_, Err(e)) = &fx.0[0] else {
+            unreachable!()
+        };
+        assert_eq!(e.code, code::UNAVAILABLE);
+        assert!(
+            e.message.contains("no report within 60000 ms"),
+            "{}",
+            e.message
         );
-        assert!(s.give_up("k", 1).is_none(), "attempt 1's timer");
-        assert!(s.map.contains_key("k"), "attempt 2 still pending");
-        let waiters = s.give_up("k", 2).expect("attempt 2's own timer");
-        assert_eq!(waiters.len(), 1);
-        assert_eq!(waiters[0].conn, 7);
-        assert!(s.give_up("k", 2).is_none());
+        // Forgotten: a retry delivers again.
+        assert!(send(&mut s, &ENV, call(3, "k", 1)).0.is_some());
+    }
+
+    #[test]
+    fn a_refused_send_answers_its_callers_and_is_not_remembered() {
+        let mut s = Sends::default();
+        let (d, _) = send(&mut s, &ENV, call(1, "k", 1));
+        let d = d.unwrap();
+        // A retry arrives before the channel answered.
+        send(&mut s, &ENV, call(2, "k", 1));
+        let mut fx = Fx::default();
+        s.refused(
+            &d,
+            refusal(&ChannelError::NotRunning("default".into())),
+            &mut fx,
+        );
+        assert_eq!(names(&fx), ["reply:1:err", "reply:2:err"]);
+        assert!(send(&mut s, &ENV, call(3, "k", 1)).0.is_some());
+    }
+
+    #[test]
+    fn an_unknown_channel_is_refused_and_finished_sends_expire() {
+        let mut s = Sends::default();
+        let none = Env {
+            budget_ms: None,
+            ..ENV
+        };
+        let (d, fx) = send(&mut s, &none, call(1, "k", 1));
+        assert!(d.is_none());
+        assert_eq!(names(&fx), ["reply:1:err"]);
+        start(&mut s, 2, "k");
+        s.report(&ENV, "k".into(), report(true), &mut Fx::default());
+        let later = Env {
+            now_ms: ENV.now_ms + DONE_TTL_MS,
+            ..ENV
+        };
+        assert!(
+            send(&mut s, &later, call(3, "k", 1)).0.is_some(),
+            "remembered for the TTL only"
+        );
     }
 }

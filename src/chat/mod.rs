@@ -146,13 +146,7 @@ impl Caller {
     }
 }
 
-/// A terminal answer (cached for retries).
-#[derive(Debug, Clone)]
-pub enum Answer {
-    Ok(Value),
-    /// `ok:false` with both the run's payload and the error.
-    Failed(Value, ErrorShape),
-}
+pub use crate::effects::Answer;
 
 /// Runs a chat-layer request from connection `conn` on this shard.
 pub fn route(ctx: &mut ShardCtx, conn: u64, req_id: String, req: ChatRequest) {

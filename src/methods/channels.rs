@@ -107,7 +107,7 @@ fn send(ctx: &ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
                 msg,
             };
             let owner = ctx.placement().send_key(&call.key);
-            ctx.route(owner, call, sends::handle, BusMsg::ChannelSend);
+            ctx.route(owner, call, crate::shard::drive::send, BusMsg::ChannelSend);
         },
     ))))
 }

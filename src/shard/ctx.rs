@@ -472,7 +472,7 @@ impl ShardCtx {
                 self.hello_cache.health_changed();
             }
             BusMsg::Cron(call) => crate::cron::service::handle(self, *call),
-            BusMsg::ChannelSend(call) => crate::channels::sends::handle(self, *call),
+            BusMsg::ChannelSend(call) => super::drive::send(self, *call),
             BusMsg::AuthFailure { ip, at_ms } => {
                 self.limiter.record_failure(ip, at_ms);
             }
@@ -481,7 +481,7 @@ impl ShardCtx {
             }
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;
-                crate::channels::sends::on_report(self, key, report)
+                super::drive::send_report(self, key, report)
             }
         }
     }
