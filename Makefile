@@ -53,6 +53,7 @@ unit:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	tools/lint/sans_io_imports.sh
 
 bench:
 	$(CARGO) bench --bench hot_paths
