@@ -528,6 +528,11 @@ impl Config {
 
     /// The file `config.*` reads and writes: the one given with `--config`, else
     /// `<stateDir>/ringgate.json5`.
+    /// The state store's database file (sessions, transcripts, devices, approvals, cron).
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join(crate::store::STORE_FILE)
+    }
+
     pub fn file_path(&self) -> PathBuf {
         self.config_path
             .clone()

@@ -126,8 +126,30 @@ pub fn schema() -> &'static Value {
         );
         s["$schema"] = json!("http://json-schema.org/draft-07/schema#");
         s["title"] = json!("ringgate config");
+        with_defaults(&mut s, &crate::config::defaults_doc());
         s
     })
+}
+
+/// Gives every leaf key the embedded default as its schema `default`, so a form built from the
+/// schema (the Control UI's Advanced page) shows what an unset key means. Maps keyed by the
+/// user (agents, pricing) get none: their default entries are examples, not values of a key.
+fn with_defaults(schema: &mut Value, defaults: &Value) {
+    let (Some(props), Some(defaults)) = (
+        schema.get_mut("properties").and_then(Value::as_object_mut),
+        defaults.as_object(),
+    ) else {
+        return;
+    };
+    for (key, sub) in props.iter_mut() {
+        match defaults.get(key) {
+            Some(d @ Value::Object(_)) => with_defaults(sub, d),
+            Some(d) => {
+                sub["default"] = d.clone();
+            }
+            None => {}
+        }
+    }
 }
 
 /// Hints per dotted path: secrets are `sensitive`; restart-only keys say so.
@@ -251,6 +273,34 @@ mod tests {
         let bad = json!({"gateway": {"prot": 1}});
         assert!(!v.is_valid(&bad));
         assert!(Config::default().apply_value(&bad).is_err());
+    }
+
+    /// Unset keys show their real default in a schema-built form; user-keyed maps get none.
+    #[test]
+    fn leaves_carry_the_embedded_defaults() {
+        let s = schema();
+        let at = |p: &str| s.pointer(p).cloned().unwrap_or(Value::Null);
+        let r = "/properties/ringgate/properties";
+        assert_eq!(at(&format!("{r}/agentWorkers/default")), json!(4));
+        assert_eq!(
+            at(&format!("{r}/cron/properties/enabled/default")),
+            json!(true)
+        );
+        assert_eq!(at(&format!("{r}/driver/default")), json!("auto"));
+        assert_eq!(
+            at(&format!("{r}/limits/properties/maxPayload/default")),
+            json!(crate::config::Limits::default().max_payload)
+        );
+        assert_eq!(
+            at(&format!("{r}/skills/properties/dirs/default")),
+            json!([])
+        );
+        assert_eq!(at(&format!("{r}/agents/default")), Value::Null);
+        assert_eq!(at(&format!("{r}/pricing/default")), Value::Null);
+        assert_eq!(
+            at("/properties/gateway/properties/port/default"),
+            json!(crate::config::DEFAULT_PORT)
+        );
     }
 
     /// Every leaf the schema describes is a key the parser accepts.

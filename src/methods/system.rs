@@ -210,12 +210,7 @@ pub fn logs_tail(ctx: &ShardCtx, call: &Call) -> super::Outcome {
 /// the context figures are `null`.
 fn status_sessions(ctx: &ShardCtx, now: u64) -> Value {
     let s = &ctx.sessions;
-    let path = ctx
-        .config
-        .state_dir
-        .join(crate::store::STORE_FILE)
-        .display()
-        .to_string();
+    let path = ctx.config.store_path().display().to_string();
     let row = |r: &crate::store::sessions_summary::Recent| {
         let agent = ctx.config.agent(&r.agent_id);
         let (provider, model) = agent.map_or(("", ""), |a| a.runtime.model());

@@ -579,12 +579,7 @@ impl ShardCtx {
     /// The health snapshot (`health` method and event, `hello-ok.snapshot.health`).
     pub fn health_snapshot(&self) -> Value {
         let now = now_ms();
-        let store_path = self
-            .config
-            .state_dir
-            .join(crate::store::STORE_FILE)
-            .display()
-            .to_string();
+        let store_path = self.config.store_path().display().to_string();
         let sessions = |agent: Option<&str>| {
             let s = &self.sessions;
             json!({
