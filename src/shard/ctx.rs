@@ -610,7 +610,7 @@ impl ShardCtx {
             .collect();
         json!({
             "ok": true,
-            "ts": now_ms(),
+            "ts": now,
             "durationMs": 0,
             "plugins": {"loaded": [], "errors": [], "unavailable": []},
             "configReload": {"hotReloadStatus": "disabled"},

@@ -637,18 +637,6 @@ impl Changes {
         self.events.extend(other.events);
         self.sessions.extend(other.sessions);
     }
-
-    /// A write to session `key` of `agent` succeeded; `existed` is whether the row was there.
-    fn session_written(&mut self, key: &str, agent: &str, existed: bool) {
-        if !existed {
-            self.sessions.push(sessions_summary::Change::Created {
-                agent: agent.to_owned(),
-            });
-        }
-        self.sessions.push(sessions_summary::Change::Touched {
-            key: key.to_owned(),
-        });
-    }
 }
 
 fn resolved_event(request_id: &str, device_id: &str, decision: &str) -> EventTemplate {
@@ -899,33 +887,42 @@ impl StoreState {
         Ok(())
     }
 
-    /// Runs a write to a session row and notes what it changed for the sessions summary
-    /// (the row's agent is read first: one primary-key lookup).
+    /// Runs a write to a session row and notes what it changed for the sessions summary, from
+    /// the row the write answers with. An append (the per-message write) says itself whether
+    /// it created the session; a patch, reset or delete (rare) looks the row up first.
     fn apply_session_write(&mut self, op: &Op, now: u64, ch: &mut Changes) -> OpResult {
-        let (key, agent) = match op {
-            Op::Append(a) => (&a.key, Some(&a.agent_id)),
-            Op::PatchSession { key, agent_id, .. } | Op::ResetSession { key, agent_id } => {
-                (key, Some(agent_id))
-            }
-            Op::DeleteSession { key, .. } => (key, None),
-            _ => return self.apply_session(op, now),
+        let key = match op {
+            Op::PatchSession { key, .. }
+            | Op::ResetSession { key, .. }
+            | Op::DeleteSession { key, .. } => Some(key),
+            _ => None,
         };
-        let before = match sessions::agent_of(&self.conn, key) {
-            Ok(a) => a,
+        let before = match key.map(|k| sessions::agent_of(&self.conn, k)).transpose() {
+            Ok(a) => a.flatten(),
             Err(e) => return OpResult::Failed(format!("state store read failed: {e}")),
         };
         let r = self.apply_session(op, now);
-        match (&r, agent, before) {
-            (OpResult::Appended(_) | OpResult::Session(_), Some(agent), before) => {
-                ch.session_written(key, agent, before.is_some())
+        let (created, row) = match (&r, op) {
+            (OpResult::Appended(x), _) => (x.created, &x.row),
+            (OpResult::Session(row), _) => (before.is_none(), row),
+            (OpResult::Deleted(true), Op::DeleteSession { key, .. }) => {
+                if let Some(agent) = before {
+                    ch.sessions.push(sessions_summary::Change::Deleted {
+                        agent,
+                        key: key.clone(),
+                    });
+                }
+                return r;
             }
-            (OpResult::Deleted(true), None, Some(agent)) => {
-                ch.sessions.push(sessions_summary::Change::Deleted {
-                    agent,
-                    key: key.clone(),
-                })
+            _ => return r,
+        };
+        if let Some(recent) = sessions_summary::Recent::from_row(row) {
+            if created {
+                ch.sessions.push(sessions_summary::Change::Created {
+                    agent: recent.agent_id.clone(),
+                });
             }
-            _ => {}
+            ch.sessions.push(sessions_summary::Change::Touched(recent));
         }
         r
     }

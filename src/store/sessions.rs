@@ -167,6 +167,8 @@ pub struct Append {
 #[derive(Debug, Clone)]
 pub struct Appended {
     pub session_id: String,
+    /// The append created the session.
+    pub created: bool,
     /// 1-based transcript position of the message.
     pub seq: Option<u64>,
     pub message_id: Option<String>,
@@ -308,13 +310,19 @@ fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite
 }
 
 /// Creates the session row if missing; returns its session id.
-fn ensure(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::Result<String> {
+/// The session id of `key`, creating the session if needed; `true` when it was created.
+fn ensure(
+    conn: &Connection,
+    key: &str,
+    agent_id: &str,
+    now: u64,
+) -> rusqlite::Result<(String, bool)> {
     if let Some(id) = conn
         .prepare_cached("SELECT session_id FROM sessions WHERE key = ?1")?
         .query_row([key], |r| r.get::<_, String>(0))
         .optional()?
     {
-        return Ok(id);
+        return Ok((id, false));
     }
     let id = new_id();
     exec(
@@ -322,7 +330,7 @@ fn ensure(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::R
         "INSERT INTO sessions (key, session_id, agent_id, created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![key, id, agent_id, now as i64],
     )?;
-    Ok(id)
+    Ok((id, true))
 }
 
 /// What an append did.
@@ -346,7 +354,7 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Appen
             return Ok(AppendOutcome::DuplicateRun(Box::new(r)));
         }
     }
-    let session_id = ensure(conn, &a.key, &a.agent_id, now)?;
+    let (session_id, created) = ensure(conn, &a.key, &a.agent_id, now)?;
     let mut seq = None;
     let mut message_id = None;
     if let Some(m) = &a.message {
@@ -444,6 +452,7 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Appen
     let row = row(conn, &a.key)?.unwrap_or(Value::Null);
     Ok(AppendOutcome::Appended(Appended {
         session_id,
+        created,
         seq,
         message_id,
         context,
@@ -693,7 +702,7 @@ pub fn patch(
 
 /// Starts a new transcript for the session (a new session id); the old messages are dropped.
 pub fn reset(conn: &Connection, key: &str, agent_id: &str, now: u64) -> rusqlite::Result<Value> {
-    let old = ensure(conn, key, agent_id, now)?;
+    let (old, _) = ensure(conn, key, agent_id, now)?;
     conn.execute("DELETE FROM messages WHERE session_id = ?1", [&old])?;
     conn.execute(
         "UPDATE sessions SET session_id = ?2, updated_at_ms = ?3, active_run = NULL, input_tokens = 0, output_tokens = 0,

@@ -4,12 +4,13 @@
 //! created, touched or deleted) — and sends every shard a [`Summary`] at most once per
 //! [`MIN_INTERVAL_MS`] after a change, so a shard builds `health` from memory and never waits
 //! on the database. No index is kept for this: an index on `updated_at_ms` would be rewritten
-//! by every appended message and cost chat throughput (measured ~9%); instead each touched
-//! session costs one primary-key read per summary.
+//! by every appended message and cost chat throughput (measured ~9%); a touched session's
+//! figures come from the row its write already read back.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
+use serde_json::Value;
 
 /// Sessions listed as recent, overall and per agent (the original's `recent` holds up to 10).
 pub const RECENT: usize = 10;
@@ -30,6 +31,21 @@ pub struct Recent {
     pub updated_at_ms: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+}
+
+impl Recent {
+    /// From a session row as the store answers it (`sessions::row`).
+    pub fn from_row(row: &Value) -> Option<Recent> {
+        let n = |k: &str| row[k].as_i64().map_or(0, |v| v.max(0) as u64);
+        Some(Recent {
+            agent_id: row["agentId"].as_str()?.to_owned(),
+            key: row["key"].as_str()?.to_owned(),
+            session_id: row["sessionId"].as_str()?.to_owned(),
+            updated_at_ms: n("updatedAt"),
+            input_tokens: n("inputTokens"),
+            output_tokens: n("outputTokens"),
+        })
+    }
 }
 
 /// Sessions per agent, with the most recently updated.
@@ -72,8 +88,8 @@ impl Summary {
 pub enum Change {
     /// A session of this agent was created.
     Created { agent: String },
-    /// The session's row changed (a message, a patch, a reset).
-    Touched { key: String },
+    /// The session's row changed (a message, a patch, a reset): its figures after the write.
+    Touched(Recent),
     /// The session was deleted.
     Deleted { agent: String, key: String },
 }
@@ -84,8 +100,6 @@ pub struct Tracker {
     by_agent: BTreeMap<String, u64>,
     /// Per agent, newest first, at most [`RECENT`].
     recent: BTreeMap<String, Vec<Recent>>,
-    /// Sessions touched since the last summary (read back when it is built).
-    touched: HashSet<String>,
     /// Agents whose recent list lost a row to a delete and may have more to show.
     refill: BTreeSet<String>,
     dirty: bool,
@@ -112,8 +126,12 @@ impl Tracker {
         self.dirty = true;
         match c {
             Change::Created { agent } => *self.by_agent.entry(agent).or_default() += 1,
-            Change::Touched { key } => {
-                self.touched.insert(key);
+            Change::Touched(r) => {
+                let list = self.recent.entry(r.agent_id.clone()).or_default();
+                list.retain(|x| x.key != r.key);
+                let at = list.partition_point(|x| x.updated_at_ms > r.updated_at_ms);
+                list.insert(at, r);
+                list.truncate(RECENT);
             }
             Change::Deleted { agent, key } => {
                 if let Some(n) = self.by_agent.get_mut(&agent) {
@@ -129,28 +147,13 @@ impl Tracker {
                         self.refill.insert(agent);
                     }
                 }
-                self.touched.remove(&key);
             }
         }
     }
 
-    /// Folds in the touched sessions (one primary-key read each) and refills lists a delete
-    /// shortened, then returns the summary.
+    /// Refills recent lists a delete shortened (a scan of that agent's sessions), then returns
+    /// the summary.
     pub fn summary(&mut self, conn: &Connection) -> rusqlite::Result<Summary> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT agent_id, key, session_id, updated_at_ms, input_tokens, output_tokens
-             FROM sessions WHERE key = ?1",
-        )?;
-        for key in std::mem::take(&mut self.touched) {
-            let Some(r) = stmt.query_row([&key], recent_row).optional()? else {
-                continue;
-            };
-            let list = self.recent.entry(r.agent_id.clone()).or_default();
-            list.retain(|x| x.key != r.key);
-            let at = list.partition_point(|x| x.updated_at_ms > r.updated_at_ms);
-            list.insert(at, r);
-            list.truncate(RECENT);
-        }
         for agent in std::mem::take(&mut self.refill) {
             if self.by_agent.get(&agent).copied().unwrap_or(0) as usize
                 > self.recent.get(&agent).map_or(0, Vec::len)
@@ -218,7 +221,7 @@ mod tests {
         conn
     }
 
-    fn touch(conn: &Connection, agent: &str, key: &str, now: u64) {
+    fn touch(conn: &Connection, agent: &str, key: &str, now: u64) -> Recent {
         let a = Append {
             key: key.into(),
             agent_id: agent.into(),
@@ -227,15 +230,18 @@ mod tests {
             want_context: false,
             must_exist: false,
         };
-        sessions::append(conn, &a, now).unwrap();
+        let sessions::AppendOutcome::Appended(x) = sessions::append(conn, &a, now).unwrap() else {
+            panic!("appended")
+        };
+        Recent::from_row(&x.row).expect("a full row")
     }
 
     fn created(conn: &Connection, t: &mut Tracker, agent: &str, key: &str, now: u64) {
-        touch(conn, agent, key, now);
+        let r = touch(conn, agent, key, now);
         t.note(Change::Created {
             agent: agent.into(),
         });
-        t.note(Change::Touched { key: key.into() });
+        t.note(Change::Touched(r));
     }
 
     #[test]
@@ -255,10 +261,8 @@ mod tests {
         }
         created(&conn, &mut t, "ops", "agent:ops:main", 5_000);
         // Touching an old session makes it the newest.
-        touch(&conn, "main", "agent:main:s0", 6_000);
-        t.note(Change::Touched {
-            key: "agent:main:s0".into(),
-        });
+        let r = touch(&conn, "main", "agent:main:s0", 6_000);
+        t.note(Change::Touched(r));
         assert!(t.dirty());
         let s = t.summary(&conn).unwrap();
         assert!(!t.dirty());
