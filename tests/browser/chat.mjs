@@ -5,7 +5,7 @@
 // HTTP responses. Screenshots go to OUTDIR.
 //
 // Usage: node chat.mjs <port> <token> <outdir>
-import { openPage } from "./launch.mjs";
+import { openPage, watchFrames } from "./launch.mjs";
 
 const [port, token, outdir] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
@@ -28,7 +28,6 @@ const report = {
 const step = (s) => report.steps.push(`${new Date().toISOString()} ${s}`);
 
 const { browser, page } = await openPage({ width: 1280, height: 800 });
-const pending = new Map();
 
 page.on("console", (m) => {
   if (m.type() === "error") report.consoleErrors.push(m.text());
@@ -37,38 +36,22 @@ page.on("pageerror", (e) => report.consoleErrors.push(`pageerror: ${e.message}`)
 page.on("response", (r) => {
   if (r.status() >= 400) report.httpFailures.push(`${r.status()} ${r.request().method()} ${r.url()}`);
 });
-page.on("websocket", (ws) => {
-  ws.on("framesent", (f) => {
-    let d;
-    try {
-      d = JSON.parse(String(f.payload));
-    } catch {
-      return;
+watchFrames(page, {
+  onRequest(d) {
+    if (d.method === "chat.send") report.chatSendCalled = true;
+  },
+  onResponse(method, d) {
+    const result = d.ok ? "ok" : `error ${d.error?.code}: ${d.error?.message}`;
+    report.calls.push({ method, result });
+    if (!d.ok && String(d.error?.message ?? "").startsWith("unknown method")) {
+      report.unknownMethods.push(method);
     }
-    if (d.type === "req") {
-      pending.set(d.id, d.method);
-      if (d.method === "chat.send") report.chatSendCalled = true;
-    }
-  });
-  ws.on("framereceived", (f) => {
-    let d;
-    try {
-      d = JSON.parse(String(f.payload));
-    } catch {
-      return;
-    }
-    if (d.type === "res") {
-      const method = pending.get(d.id) ?? "?";
-      const result = d.ok ? "ok" : `error ${d.error?.code}: ${d.error?.message}`;
-      report.calls.push({ method, result });
-      if (!d.ok && String(d.error?.message ?? "").startsWith("unknown method")) {
-        report.unknownMethods.push(method);
-      }
-    } else if (d.type === "event" && d.event === "chat") {
-      if (d.payload?.state === "delta") report.sawDelta = true;
-      if (d.payload?.state === "final") report.sawFinal = true;
-    }
-  });
+  },
+  onEvent(d) {
+    if (d.event !== "chat") return;
+    if (d.payload?.state === "delta") report.sawDelta = true;
+    if (d.payload?.state === "final") report.sawFinal = true;
+  },
 });
 
 async function shot(name) {

@@ -18,3 +18,30 @@ export async function openPage(viewport) {
   const context = await browser.newContext({ viewport });
   return { browser, page: await context.newPage() };
 }
+
+// Watches the page's WebSocket frames as the gateway protocol: `onRequest(frame)` for each
+// request sent, `onResponse(method, frame)` for each response (paired with its request's
+// method by id, "?" when unseen), `onEvent(frame)` for each event. Non-JSON frames are skipped.
+export function watchFrames(page, { onRequest = () => {}, onResponse = () => {}, onEvent = () => {} }) {
+  const pending = new Map();
+  const parse = (f) => {
+    try {
+      return JSON.parse(String(f.payload));
+    } catch {
+      return null;
+    }
+  };
+  page.on("websocket", (ws) => {
+    ws.on("framesent", (f) => {
+      const d = parse(f);
+      if (d?.type !== "req") return;
+      pending.set(d.id, d.method);
+      onRequest(d);
+    });
+    ws.on("framereceived", (f) => {
+      const d = parse(f);
+      if (d?.type === "res") onResponse(pending.get(d.id) ?? "?", d);
+      else if (d?.type === "event") onEvent(d);
+    });
+  });
+}

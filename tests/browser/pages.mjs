@@ -5,7 +5,7 @@
 // responses, and the page's text; a screenshot of each page goes to OUTDIR.
 //
 // Usage: node pages.mjs <port> <token> <outdir>
-import { openPage } from "./launch.mjs";
+import { openPage, watchFrames } from "./launch.mjs";
 
 const [port, token, outdir] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
@@ -41,7 +41,6 @@ const fresh = (name, path) => ({
 });
 
 const { browser, page } = await openPage({ width: 1280, height: 900 });
-const pending = new Map();
 
 page.on("console", (m) => {
   if (m.type() === "error" && current) current.consoleErrors.push(m.text());
@@ -52,31 +51,17 @@ page.on("response", (r) => {
     current.httpFailures.push(`${r.status()} ${r.request().method()} ${r.url()}`);
   }
 });
-page.on("websocket", (ws) => {
-  ws.on("framesent", (f) => {
-    try {
-      const d = JSON.parse(String(f.payload));
-      if (d.type === "req") pending.set(d.id, d.method);
-    } catch {}
-  });
-  ws.on("framereceived", (f) => {
-    let d;
-    try {
-      d = JSON.parse(String(f.payload));
-    } catch {
-      return;
-    }
-    if (d.type !== "res" || !current) return;
-    const method = pending.get(d.id) ?? "?";
+watchFrames(page, {
+  onResponse(method, d) {
+    if (!current) return;
     current.calls.push(method);
     if (!d.ok) {
-      const msg = `${method}: ${d.error?.code} ${d.error?.message}`;
-      current.failedCalls.push(msg);
+      current.failedCalls.push(`${method}: ${d.error?.code} ${d.error?.message}`);
       if (String(d.error?.message ?? "").startsWith("unknown method")) {
         current.unknownMethods.push(method);
       }
     }
-  });
+  },
 });
 
 async function banners() {
