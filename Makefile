@@ -54,6 +54,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	tools/lint/sans_io_imports.sh
+	# The fuzz targets live outside the workspace; type-check them so an API change breaks here.
+	$(CARGO) check --release --manifest-path tools/fuzz/Cargo.toml --target-dir $(CURDIR)/target/fuzz-check
 
 bench:
 	$(CARGO) bench --bench hot_paths

@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ringgate::chat::key;
+use ringgate::placement::Placement;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -14,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
         None => (text, None),
     };
     if let Ok(k) = key::resolve(raw, agent, "main") {
-        assert!(key::owner(&k.canonical, 4) < 4);
+        assert!(Placement::new(4).session(&k.canonical) < 4);
         // Resolving the canonical key again is stable.
         let again = key::resolve(&k.canonical, None, "main").expect("canonical keys resolve");
         assert_eq!(again.canonical, k.canonical);
