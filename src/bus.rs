@@ -164,6 +164,30 @@ impl Bus {
     pub fn inbox(&self, shard: usize) -> &Inbox {
         &self.inboxes[shard]
     }
+
+    /// Pushes `m` into one shard's inbox from a thread that may wait (storage, channel and
+    /// agent threads): a full inbox is retried every millisecond, never dropped.
+    pub fn push_waiting(&self, shard: usize, mut m: BusMsg) {
+        while let Err(back) = self.inboxes[shard].push(m) {
+            m = back;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+impl crate::store::Publish for Bus {
+    fn to_every_shard(&self, n: crate::store::Notice) {
+        use crate::store::Notice;
+        let m = match n {
+            Notice::Device(d) => BusMsg::Device(d),
+            Notice::Broadcast(ev) => BusMsg::Broadcast(ev),
+            Notice::Sessions(s) => BusMsg::Sessions(s),
+            Notice::Config(c) => BusMsg::Config(c),
+        };
+        for shard in 0..self.shards() {
+            self.push_waiting(shard, m.clone());
+        }
+    }
 }
 
 /// A shard's sending side: per-destination overflow so a full inbox never drops a message.

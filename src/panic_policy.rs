@@ -16,7 +16,7 @@
 //!   acknowledged is lost.
 //!
 //! A shard that stops making progress without panicking (a stuck loop) is caught by the
-//! watchdog in [`crate::shard`] and handled like an uncontained panic.
+//! watchdog in the shard module and handled like an uncontained panic.
 
 use std::{
     any::Any,

@@ -2,7 +2,13 @@
 //! plain HTTP request (probes, the Control UI), bounded in size and header count and refused
 //! when its framing is ambiguous.
 
-use crate::shard::dispatch::UpgradeInfo;
+/// HTTP request facts the connect gate needs.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeInfo {
+    pub origin: Option<String>,
+    pub host: Option<String>,
+    pub scopes_header: Option<String>,
+}
 
 /// Largest request head accepted (Node's default `maxHeaderSize`); 431 past it.
 pub const MAX_HEAD: usize = 16 * 1024;

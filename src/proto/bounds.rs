@@ -18,7 +18,12 @@ pub const MAX_SAFE_INTEGER: u64 = 9_007_199_254_740_991;
 pub const MAX_TIMER_TIMEOUT_MS: u64 = 2_147_000_000;
 
 // Every clamped client timeout is a sleep the runtime can arm.
-const _: () = assert!(MAX_TIMER_TIMEOUT_MS <= crate::shard::timer::MAX_SLEEP_MS);
+/// The longest sleep the runtime is asked for (2³¹−1 ms, JavaScript's `setTimeout` ceiling):
+/// the runtime's timer panics on durations too far in the future, so every sleep is clamped
+/// to this.
+pub const MAX_SLEEP_MS: u64 = i32::MAX as u64;
+
+const _: () = assert!(MAX_TIMER_TIMEOUT_MS <= MAX_SLEEP_MS);
 
 /// The original's `MAX_DATE_TIMESTAMP_MS` (the JavaScript `Date` range): timestamps and
 /// schedule intervals are at most this.

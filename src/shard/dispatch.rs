@@ -30,13 +30,7 @@ use crate::{
 /// More consecutive `unauthorized role` errors than this close the connection.
 const MAX_UNAUTHORIZED_STRIKES: u32 = 10;
 
-/// HTTP request facts the connect gate needs.
-#[derive(Debug, Clone, Default)]
-pub struct UpgradeInfo {
-    pub origin: Option<String>,
-    pub host: Option<String>,
-    pub scopes_header: Option<String>,
-}
+pub use crate::http::head::UpgradeInfo;
 
 /// A connect waiting for the storage thread (pairing or a device token).
 pub struct PendingConnect {

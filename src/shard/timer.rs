@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Longest single sleep: JavaScript's `setTimeout` ceiling (2³¹−1 ms, about 24.8 days), far
 /// inside monoio's timer wheel (2³⁶ ms). Code that waits longer re-checks its deadline when
 /// the sleep ends.
-pub const MAX_SLEEP_MS: u64 = i32::MAX as u64;
+pub use crate::proto::bounds::MAX_SLEEP_MS;
 
 /// A sleep of `ms` milliseconds, clamped to [`MAX_SLEEP_MS`].
 pub fn sleep_ms(ms: u64) -> monoio::time::Sleep {

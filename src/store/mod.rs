@@ -30,7 +30,6 @@ use thiserror::Error;
 
 use self::oneshot::Oneshot;
 use crate::{
-    bus::{Bus, BusMsg},
     pairing::{self, DeviceToken, PairedDevice, PendingRequest, PENDING_TTL_MS},
     proto::{frame::EventTemplate, scopes::ScopeSet},
     state::now_ms,
@@ -338,7 +337,7 @@ impl Store {
     pub fn open(
         live: Arc<crate::config::Config>,
         hub: Arc<crate::channels::hub::ChannelHub>,
-        bus: Arc<Bus>,
+        publish: Arc<dyn Publish>,
     ) -> Result<(Store, Boot), StoreError> {
         let state_dir: &Path = &live.state_dir.clone();
         std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
@@ -407,7 +406,7 @@ impl Store {
             conn,
             devices,
             pending: HashMap::new(),
-            bus,
+            publish,
             config: config::ConfigKeeper::new(live, hub),
             beat: beat.clone(),
             sessions,
@@ -607,12 +606,32 @@ fn load(conn: &Connection) -> Result<HashMap<String, PairedDevice>, String> {
     Ok(out)
 }
 
+/// What the storage thread announces to every shard after a commit.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// A paired-device change (already durable), for the shards' replicas.
+    Device(DeviceDelta),
+    /// An event to fan out.
+    Broadcast(Arc<crate::proto::frame::EventTemplate>),
+    /// Session counts and the newest sessions.
+    Sessions(Arc<sessions_summary::Summary>),
+    /// A new live config (already on disk).
+    Config(Arc<config::ConfigUpdate>),
+}
+
+/// Delivers the storage thread's notices to every shard. The gateway's bus implements it,
+/// waiting for room in a full inbox rather than dropping a notice; the store names no shard
+/// type, so the storage layer sits below the shards.
+pub trait Publish: Send + Sync {
+    fn to_every_shard(&self, n: Notice);
+}
+
 struct StoreState {
     beat: Arc<std::sync::atomic::AtomicU64>,
     conn: Connection,
     devices: HashMap<String, PairedDevice>,
     pending: HashMap<String, PendingRequest>,
-    bus: Arc<Bus>,
+    publish: Arc<dyn Publish>,
     config: config::ConfigKeeper,
     /// Session counts and the newest sessions, kept from committed writes.
     sessions: sessions_summary::Tracker,
@@ -730,7 +749,7 @@ impl StoreState {
     fn publish_sessions(&mut self, now: u64) {
         self.summary_at_ms = now;
         match self.sessions.summary(&self.conn) {
-            Ok(s) => self.send_all(BusMsg::Sessions(Arc::new(s))),
+            Ok(s) => self.publish.to_every_shard(Notice::Sessions(Arc::new(s))),
             Err(e) => tracing::warn!(error = %e, "cannot read the sessions summary"),
         }
     }
@@ -752,7 +771,7 @@ impl StoreState {
                     auth_changed = u.auth_changed,
                     "config applied on every shard"
                 );
-                self.send_all(BusMsg::Config(Arc::new(u)));
+                self.publish.to_every_shard(Notice::Config(Arc::new(u)));
             }
             cmd.done.complete(r);
         }
@@ -1047,41 +1066,23 @@ impl StoreState {
         }
     }
 
-    /// Sends replica deltas and events to every shard; a full inbox is retried, never dropped.
+    /// Sends replica deltas and events to every shard (never dropped: see [`Publish`]).
     fn publish(&mut self, changes: Changes) {
         for c in changes.sessions {
             self.sessions.note(c);
         }
-        let mut msgs = Vec::new();
         for id in changes.upserts {
             if let Some(d) = self.devices.get(&id) {
-                msgs.push(BusMsg::Device(DeviceDelta::Upsert(Arc::new(d.clone()))));
+                let n = Notice::Device(DeviceDelta::Upsert(Arc::new(d.clone())));
+                self.publish.to_every_shard(n);
             }
         }
         for id in changes.removed {
-            msgs.push(BusMsg::Device(DeviceDelta::Removed(id)));
+            self.publish
+                .to_every_shard(Notice::Device(DeviceDelta::Removed(id)));
         }
         for ev in changes.events {
-            msgs.push(BusMsg::Broadcast(Arc::new(ev)));
-        }
-        for m in msgs {
-            self.send_all(m);
-        }
-    }
-
-    /// Pushes a message into every shard's inbox; a full inbox is retried, never dropped.
-    fn send_all(&self, m: BusMsg) {
-        for shard in 0..self.bus.shards() {
-            let mut m = m.clone();
-            loop {
-                match self.bus.inbox(shard).push(m) {
-                    Ok(()) => break,
-                    Err(back) => {
-                        m = back;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                }
-            }
+            self.publish.to_every_shard(Notice::Broadcast(Arc::new(ev)));
         }
     }
 
@@ -1540,6 +1541,13 @@ pub fn pending_json(p: &PendingRequest) -> Value {
 mod tests {
     use super::*;
 
+    /// A publisher with no shards behind it.
+    struct Discard;
+
+    impl Publish for Discard {
+        fn to_every_shard(&self, _: Notice) {}
+    }
+
     fn state() -> StoreState {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
@@ -1548,7 +1556,7 @@ mod tests {
             conn,
             devices: HashMap::new(),
             pending: HashMap::new(),
-            bus: Bus::new(1),
+            publish: Arc::new(Discard),
             sessions: Default::default(),
             summary_at_ms: 0,
             config: config::ConfigKeeper::new(
