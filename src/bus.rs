@@ -37,6 +37,13 @@ pub enum BusMsg {
     Shutdown,
     /// A session request for the session's owner shard.
     SessionCall(Box<crate::chat::SessionCall>),
+    /// An answer for an owner on this shard waiting in-process.
+    Answered(
+        Box<(
+            crate::effects::Waiter,
+            Result<serde_json::Value, crate::proto::errors::ErrorShape>,
+        )>,
+    ),
     /// A response frame for connection `conn` on this shard.
     Reply { conn: u64, frame: Vec<u8> },
     /// Output of an agent runtime for a run owned by this shard.

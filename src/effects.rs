@@ -9,6 +9,8 @@
 //!
 //! This module imports nothing from `shard` or `bus`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::{
@@ -16,12 +18,60 @@ use crate::{
     store::Op,
 };
 
-/// Where an answer goes: a request on a connection of some shard.
+/// Where an answer goes: a request on a connection of some shard, or an owner on some shard
+/// waiting for it in-process (a cron run waiting for its agent turn), which gets it back as a
+/// typed value — never as wire bytes, and without a pseudo connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub shard: usize,
-    pub conn: u64,
-    pub req_id: String,
+pub enum Caller {
+    Conn {
+        shard: usize,
+        conn: u64,
+        req_id: String,
+    },
+    Internal {
+        shard: usize,
+        waiter: Waiter,
+    },
+}
+
+/// An in-process waiter: which owner waits, and its token (the owner's own request id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiter {
+    /// The cron service (`cron::service`), by run token.
+    Cron(u64),
+    /// An HTTP request on that shard (an inbound channel message), by token.
+    Http(u64),
+}
+
+impl Caller {
+    /// A request `req_id` on connection `conn` of `shard`.
+    pub fn conn(shard: usize, conn: u64, req_id: impl Into<String>) -> Caller {
+        Caller::Conn {
+            shard,
+            conn,
+            req_id: req_id.into(),
+        }
+    }
+
+    /// The shard the answer goes to.
+    pub fn shard(&self) -> usize {
+        match self {
+            Caller::Conn { shard, .. } | Caller::Internal { shard, .. } => *shard,
+        }
+    }
+
+    /// The connection that asked, if a connection did.
+    pub fn conn_id(&self) -> Option<u64> {
+        match self {
+            Caller::Conn { conn, .. } => Some(*conn),
+            Caller::Internal { .. } => None,
+        }
+    }
+
+    /// Whether connection `conn` of `shard` asked.
+    pub fn is_conn(&self, shard: usize, conn: u64) -> bool {
+        self.shard() == shard && self.conn_id() == Some(conn)
+    }
 }
 
 /// A terminal answer (kept for retries).
@@ -32,34 +82,47 @@ pub enum Answer {
     Failed(Value, ErrorShape),
 }
 
-/// One thing for the driver to do.
+/// One thing for the driver to do. `R` is the owner's resume (what comes back to it); `O` the
+/// owner's own actions, which only its driver knows how to carry out (starting an agent turn,
+/// queueing a system event) — most owners have none.
 #[derive(Debug)]
-pub enum Effect<R> {
+pub enum Effect<R, O = Never> {
     /// Answer the caller (`ok:true` with the payload, or the error).
     Reply(Caller, Result<Value, ErrorShape>),
     /// Answer the caller with a kept terminal answer.
     Answer(Caller, Answer),
     /// Fan an event out to its audience on every shard.
     Broadcast(EventTemplate),
+    /// Deliver an event to one connection on this shard, unsequenced (node traffic). The
+    /// driver skips a connection that has gone.
+    Event(u64, Arc<EventTemplate>),
     /// A store write whose outcome the owner does not wait for (the store logs failures).
     Submit(Op),
     /// A store op; its result comes back to the owner with `R`.
     Store(Op, R),
     /// Come back with `R` after this many milliseconds (the driver bounds the duration).
     Timer(u64, R),
+    /// Continue with `R` on the same kind of owner on shard `usize` (this one included).
+    Route(usize, R),
+    /// An action of this owner's own.
+    Do(O),
 }
+
+/// No owner-specific actions.
+#[derive(Debug)]
+pub enum Never {}
 
 /// The effects one step of an owner produced, in order.
 #[derive(Debug)]
-pub struct Effects<R>(pub Vec<Effect<R>>);
+pub struct Effects<R, O = Never>(pub Vec<Effect<R, O>>);
 
-impl<R> Default for Effects<R> {
+impl<R, O> Default for Effects<R, O> {
     fn default() -> Self {
         Effects(Vec::new())
     }
 }
 
-impl<R> Effects<R> {
+impl<R, O> Effects<R, O> {
     pub fn ok(&mut self, to: &Caller, payload: Value) {
         self.0.push(Effect::Reply(to.clone(), Ok(payload)));
     }
@@ -68,7 +131,7 @@ impl<R> Effects<R> {
         self.0.push(Effect::Reply(to.clone(), Err(e)));
     }
 
-    pub fn push(&mut self, e: Effect<R>) {
+    pub fn push(&mut self, e: Effect<R, O>) {
         self.0.push(e);
     }
 

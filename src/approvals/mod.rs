@@ -552,11 +552,7 @@ mod tests {
     use super::*;
 
     fn caller(n: u64) -> Caller {
-        Caller {
-            shard: 1,
-            conn: n,
-            req_id: format!("r{n}"),
-        }
+        Caller::conn(1, n, format!("r{n}"))
     }
 
     fn env(now_ms: u64) -> Env {
@@ -616,13 +612,18 @@ mod tests {
         fx.iter()
             .map(|e| match e {
                 Effect::Reply(c, r) => {
-                    format!("reply:{}:{}", c.conn, if r.is_ok() { "ok" } else { "err" })
+                    format!(
+                        "reply:{}:{}",
+                        c.conn_id().unwrap(),
+                        if r.is_ok() { "ok" } else { "err" }
+                    )
                 }
                 Effect::Broadcast(ev) => format!("event:{}", ev.name),
-                Effect::Answer(c, _) => format!("answer:{}", c.conn),
+                Effect::Answer(c, _) => format!("answer:{}", c.conn_id().unwrap()),
                 Effect::Submit(_) => "submit".into(),
                 Effect::Store(..) => "store".into(),
                 Effect::Timer(ms, _) => format!("timer:{ms}"),
+                other => format!("{other:?}"),
             })
             .collect()
     }
@@ -639,7 +640,7 @@ mod tests {
     fn reply(fx: &[Effect<Resume>], conn: u64) -> &Result<Value, ErrorShape> {
         fx.iter()
             .find_map(|e| match e {
-                Effect::Reply(c, r) if c.conn == conn => Some(r),
+                Effect::Reply(c, r) if c.conn_id() == Some(conn) => Some(r),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no reply to {conn}"))

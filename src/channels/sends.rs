@@ -259,11 +259,7 @@ mod tests {
     use super::*;
 
     fn caller(conn: u64) -> Caller {
-        Caller {
-            shard: 0,
-            conn,
-            req_id: format!("r{conn}"),
-        }
+        Caller::conn(0, conn, format!("r{conn}"))
     }
 
     const ENV: Env = Env {
@@ -307,10 +303,16 @@ mod tests {
         fx.0.iter()
             .map(|e| match e {
                 Effect::Reply(c, r) => {
-                    format!("reply:{}:{}", c.conn, if r.is_ok() { "ok" } else { "err" })
+                    format!(
+                        "reply:{}:{}",
+                        c.conn_id().unwrap(),
+                        if r.is_ok() { "ok" } else { "err" }
+                    )
                 }
-                Effect::Answer(c, Answer::Ok(_)) => format!("answer:{}:ok", c.conn),
-                Effect::Answer(c, Answer::Failed(..)) => format!("answer:{}:failed", c.conn),
+                Effect::Answer(c, Answer::Ok(_)) => format!("answer:{}:ok", c.conn_id().unwrap()),
+                Effect::Answer(c, Answer::Failed(..)) => {
+                    format!("answer:{}:failed", c.conn_id().unwrap())
+                }
                 Effect::Timer(ms, _) => format!("timer:{ms}"),
                 other => format!("{other:?}"),
             })

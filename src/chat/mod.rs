@@ -18,11 +18,7 @@ pub mod runs;
 use serde_json::{Map, Value};
 
 use self::key::SessionKey;
-use crate::{
-    bus::BusMsg,
-    proto::{errors::ErrorShape, frame},
-    shard::ctx::ShardCtx,
-};
+use crate::{bus::BusMsg, proto::errors::ErrorShape, shard::ctx::ShardCtx};
 
 /// Live-text pacing (`LIVE_TEXT_PACING_MS`): deltas of a run at least this far apart.
 pub const PACE_MS: u64 = 75;
@@ -104,9 +100,7 @@ pub enum SessionOp {
 /// A session request with the caller to answer.
 #[derive(Debug, Clone)]
 pub struct SessionCall {
-    pub origin: usize,
-    pub conn: u64,
-    pub req_id: String,
+    pub caller: Caller,
     pub key: SessionKey,
     pub op: SessionOp,
 }
@@ -130,19 +124,15 @@ pub use crate::effects::Caller;
 
 impl Caller {
     pub fn ok(&self, ctx: &mut ShardCtx, payload: &Value) {
-        ctx.reply(self.shard, self.conn, frame::res_ok(&self.req_id, payload));
+        ctx.answer(self, Answer::Ok(payload.clone()));
     }
 
     pub fn err(&self, ctx: &mut ShardCtx, e: &ErrorShape) {
-        ctx.reply(self.shard, self.conn, frame::res_err(&self.req_id, e));
+        ctx.reply_err(self, e.clone());
     }
 
     pub fn answer(&self, ctx: &mut ShardCtx, a: &Answer) {
-        let frame = match a {
-            Answer::Ok(v) => frame::res_ok(&self.req_id, v),
-            Answer::Failed(v, e) => frame::res_err_with_payload(&self.req_id, v, e),
-        };
-        ctx.reply(self.shard, self.conn, frame);
+        ctx.answer(self, a.clone());
     }
 }
 
@@ -150,14 +140,17 @@ pub use crate::effects::Answer;
 
 /// Runs a chat-layer request from connection `conn` on this shard.
 pub fn route(ctx: &mut ShardCtx, conn: u64, req_id: String, req: ChatRequest) {
-    let caller = Caller {
-        shard: ctx.id,
-        conn,
-        req_id,
-    };
+    let caller = Caller::conn(ctx.id, conn, req_id);
+    route_as(ctx, caller, req);
+}
+
+/// Runs a chat-layer request for `caller` (a connection, or an owner waiting in-process).
+pub fn route_as(ctx: &mut ShardCtx, caller: Caller, req: ChatRequest) {
     match req {
         ChatRequest::Session(key, op) => forward(ctx, caller, key, op),
-        ChatRequest::Wait { run_id, timeout_ms } => runs::wait(ctx, caller, run_id, timeout_ms),
+        ChatRequest::Wait { run_id, timeout_ms } => {
+            crate::shard::drive::run_wait(ctx, caller, &run_id, timeout_ms)
+        }
         ChatRequest::AbortRun { run_id } => match ctx.run_index.session_of(&run_id) {
             Some(key) => {
                 let agent_id = key
@@ -189,13 +182,7 @@ pub fn route(ctx: &mut ShardCtx, conn: u64, req_id: String, req: ChatRequest) {
 
 fn forward(ctx: &mut ShardCtx, caller: Caller, key: SessionKey, op: SessionOp) {
     let owner = ctx.placement().session(&key.canonical);
-    let call = SessionCall {
-        origin: caller.shard,
-        conn: caller.conn,
-        req_id: caller.req_id,
-        key,
-        op,
-    };
+    let call = SessionCall { caller, key, op };
     ctx.route(owner, call, owner::handle, BusMsg::SessionCall);
 }
 

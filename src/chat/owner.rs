@@ -177,11 +177,7 @@ fn dedupe_key(kind: SendKind, run_id: &str) -> String {
 
 /// Handles a session request on its owner shard.
 pub fn handle(ctx: &mut ShardCtx, call: SessionCall) {
-    let caller = Caller {
-        shard: call.origin,
-        conn: call.conn,
-        req_id: call.req_id,
-    };
+    let caller = call.caller;
     let key: Arc<str> = Arc::from(call.key.canonical.as_str());
     let agent_id = call.key.agent_id;
     match call.op {
@@ -955,7 +951,7 @@ fn duplicate(ctx: &mut ShardCtx, run: Run, rec: &crate::store::sessions::RecentR
 /// Sends a run-index note to every shard, this one included.
 fn note_all(ctx: &mut ShardCtx, note: RunNote) {
     ctx.sender.to_others(BusMsg::RunNote(note.clone()));
-    super::runs::apply(ctx, note);
+    crate::shard::drive::run_note(ctx, note);
 }
 
 #[cfg(test)]

@@ -9,8 +9,7 @@ use std::{
 
 use serde_json::{json, Value};
 
-use super::Caller;
-use crate::{shard::ctx::ShardCtx, state::now_ms};
+use crate::effects::{Caller, Effects};
 
 /// How long ended runs stay answerable.
 pub const KEEP_MS: u64 = 5 * 60_000;
@@ -128,62 +127,175 @@ pub fn wait_result(s: &RunSummary) -> Value {
     v
 }
 
-/// Applies a note on this shard and answers local waiters of an ended run.
-pub fn apply(ctx: &mut ShardCtx, note: RunNote) {
-    match note {
-        RunNote::Started {
-            run_id,
-            key,
-            started_at,
-        } => {
-            ctx.run_index.active.insert(run_id, (key, started_at));
-        }
-        RunNote::Ended(s) => {
-            let idx = &mut ctx.run_index;
-            idx.active.remove(&s.run_id);
-            idx.ended.insert(s.run_id.clone(), s.clone());
-            idx.ended_order.push_back(s.run_id.clone());
-            idx.trim(now_ms());
-            let waiters = idx.waiters.remove(&s.run_id).unwrap_or_default();
-            let result = wait_result(&s);
-            for w in waiters {
-                w.caller.ok(ctx, &result);
+/// What comes back to the run index: an `agent.wait` timer, carrying the waiter it was set
+/// for (a waiter answered meanwhile is gone, so its timer does nothing).
+#[derive(Debug)]
+pub enum Resume {
+    WaitTimeout { run_id: Arc<str>, waiter: u64 },
+}
+
+impl RunIndex {
+    /// Applies a note on this shard and answers the waiters of an ended run.
+    pub fn note(&mut self, note: RunNote, now_ms: u64, fx: &mut Effects<Resume>) {
+        match note {
+            RunNote::Started {
+                run_id,
+                key,
+                started_at,
+            } => {
+                self.active.insert(run_id, (key, started_at));
+            }
+            RunNote::Ended(s) => {
+                self.active.remove(&s.run_id);
+                self.ended.insert(s.run_id.clone(), s.clone());
+                self.ended_order.push_back(s.run_id.clone());
+                self.trim(now_ms);
+                let waiters = self.waiters.remove(&s.run_id).unwrap_or_default();
+                let result = wait_result(&s);
+                for w in waiters {
+                    fx.ok(&w.caller, result.clone());
+                }
             }
         }
     }
-}
 
-/// `agent.wait {runId, timeoutMs}`: answers at once for an ended run, else when it ends or the
-/// timeout passes (`{runId, status:"timeout"}`).
-pub fn wait(ctx: &mut ShardCtx, caller: Caller, run_id: String, timeout_ms: u64) {
-    if let Some(s) = ctx.run_index.ended.get(run_id.as_str()).cloned() {
-        caller.ok(ctx, &wait_result(&s));
-        return;
+    /// `agent.wait {runId, timeoutMs}`: answers at once for an ended run, else when it ends or
+    /// the timeout passes (`{runId, status:"timeout"}`).
+    pub fn wait(
+        &mut self,
+        caller: Caller,
+        run_id: &str,
+        timeout_ms: u64,
+        fx: &mut Effects<Resume>,
+    ) {
+        if let Some(s) = self.ended.get(run_id) {
+            fx.ok(&caller, wait_result(s));
+            return;
+        }
+        self.next_waiter += 1;
+        let id = self.next_waiter;
+        let key: Arc<str> = Arc::from(run_id);
+        self.waiters
+            .entry(key.clone())
+            .or_default()
+            .push(Waiter { id, caller });
+        fx.push(crate::effects::Effect::Timer(
+            timeout_ms,
+            Resume::WaitTimeout {
+                run_id: key,
+                waiter: id,
+            },
+        ));
     }
-    let idx = &mut ctx.run_index;
-    idx.next_waiter += 1;
-    let id = idx.next_waiter;
-    let key: Arc<str> = Arc::from(run_id.as_str());
-    idx.waiters
-        .entry(key.clone())
-        .or_default()
-        .push(Waiter { id, caller });
-    let me = ctx.me.clone();
-    monoio::spawn(async move {
-        crate::shard::timer::sleep_ms(timeout_ms).await;
-        let Some(ctx) = me.upgrade() else { return };
-        let mut ctx = ctx.borrow_mut();
-        let Some(list) = ctx.run_index.waiters.get_mut(&key) else {
+
+    pub fn resume(&mut self, r: Resume, fx: &mut Effects<Resume>) {
+        let Resume::WaitTimeout { run_id, waiter } = r;
+        let Some(list) = self.waiters.get_mut(&run_id) else {
             return;
         };
-        let Some(i) = list.iter().position(|w| w.id == id) else {
+        let Some(i) = list.iter().position(|w| w.id == waiter) else {
             return;
         };
         let w = list.swap_remove(i);
         if list.is_empty() {
-            ctx.run_index.waiters.remove(&key);
+            self.waiters.remove(&run_id);
         }
-        w.caller
-            .ok(&mut ctx, &json!({"runId": &*key, "status": "timeout"}));
-    });
+        fx.ok(&w.caller, json!({"runId": &*run_id, "status": "timeout"}));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effects::Effect;
+
+    fn caller(n: u64) -> Caller {
+        Caller::conn(0, n, format!("r{n}"))
+    }
+
+    fn ended(id: &str, at: u64) -> RunNote {
+        RunNote::Ended(Arc::new(RunSummary {
+            run_id: Arc::from(id),
+            status: "ok",
+            started_at: at - 5,
+            ended_at: at,
+            error: None,
+            stop_reason: "stop".into(),
+        }))
+    }
+
+    #[test]
+    fn a_waiter_is_answered_when_the_run_ends_and_its_timer_then_does_nothing() {
+        let mut idx = RunIndex::default();
+        let mut fx = Effects::default();
+        idx.wait(caller(1), "run-1", 30_000, &mut fx);
+        let [Effect::Timer(30_000, timer)] = &mut fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        let Resume::WaitTimeout { run_id, waiter } = timer;
+        let timer = Resume::WaitTimeout {
+            run_id: run_id.clone(),
+            waiter: *waiter,
+        };
+        let mut fx = Effects::default();
+        idx.note(ended("run-1", 100), 100, &mut fx);
+        let [Effect::Reply(to, Ok(v))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(to, &caller(1));
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["endedAt"], 100);
+        let mut fx = Effects::default();
+        idx.resume(timer, &mut fx);
+        assert!(fx.is_empty(), "a stale timer answers nobody: {fx:?}");
+        // A later wait on the ended run is answered at once.
+        idx.wait(caller(2), "run-1", 30_000, &mut fx);
+        assert!(matches!(&fx.0[..], [Effect::Reply(_, Ok(v))] if v["status"] == "ok"));
+    }
+
+    #[test]
+    fn a_timeout_answers_only_its_own_waiter() {
+        let mut idx = RunIndex::default();
+        let mut fx = Effects::default();
+        idx.wait(caller(1), "run-1", 10, &mut fx);
+        idx.wait(caller(2), "run-1", 20, &mut fx);
+        let timers: Vec<Resume> =
+            fx.0.into_iter()
+                .map(|e| match e {
+                    Effect::Timer(_, r) => r,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+        let first = timers.into_iter().next().unwrap();
+        let mut fx = Effects::default();
+        idx.resume(first, &mut fx);
+        let [Effect::Reply(to, Ok(v))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(to, &caller(1));
+        assert_eq!(v, &json!({"runId": "run-1", "status": "timeout"}));
+        // The other waiter still gets the end.
+        let mut fx = Effects::default();
+        idx.note(ended("run-1", 50), 50, &mut fx);
+        assert!(matches!(&fx.0[..], [Effect::Reply(to, Ok(_))] if to == &caller(2)));
+    }
+
+    #[test]
+    fn ended_runs_are_kept_for_the_ttl_and_bounded() {
+        let mut idx = RunIndex::default();
+        let mut fx = Effects::default();
+        for i in 0..KEEP_MAX + 10 {
+            idx.note(ended(&format!("r{i}"), 1_000), 1_000, &mut fx);
+        }
+        assert!(idx.ended.len() <= KEEP_MAX);
+        assert!(idx
+            .ended
+            .contains_key(format!("r{}", KEEP_MAX + 9).as_str()));
+        idx.note(
+            ended("late", 1_000 + KEEP_MS + 1),
+            1_000 + KEEP_MS + 1,
+            &mut fx,
+        );
+        assert_eq!(idx.ended.len(), 1, "older than the TTL are gone");
+    }
 }

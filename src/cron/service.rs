@@ -7,8 +7,12 @@
 //! job's `sessionKey`, or `cron:<jobId>` for isolated jobs) and waits for the run to end, so a
 //! provider failure shows up as the run's error. Other payloads are reported as failed with
 //! the reason.
+//!
+//! Sans-IO: [`CronService`] steps push effects (store ops and the tick as typed resumes, the
+//! agent turn as a request to the chat layer whose answers come back to it in-process) for the
+//! shard's driver; they never see a socket, a timer or the bus.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
@@ -19,19 +23,16 @@ use super::{
     CronError, Job, RunOutcome, RunStart,
 };
 use crate::{
-    bus::BusMsg,
-    chat::{self, key, Caller, ChatRequest, SendKind, SendReq, SessionOp},
-    proto::{
-        errors::{code, ErrorShape},
-        frame::EventTemplate,
-    },
-    shard::ctx::ShardCtx,
-    state::now_ms,
-    store::{oneshot::Oneshot, Op, OpResult},
+    chat::{self, key, ChatRequest, SendKind, SendReq, SessionOp},
+    config::Config,
+    effects::{Caller, Effect, Effects, Waiter},
+    proto::errors::{code, ErrorShape},
+    proto::frame::EventTemplate,
+    store::{Op, OpResult},
 };
 
 /// How often the owner checks for due jobs.
-const TICK_MS: u64 = 500;
+pub const TICK_MS: u64 = 500;
 /// How long a run may wait for its agent turn to end.
 const AGENT_RUN_TIMEOUT_MS: u64 = 10 * 60_000;
 /// How long a run waits for its agent turn to be accepted (durable user turn).
@@ -47,6 +48,16 @@ pub struct CronCall {
     pub params: Value,
 }
 
+/// An agent turn a run is waiting for.
+struct TurnWait {
+    job_id: String,
+    run_id: String,
+    started: u64,
+    session_key: String,
+    /// The chat layer has accepted the turn (its user message is durable).
+    accepted: bool,
+}
+
 /// The owner's state (empty on other shards).
 #[derive(Default)]
 pub struct CronService {
@@ -54,6 +65,84 @@ pub struct CronService {
     book: Option<CronBook>,
     /// Runs in progress: job id → (run id, started at).
     running: HashMap<String, (String, u64)>,
+    /// Agent turns of runs in progress, by waiter token.
+    turns: HashMap<u64, TurnWait>,
+    next_token: u64,
+}
+
+/// What a step needs of the gateway.
+pub struct Env<'a> {
+    pub shard: usize,
+    pub now_ms: u64,
+    pub config: &'a Config,
+    pub shutting_down: bool,
+    pub instance_id: &'a str,
+}
+
+/// What comes back to the cron owner.
+#[derive(Debug)]
+pub enum Resume {
+    /// The jobs as stored.
+    Loaded,
+    /// Time to look for due jobs.
+    Tick,
+    /// An added or updated job was written; on failure the book goes back to `before`.
+    Saved {
+        caller: Caller,
+        job: Box<Job>,
+        answer: Value,
+        event: fn(&Job) -> Value,
+        before: Option<Box<Job>>,
+    },
+    /// A removed job was deleted from the store.
+    Removed { caller: Caller, job: Box<Job> },
+    /// The run log, read for a `cron.runs` page.
+    RunsRead { caller: Caller, q: RunsQuery },
+    /// A finished run's record was written; announce it.
+    Recorded { event: Value },
+    /// The agent turn of waiter `token` was not accepted in time.
+    AckTimeout { token: u64 },
+    /// The chat layer's answer to waiter `token`: the turn's ack, then how its run ended.
+    Answered {
+        token: u64,
+        answer: Result<Value, ErrorShape>,
+    },
+}
+
+/// What only the cron driver does.
+#[derive(Debug)]
+pub enum Action {
+    /// Queue a system event on every shard (a `systemEvent` payload, as `wake`).
+    Wake(String),
+    /// A request to the chat layer, answered to the caller (an in-process waiter).
+    Chat(Caller, ChatRequest),
+}
+
+type Fx = Effects<Resume, Action>;
+
+fn store_error(r: Option<&OpResult>) -> ErrorShape {
+    ErrorShape::new(
+        code::UNAVAILABLE,
+        match r {
+            Some(OpResult::Failed(m) | OpResult::Invalid(m)) => m.clone(),
+            other => format!("cron store answered {other:?}"),
+        },
+    )
+}
+
+/// A `cron` event for every shard.
+fn announce(fx: &mut Fx, payload: Value) {
+    fx.push(Effect::Broadcast(EventTemplate::new(
+        "cron", &payload, None,
+    )));
+}
+
+fn id_param(p: &Value) -> String {
+    p.get("id")
+        .or_else(|| p.get("jobId"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl CronService {
@@ -61,16 +150,158 @@ impl CronService {
     pub fn book_mut(&mut self) -> Option<&mut CronBook> {
         self.book.as_mut()
     }
-}
 
-/// On the owner shard at start: load the jobs, then tick.
-pub fn start(ctx: &mut ShardCtx) {
-    if ctx.id != ctx.placement().cron() {
-        return;
+    /// On the owner shard at start: load the jobs, then tick.
+    pub fn start(&mut self, fx: &mut Fx) {
+        fx.push(Effect::Store(Op::CronLoad, Resume::Loaded));
+        fx.push(Effect::Timer(TICK_MS, Resume::Tick));
     }
-    ctx.spawn_store(Op::CronLoad, |ctx, r| {
-        let jobs: Vec<Job> = match r {
-            OpResult::Json(Value::Array(rows)) => rows
+
+    /// Serves a `cron.*` request.
+    pub fn handle(&mut self, env: &Env, call: CronCall, fx: &mut Fx) {
+        let now = env.now_ms;
+        let Some(book) = self.book.as_mut() else {
+            fx.err(
+                &call.caller,
+                ErrorShape::new(code::UNAVAILABLE, "cron jobs are still loading; retry"),
+            );
+            return;
+        };
+        let p = &call.params;
+        let caller = call.caller;
+        match call.method.as_str() {
+            "cron.list" => fx.ok(&caller, book.list(p)),
+            "cron.status" => {
+                let path = env.config.store_path();
+                let v = book.status(env.config.cron_enabled, &path.display().to_string());
+                fx.ok(&caller, v);
+            }
+            "cron.add" => match book.add(p, now) {
+                Ok(job) => {
+                    let answer = CronBook::add_response(&job);
+                    save(fx, caller, job, answer, events::added, None);
+                }
+                Err(e) => fx.err(&caller, e.to_error_shape()),
+            },
+            "cron.update" => {
+                let before = book.get(&id_param(p)).cloned();
+                match book.update(p, now) {
+                    Ok(job) => {
+                        let answer = job.read_view();
+                        save(fx, caller, job, answer, events::updated, before);
+                    }
+                    Err(e) => fx.err(&caller, e.to_error_shape()),
+                }
+            }
+            "cron.remove" => match book.remove(p) {
+                Ok(job) => {
+                    let op = Op::CronDelete { id: job.id.clone() };
+                    let job = Box::new(job);
+                    fx.push(Effect::Store(op, Resume::Removed { caller, job }));
+                }
+                Err(e) => fx.err(&caller, e.to_error_shape()),
+            },
+            "cron.run" => {
+                let mode = p.get("mode").and_then(Value::as_str).unwrap_or("force");
+                let mode = mode.to_owned();
+                self.begin(env, &id_param(p), &mode, Some(caller), fx);
+            }
+            _ => {
+                let q = RunsQuery::from_params(p);
+                let op = Op::CronRuns {
+                    job_id: q.job_id.clone(),
+                    limit: RUNS_READ,
+                };
+                fx.push(Effect::Store(op, Resume::RunsRead { caller, q }));
+            }
+        }
+    }
+
+    pub fn resume(&mut self, env: &Env, r: Resume, res: Option<OpResult>, fx: &mut Fx) {
+        match r {
+            Resume::Loaded => self.loaded(env, res),
+            Resume::Tick => {
+                fx.push(Effect::Timer(TICK_MS, Resume::Tick));
+                if !env.config.cron_enabled || env.shutting_down {
+                    return;
+                }
+                let due = match &self.book {
+                    Some(b) => b.due(env.now_ms),
+                    None => return,
+                };
+                for id in due {
+                    self.begin(env, &id, "due", None, fx);
+                }
+            }
+            Resume::Saved {
+                caller,
+                job,
+                answer,
+                event,
+                before,
+            } => match res {
+                Some(OpResult::Json(_)) => {
+                    announce(fx, event(&job));
+                    fx.ok(&caller, answer);
+                }
+                other => {
+                    if let Some(b) = self.book.as_mut() {
+                        match before {
+                            Some(old) => b.restore(*old),
+                            None => b.forget(&job.id),
+                        }
+                    }
+                    fx.err(&caller, store_error(other.as_ref()));
+                }
+            },
+            Resume::Removed { caller, job } => match res {
+                Some(OpResult::Json(_)) => {
+                    announce(fx, events::removed(&job));
+                    fx.ok(&caller, CronBook::remove_response());
+                }
+                other => {
+                    // Not durable: keep the job.
+                    if let Some(b) = self.book.as_mut() {
+                        b.restore(*job);
+                    }
+                    fx.err(&caller, store_error(other.as_ref()));
+                }
+            },
+            Resume::RunsRead { caller, q } => {
+                let Some(OpResult::Json(Value::Array(rows))) = res else {
+                    fx.err(&caller, store_error(res.as_ref()));
+                    return;
+                };
+                let entries: Vec<RunLogEntry> = rows
+                    .into_iter()
+                    .filter_map(|v| serde_json::from_value(v).ok())
+                    .collect();
+                let book = self.book.as_ref();
+                let page = runs_page(&entries, &q, |id| {
+                    book.and_then(|b| b.get(id)).map(|j| j.name.as_str())
+                });
+                fx.ok(&caller, page);
+            }
+            Resume::Recorded { event } => {
+                if !matches!(res, Some(OpResult::Json(_))) {
+                    tracing::error!(result = ?res, "cron run record not saved");
+                }
+                announce(fx, event);
+            }
+            Resume::AckTimeout { token } => {
+                if self.turns.get(&token).is_some_and(|t| !t.accepted) {
+                    let t = self.turns.remove(&token).expect("present");
+                    let outcome = RunOutcome::error("the agent turn was not accepted in time");
+                    self.finish(env, &t.job_id, &t.run_id, t.started, outcome, fx);
+                }
+            }
+            Resume::Answered { token, answer } => self.answered(env, token, answer, fx),
+        }
+    }
+
+    fn loaded(&mut self, env: &Env, res: Option<OpResult>) {
+        let jobs: Vec<Job> = match res {
+            Some(OpResult::Json(Value::Array(rows))) => rows
                 .into_iter()
                 .filter_map(|v| match serde_json::from_value(v) {
                     Ok(j) => Some(j),
@@ -86,31 +317,197 @@ pub fn start(ctx: &mut ShardCtx) {
             }
         };
         tracing::info!(jobs = jobs.len(), "cron jobs loaded");
-        let default_agent = ctx.config.default_agent().to_owned();
-        ctx.cron.book = Some(CronBook::from_jobs(default_agent, jobs));
-    });
-    let me = ctx.me.clone();
-    monoio::spawn(async move {
-        loop {
-            crate::shard::timer::sleep_ms(TICK_MS).await;
-            let Some(ctx) = me.upgrade() else { return };
-            tick(&mut ctx.borrow_mut());
-        }
-    });
-}
-
-/// Starts the runs whose slot has come (when the scheduler is enabled).
-fn tick(ctx: &mut ShardCtx) {
-    if !ctx.config.cron_enabled || ctx.shutting_down {
-        return;
+        let default_agent = env.config.default_agent().to_owned();
+        self.book = Some(CronBook::from_jobs(default_agent, jobs));
     }
-    let now = now_ms();
-    let due = match &ctx.cron.book {
-        Some(b) => b.due(now),
-        None => return,
-    };
-    for id in due {
-        begin(ctx, &id, "due", None);
+
+    /// Starts a run (`cron.run` with a caller, or the tick without one).
+    fn begin(&mut self, env: &Env, id: &str, mode: &str, caller: Option<Caller>, fx: &mut Fx) {
+        let Some(book) = self.book.as_mut() else {
+            return;
+        };
+        let start = match book.begin_run(id, env.now_ms, mode) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(c) = caller {
+                    fx.err(&c, refuse(&e));
+                }
+                return;
+            }
+        };
+        match start {
+            RunStart::NotRun { response, .. } => {
+                if let Some(c) = caller {
+                    fx.ok(&c, response);
+                }
+            }
+            RunStart::Started {
+                job,
+                run_id,
+                run_at_ms,
+                mut response,
+                event,
+            } => {
+                response["processInstanceId"] = json!(env.instance_id);
+                if let Some(c) = caller {
+                    fx.ok(&c, response);
+                }
+                announce(fx, event);
+                self.running
+                    .insert(job.id.clone(), (run_id.clone(), run_at_ms));
+                tracing::info!(job = %job.id, run_id, mode, "cron run started");
+                self.execute(env, *job, run_id, run_at_ms, fx);
+            }
+        }
+    }
+
+    /// Runs a job's payload: at once for a system event, through the chat layer for an agent
+    /// turn (ending in [`CronService::answered`]).
+    fn execute(&mut self, env: &Env, job: Job, run_id: String, started: u64, fx: &mut Fx) {
+        let text = |k: &str| {
+            job.payload
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match text("kind").as_str() {
+            "systemEvent" => {
+                fx.push(Effect::Do(Action::Wake(text("text"))));
+                self.finish(env, &job.id, &run_id, started, RunOutcome::ok(), fx);
+            }
+            "agentTurn" => {
+                let message = text("message");
+                let k = match session_of(env.config, &job) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        return self.finish(
+                            env,
+                            &job.id,
+                            &run_id,
+                            started,
+                            RunOutcome::error(e),
+                            fx,
+                        )
+                    }
+                };
+                let req = SendReq {
+                    kind: SendKind::Chat,
+                    fingerprint: chat::fingerprint(&["cron", &k.canonical, &message]),
+                    message,
+                    run_id: run_id.clone(),
+                    key_given: true,
+                    reply_to: None,
+                };
+                self.next_token += 1;
+                let token = self.next_token;
+                self.turns.insert(
+                    token,
+                    TurnWait {
+                        job_id: job.id.clone(),
+                        run_id,
+                        started,
+                        session_key: k.canonical.clone(),
+                        accepted: false,
+                    },
+                );
+                let caller = waiter(env, token);
+                let send = ChatRequest::Session(k, SessionOp::Send(req));
+                fx.push(Effect::Do(Action::Chat(caller, send)));
+                fx.push(Effect::Timer(
+                    AGENT_ACK_TIMEOUT_MS,
+                    Resume::AckTimeout { token },
+                ));
+            }
+            other => {
+                let why = format!("payload kind \"{other}\" is not supported by ringgate");
+                self.finish(env, &job.id, &run_id, started, RunOutcome::error(why), fx);
+            }
+        }
+    }
+
+    /// The chat layer answered an agent turn: its ack (then wait for the run), or its end.
+    fn answered(&mut self, env: &Env, token: u64, answer: Result<Value, ErrorShape>, fx: &mut Fx) {
+        let Some(t) = self.turns.get_mut(&token) else {
+            // Not accepted in time: the run was already recorded as failed.
+            return;
+        };
+        if !t.accepted {
+            match answer {
+                Ok(_) => {
+                    t.accepted = true;
+                    let wait = ChatRequest::Wait {
+                        run_id: t.run_id.clone(),
+                        timeout_ms: AGENT_RUN_TIMEOUT_MS,
+                    };
+                    fx.push(Effect::Do(Action::Chat(waiter(env, token), wait)));
+                }
+                Err(e) => {
+                    let t = self.turns.remove(&token).expect("present");
+                    let why = format!("agent turn refused: {}", e.message);
+                    self.finish(
+                        env,
+                        &t.job_id,
+                        &t.run_id,
+                        t.started,
+                        RunOutcome::error(why),
+                        fx,
+                    );
+                }
+            }
+            return;
+        }
+        let t = self.turns.remove(&token).expect("present");
+        let mut outcome = match &answer {
+            Ok(p) => match p["status"].as_str() {
+                Some("ok") => RunOutcome::ok(),
+                Some("timeout") if p.get("endedAt").is_none() => {
+                    RunOutcome::error("timed out waiting for the agent run")
+                }
+                Some("timeout") => RunOutcome::error("agent run aborted"),
+                _ => RunOutcome::error(p["error"].as_str().unwrap_or("agent run failed")),
+            },
+            Err(e) => RunOutcome::error(e.message.clone()),
+        };
+        outcome.session_key = Some(t.session_key);
+        self.finish(env, &t.job_id, &t.run_id, t.started, outcome, fx);
+    }
+
+    /// Records a finished run (durably), then announces it.
+    fn finish(
+        &mut self,
+        env: &Env,
+        job_id: &str,
+        run_id: &str,
+        started: u64,
+        outcome: RunOutcome,
+        fx: &mut Fx,
+    ) {
+        self.running.remove(job_id);
+        let Some(book) = self.book.as_mut() else {
+            return;
+        };
+        let f = match book.finish_run(job_id, run_id, started, &outcome, env.now_ms) {
+            Ok(f) => f,
+            Err(e) => {
+                // The job was removed while it ran: nothing to record.
+                tracing::info!(job = job_id, error = %e, "cron run finished for a removed job");
+                return;
+            }
+        };
+        match &outcome.error {
+            Some(e) => {
+                tracing::warn!(job = job_id, run_id, status = ?outcome.status, error = %e, "cron run finished")
+            }
+            None => tracing::info!(job = job_id, run_id, "cron run finished"),
+        }
+        let op = Op::CronFinish {
+            id: job_id.to_owned(),
+            job: f.job.as_ref().and_then(|j| serde_json::to_string(j).ok()),
+            ts: f.entry.ts,
+            entry: serde_json::to_string(&f.entry).unwrap_or_default(),
+        };
+        fx.push(Effect::Store(op, Resume::Recorded { event: f.event }));
     }
 }
 
@@ -118,107 +515,9 @@ fn refuse(e: &CronError) -> ErrorShape {
     e.to_error_shape()
 }
 
-/// Routes a `cron.*` request to the owner.
-pub fn route(ctx: &mut ShardCtx, call: CronCall) {
-    let owner = ctx.placement().cron();
-    ctx.route(owner, call, handle, BusMsg::Cron);
-}
-
-/// Serves a `cron.*` request on the owner.
-pub fn handle(ctx: &mut ShardCtx, call: CronCall) {
-    let now = now_ms();
-    let Some(book) = ctx.cron.book.as_mut() else {
-        call.caller.err(
-            ctx,
-            &ErrorShape::new(code::UNAVAILABLE, "cron jobs are still loading; retry"),
-        );
-        return;
-    };
-    let p = &call.params;
-    let caller = call.caller;
-    match call.method.as_str() {
-        "cron.list" => {
-            let v = book.list(p);
-            caller.ok(ctx, &v);
-        }
-        "cron.status" => {
-            let path = ctx.config.state_dir.join("ringgate.sqlite");
-            let v = book.status(ctx.config.cron_enabled, &path.display().to_string());
-            caller.ok(ctx, &v);
-        }
-        "cron.add" => match book.add(p, now) {
-            Ok(job) => {
-                let answer = CronBook::add_response(&job);
-                persist(ctx, caller, job, answer, events::added, None);
-            }
-            Err(e) => caller.err(ctx, &refuse(&e)),
-        },
-        "cron.update" => {
-            let id = p
-                .get("id")
-                .or_else(|| p.get("jobId"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let before = book.get(id).cloned();
-            match book.update(p, now) {
-                Ok(job) => {
-                    let answer = job.read_view();
-                    persist(ctx, caller, job, answer, events::updated, before);
-                }
-                Err(e) => caller.err(ctx, &refuse(&e)),
-            }
-        }
-        "cron.remove" => match book.remove(p) {
-            Ok(job) => {
-                let op = Op::CronDelete { id: job.id.clone() };
-                ctx.spawn_store(op, move |ctx, r| match r {
-                    OpResult::Json(_) => {
-                        announce(ctx, events::removed(&job));
-                        caller.ok(ctx, &CronBook::remove_response());
-                    }
-                    other => {
-                        // Not durable: keep the job.
-                        if let Some(b) = ctx.cron.book.as_mut() {
-                            b.restore(job);
-                        }
-                        caller.err(ctx, &store_error(&other));
-                    }
-                });
-            }
-            Err(e) => caller.err(ctx, &refuse(&e)),
-        },
-        "cron.run" => {
-            let id = p
-                .get("id")
-                .or_else(|| p.get("jobId"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let mode = p
-                .get("mode")
-                .and_then(Value::as_str)
-                .unwrap_or("force")
-                .to_owned();
-            begin(ctx, &id, &mode, Some(caller));
-        }
-        _ => runs(ctx, caller, RunsQuery::from_params(p)),
-    }
-}
-
-fn store_error(r: &OpResult) -> ErrorShape {
-    ErrorShape::new(
-        code::UNAVAILABLE,
-        match r {
-            OpResult::Failed(m) | OpResult::Invalid(m) => m.clone(),
-            other => format!("cron store answered {other:?}"),
-        },
-    )
-}
-
-/// Makes an added or updated job durable, then answers and announces it. If the write fails
-/// the book goes back to `before` (the job's previous version; `None` for an add).
-fn persist(
-    ctx: &mut ShardCtx,
+/// Makes an added or updated job durable, then answers and announces it.
+fn save(
+    fx: &mut Fx,
     caller: Caller,
     job: Job,
     answer: Value,
@@ -229,127 +528,28 @@ fn persist(
         id: job.id.clone(),
         job: serde_json::to_string(&job).unwrap_or_default(),
     };
-    ctx.spawn_store(op, move |ctx, r| match r {
-        OpResult::Json(_) => {
-            announce(ctx, event(&job));
-            caller.ok(ctx, &answer);
-        }
-        other => {
-            if let Some(b) = ctx.cron.book.as_mut() {
-                match before {
-                    Some(old) => b.restore(old),
-                    None => b.forget(&job.id),
-                }
-            }
-            caller.err(ctx, &store_error(&other));
-        }
-    });
-}
-
-/// Broadcasts a `cron` event on every shard.
-fn announce(ctx: &mut ShardCtx, payload: Value) {
-    ctx.broadcast(EventTemplate::new("cron", &payload, None));
-}
-
-/// `cron.runs`: the run log from the store, paged on the owner (job names from the book).
-fn runs(ctx: &mut ShardCtx, caller: Caller, q: RunsQuery) {
-    let op = Op::CronRuns {
-        job_id: q.job_id.clone(),
-        limit: RUNS_READ,
+    let r = Resume::Saved {
+        caller,
+        job: Box::new(job),
+        answer,
+        event,
+        before: before.map(Box::new),
     };
-    ctx.spawn_store(op, move |ctx, r| {
-        let OpResult::Json(Value::Array(rows)) = r else {
-            caller.err(ctx, &store_error(&r));
-            return;
-        };
-        let entries: Vec<RunLogEntry> = rows
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
-        let book = ctx.cron.book.as_ref();
-        let page = runs_page(&entries, &q, |id| {
-            book.and_then(|b| b.get(id)).map(|j| j.name.as_str())
-        });
-        caller.ok(ctx, &page);
-    });
+    fx.push(Effect::Store(op, r));
 }
 
-/// Starts a run (`cron.run` with a caller, or the timer without one).
-fn begin(ctx: &mut ShardCtx, id: &str, mode: &str, caller: Option<Caller>) {
-    let now = now_ms();
-    let Some(book) = ctx.cron.book.as_mut() else {
-        return;
-    };
-    let start = match book.begin_run(id, now, mode) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(c) = caller {
-                c.err(ctx, &refuse(&e));
-            }
-            return;
-        }
-    };
-    match start {
-        RunStart::NotRun { response, .. } => {
-            if let Some(c) = caller {
-                c.ok(ctx, &response);
-            }
-        }
-        RunStart::Started {
-            job,
-            run_id,
-            run_at_ms,
-            mut response,
-            event,
-        } => {
-            response["processInstanceId"] = json!(ctx.globals.instance_id);
-            if let Some(c) = caller {
-                c.ok(ctx, &response);
-            }
-            announce(ctx, event);
-            ctx.cron
-                .running
-                .insert(job.id.clone(), (run_id.clone(), run_at_ms));
-            tracing::info!(job = %job.id, run_id, mode, "cron run started");
-            execute(ctx, *job, run_id, run_at_ms);
-        }
-    }
-}
-
-/// Runs a job's payload; calls [`finish`] with the outcome.
-fn execute(ctx: &mut ShardCtx, job: Job, run_id: String, started: u64) {
-    let kind = job
-        .payload
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    match kind.as_str() {
-        "systemEvent" => {
-            let text = job
-                .payload
-                .get("text")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            ctx.record_system_event(text.clone());
-            ctx.sender.to_others(BusMsg::SystemEvent(text));
-            finish(ctx, &job.id, &run_id, started, RunOutcome::ok());
-        }
-        "agentTurn" => agent_turn(ctx, job, run_id, started),
-        other => {
-            let why = format!("payload kind \"{other}\" is not supported by ringgate");
-            finish(ctx, &job.id, &run_id, started, RunOutcome::error(why));
-        }
+/// The in-process caller for waiter `token` on the cron shard.
+fn waiter(env: &Env, token: u64) -> Caller {
+    Caller::Internal {
+        shard: env.shard,
+        waiter: Waiter::Cron(token),
     }
 }
 
 /// The session an `agentTurn` runs in.
-fn session_of(ctx: &ShardCtx, job: &Job) -> Result<key::SessionKey, String> {
-    let agent = job
-        .effective_agent_id(ctx.config.default_agent())
-        .to_owned();
-    if ctx.config.agent(&agent).is_none() {
+fn session_of(config: &Config, job: &Job) -> Result<key::SessionKey, String> {
+    let agent = job.effective_agent_id(config.default_agent()).to_owned();
+    if config.agent(&agent).is_none() {
         return Err(format!("Unknown agent id \"{agent}\""));
     }
     let raw = match job.session_target.as_str() {
@@ -361,125 +561,291 @@ fn session_of(ctx: &ShardCtx, job: &Job) -> Result<key::SessionKey, String> {
             (None, None) => format!("cron:{}", job.id),
         },
     };
-    key::resolve(&raw, Some(&agent), ctx.config.default_agent())
+    key::resolve(&raw, Some(&agent), config.default_agent())
 }
 
-/// A pseudo connection whose answer completes a one-shot instead of going to a socket.
-fn waiter(ctx: &mut ShardCtx) -> (Caller, Arc<Oneshot<Vec<u8>>>) {
-    let conn = ctx.next_client_id();
-    let w = Oneshot::new();
-    ctx.reply_waiters.insert(conn, w.clone());
-    let caller = Caller {
-        shard: ctx.id,
-        conn,
-        req_id: "cron".into(),
-    };
-    (caller, w)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn agent_turn(ctx: &mut ShardCtx, job: Job, run_id: String, started: u64) {
-    let message = job
-        .payload
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let k = match session_of(ctx, &job) {
-        Ok(k) => k,
-        Err(e) => return finish(ctx, &job.id, &run_id, started, RunOutcome::error(e)),
-    };
-    let session_key = k.canonical.clone();
-    let req = SendReq {
-        kind: SendKind::Chat,
-        fingerprint: chat::fingerprint(&["cron", &k.canonical, &message]),
-        message,
-        run_id: run_id.clone(),
-        key_given: true,
-        reply_to: None,
-    };
-    let (caller, ack) = waiter(ctx);
-    let caller_conn = caller.conn;
-    chat::route(
-        ctx,
-        caller.conn,
-        caller.req_id,
-        ChatRequest::Session(k, SessionOp::Send(req)),
-    );
-    let me = ctx.me.clone();
-    let job_id = job.id.clone();
-    let ack_conn = caller_conn;
-    monoio::spawn(async move {
-        let ack = monoio::select! {
-            a = ack.wait() => Some(a),
-            _ = crate::shard::timer::sleep_ms(AGENT_ACK_TIMEOUT_MS) => None,
-        };
-        let Some(ctx) = me.upgrade() else { return };
-        let Some(ack) = ack else {
-            ctx.borrow_mut().reply_waiters.remove(&ack_conn);
-            let outcome = RunOutcome::error("the agent turn was not accepted in time");
-            return finish(&mut ctx.borrow_mut(), &job_id, &run_id, started, outcome);
-        };
-        let ack: Value = serde_json::from_slice(&ack).unwrap_or(Value::Null);
-        if ack["ok"] != true {
-            let why = ack["error"]["message"].as_str().unwrap_or("turn refused");
-            let outcome = RunOutcome::error(format!("agent turn refused: {why}"));
-            return finish(&mut ctx.borrow_mut(), &job_id, &run_id, started, outcome);
-        }
-        let done = {
-            let mut c = ctx.borrow_mut();
-            let (caller, done) = waiter(&mut c);
-            chat::runs::wait(&mut c, caller, run_id.clone(), AGENT_RUN_TIMEOUT_MS);
-            done
-        };
-        drop(ctx);
-        let end: Value = serde_json::from_slice(&done.wait().await).unwrap_or(Value::Null);
-        let Some(ctx) = me.upgrade() else { return };
-        let p = &end["payload"];
-        let mut outcome = match p["status"].as_str() {
-            Some("ok") => RunOutcome::ok(),
-            Some("timeout") if p.get("endedAt").is_none() => {
-                RunOutcome::error("timed out waiting for the agent run")
-            }
-            Some("timeout") => RunOutcome::error("agent run aborted"),
-            _ => RunOutcome::error(p["error"].as_str().unwrap_or("agent run failed")),
-        };
-        outcome.session_key = Some(session_key);
-        finish(&mut ctx.borrow_mut(), &job_id, &run_id, started, outcome);
-    });
-}
+    const NOW: u64 = 1_772_000_000_000;
 
-/// Records a finished run (durably), then announces it.
-fn finish(ctx: &mut ShardCtx, job_id: &str, run_id: &str, started: u64, outcome: RunOutcome) {
-    let now = now_ms();
-    ctx.cron.running.remove(job_id);
-    let Some(book) = ctx.cron.book.as_mut() else {
-        return;
-    };
-    let f = match book.finish_run(job_id, run_id, started, &outcome, now) {
-        Ok(f) => f,
-        Err(e) => {
-            // The job was removed while it ran: nothing to record.
-            tracing::info!(job = job_id, error = %e, "cron run finished for a removed job");
-            return;
+    fn config() -> Config {
+        Config {
+            cron_enabled: true,
+            ..Default::default()
         }
-    };
-    match &outcome.error {
-        Some(e) => {
-            tracing::warn!(job = job_id, run_id, status = ?outcome.status, error = %e, "cron run finished")
-        }
-        None => tracing::info!(job = job_id, run_id, "cron run finished"),
     }
-    let op = Op::CronFinish {
-        id: job_id.to_owned(),
-        job: f.job.as_ref().and_then(|j| serde_json::to_string(j).ok()),
-        ts: f.entry.ts,
-        entry: serde_json::to_string(&f.entry).unwrap_or_default(),
-    };
-    let event = f.event;
-    ctx.spawn_store(op, move |ctx, r| {
-        if !matches!(r, OpResult::Json(_)) {
-            tracing::error!(result = ?r, "cron run record not saved");
+
+    fn env(config: &Config, now_ms: u64) -> Env<'_> {
+        Env {
+            shard: 0,
+            now_ms,
+            config,
+            shutting_down: false,
+            instance_id: "inst",
         }
-        announce(ctx, event);
-    });
+    }
+
+    fn caller() -> Caller {
+        Caller::conn(0, 1, "r")
+    }
+
+    fn stored_ok() -> Option<OpResult> {
+        Some(OpResult::Json(json!({})))
+    }
+
+    /// A loaded service holding one saved job with this payload, every minute from `NOW`.
+    fn with_job(cfg: &Config, payload: Value) -> (CronService, String) {
+        let mut c = CronService::default();
+        let mut fx = Fx::default();
+        c.start(&mut fx);
+        assert!(matches!(
+            &fx.0[..],
+            [
+                Effect::Store(Op::CronLoad, Resume::Loaded),
+                Effect::Timer(TICK_MS, Resume::Tick)
+            ]
+        ));
+        c.resume(
+            &env(cfg, NOW),
+            Resume::Loaded,
+            Some(OpResult::Json(json!([]))),
+            &mut fx,
+        );
+        let add = CronCall {
+            caller: caller(),
+            method: "cron.add".into(),
+            params: json!({"name": "j", "schedule": {"kind": "every", "everyMs": 60_000},
+                           "payload": payload}),
+        };
+        let mut fx = Fx::default();
+        c.handle(&env(cfg, NOW), add, &mut fx);
+        let Some(Effect::Store(Op::CronSave { id, .. }, saved)) = fx.0.pop() else {
+            panic!("an add is written first")
+        };
+        let mut fx = Fx::default();
+        c.resume(&env(cfg, NOW), saved, stored_ok(), &mut fx);
+        assert!(
+            matches!(&fx.0[..], [Effect::Broadcast(_), Effect::Reply(_, Ok(_))]),
+            "{fx:?}"
+        );
+        (c, id)
+    }
+
+    /// The effects of a tick at `now` (the re-armed tick dropped).
+    fn tick(c: &mut CronService, cfg: &Config, now: u64) -> Vec<Effect<Resume, Action>> {
+        let mut fx = Fx::default();
+        c.resume(&env(cfg, now), Resume::Tick, None, &mut fx);
+        let mut v = fx.0.into_iter();
+        assert!(matches!(
+            v.next(),
+            Some(Effect::Timer(TICK_MS, Resume::Tick))
+        ));
+        v.collect()
+    }
+
+    #[test]
+    fn a_due_system_event_job_wakes_and_records_its_run() {
+        let cfg = config();
+        let (mut c, id) = with_job(&cfg, json!({"kind": "systemEvent", "text": "ping"}));
+        assert!(tick(&mut c, &cfg, NOW + 59_999).is_empty(), "not due yet");
+        let fx = tick(&mut c, &cfg, NOW + 60_000);
+        let [Effect::Broadcast(started), Effect::Do(Action::Wake(text)), Effect::Store(Op::CronFinish { id: fin, .. }, Resume::Recorded { event })] =
+            &fx[..]
+        else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(started.name, "cron");
+        assert_eq!(text, "ping");
+        assert_eq!(fin, &id);
+        assert_eq!(event["action"], "finished");
+        assert_eq!(event["status"], "ok");
+        // With the scheduler off nothing runs.
+        let off = Config {
+            cron_enabled: false,
+            ..Default::default()
+        };
+        assert!(tick(&mut c, &off, NOW + 10 * 60_000).is_empty());
+    }
+
+    #[test]
+    fn a_failed_write_undoes_the_add() {
+        let cfg = config();
+        let mut c = CronService::default();
+        let mut fx = Fx::default();
+        c.resume(
+            &env(&cfg, NOW),
+            Resume::Loaded,
+            Some(OpResult::Json(json!([]))),
+            &mut fx,
+        );
+        let add = CronCall {
+            caller: caller(),
+            method: "cron.add".into(),
+            params: json!({"name": "j", "schedule": {"kind": "every", "everyMs": 60_000},
+                           "payload": {"kind": "systemEvent", "text": "t"}}),
+        };
+        c.handle(&env(&cfg, NOW), add, &mut fx);
+        let Some(Effect::Store(_, saved)) = fx.0.pop() else {
+            panic!()
+        };
+        let mut fx = Fx::default();
+        c.resume(
+            &env(&cfg, NOW),
+            saved,
+            Some(OpResult::Failed("disk full".into())),
+            &mut fx,
+        );
+        let [Effect::Reply(_, Err(e))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(e.message, "disk full");
+        assert_eq!(c.book.as_ref().unwrap().list(&json!({}))["total"], 0);
+    }
+
+    /// Runs the job now and returns the waiter token and run id of its agent turn.
+    fn agent_turn(c: &mut CronService, cfg: &Config, id: &str) -> (u64, String) {
+        let run = CronCall {
+            caller: caller(),
+            method: "cron.run".into(),
+            params: json!({"id": id}),
+        };
+        let mut fx = Fx::default();
+        c.handle(&env(cfg, NOW + 1), run, &mut fx);
+        let chat = fx.0.iter().find_map(|e| match e {
+            Effect::Do(Action::Chat(
+                Caller::Internal {
+                    waiter: Waiter::Cron(t),
+                    ..
+                },
+                ChatRequest::Session(k, SessionOp::Send(req)),
+            )) => {
+                assert_eq!(k.canonical, format!("agent:main:cron:{id}"));
+                assert_eq!(req.message, "hello");
+                Some((*t, req.run_id.clone()))
+            }
+            _ => None,
+        });
+        assert!(
+            fx.0.iter().any(|e| matches!(
+                e,
+                Effect::Timer(AGENT_ACK_TIMEOUT_MS, Resume::AckTimeout { .. })
+            )),
+            "{fx:?}"
+        );
+        chat.expect("the turn goes to the chat layer")
+    }
+
+    fn finished(fx: &Fx) -> &Value {
+        fx.0.iter()
+            .find_map(|e| match e {
+                Effect::Store(Op::CronFinish { .. }, Resume::Recorded { event }) => Some(event),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no run record in {fx:?}"))
+    }
+
+    #[test]
+    fn an_agent_turn_is_accepted_then_waited_for() {
+        let cfg = config();
+        let payload = json!({"kind": "agentTurn", "message": "hello"});
+        let mut c = with_job(&cfg, payload.clone()).0;
+        // Isolated jobs run in their own session.
+        let id = {
+            let b = c.book.as_mut().unwrap();
+            let id = b.list(&json!({}))["jobs"][0]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            b.update(
+                &json!({"id": id, "patch": {"sessionTarget": "isolated"}}),
+                NOW,
+            )
+            .unwrap();
+            id
+        };
+        let (token, run_id) = agent_turn(&mut c, &cfg, &id);
+        let e = env(&cfg, NOW + 2);
+        let mut fx = Fx::default();
+        c.resume(
+            &e,
+            Resume::Answered {
+                token,
+                answer: Ok(json!({"runId": run_id, "status": "started"})),
+            },
+            None,
+            &mut fx,
+        );
+        let [Effect::Do(Action::Chat(
+            _,
+            ChatRequest::Wait {
+                run_id: w,
+                timeout_ms,
+            },
+        ))] = &fx.0[..]
+        else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(w, &run_id);
+        assert_eq!(*timeout_ms, AGENT_RUN_TIMEOUT_MS);
+        // The ack timer of an accepted turn does nothing.
+        let mut fx = Fx::default();
+        c.resume(&e, Resume::AckTimeout { token }, None, &mut fx);
+        assert!(fx.is_empty(), "{fx:?}");
+        let end = json!({"runId": run_id, "status": "ok", "endedAt": NOW + 3});
+        c.resume(
+            &e,
+            Resume::Answered {
+                token,
+                answer: Ok(end),
+            },
+            None,
+            &mut fx,
+        );
+        let ev = finished(&fx);
+        assert_eq!(ev["status"], "ok");
+        assert_eq!(ev["sessionKey"], format!("agent:main:cron:{id}"));
+    }
+
+    #[test]
+    fn a_refused_or_unaccepted_turn_fails_the_run_once() {
+        let cfg = config();
+        let payload = json!({"kind": "agentTurn", "message": "hello"});
+        let (mut c, id) = with_job(&cfg, payload);
+        let e = env(&cfg, NOW + 2);
+        let (token, _) = agent_turn(&mut c, &cfg, &id);
+        let mut fx = Fx::default();
+        let refusal = ErrorShape::invalid("session busy");
+        c.resume(
+            &e,
+            Resume::Answered {
+                token,
+                answer: Err(refusal),
+            },
+            None,
+            &mut fx,
+        );
+        assert_eq!(finished(&fx)["error"], "agent turn refused: session busy");
+
+        let (token, _) = agent_turn(&mut c, &cfg, &id);
+        let mut fx = Fx::default();
+        c.resume(&e, Resume::AckTimeout { token }, None, &mut fx);
+        assert_eq!(
+            finished(&fx)["error"],
+            "the agent turn was not accepted in time"
+        );
+        // A late ack finds nothing to do.
+        let mut fx = Fx::default();
+        c.resume(
+            &e,
+            Resume::Answered {
+                token,
+                answer: Ok(json!({})),
+            },
+            None,
+            &mut fx,
+        );
+        assert!(fx.is_empty(), "{fx:?}");
+    }
 }

@@ -106,7 +106,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             Outcome::Task(Task(Box::new(move |ctx, caller| {
                 let mut op = op;
                 if let ApprovalOp::Request { from, .. } = &mut op {
-                    *from = (caller.shard, caller.conn);
+                    *from = (caller.shard(), caller.conn_id().unwrap_or_default());
                 }
                 crate::shard::drive::route_approval(ctx, ApprovalCall { caller, op })
             })))

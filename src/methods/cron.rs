@@ -2,11 +2,7 @@
 //! validates it against its job book and answers.
 
 use super::{Call, Outcome, Task};
-use crate::{
-    chat::Caller,
-    cron::service::{self, CronCall},
-    shard::ctx::ShardCtx,
-};
+use crate::{chat::Caller, cron::service::CronCall, shard::ctx::ShardCtx};
 
 pub const METHODS: &[&str] = &[
     "cron.list",
@@ -22,7 +18,7 @@ pub fn handle(call: &Call) -> Outcome {
     let method = call.method.to_owned();
     let params = call.params.clone();
     Outcome::Task(Task(Box::new(move |ctx: &mut ShardCtx, caller: Caller| {
-        service::route(
+        crate::shard::drive::route_cron(
             ctx,
             CronCall {
                 caller,

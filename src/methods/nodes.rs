@@ -282,7 +282,8 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             }
             let params = p.clone();
             Outcome::Task(Task(Box::new(move |ctx, caller| {
-                let r = invoke::on_result(ctx, caller.conn, &params);
+                let conn = caller.conn_id().unwrap_or_default();
+                let r = crate::shard::drive::invoke_result(ctx, conn, &params);
                 caller.ok(ctx, &r);
             })))
         }
@@ -368,7 +369,7 @@ fn invoke_call(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         session_key: str_param(p, "sessionKey").map(str::to_owned),
     };
     Ok(Outcome::Task(Task(Box::new(move |ctx, caller| {
-        invoke::start(ctx, caller, req)
+        crate::shard::drive::invoke_start(ctx, caller, req)
     }))))
 }
 

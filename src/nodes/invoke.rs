@@ -2,19 +2,21 @@
 //! the node's shard delivers `node.invoke.request` to the node (no `seq`) and remembers which
 //! invokes its node owes, so a `node.invoke.result` — or the node going away — is routed back.
 //! A caller that goes away cancels the invoke (`node.invoke.cancel` to the node).
+//!
+//! Sans-IO: both sides are [`Invokes`], whose steps push effects (messages for the other
+//! shard as [`Effect::Route`], the request and cancel events to the node's connection, the
+//! deadline as a timer) for the shard's driver.
 
 use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{json, Value};
 
 use crate::{
-    bus::BusMsg,
-    chat::Caller,
+    effects::{Caller, Effect, Effects},
     proto::{
         errors::{code, ErrorShape},
         frame::EventTemplate,
     },
-    shard::ctx::ShardCtx,
 };
 
 /// Default invoke deadline (`node.invoke` without `timeoutMs`).
@@ -55,9 +57,14 @@ pub enum Outcome {
     },
 }
 
-/// Messages between the caller's and the node's shard.
+/// Messages between the caller's and the node's shard, and the caller's deadline.
 #[derive(Debug, Clone)]
 pub enum InvokeMsg {
+    /// The deadline of invoke `id` passed (on the caller's shard). Ids are fresh per invoke,
+    /// so the timer of an answered invoke finds nothing.
+    Timeout {
+        id: String,
+    },
     Request {
         id: String,
         origin: usize,
@@ -75,9 +82,15 @@ pub enum InvokeMsg {
     },
 }
 
-fn send(ctx: &mut ShardCtx, shard: usize, msg: InvokeMsg) {
-    ctx.route(shard, msg, on_msg, BusMsg::Invoke);
+/// What a step needs of the shard.
+pub struct Env<'a> {
+    /// This shard.
+    pub shard: usize,
+    /// Whether a connection on this shard is open and authenticated.
+    pub conn_live: &'a dyn Fn(u64) -> bool,
 }
+
+type Fx = Effects<InvokeMsg>;
 
 /// What an invoke asks of a node.
 pub struct Request {
@@ -91,238 +104,382 @@ pub struct Request {
     pub session_key: Option<String>,
 }
 
-/// Starts an invoke for `caller` (a connection on this shard).
-pub fn start(ctx: &mut ShardCtx, caller: Caller, req: Request) {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut payload = json!({
-        "id": id,
-        "nodeId": req.node_id,
-        "command": req.command,
-        "paramsJSON": req.params.as_ref().map(Value::to_string),
-        "timeoutMs": req.timeout_ms,
-        "idempotencyKey": req.idempotency_key,
-    });
-    if let Some(k) = &req.session_key {
-        payload["sessionKey"] = json!(k);
-    }
-    let event = Arc::new(EventTemplate::new("node.invoke.request", &payload, None));
-    ctx.invokes.pending.insert(
-        id.clone(),
-        Pending {
-            caller,
-            node_id: req.node_id.clone(),
-            command: req.command,
-            node_shard: req.node_shard,
-        },
-    );
-    send(
-        ctx,
-        req.node_shard,
-        InvokeMsg::Request {
-            id: id.clone(),
-            origin: ctx.id,
-            node_conn: req.node_conn,
-            node_id: req.node_id,
-            event,
-        },
-    );
-    let me = ctx.me.clone();
-    let timeout = req.timeout_ms;
-    monoio::spawn(async move {
-        crate::shard::timer::sleep_ms(timeout).await;
-        if let Some(ctx) = me.upgrade() {
-            let mut ctx = ctx.borrow_mut();
-            if let Some(p) = ctx.invokes.pending.get(&id) {
-                let (shard, node_id) = (p.node_shard, p.node_id.clone());
-                finish(
-                    &mut ctx,
-                    &id,
-                    Outcome::Failed {
-                        code: "TIMEOUT".into(),
-                        message: "node invoke timed out".into(),
-                        dispatched: true,
-                    },
-                );
-                send(&mut ctx, shard, InvokeMsg::Cancel { id, node_id });
-            }
+impl Invokes {
+    /// Starts an invoke for `caller` (a connection on this shard).
+    pub fn start(&mut self, env: &Env, caller: Caller, req: Request, fx: &mut Fx) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut payload = json!({
+            "id": id,
+            "nodeId": req.node_id,
+            "command": req.command,
+            "paramsJSON": req.params.as_ref().map(Value::to_string),
+            "timeoutMs": req.timeout_ms,
+            "idempotencyKey": req.idempotency_key,
+        });
+        if let Some(k) = &req.session_key {
+            payload["sessionKey"] = json!(k);
         }
-    });
-}
-
-/// Answers the caller of a finished invoke.
-fn finish(ctx: &mut ShardCtx, id: &str, outcome: Outcome) {
-    let Some(p) = ctx.invokes.pending.remove(id) else {
-        return;
-    };
-    match outcome {
-        Outcome::Ok {
-            payload,
-            payload_json,
-        } => p.caller.ok(
-            ctx,
-            &json!({"ok": true, "nodeId": p.node_id, "command": p.command,
-                    "payload": payload, "payloadJSON": payload_json}),
-        ),
-        Outcome::Failed {
-            code: c,
-            message,
-            dispatched,
-        } => {
-            let (msg, top) = if c == "NOT_CONNECTED" {
-                ("node not connected".to_owned(), Some("NOT_CONNECTED"))
-            } else {
-                (format!("{c}: {message}"), None)
-            };
-            let mut details = json!({
-                "nodeError": {"code": c, "message": message},
-                "nodeCommandDispatched": dispatched,
-            });
-            if let Some(t) = top {
-                details["code"] = json!(t);
-            }
-            p.caller.err(
-                ctx,
-                &ErrorShape::new(code::UNAVAILABLE, msg).with_details(details),
-            );
-        }
+        let event = Arc::new(EventTemplate::new("node.invoke.request", &payload, None));
+        self.pending.insert(
+            id.clone(),
+            Pending {
+                caller,
+                node_id: req.node_id.clone(),
+                command: req.command,
+                node_shard: req.node_shard,
+            },
+        );
+        fx.push(Effect::Timer(
+            req.timeout_ms,
+            InvokeMsg::Timeout { id: id.clone() },
+        ));
+        fx.push(Effect::Route(
+            req.node_shard,
+            InvokeMsg::Request {
+                id,
+                origin: env.shard,
+                node_conn: req.node_conn,
+                node_id: req.node_id,
+                event,
+            },
+        ));
     }
-}
 
-/// Handles an invoke message from another shard (or this one).
-pub fn on_msg(ctx: &mut ShardCtx, msg: InvokeMsg) {
-    match msg {
-        InvokeMsg::Request {
-            id,
-            origin,
-            node_conn,
-            node_id,
-            event,
-        } => {
-            let delivered = ctx.clients.get(&node_conn).is_some_and(|c| {
-                c.try_borrow_mut().is_ok_and(|mut c| {
-                    let live = c.end.is_none() && c.session().is_some();
-                    if live {
-                        c.push_event(&event, false);
-                    }
-                    live
-                })
-            });
-            if delivered {
-                ctx.invokes
-                    .forwarded
-                    .insert(id, Forwarded { origin, node_conn });
-            } else {
-                let outcome = Outcome::Failed {
-                    code: "NOT_CONNECTED".into(),
-                    message: format!("node {node_id} is not connected"),
-                    dispatched: false,
+    /// Answers the caller of a finished invoke.
+    fn finish(&mut self, id: &str, outcome: Outcome, fx: &mut Fx) {
+        let Some(p) = self.pending.remove(id) else {
+            return;
+        };
+        match outcome {
+            Outcome::Ok {
+                payload,
+                payload_json,
+            } => fx.ok(
+                &p.caller,
+                json!({"ok": true, "nodeId": p.node_id, "command": p.command,
+                        "payload": payload, "payloadJSON": payload_json}),
+            ),
+            Outcome::Failed {
+                code: c,
+                message,
+                dispatched,
+            } => {
+                let (msg, top) = if c == "NOT_CONNECTED" {
+                    ("node not connected".to_owned(), Some("NOT_CONNECTED"))
+                } else {
+                    (format!("{c}: {message}"), None)
                 };
-                send(ctx, origin, InvokeMsg::Done { id, outcome });
+                let mut details = json!({
+                    "nodeError": {"code": c, "message": message},
+                    "nodeCommandDispatched": dispatched,
+                });
+                if let Some(t) = top {
+                    details["code"] = json!(t);
+                }
+                fx.err(
+                    &p.caller,
+                    ErrorShape::new(code::UNAVAILABLE, msg).with_details(details),
+                );
             }
         }
-        InvokeMsg::Cancel { id, node_id } => {
-            if let Some(f) = ctx.invokes.forwarded.remove(&id) {
-                let ev = EventTemplate::new(
-                    "node.invoke.cancel",
-                    &json!({"invokeId": id, "nodeId": node_id}),
-                    None,
-                );
-                if let Some(c) = ctx.clients.get(&f.node_conn) {
-                    if let Ok(mut c) = c.try_borrow_mut() {
-                        if c.end.is_none() {
-                            c.push_event(&Arc::new(ev), false);
-                        }
-                    }
+    }
+
+    /// An invoke message from another shard (or this one), or a deadline.
+    pub fn resume(&mut self, env: &Env, msg: InvokeMsg, fx: &mut Fx) {
+        match msg {
+            InvokeMsg::Request {
+                id,
+                origin,
+                node_conn,
+                node_id,
+                event,
+            } => {
+                if (env.conn_live)(node_conn) {
+                    fx.push(Effect::Event(node_conn, event));
+                    self.forwarded.insert(id, Forwarded { origin, node_conn });
+                } else {
+                    let outcome = Outcome::Failed {
+                        code: "NOT_CONNECTED".into(),
+                        message: format!("node {node_id} is not connected"),
+                        dispatched: false,
+                    };
+                    fx.push(Effect::Route(origin, InvokeMsg::Done { id, outcome }));
                 }
             }
+            InvokeMsg::Cancel { id, node_id } => {
+                if let Some(f) = self.forwarded.remove(&id) {
+                    let ev = EventTemplate::new(
+                        "node.invoke.cancel",
+                        &json!({"invokeId": id, "nodeId": node_id}),
+                        None,
+                    );
+                    fx.push(Effect::Event(f.node_conn, Arc::new(ev)));
+                }
+            }
+            InvokeMsg::Done { id, outcome } => self.finish(&id, outcome, fx),
+            InvokeMsg::Timeout { id } => {
+                let Some(p) = self.pending.get(&id) else {
+                    return;
+                };
+                let (shard, node_id) = (p.node_shard, p.node_id.clone());
+                let outcome = Outcome::Failed {
+                    code: "TIMEOUT".into(),
+                    message: "node invoke timed out".into(),
+                    dispatched: true,
+                };
+                self.finish(&id, outcome, fx);
+                fx.push(Effect::Route(shard, InvokeMsg::Cancel { id, node_id }));
+            }
         }
-        InvokeMsg::Done { id, outcome } => finish(ctx, &id, outcome),
     }
-}
 
-/// `node.invoke.result` from the node on connection `node_conn`.
-pub fn on_result(ctx: &mut ShardCtx, node_conn: u64, p: &Value) -> Value {
-    let id = p["id"].as_str().unwrap_or_default();
-    let Some(f) = ctx
-        .invokes
-        .forwarded
-        .get(id)
-        .filter(|f| f.node_conn == node_conn)
-    else {
-        return json!({"ok": true, "ignored": true});
-    };
-    let origin = f.origin;
-    ctx.invokes.forwarded.remove(id);
-    let outcome = if p["ok"].as_bool() == Some(true) {
-        let payload_json = p["payloadJSON"].as_str().map(str::to_owned);
-        let payload = match &payload_json {
-            Some(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-            None => p.get("payload").cloned().unwrap_or(Value::Null),
+    /// `node.invoke.result` from the node on connection `node_conn`; returns the answer for
+    /// the node (`ignored` for an invoke it does not owe).
+    pub fn result(&mut self, node_conn: u64, p: &Value, fx: &mut Fx) -> Value {
+        let id = p["id"].as_str().unwrap_or_default();
+        let Some(f) = self.forwarded.get(id).filter(|f| f.node_conn == node_conn) else {
+            return json!({"ok": true, "ignored": true});
         };
-        Outcome::Ok {
-            payload,
-            payload_json,
-        }
-    } else {
-        Outcome::Failed {
-            code: p["error"]["code"]
-                .as_str()
-                .unwrap_or("UNAVAILABLE")
-                .to_owned(),
-            message: p["error"]["message"]
-                .as_str()
-                .unwrap_or("node invoke failed")
-                .to_owned(),
-            dispatched: true,
-        }
-    };
-    send(
-        ctx,
-        origin,
-        InvokeMsg::Done {
-            id: id.to_owned(),
-            outcome,
-        },
-    );
-    json!({"ok": true})
-}
-
-/// A connection on this shard closed: fail the invokes its node owed, cancel the ones it was
-/// waiting for.
-pub fn on_closed(ctx: &mut ShardCtx, conn: u64) {
-    let owed: Vec<(String, usize)> = ctx
-        .invokes
-        .forwarded
-        .iter()
-        .filter(|(_, f)| f.node_conn == conn)
-        .map(|(id, f)| (id.clone(), f.origin))
-        .collect();
-    for (id, origin) in owed {
-        ctx.invokes.forwarded.remove(&id);
-        let outcome = Outcome::Failed {
-            code: "DISCONNECTED".into(),
-            message: "node disconnected".into(),
-            dispatched: true,
+        let origin = f.origin;
+        self.forwarded.remove(id);
+        let outcome = if p["ok"].as_bool() == Some(true) {
+            let payload_json = p["payloadJSON"].as_str().map(str::to_owned);
+            let payload = match &payload_json {
+                Some(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+                None => p.get("payload").cloned().unwrap_or(Value::Null),
+            };
+            Outcome::Ok {
+                payload,
+                payload_json,
+            }
+        } else {
+            Outcome::Failed {
+                code: p["error"]["code"]
+                    .as_str()
+                    .unwrap_or("UNAVAILABLE")
+                    .to_owned(),
+                message: p["error"]["message"]
+                    .as_str()
+                    .unwrap_or("node invoke failed")
+                    .to_owned(),
+                dispatched: true,
+            }
         };
-        send(ctx, origin, InvokeMsg::Done { id, outcome });
+        let id = id.to_owned();
+        fx.push(Effect::Route(origin, InvokeMsg::Done { id, outcome }));
+        json!({"ok": true})
     }
-    let waiting: Vec<String> = ctx
-        .invokes
-        .pending
-        .iter()
-        .filter(|(_, p)| p.caller.conn == conn)
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in waiting {
-        if let Some(p) = ctx.invokes.pending.remove(&id) {
-            send(
-                ctx,
-                p.node_shard,
-                InvokeMsg::Cancel {
+
+    /// A connection on this shard closed: fail the invokes its node owed, cancel the ones it
+    /// was waiting for.
+    pub fn closed(&mut self, env: &Env, conn: u64, fx: &mut Fx) {
+        let owed: Vec<String> = self
+            .forwarded
+            .iter()
+            .filter(|(_, f)| f.node_conn == conn)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in owed {
+            let Some(f) = self.forwarded.remove(&id) else {
+                continue;
+            };
+            let outcome = Outcome::Failed {
+                code: "DISCONNECTED".into(),
+                message: "node disconnected".into(),
+                dispatched: true,
+            };
+            fx.push(Effect::Route(f.origin, InvokeMsg::Done { id, outcome }));
+        }
+        let waiting: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.caller.is_conn(env.shard, conn))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            if let Some(p) = self.pending.remove(&id) {
+                let cancel = InvokeMsg::Cancel {
                     id,
                     node_id: p.node_id,
-                },
-            );
+                };
+                fx.push(Effect::Route(p.node_shard, cancel));
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE_CONN: u64 = 7;
+
+    fn env(shard: usize) -> Env<'static> {
+        Env {
+            shard,
+            conn_live: &|c| c == NODE_CONN,
+        }
+    }
+
+    fn request(timeout_ms: u64) -> Request {
+        Request {
+            node_id: "n1".into(),
+            node_shard: 1,
+            node_conn: NODE_CONN,
+            command: "system.run".into(),
+            params: Some(json!({"cmd": "ls"})),
+            timeout_ms,
+            idempotency_key: "k".into(),
+            session_key: None,
+        }
+    }
+
+    fn caller() -> Caller {
+        Caller::conn(0, 3, "r1")
+    }
+
+    /// Starts an invoke on shard 0 and delivers it on shard 1; returns the timer's resume
+    /// and the invoke id.
+    fn started(a: &mut Invokes, b: &mut Invokes) -> (InvokeMsg, String) {
+        let mut fx = Fx::default();
+        a.start(&env(0), caller(), request(5_000), &mut fx);
+        let mut it = fx.0.into_iter();
+        let Some(Effect::Timer(5_000, timer)) = it.next() else {
+            panic!("deadline first")
+        };
+        let Some(Effect::Route(1, req)) = it.next() else {
+            panic!("request to the node's shard")
+        };
+        let InvokeMsg::Request { id, .. } = &req else {
+            panic!()
+        };
+        let id = id.clone();
+        let mut fx = Fx::default();
+        b.resume(&env(1), req, &mut fx);
+        let [Effect::Event(NODE_CONN, ev)] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(ev.name, "node.invoke.request");
+        (timer, id)
+    }
+
+    fn only_route(fx: Fx) -> (usize, InvokeMsg) {
+        let mut v = fx.0;
+        assert_eq!(v.len(), 1, "{v:?}");
+        match v.pop() {
+            Some(Effect::Route(s, m)) => (s, m),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_result_reaches_the_caller_and_the_deadline_then_does_nothing() {
+        let (mut a, mut b) = (Invokes::default(), Invokes::default());
+        let (timer, id) = started(&mut a, &mut b);
+        let mut fx = Fx::default();
+        // Another connection cannot answer for the node.
+        let ans = b.result(99, &json!({"id": id, "ok": true}), &mut fx);
+        assert_eq!(ans["ignored"], true);
+        assert!(fx.is_empty());
+        let ans = b.result(
+            NODE_CONN,
+            &json!({"id": id, "ok": true, "payloadJSON": "{\"x\":1}"}),
+            &mut fx,
+        );
+        assert_eq!(ans, json!({"ok": true}));
+        let (to, done) = only_route(fx);
+        assert_eq!(to, 0);
+        let mut fx = Fx::default();
+        a.resume(&env(0), done, &mut fx);
+        let [Effect::Reply(c, Ok(v))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(c, &caller());
+        assert_eq!(v["payload"], json!({"x": 1}));
+        let mut fx = Fx::default();
+        a.resume(&env(0), timer, &mut fx);
+        assert!(fx.is_empty(), "a stale deadline does nothing: {fx:?}");
+    }
+
+    #[test]
+    fn the_deadline_fails_the_caller_and_cancels_on_the_node() {
+        let (mut a, mut b) = (Invokes::default(), Invokes::default());
+        let (timer, id) = started(&mut a, &mut b);
+        let mut fx = Fx::default();
+        a.resume(&env(0), timer, &mut fx);
+        let mut it = fx.0.into_iter();
+        let Some(Effect::Reply(_, Err(e))) = it.next() else {
+            panic!()
+        };
+        assert!(e.message.starts_with("TIMEOUT"), "{}", e.message);
+        let Some(Effect::Route(1, cancel)) = it.next() else {
+            panic!()
+        };
+        let mut fx = Fx::default();
+        b.resume(&env(1), cancel, &mut fx);
+        let [Effect::Event(NODE_CONN, ev)] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(ev.name, "node.invoke.cancel");
+        // A late result is ignored.
+        let mut fx = Fx::default();
+        let ans = b.result(NODE_CONN, &json!({"id": id, "ok": true}), &mut fx);
+        assert_eq!(ans["ignored"], true);
+    }
+
+    #[test]
+    fn a_node_that_is_gone_or_goes_fails_the_invoke() {
+        let mut a = Invokes::default();
+        let mut fx = Fx::default();
+        let mut req = request(1_000);
+        req.node_conn = 8; // not live
+        a.start(&env(0), caller(), req, &mut fx);
+        let Some(Effect::Route(_, msg)) = fx.0.pop() else {
+            panic!()
+        };
+        let mut b = Invokes::default();
+        let mut fx = Fx::default();
+        b.resume(&env(1), msg, &mut fx);
+        let (_, done) = only_route(fx);
+        let mut fx = Fx::default();
+        a.resume(&env(0), done, &mut fx);
+        let [Effect::Reply(_, Err(e))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(e.message, "node not connected");
+        assert_eq!(e.details.as_ref().unwrap()["code"], "NOT_CONNECTED");
+
+        let (mut a, mut b) = (Invokes::default(), Invokes::default());
+        let (_, _) = started(&mut a, &mut b);
+        let mut fx = Fx::default();
+        b.closed(&env(1), NODE_CONN, &mut fx);
+        let (_, done) = only_route(fx);
+        let mut fx = Fx::default();
+        a.resume(&env(0), done, &mut fx);
+        let [Effect::Reply(_, Err(e))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert!(e.message.starts_with("DISCONNECTED"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_caller_that_goes_away_cancels_on_the_node() {
+        let (mut a, mut b) = (Invokes::default(), Invokes::default());
+        let (_, _) = started(&mut a, &mut b);
+        let mut fx = Fx::default();
+        a.closed(&env(0), 3, &mut fx);
+        let (to, cancel) = only_route(fx);
+        assert_eq!(to, 1);
+        let mut fx = Fx::default();
+        b.resume(&env(1), cancel, &mut fx);
+        assert!(
+            matches!(&fx.0[..], [Effect::Event(NODE_CONN, ev)] if ev.name == "node.invoke.cancel")
+        );
+        // The same connection id on another shard is another caller.
+        let (mut a, mut b) = (Invokes::default(), Invokes::default());
+        let (_, _) = started(&mut a, &mut b);
+        let mut fx = Fx::default();
+        a.closed(&env(1), 3, &mut fx);
+        assert!(fx.is_empty());
     }
 }

@@ -697,7 +697,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
     if let (Some(key), false) = (presence_key, ctx.shutting_down) {
         ctx.presence_change(key, presence_disconnect());
     }
-    crate::nodes::invoke::on_closed(&mut ctx, id);
+    super::drive::invoke_closed(&mut ctx, id);
     if approval_client {
         ctx.globals
             .approval_clients

@@ -17,7 +17,7 @@ use crate::{
     config::Config,
     pairing::PairedDevice,
     proto::{
-        errors::close,
+        errors::{close, ErrorShape},
         events::{audience, droppable, may_receive},
         frame::{EventTemplate, Parser},
     },
@@ -36,6 +36,10 @@ const AUTH_CLOSE_GRACE_MS: u64 = 100;
 const MAX_QUEUED_SYSTEM_EVENTS: usize = 20;
 
 pub type ClientRef = Rc<RefCell<Client>>;
+
+/// Where an in-process answer for an HTTP request lands.
+pub type HttpWaiter =
+    Arc<crate::store::oneshot::Oneshot<Result<Value, crate::proto::errors::ErrorShape>>>;
 
 /// Per-shard state.
 pub struct ShardCtx {
@@ -98,9 +102,10 @@ pub struct ShardCtx {
     pub cron: crate::cron::service::CronService,
     /// `send`s whose idempotency key this shard owns.
     pub sends: crate::channels::sends::Sends,
-    /// Work without a WebSocket waiting for an answer (inbound channel messages, cron runs),
-    /// by pseudo connection id: a response for that id completes the waiter instead.
-    pub reply_waiters: HashMap<u64, Arc<crate::store::oneshot::Oneshot<Vec<u8>>>>,
+    /// HTTP requests waiting for the chat layer (inbound channel messages), by the token of
+    /// their [`crate::effects::Waiter::Http`].
+    pub http_waiters: HashMap<u64, HttpWaiter>,
+    next_waiter: u64,
 }
 
 impl ShardCtx {
@@ -177,7 +182,8 @@ impl ShardCtx {
             channels: crate::channels::hub::ChannelHub::empty(),
             sends: Default::default(),
             cron: Default::default(),
-            reply_waiters: HashMap::new(),
+            http_waiters: HashMap::new(),
+            next_waiter: 0,
         }
     }
 
@@ -280,11 +286,83 @@ impl ShardCtx {
         }
     }
 
+    /// Pushes an event, unsequenced, to connection `conn` on this shard if it is still open and
+    /// authenticated; false when it is not.
+    pub fn push_event_to(&mut self, conn: u64, ev: &Arc<EventTemplate>) -> bool {
+        self.clients.get(&conn).is_some_and(|c| {
+            c.try_borrow_mut().is_ok_and(|mut c| {
+                let live = c.end.is_none() && c.session().is_some();
+                if live {
+                    c.push_event(ev, false);
+                }
+                live
+            })
+        })
+    }
+
+    /// Whether connection `conn` on this shard is open and authenticated.
+    pub fn conn_live(&self, conn: u64) -> bool {
+        self.clients.get(&conn).is_some_and(|c| {
+            c.try_borrow()
+                .is_ok_and(|c| c.end.is_none() && c.session().is_some())
+        })
+    }
+
+    /// Answers `to` with a terminal answer: a response frame for a connection, the value for
+    /// an in-process waiter.
+    pub fn answer(&mut self, to: &crate::effects::Caller, a: crate::effects::Answer) {
+        use crate::effects::{Answer, Caller};
+        match to {
+            Caller::Conn {
+                shard,
+                conn,
+                req_id,
+            } => {
+                let frame = match &a {
+                    Answer::Ok(v) => crate::proto::frame::res_ok(req_id, v),
+                    Answer::Failed(v, e) => crate::proto::frame::res_err_with_payload(req_id, v, e),
+                };
+                self.reply(*shard, *conn, frame);
+            }
+            Caller::Internal { shard, waiter } => {
+                let r = match a {
+                    Answer::Ok(v) => Ok(v),
+                    Answer::Failed(_, e) => Err(e),
+                };
+                self.answer_waiter(*shard, *waiter, r);
+            }
+        }
+    }
+
+    /// Answers `to` with an error.
+    pub fn reply_err(&mut self, to: &crate::effects::Caller, e: ErrorShape) {
+        use crate::effects::Caller;
+        match to {
+            Caller::Conn {
+                shard,
+                conn,
+                req_id,
+            } => self.reply(*shard, *conn, crate::proto::frame::res_err(req_id, &e)),
+            Caller::Internal { shard, waiter } => self.answer_waiter(*shard, *waiter, Err(e)),
+        }
+    }
+
+    fn answer_waiter(
+        &mut self,
+        shard: usize,
+        waiter: crate::effects::Waiter,
+        r: Result<Value, ErrorShape>,
+    ) {
+        if shard == self.id {
+            super::drive::answered(self, waiter, r);
+        } else {
+            self.sender
+                .send(shard, BusMsg::Answered(Box::new((waiter, r))));
+        }
+    }
+
     fn deliver_reply(&mut self, conn: u64, frame: &[u8]) {
         let Some(c) = self.clients.get(&conn) else {
-            if let Some(w) = self.reply_waiters.remove(&conn) {
-                w.complete(frame.to_vec());
-            }
             return;
         };
         let Ok(mut c) = c.try_borrow_mut() else {
@@ -338,6 +416,20 @@ impl ShardCtx {
         out: crate::agent::Output,
     ) -> Vec<crate::methods::Effect> {
         crate::chat::owner::on_output(self, run_id, out)
+    }
+
+    /// A caller for an HTTP request on this shard waiting for an answer, and where the
+    /// answer lands (remove the token from `http_waiters` when giving up).
+    pub fn http_waiter(&mut self) -> (crate::effects::Caller, u64, HttpWaiter) {
+        self.next_waiter += 1;
+        let token = self.next_waiter;
+        let w = crate::store::oneshot::Oneshot::new();
+        self.http_waiters.insert(token, w.clone());
+        let caller = crate::effects::Caller::Internal {
+            shard: self.id,
+            waiter: crate::effects::Waiter::Http(token),
+        };
+        (caller, token, w)
     }
 
     pub fn next_client_id(&mut self) -> u64 {
@@ -458,20 +550,24 @@ impl ShardCtx {
             BusMsg::Shutdown => self.shutdown(),
             BusMsg::SessionCall(call) => crate::chat::owner::handle(self, *call),
             BusMsg::Reply { conn, frame } => self.deliver_reply(conn, &frame),
+            BusMsg::Answered(a) => {
+                let (waiter, r) = *a;
+                super::drive::answered(self, waiter, r);
+            }
             BusMsg::RunOutput { run_id, out } => {
                 let effects = self.on_run_output(&run_id, *out);
                 super::dispatch::apply(self, effects);
             }
-            BusMsg::RunNote(note) => crate::chat::runs::apply(self, note),
+            BusMsg::RunNote(note) => super::drive::run_note(self, note),
             BusMsg::Node(d) => self.nodes.apply(&d),
-            BusMsg::Invoke(m) => crate::nodes::invoke::on_msg(self, *m),
+            BusMsg::Invoke(m) => super::drive::invoke_msg(self, *m),
             BusMsg::Approval(call) => super::drive::approval(self, *call),
             BusMsg::Config(update) => self.on_config(&update),
             BusMsg::Sessions(s) => {
                 self.sessions = s;
                 self.hello_cache.health_changed();
             }
-            BusMsg::Cron(call) => crate::cron::service::handle(self, *call),
+            BusMsg::Cron(call) => super::drive::cron_call(self, *call),
             BusMsg::ChannelSend(call) => super::drive::send(self, *call),
             BusMsg::AuthFailure { ip, at_ms } => {
                 self.limiter.record_failure(ip, at_ms);

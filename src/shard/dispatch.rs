@@ -749,11 +749,7 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
             }
             Effect::Chat { conn, req_id, req } => crate::chat::route(ctx, conn, req_id, req),
             Effect::Task { conn, req_id, task } => {
-                let caller = crate::chat::Caller {
-                    shard: ctx.id,
-                    conn,
-                    req_id,
-                };
+                let caller = crate::chat::Caller::conn(ctx.id, conn, req_id);
                 (task.0)(ctx, caller)
             }
             Effect::NodeUp(n) => node_up(ctx, *n),

@@ -2,6 +2,8 @@
 //! clock and knowledge, then applies the effects it pushed — answers (local or over the bus),
 //! broadcasts, store ops and timers — and feeds what comes back to the owner as its resume.
 
+use serde_json::Value;
+
 use crate::{
     approvals::{self, ApprovalCall},
     bus::BusMsg,
@@ -9,32 +11,49 @@ use crate::{
         sends::{self, Delivery, SendCall},
         DeliveryReport,
     },
-    effects::{Effect, Effects},
-    proto::frame,
+    chat::runs::{self, RunNote},
+    cron::service as cron,
+    effects::{Answer, Caller, Effect, Effects, Never, Waiter},
+    nodes::invoke::{self, InvokeMsg, Invokes},
+    proto::errors::ErrorShape,
     state::now_ms,
     store::OpResult,
 };
 
 use super::ctx::ShardCtx;
 
-/// Applies effects in order; `resume` takes what a store op or timer brings back.
-fn apply<R: 'static>(
-    ctx: &mut ShardCtx,
-    fx: Effects<R>,
+/// How the driver reaches one kind of owner: its resume, how a resume travels to the same
+/// owner on another shard, and how its own actions are carried out.
+struct Owner<R, O = Never> {
     resume: fn(&mut ShardCtx, R, Option<OpResult>),
-) {
+    /// Wraps a resume for the bus (`None`: this owner never routes).
+    bus: Option<fn(Box<R>) -> BusMsg>,
+    act: fn(&mut ShardCtx, O),
+}
+
+fn no_action(_: &mut ShardCtx, n: Never) {
+    match n {}
+}
+
+/// Applies effects in order.
+fn apply<R: 'static, O>(ctx: &mut ShardCtx, fx: Effects<R, O>, owner: &Owner<R, O>) {
     for e in fx.0 {
         match e {
-            Effect::Reply(to, Ok(v)) => ctx.reply(to.shard, to.conn, frame::res_ok(&to.req_id, &v)),
-            Effect::Reply(to, Err(e)) => {
-                ctx.reply(to.shard, to.conn, frame::res_err(&to.req_id, &e))
-            }
-            Effect::Answer(to, a) => to.answer(ctx, &a),
+            Effect::Reply(to, Ok(v)) => ctx.answer(&to, Answer::Ok(v)),
+            Effect::Reply(to, Err(e)) => ctx.reply_err(&to, e),
+            Effect::Answer(to, a) => ctx.answer(&to, a),
             Effect::Broadcast(ev) => ctx.broadcast(ev),
+            Effect::Event(conn, ev) => {
+                ctx.push_event_to(conn, &ev);
+            }
             Effect::Submit(op) => ctx.store.submit(op),
-            Effect::Store(op, r) => ctx.spawn_store(op, move |ctx, res| resume(ctx, r, Some(res))),
+            Effect::Store(op, r) => {
+                let resume = owner.resume;
+                ctx.spawn_store(op, move |ctx, res| resume(ctx, r, Some(res)))
+            }
             Effect::Timer(ms, r) => {
                 let me = ctx.me.clone();
+                let resume = owner.resume;
                 monoio::spawn(async move {
                     super::timer::sleep_ms(ms).await;
                     if let Some(ctx) = me.upgrade() {
@@ -42,9 +61,34 @@ fn apply<R: 'static>(
                     }
                 });
             }
+            Effect::Route(shard, r) if shard == ctx.id => (owner.resume)(ctx, r, None),
+            Effect::Route(shard, r) => match owner.bus {
+                Some(wrap) => ctx.sender.send(shard, wrap(Box::new(r))),
+                None => tracing::error!(shard, "an owner that never routes asked to route"),
+            },
+            Effect::Do(o) => (owner.act)(ctx, o),
         }
     }
 }
+
+/// An answer for an owner waiting in-process on this shard.
+pub fn answered(ctx: &mut ShardCtx, waiter: Waiter, r: Result<Value, ErrorShape>) {
+    match waiter {
+        Waiter::Cron(token) => cron_answered(ctx, token, r),
+        Waiter::Http(token) => {
+            // Gone when the request already timed out.
+            if let Some(w) = ctx.http_waiters.remove(&token) {
+                w.complete(r);
+            }
+        }
+    }
+}
+
+const APPROVALS: Owner<approvals::Resume> = Owner {
+    resume: approval_resume,
+    bus: None,
+    act: no_action,
+};
 
 fn approvals_env(ctx: &ShardCtx) -> approvals::Env {
     approvals::Env {
@@ -58,14 +102,14 @@ pub fn approval(ctx: &mut ShardCtx, call: ApprovalCall) {
     let env = approvals_env(ctx);
     let mut fx = Effects::default();
     ctx.approvals.handle(&env, call, &mut fx);
-    apply(ctx, fx, approval_resume);
+    apply(ctx, fx, &APPROVALS);
 }
 
 fn approval_resume(ctx: &mut ShardCtx, r: approvals::Resume, res: Option<OpResult>) {
     let env = approvals_env(ctx);
     let mut fx = Effects::default();
     ctx.approvals.resume(&env, r, res, &mut fx);
-    apply(ctx, fx, approval_resume);
+    apply(ctx, fx, &APPROVALS);
 }
 
 /// Sends an approval call to the approvals owner (or serves it here).
@@ -73,6 +117,12 @@ pub fn route_approval(ctx: &mut ShardCtx, call: ApprovalCall) {
     let owner = ctx.placement().approvals();
     ctx.route(owner, call, approval, BusMsg::Approval);
 }
+
+const SENDS: Owner<sends::Resume> = Owner {
+    resume: send_resume,
+    bus: None,
+    act: no_action,
+};
 
 fn sends_env(ctx: &ShardCtx, call: Option<&SendCall>) -> sends::Env {
     sends::Env {
@@ -94,7 +144,7 @@ pub fn send(ctx: &mut ShardCtx, call: SendCall) {
     if let Some(d) = ctx.sends.handle(&env, call, &mut fx) {
         deliver(ctx, d, &mut fx);
     }
-    apply(ctx, fx, send_resume);
+    apply(ctx, fx, &SENDS);
 }
 
 /// Hands a delivery to its channel, whose threads report the final outcome to this shard's
@@ -130,11 +180,150 @@ pub fn send_report(ctx: &mut ShardCtx, key: String, report: DeliveryReport) {
     let env = sends_env(ctx, None);
     let mut fx = Effects::default();
     ctx.sends.report(&env, key, report, &mut fx);
-    apply(ctx, fx, send_resume);
+    apply(ctx, fx, &SENDS);
 }
 
 fn send_resume(ctx: &mut ShardCtx, r: sends::Resume, _: Option<OpResult>) {
     let mut fx = Effects::default();
     ctx.sends.resume(r, &mut fx);
-    apply(ctx, fx, send_resume);
+    apply(ctx, fx, &SENDS);
+}
+
+const RUNS: Owner<runs::Resume> = Owner {
+    resume: runs_resume,
+    bus: None,
+    act: no_action,
+};
+
+/// A run started or ended: applied to this shard's run index, whose waiters it answers.
+pub fn run_note(ctx: &mut ShardCtx, note: RunNote) {
+    let mut fx = Effects::default();
+    ctx.run_index.note(note, now_ms(), &mut fx);
+    apply(ctx, fx, &RUNS);
+}
+
+/// `agent.wait` on this shard's run index.
+pub fn run_wait(ctx: &mut ShardCtx, caller: Caller, run_id: &str, timeout_ms: u64) {
+    let mut fx = Effects::default();
+    ctx.run_index.wait(caller, run_id, timeout_ms, &mut fx);
+    apply(ctx, fx, &RUNS);
+}
+
+fn runs_resume(ctx: &mut ShardCtx, r: runs::Resume, _: Option<OpResult>) {
+    let mut fx = Effects::default();
+    ctx.run_index.resume(r, &mut fx);
+    apply(ctx, fx, &RUNS);
+}
+
+const INVOKES: Owner<InvokeMsg> = Owner {
+    resume: invoke_resume,
+    bus: Some(BusMsg::Invoke),
+    act: no_action,
+};
+
+/// Runs one step of this shard's invokes with its clock and client table, then applies it.
+fn invokes(
+    ctx: &mut ShardCtx,
+    step: impl FnOnce(&mut Invokes, &invoke::Env, &mut Effects<InvokeMsg>),
+) {
+    let mut fx = Effects::default();
+    let clients = &ctx.clients;
+    let live = |conn: u64| {
+        clients.get(&conn).is_some_and(|c| {
+            c.try_borrow()
+                .is_ok_and(|c| c.end.is_none() && c.session().is_some())
+        })
+    };
+    let env = invoke::Env {
+        shard: ctx.id,
+        conn_live: &live,
+    };
+    step(&mut ctx.invokes, &env, &mut fx);
+    apply(ctx, fx, &INVOKES);
+}
+
+/// Starts a `node.invoke` for a connection on this shard.
+pub fn invoke_start(ctx: &mut ShardCtx, caller: Caller, req: invoke::Request) {
+    invokes(ctx, |i, env, fx| i.start(env, caller, req, fx));
+}
+
+fn invoke_resume(ctx: &mut ShardCtx, msg: InvokeMsg, _: Option<OpResult>) {
+    invokes(ctx, |i, env, fx| i.resume(env, msg, fx));
+}
+
+/// An invoke message from another shard.
+pub fn invoke_msg(ctx: &mut ShardCtx, msg: InvokeMsg) {
+    invoke_resume(ctx, msg, None);
+}
+
+/// `node.invoke.result` from the node on connection `conn`; returns the node's answer.
+pub fn invoke_result(ctx: &mut ShardCtx, conn: u64, p: &Value) -> Value {
+    let mut answer = Value::Null;
+    invokes(ctx, |i, _, fx| answer = i.result(conn, p, fx));
+    answer
+}
+
+/// A connection on this shard closed (node or caller).
+pub fn invoke_closed(ctx: &mut ShardCtx, conn: u64) {
+    invokes(ctx, |i, env, fx| i.closed(env, conn, fx));
+}
+
+const CRON: Owner<cron::Resume, cron::Action> = Owner {
+    resume: cron_resume,
+    bus: None,
+    act: cron_act,
+};
+
+/// Runs one step of the cron service with the shard's clock and config, then applies it.
+fn cron_step(
+    ctx: &mut ShardCtx,
+    step: impl FnOnce(&mut cron::CronService, &cron::Env, &mut Effects<cron::Resume, cron::Action>),
+) {
+    let (config, globals) = (ctx.config.clone(), ctx.globals.clone());
+    let env = cron::Env {
+        shard: ctx.id,
+        now_ms: now_ms(),
+        config: &config,
+        shutting_down: ctx.shutting_down,
+        instance_id: &globals.instance_id,
+    };
+    let mut fx = Effects::default();
+    step(&mut ctx.cron, &env, &mut fx);
+    apply(ctx, fx, &CRON);
+}
+
+/// On the cron owner at start: load the jobs and start ticking.
+pub fn cron_start(ctx: &mut ShardCtx) {
+    if ctx.id == ctx.placement().cron() {
+        cron_step(ctx, |c, _, fx| c.start(fx));
+    }
+}
+
+/// Sends a `cron.*` request to the cron owner (or serves it here).
+pub fn route_cron(ctx: &mut ShardCtx, call: cron::CronCall) {
+    let owner = ctx.placement().cron();
+    ctx.route(owner, call, cron_call, BusMsg::Cron);
+}
+
+/// Serves a `cron.*` request on the cron owner.
+pub fn cron_call(ctx: &mut ShardCtx, call: cron::CronCall) {
+    cron_step(ctx, |c, env, fx| c.handle(env, call, fx));
+}
+
+fn cron_resume(ctx: &mut ShardCtx, r: cron::Resume, res: Option<OpResult>) {
+    cron_step(ctx, |c, env, fx| c.resume(env, r, res, fx));
+}
+
+fn cron_answered(ctx: &mut ShardCtx, token: u64, answer: Result<Value, ErrorShape>) {
+    cron_resume(ctx, cron::Resume::Answered { token, answer }, None);
+}
+
+fn cron_act(ctx: &mut ShardCtx, a: cron::Action) {
+    match a {
+        cron::Action::Wake(text) => {
+            ctx.record_system_event(text.clone());
+            ctx.sender.to_others(BusMsg::SystemEvent(text));
+        }
+        cron::Action::Chat(caller, req) => crate::chat::route_as(ctx, caller, req),
+    }
 }

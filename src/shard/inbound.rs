@@ -14,7 +14,7 @@ use crate::http::head::{self as http, Inbound};
 use crate::{
     channels::{webhook, ReplyRoute},
     chat::{self, key, ChatRequest, SendKind, SendReq, SessionOp},
-    store::oneshot::Oneshot,
+    proto::errors::{code, ErrorShape},
 };
 
 /// How long an inbound message waits for its turn to be durable before the sender is told
@@ -116,8 +116,7 @@ pub async fn serve(
         }
     };
     let replies = wh.account_config(&account).is_some_and(|a| a.url.is_some());
-    let waiter: std::sync::Arc<Oneshot<Vec<u8>>> = Oneshot::new();
-    let (conn, canonical) = {
+    let (token, waiter, canonical) = {
         let mut ctx = shared.borrow_mut();
         let default_agent = ctx.config.default_agent().to_owned();
         let k = match key::resolve(&msg.session_key, None, &default_agent) {
@@ -146,44 +145,46 @@ pub async fn serve(
                 to: msg.from.clone(),
             }),
         };
-        // A pseudo connection id: the chat layer's answer lands in `reply_waiters`.
-        let conn = ctx.next_client_id();
-        ctx.reply_waiters.insert(conn, waiter.clone());
+        // The chat layer's answer comes back in-process (`http_waiters`).
+        let (caller, token, waiter) = ctx.http_waiter();
         if ctx.globals.log_allowed() {
             tracing::info!(account, from = %msg.from, session = %k.canonical, "inbound webhook message");
         }
         let canonical = k.canonical.clone();
         let turn = ChatRequest::Session(k, SessionOp::Send(req));
-        chat::route(&mut ctx, conn, "webhook".into(), turn);
-        (conn, canonical)
+        chat::route_as(&mut ctx, caller, turn);
+        (token, waiter, canonical)
     };
     // The turn gets its own budget, whatever the upload took.
     let left = std::time::Duration::from_millis(TURN_TIMEOUT_MS);
     monoio::select! {
-        frame = waiter.wait() => http_answer(&frame, &canonical),
+        answer = waiter.wait() => http_answer(answer, &canonical),
         _ = crate::shard::timer::sleep(left) => {
-            shared.borrow_mut().reply_waiters.remove(&conn);
+            shared.borrow_mut().http_waiters.remove(&token);
             error("503 Service Unavailable", "the session did not answer in time")
         }
     }
 }
 
 /// The chat layer's answer to the turn, as HTTP.
-fn http_answer(frame: &[u8], session_key: &str) -> Vec<u8> {
-    let v: Value = serde_json::from_slice(frame).unwrap_or(Value::Null);
-    if v["ok"] == true {
-        let p = &v["payload"];
-        return answer(
-            "202 Accepted",
-            json!({"ok": true, "runId": p["runId"], "status": p["status"], "sessionKey": session_key}),
-        );
-    }
-    let e = &v["error"];
-    let msg = e["message"].as_str().unwrap_or("refused");
-    let status = match e["code"].as_str() {
-        Some("INVALID_REQUEST") if e["details"]["reason"] == "chat-request-conflict" => 409,
-        Some("INVALID_REQUEST") => 400,
+fn http_answer(a: Result<Value, ErrorShape>, session_key: &str) -> Vec<u8> {
+    let e = match a {
+        Ok(p) => {
+            return answer(
+                "202 Accepted",
+                json!({"ok": true, "runId": p["runId"], "status": p["status"], "sessionKey": session_key}),
+            )
+        }
+        Err(e) => e,
+    };
+    let conflict = e
+        .details
+        .as_ref()
+        .is_some_and(|d| d["reason"] == "chat-request-conflict");
+    let status = match e.code {
+        code::INVALID_REQUEST if conflict => 409,
+        code::INVALID_REQUEST => 400,
         _ => 503,
     };
-    error(status_line(status), msg)
+    error(status_line(status), &e.message)
 }

@@ -337,7 +337,7 @@ async fn shard_main(
             }
         }
     }
-    crate::cron::service::start(&mut ctx.borrow_mut());
+    drive::cron_start(&mut ctx.borrow_mut());
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {

@@ -12,6 +12,9 @@ SANS_IO=(
   src/channels/sends.rs
   src/agent/catalog.rs
   src/store/sessions_summary.rs
+  src/cron
+  src/nodes/invoke.rs
+  src/chat/runs.rs
 )
 bad=$(grep -rnE 'crate::(shard|bus)\b|\bmonoio::|\bShardCtx\b' "${SANS_IO[@]}" \
   | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
