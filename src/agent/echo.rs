@@ -1,10 +1,9 @@
 //! The echo runtime: a deterministic agent for development, demos and benchmarks. It answers
 //! `echo: <message>`, streamed in chunks of `chunk_chars` characters `delay_ms` apart on the
 //! owning shard's timers (no thread, no network). With `delay_ms = 0` it answers at once.
+//! It only says what to report; the shard's driver plays it.
 
-use std::time::Duration;
-
-use super::{estimate_tokens, Output, Runtime, Sink, Turn, Usage};
+use super::{estimate_tokens, Output, Turn, Usage};
 
 pub struct Echo {
     pub delay_ms: u64,
@@ -22,35 +21,24 @@ pub fn chunks(text: &str, n: usize) -> Vec<String> {
     chars.chunks(n.max(1)).map(|c| c.iter().collect()).collect()
 }
 
-impl Runtime for Echo {
-    fn start(&self, turn: Turn, sink: Sink) {
+impl Echo {
+    /// Everything the echo agent reports for `turn`, in order: the reply in chunks, then
+    /// `Done`. The shard plays them `delay_ms` apart on its own timers.
+    pub fn outputs(&self, turn: &Turn) -> Vec<Output> {
         let text = reply(turn.message());
-        let parts = chunks(&text, self.chunk_chars);
         let usage = Usage {
             input: estimate_tokens(turn.message()),
             output: estimate_tokens(&text),
         };
-        let delay = Duration::from_millis(self.delay_ms);
-        monoio::spawn(async move {
-            for part in parts {
-                if !delay.is_zero() {
-                    crate::shard::timer::sleep(delay).await;
-                }
-                if turn.cancelled() {
-                    return;
-                }
-                sink.send(&turn.run_id, Output::Delta(part));
-            }
-            if !turn.cancelled() {
-                sink.send(
-                    &turn.run_id,
-                    Output::Done {
-                        usage,
-                        stop_reason: "stop".into(),
-                    },
-                );
-            }
+        let mut out: Vec<Output> = chunks(&text, self.chunk_chars)
+            .into_iter()
+            .map(Output::Delta)
+            .collect();
+        out.push(Output::Done {
+            usage,
+            stop_reason: "stop".into(),
         });
+        out
     }
 }
 

@@ -2,11 +2,12 @@
 //! selected per agent in the config ([`config`]):
 //!
 //! * [`echo`] — deterministic, streams `echo: <message>` in chunks with a configurable delay,
-//!   on the owning shard's own timers; for development, demos and benchmarks.
+//!   on the owning shard's own timers (the shard plays its outputs); for development, demos
+//!   and benchmarks.
 //! * [`openai`] — any OpenAI-compatible `/v1/chat/completions` endpoint, streamed; the HTTP runs
 //!   on a small worker pool off the shards and its deltas come back through the owner's inbox.
 //!
-//! A runtime reports through a [`Sink`] as a sequence of [`Output`]s: any number of `Delta`s,
+//! A runtime reports as a sequence of [`Output`]s: any number of `Delta`s,
 //! then exactly one `Done` or `Failed` — unless the turn's cancel flag is raised, after which it
 //! may stop reporting at all (the session owner has already finished the run as aborted).
 
@@ -15,22 +16,12 @@ pub mod config;
 pub mod echo;
 pub mod openai;
 
-use std::{
-    cell::RefCell,
-    rc::Weak,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
 };
 
 use serde_json::Value;
-
-use crate::{
-    bus::{Bus, BusMsg},
-    shard::ctx::ShardCtx,
-};
 
 /// One message of the conversation given to a runtime as context.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,88 +83,19 @@ pub enum Output {
     Failed(Failure),
 }
 
-/// Where a runtime's outputs go: straight into the owner shard's state when the runtime runs on
-/// that shard, else through the owner's inbox.
+/// Where a runtime running off the shard reports: the owner shard's inbox, from any thread
+/// (built by the shard, so runtimes name no shard type). A full inbox is waited on, never
+/// dropped.
 #[derive(Clone)]
-pub enum Sink {
-    Local(Weak<RefCell<ShardCtx>>),
-    Remote(RemoteSink),
-}
-
-/// The owner shard's inbox, usable from any thread.
-#[derive(Clone)]
-pub struct RemoteSink {
-    pub bus: Arc<Bus>,
-    pub shard: usize,
-}
-
-impl RemoteSink {
-    pub fn send(&self, run_id: &Arc<str>, out: Output) {
-        let mut msg = BusMsg::RunOutput {
-            run_id: run_id.clone(),
-            out: Box::new(out),
-        };
-        // Worker threads may wait; a full inbox is retried, never dropped.
-        loop {
-            match self.bus.inbox(self.shard).push(msg) {
-                Ok(()) => return,
-                Err(back) => {
-                    msg = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    }
-}
+pub struct Sink(Arc<dyn Fn(&Arc<str>, Output) + Send + Sync>);
 
 impl Sink {
-    pub fn send(&self, run_id: &Arc<str>, out: Output) {
-        match self {
-            Sink::Local(ctx) => {
-                if let Some(ctx) = ctx.upgrade() {
-                    let effects = ctx.borrow_mut().on_run_output(run_id, out);
-                    crate::shard::dispatch::apply(&mut ctx.borrow_mut(), effects);
-                }
-            }
-            Sink::Remote(r) => r.send(run_id, out),
-        }
+    pub fn new(f: impl Fn(&Arc<str>, Output) + Send + Sync + 'static) -> Sink {
+        Sink(Arc::new(f))
     }
-}
 
-/// A runtime: starts answering a turn and returns at once.
-pub trait Runtime {
-    fn start(&self, turn: Turn, sink: Sink);
-}
-
-/// Starts a turn on the runtime configured for it.
-pub fn start(
-    cfg: &config::RuntimeConfig,
-    workers: &openai::Workers,
-    turn: Turn,
-    me: Weak<RefCell<ShardCtx>>,
-    bus: &Arc<Bus>,
-    shard: usize,
-) {
-    match cfg {
-        config::RuntimeConfig::Echo {
-            delay_ms,
-            chunk_chars,
-        } => echo::Echo {
-            delay_ms: *delay_ms,
-            chunk_chars: *chunk_chars,
-        }
-        .start(turn, Sink::Local(me)),
-        config::RuntimeConfig::OpenAi(o) => openai::OpenAi {
-            config: o.clone(),
-            workers: workers.clone(),
-        }
-        .start(
-            turn,
-            Sink::Remote(RemoteSink {
-                bus: bus.clone(),
-                shard,
-            }),
-        ),
+    pub fn send(&self, run_id: &Arc<str>, out: Output) {
+        (self.0)(run_id, out)
     }
 }
 

@@ -13,9 +13,7 @@ use std::{
 use crossbeam::channel::{self, Receiver, Sender};
 use serde_json::{json, Value};
 
-use super::{
-    config::OpenAiConfig, estimate_tokens, Failure, Output, RemoteSink, Runtime, Sink, Turn, Usage,
-};
+use super::{config::OpenAiConfig, estimate_tokens, Failure, Output, Sink, Turn, Usage};
 
 /// The pool that runs provider calls.
 #[derive(Clone)]
@@ -26,7 +24,7 @@ pub struct Workers {
 struct Job {
     config: OpenAiConfig,
     turn: Turn,
-    sink: RemoteSink,
+    sink: Sink,
 }
 
 impl Workers {
@@ -55,16 +53,9 @@ pub struct OpenAi {
     pub workers: Workers,
 }
 
-impl Runtime for OpenAi {
-    fn start(&self, turn: Turn, sink: Sink) {
-        let sink = match sink {
-            Sink::Remote(r) => r,
-            Sink::Local(_) => {
-                // Provider calls block: they must report through the inbox.
-                tracing::error!("openai runtime needs a remote sink");
-                return;
-            }
-        };
+impl OpenAi {
+    /// Queues the turn for a worker thread, which reports through `sink`.
+    pub fn start(&self, turn: Turn, sink: Sink) {
         let job = Job {
             config: self.config.clone(),
             turn,
@@ -157,7 +148,7 @@ fn run(job: Job) {
 }
 
 /// Performs the call, sending deltas as they arrive; returns the terminal output.
-fn stream(cfg: &OpenAiConfig, turn: &Turn, sink: &RemoteSink) -> Output {
+fn stream(cfg: &OpenAiConfig, turn: &Turn, sink: &Sink) -> Output {
     let started = Instant::now();
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let agent = ureq::AgentBuilder::new()

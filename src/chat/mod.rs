@@ -183,7 +183,12 @@ pub fn route_as(ctx: &mut ShardCtx, caller: Caller, req: ChatRequest) {
 fn forward(ctx: &mut ShardCtx, caller: Caller, key: SessionKey, op: SessionOp) {
     let owner = ctx.placement().session(&key.canonical);
     let call = SessionCall { caller, key, op };
-    ctx.route(owner, call, owner::handle, BusMsg::SessionCall);
+    ctx.route(
+        owner,
+        call,
+        crate::shard::drive::session_call,
+        BusMsg::SessionCall,
+    );
 }
 
 /// A stable 64-bit hash (FNV-1a) of a request's content, for idempotency checks.

@@ -6,6 +6,12 @@
 //! (`agent` assistant + `chat` delta, same per-run `seq`) → on completion the reply is appended
 //! (durable) → `agent` lifecycle end, `chat` final, `session.message` → the run-index note, the
 //! cached terminal ack, and for `agent` the final response.
+//!
+//! Sans-IO: [`ChatOwner`] steps take the request, the time and the config and push effects —
+//! store writes that come back as typed resumes, the pacing timer (carrying the run's serial,
+//! so a timer of an ended run cannot touch a later run with the same id), broadcasts, answers,
+//! and the owner's own actions (start a runtime, tell every shard's run index, forward a reply
+//! to a channel) — for the shard's driver.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -23,12 +29,11 @@ use super::{
     AbortVia, Answer, Caller, SendKind, SendReq, SessionCall, SessionOp, PACE_MS,
 };
 use crate::{
-    agent::{self, ContextMessage, Failure, Output, Turn, Usage},
-    bus::BusMsg,
-    methods::Effect,
-    proto::{errors::ErrorShape, frame::EventTemplate},
-    shard::ctx::ShardCtx,
-    state::now_ms,
+    agent::{config::RuntimeConfig, ContextMessage, Failure, Output, Turn, Usage},
+    channels::ReplyRoute,
+    config::Config,
+    effects::{Effect, Effects},
+    proto::errors::ErrorShape,
     store::{
         sessions::{Append, RunMark},
         Op, OpResult,
@@ -128,6 +133,8 @@ impl Dedupe {
 
 struct Run {
     id: Arc<str>,
+    /// Unique per run on this owner (run ids can come back after their dedupe entry expires).
+    serial: u64,
     key: Arc<str>,
     agent_id: String,
     kind: SendKind,
@@ -146,7 +153,7 @@ struct Run {
     /// Terminal write in progress: no more output is accepted.
     ending: bool,
     /// Also deliver the final reply through this channel.
-    reply_to: Option<crate::channels::ReplyRoute>,
+    reply_to: Option<ReplyRoute>,
 }
 
 impl Run {
@@ -166,7 +173,95 @@ pub struct ChatOwner {
     /// Session key → its active run.
     active: HashMap<Arc<str>, Arc<str>>,
     pub dedupe: Dedupe,
+    next_serial: u64,
 }
+
+/// What a step needs of the gateway.
+pub struct Env<'a> {
+    pub now_ms: u64,
+    pub config: &'a Config,
+}
+
+impl Env<'_> {
+    fn row(&self, row: Value) -> Value {
+        super::row::decorate(self.config, row, self.now_ms)
+    }
+
+    /// `provider/model` of an agent's runtime, for run records.
+    fn model_label(&self, agent_id: &str) -> String {
+        let (p, m) = self.model(agent_id);
+        if p.is_empty() && m.is_empty() {
+            return String::new();
+        }
+        format!("{p}/{m}")
+    }
+
+    fn model(&self, agent_id: &str) -> (String, String) {
+        self.config
+            .agent(agent_id)
+            .map(|a| a.runtime.model())
+            .map(|(p, m)| (p.to_owned(), m.to_owned()))
+            .unwrap_or_default()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum End {
+    Ok { usage: Usage, stop_reason: String },
+    Failed(Failure),
+    Aborted,
+}
+
+/// What comes back to the owner.
+#[derive(Debug)]
+pub enum Resume {
+    /// `chat.inject`'s message was appended.
+    Injected {
+        caller: Caller,
+        key: Arc<str>,
+        agent_id: String,
+        message: Value,
+    },
+    /// A `sessions.patch` was written.
+    Patched { caller: Caller, key: Arc<str> },
+    /// A `sessions.reset` was written.
+    Reset { caller: Caller, key: Arc<str> },
+    /// A `sessions.delete` was written.
+    Deleted { caller: Caller, key: Arc<str> },
+    /// A run's user turn was appended (or refused).
+    UserCommitted {
+        id: Arc<str>,
+        user: Value,
+        interrupted: bool,
+    },
+    /// A run's pacing interval passed: emit what it has.
+    Flush { id: Arc<str>, serial: u64 },
+    /// A run's reply (and end record) was appended.
+    Ended {
+        id: Arc<str>,
+        end: End,
+        reply: Option<Value>,
+    },
+}
+
+/// What only the chat driver does.
+#[derive(Debug)]
+pub enum Action {
+    /// Start the agent's runtime on a turn; its outputs come back to [`ChatOwner::output`].
+    StartTurn(RuntimeConfig, Turn),
+    /// Tell every shard's run index (this one included).
+    Note(RunNote),
+    /// Deliver a run's final reply through the channel it came from.
+    ForwardReply {
+        route: ReplyRoute,
+        key: Arc<str>,
+        run_id: Arc<str>,
+        text: String,
+    },
+}
+
+type Fx = Effects<Resume, Action>;
 
 fn dedupe_key(kind: SendKind, run_id: &str) -> String {
     match kind {
@@ -175,655 +270,703 @@ fn dedupe_key(kind: SendKind, run_id: &str) -> String {
     }
 }
 
-/// Handles a session request on its owner shard.
-pub fn handle(ctx: &mut ShardCtx, call: SessionCall) {
-    let caller = call.caller;
-    let key: Arc<str> = Arc::from(call.key.canonical.as_str());
-    let agent_id = call.key.agent_id;
-    match call.op {
-        SessionOp::Send(req) => send(ctx, caller, key, agent_id, req),
-        SessionOp::Abort { run_id, via } => {
-            let ids: Vec<Arc<str>> = match run_id {
-                Some(id) => ctx
-                    .chat
-                    .runs
-                    .get(id.as_str())
-                    .filter(|r| r.key == key)
-                    .map(|r| r.id.clone())
+impl ChatOwner {
+    /// Handles a session request on its owner shard.
+    pub fn handle(&mut self, env: &Env, call: SessionCall, fx: &mut Fx) {
+        let caller = call.caller;
+        let key: Arc<str> = Arc::from(call.key.canonical.as_str());
+        let agent_id = call.key.agent_id;
+        match call.op {
+            SessionOp::Send(req) => self.send(env, caller, key, agent_id, req, fx),
+            SessionOp::Abort { run_id, via } => {
+                let ids: Vec<Arc<str>> = match run_id {
+                    Some(id) => self
+                        .runs
+                        .get(id.as_str())
+                        .filter(|r| r.key == key)
+                        .map(|r| r.id.clone())
+                        .into_iter()
+                        .collect(),
+                    None => self.active.get(&key).cloned().into_iter().collect(),
+                };
+                let aborted: Vec<String> = ids
                     .into_iter()
-                    .collect(),
-                None => ctx.chat.active.get(&key).cloned().into_iter().collect(),
-            };
-            let aborted: Vec<String> = ids
-                .into_iter()
-                .filter(|id| abort(ctx, id))
-                .map(|id| id.to_string())
-                .collect();
-            let answer = match via {
-                AbortVia::Chat => {
-                    json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})
+                    .filter(|id| self.abort(env, id, fx))
+                    .map(|id| id.to_string())
+                    .collect();
+                let answer = match via {
+                    AbortVia::Chat => {
+                        json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})
+                    }
+                    AbortVia::Sessions => match aborted.first() {
+                        Some(id) => json!({"ok": true, "abortedRunId": id, "status": "aborted"}),
+                        None => {
+                            json!({"ok": true, "abortedRunId": null, "status": "no-active-run"})
+                        }
+                    },
+                };
+                fx.ok(&caller, answer);
+            }
+            SessionOp::Inject { message, label } => {
+                let text = match &label {
+                    Some(l) => format!("[{l}]\n\n{message}"),
+                    None => message,
+                };
+                let mut m = payload::message("assistant", &text, env.now_ms);
+                m["stopReason"] = json!("stop");
+                m["provider"] = json!("openclaw");
+                m["model"] = json!("gateway-injected");
+                let op = Op::Append(Box::new(Append {
+                    key: key.to_string(),
+                    agent_id: agent_id.clone(),
+                    message: Some(m.clone()),
+                    run: RunMark::None,
+                    want_context: false,
+                    must_exist: false,
+                }));
+                let r = Resume::Injected {
+                    caller,
+                    key,
+                    agent_id,
+                    message: m,
+                };
+                fx.push(Effect::Store(op, r));
+            }
+            SessionOp::Patch(patch) => {
+                let op = Op::PatchSession {
+                    key: key.to_string(),
+                    agent_id,
+                    patch,
+                };
+                fx.push(Effect::Store(op, Resume::Patched { caller, key }));
+            }
+            SessionOp::Reset => {
+                if let Some(id) = self.active.get(&key).cloned() {
+                    self.abort(env, &id, fx);
                 }
-                AbortVia::Sessions => match aborted.first() {
-                    Some(id) => json!({"ok": true, "abortedRunId": id, "status": "aborted"}),
-                    None => json!({"ok": true, "abortedRunId": null, "status": "no-active-run"}),
-                },
-            };
-            caller.ok(ctx, &answer);
-        }
-        SessionOp::Inject { message, label } => {
-            let now = now_ms();
-            let text = match &label {
-                Some(l) => format!("[{l}]\n\n{message}"),
-                None => message,
-            };
-            let mut m = payload::message("assistant", &text, now);
-            m["stopReason"] = json!("stop");
-            m["provider"] = json!("openclaw");
-            m["model"] = json!("gateway-injected");
-            let op = Op::Append(Box::new(Append {
-                key: key.to_string(),
-                agent_id: agent_id.clone(),
-                message: Some(m.clone()),
-                run: RunMark::None,
-                want_context: false,
-                must_exist: false,
-            }));
-            ctx.spawn_store(op, move |ctx, r| match r {
-                OpResult::Appended(a) => {
-                    let id = a.message_id.clone().unwrap_or_default();
-                    caller.ok(ctx, &json!({"ok": true, "messageId": id}));
-                    let row = ctx.decorate_row(a.row.clone());
-                    ctx.broadcast(payload::chat_injected(&key, &agent_id, &id, &m));
-                    ctx.broadcast(payload::session_message(
-                        &key,
-                        &agent_id,
-                        &m,
-                        a.seq,
-                        a.message_id.as_deref(),
-                        &row,
-                    ));
-                    ctx.broadcast(payload::sessions_changed(&key, "update", Some(&row), now));
+                let op = Op::ResetSession {
+                    key: key.to_string(),
+                    agent_id,
+                };
+                fx.push(Effect::Store(op, Resume::Reset { caller, key }));
+            }
+            SessionOp::Delete { transcript } => {
+                if *key == *format!("agent:{agent_id}:main") {
+                    let e = ErrorShape::invalid(format!("Cannot delete the main session ({key})."));
+                    fx.err(&caller, e);
+                    return;
                 }
-                other => caller.err(ctx, &store_error(&other)),
-            });
+                if let Some(id) = self.active.get(&key).cloned() {
+                    self.abort(env, &id, fx);
+                }
+                let op = Op::DeleteSession {
+                    key: key.to_string(),
+                    transcript,
+                };
+                fx.push(Effect::Store(op, Resume::Deleted { caller, key }));
+            }
         }
-        SessionOp::Patch(patch) => {
-            let op = Op::PatchSession {
-                key: key.to_string(),
+    }
+
+    /// A store result or a timer, for the step that asked for it.
+    pub fn resume(&mut self, env: &Env, r: Resume, res: Option<OpResult>, fx: &mut Fx) {
+        let now = env.now_ms;
+        match r {
+            Resume::Injected {
+                caller,
+                key,
                 agent_id,
-                patch,
-            };
-            ctx.spawn_store(op, move |ctx, r| match r {
-                OpResult::Session(row) => {
-                    let row = ctx.decorate_row(row);
-                    let path = ctx.config.state_dir.join("ringgate.sqlite");
+                message: m,
+            } => match res {
+                Some(OpResult::Appended(a)) => {
+                    let id = a.message_id.clone().unwrap_or_default();
+                    fx.ok(&caller, json!({"ok": true, "messageId": id}));
+                    let row = env.row(a.row.clone());
+                    let seq = a.seq;
+                    let mid = a.message_id.as_deref();
+                    fx.push(Effect::Broadcast(payload::chat_injected(
+                        &key, &agent_id, &id, &m,
+                    )));
+                    fx.push(Effect::Broadcast(payload::session_message(
+                        &key, &agent_id, &m, seq, mid, &row,
+                    )));
+                    fx.push(Effect::Broadcast(payload::sessions_changed(
+                        &key,
+                        "update",
+                        Some(&row),
+                        now,
+                    )));
+                }
+                other => fx.err(&caller, store_error(other.as_ref())),
+            },
+            Resume::Patched { caller, key } => match res {
+                Some(OpResult::Session(row)) => {
+                    let row = env.row(row);
+                    let path = env.config.store_path();
                     let resolved = json!({
                         "modelProvider": row["modelProvider"],
                         "model": row["model"],
                         "agentRuntime": row["agentRuntime"],
                         "runtimeSelectionLocked": false,
                     });
-                    caller.ok(
-                        ctx,
-                        &json!({"ok": true, "path": path.display().to_string(), "key": &*key,
+                    let changed = payload::sessions_changed(&key, "patch", Some(&row), now);
+                    fx.ok(
+                        &caller,
+                        json!({"ok": true, "path": path.display().to_string(), "key": &*key,
                                 "entry": row, "resolved": resolved}),
                     );
-                    ctx.broadcast(payload::sessions_changed(
-                        &key,
-                        "patch",
-                        Some(&row),
-                        now_ms(),
-                    ));
+                    fx.push(Effect::Broadcast(changed));
                 }
-                other => caller.err(ctx, &store_error(&other)),
-            });
-        }
-        SessionOp::Reset => {
-            if let Some(id) = ctx.chat.active.get(&key).cloned() {
-                abort(ctx, &id);
-            }
-            let op = Op::ResetSession {
-                key: key.to_string(),
-                agent_id,
-            };
-            ctx.spawn_store(op, move |ctx, r| match r {
-                OpResult::Session(row) => {
-                    let row = ctx.decorate_row(row);
-                    caller.ok(ctx, &json!({"ok": true, "key": &*key, "entry": row}));
-                    ctx.broadcast(payload::sessions_changed(
-                        &key,
-                        "reset",
-                        Some(&row),
-                        now_ms(),
-                    ));
+                other => fx.err(&caller, store_error(other.as_ref())),
+            },
+            Resume::Reset { caller, key } => match res {
+                Some(OpResult::Session(row)) => {
+                    let row = env.row(row);
+                    let changed = payload::sessions_changed(&key, "reset", Some(&row), now);
+                    fx.ok(&caller, json!({"ok": true, "key": &*key, "entry": row}));
+                    fx.push(Effect::Broadcast(changed));
                 }
-                other => caller.err(ctx, &store_error(&other)),
-            });
-        }
-        SessionOp::Delete { transcript } => {
-            if *key == *format!("agent:{agent_id}:main") {
-                caller.err(
-                    ctx,
-                    &ErrorShape::invalid(format!("Cannot delete the main session ({key}).")),
-                );
-                return;
-            }
-            if let Some(id) = ctx.chat.active.get(&key).cloned() {
-                abort(ctx, &id);
-            }
-            let op = Op::DeleteSession {
-                key: key.to_string(),
-                transcript,
-            };
-            ctx.spawn_store(op, move |ctx, r| match r {
-                OpResult::Deleted(deleted) => {
-                    caller.ok(
-                        ctx,
-                        &json!({"ok": true, "key": &*key, "deleted": deleted, "archived": []}),
+                other => fx.err(&caller, store_error(other.as_ref())),
+            },
+            Resume::Deleted { caller, key } => match res {
+                Some(OpResult::Deleted(deleted)) => {
+                    fx.ok(
+                        &caller,
+                        json!({"ok": true, "key": &*key, "deleted": deleted, "archived": []}),
                     );
                     if deleted {
-                        ctx.broadcast(payload::sessions_changed(&key, "delete", None, now_ms()));
+                        let changed = payload::sessions_changed(&key, "delete", None, now);
+                        fx.push(Effect::Broadcast(changed));
                     }
                 }
-                other => caller.err(ctx, &store_error(&other)),
-            });
+                other => fx.err(&caller, store_error(other.as_ref())),
+            },
+            Resume::UserCommitted {
+                id,
+                user,
+                interrupted,
+            } => self.committed_user(env, id, user, interrupted, res, fx),
+            Resume::Flush { id, serial } => {
+                let Some(run) = self.runs.get_mut(&id).filter(|r| r.serial == serial) else {
+                    return;
+                };
+                run.flush_armed = false;
+                if !run.ending {
+                    self.emit_delta(&id, now, fx);
+                }
+            }
+            Resume::Ended { id, end, reply } => self.ended(env, id, end, reply, res, fx),
         }
+    }
+
+    fn send(
+        &mut self,
+        env: &Env,
+        caller: Caller,
+        key: Arc<str>,
+        agent_id: String,
+        req: SendReq,
+        fx: &mut Fx,
+    ) {
+        let now = env.now_ms;
+        let dkey = dedupe_key(req.kind, &req.run_id);
+        if let Some(e) = self.dedupe.get(&dkey, now) {
+            if e.fingerprint != req.fingerprint {
+                fx.err(&caller, conflict());
+            } else {
+                let answer = e.done.clone().unwrap_or_else(|| {
+                    Answer::Ok(json!({"runId": req.run_id, "status": "in_flight"}))
+                });
+                fx.push(Effect::Answer(caller, answer));
+            }
+            return;
+        }
+        if self.runs.contains_key(req.run_id.as_str()) {
+            let e = ErrorShape::invalid(format!("run {} is already active", req.run_id));
+            fx.err(&caller, e);
+            return;
+        }
+        let interrupted = match self.active.get(&key).cloned() {
+            Some(id) => self.abort(env, &id, fx),
+            None => false,
+        };
+        self.dedupe.start(dkey.clone(), req.fingerprint, now);
+        let id: Arc<str> = Arc::from(req.run_id.as_str());
+        self.next_serial += 1;
+        self.runs.insert(
+            id.clone(),
+            Run {
+                id: id.clone(),
+                serial: self.next_serial,
+                key: key.clone(),
+                agent_id: agent_id.clone(),
+                kind: req.kind,
+                caller,
+                dedupe_key: dkey,
+                key_given: req.key_given,
+                started_at: now,
+                text: String::new(),
+                emitted: 0,
+                last_emit: 0,
+                flush_armed: false,
+                seq: 0,
+                cancel: Arc::new(AtomicBool::new(false)),
+                running: false,
+                ending: false,
+                reply_to: req.reply_to,
+            },
+        );
+        self.active.insert(key.clone(), id.clone());
+        let user = payload::user_message(&req.message, now, &req.run_id);
+        let op = Op::Append(Box::new(Append {
+            key: key.to_string(),
+            agent_id,
+            message: Some(user.clone()),
+            run: RunMark::Start {
+                run_id: req.run_id.clone(),
+                kind: req.kind.as_str(),
+                fingerprint: req.fingerprint,
+            },
+            want_context: true,
+            // `sessions.send` does not create sessions.
+            must_exist: req.kind == SendKind::Sessions,
+        }));
+        let r = Resume::UserCommitted {
+            id,
+            user,
+            interrupted,
+        };
+        fx.push(Effect::Store(op, r));
+    }
+
+    /// Drops a run that never started (its user turn was not written).
+    fn drop_run(&mut self, id: &Arc<str>) -> Option<Run> {
+        let run = self.runs.remove(id)?;
+        if self.active.get(&run.key) == Some(id) {
+            self.active.remove(&run.key);
+        }
+        Some(run)
+    }
+
+    /// The user turn is durable (or failed to be): answer the caller and start the runtime.
+    fn committed_user(
+        &mut self,
+        env: &Env,
+        id: Arc<str>,
+        user: Value,
+        interrupted: bool,
+        res: Option<OpResult>,
+        fx: &mut Fx,
+    ) {
+        let now = env.now_ms;
+        let appended = match res {
+            Some(OpResult::Appended(a)) => a,
+            Some(OpResult::DuplicateRun(rec)) => {
+                if let Some(run) = self.drop_run(&id) {
+                    self.duplicate(run, &rec, fx);
+                }
+                return;
+            }
+            other => {
+                if let Some(run) = self.drop_run(&id) {
+                    self.dedupe.forget(&run.dedupe_key);
+                    let mut e = store_error(other.as_ref());
+                    if matches!(other, Some(OpResult::Failed(_))) {
+                        e.message = format!("message not saved: {}", e.message);
+                    }
+                    fx.err(&run.caller, e);
+                }
+                return;
+            }
+        };
+        let Some(run) = self.runs.get_mut(&id) else {
+            return;
+        };
+        run.running = true;
+        run.seq += 1;
+        let seq = run.seq;
+        let (key, agent_id) = (run.key.clone(), run.agent_id.clone());
+        let ack = match run.kind {
+            SendKind::Agent => {
+                let mut a = json!({"runId": &*id, "agentId": agent_id, "status": "accepted", "acceptedAt": now});
+                if run.key_given {
+                    a["sessionKey"] = json!(&*key);
+                }
+                a
+            }
+            _ => {
+                // From the owner taking the request to this ack (the durable append between).
+                let received_to_ack = now.saturating_sub(run.started_at);
+                let mut a = json!({"runId": &*id, "status": "started", "messageSeq": appended.seq,
+                                   "serverTiming": {"receivedToAckMs": received_to_ack}});
+                if interrupted {
+                    a["interruptedActiveRun"] = json!(true);
+                }
+                a
+            }
+        };
+        fx.ok(&run.caller, ack);
+        let row = env.row(appended.row.clone());
+        fx.push(Effect::Broadcast(payload::session_message(
+            &key,
+            &agent_id,
+            &user,
+            appended.seq,
+            appended.message_id.as_deref(),
+            &row,
+        )));
+        fx.push(Effect::Broadcast(payload::sessions_changed(
+            &key,
+            "send",
+            Some(&row),
+            now,
+        )));
+        fx.push(Effect::Do(Action::Note(RunNote::Started {
+            run_id: id.clone(),
+            key: key.clone(),
+            started_at: now,
+        })));
+        let start = json!({"phase": "start", "startedAt": now});
+        fx.push(Effect::Broadcast(payload::agent_lifecycle(
+            &run.r(),
+            seq,
+            now,
+            start,
+        )));
+        if run.kind != SendKind::Agent {
+            // Chat runs announce the model starting (the original's last preparation phase).
+            run.seq += 1;
+            let status = payload::chat_status(&run.r(), run.seq, "starting_model");
+            fx.push(Effect::Broadcast(status));
+        }
+        if run.cancel.load(Ordering::Acquire) {
+            self.finish(env, &id, End::Aborted, fx);
+            return;
+        }
+        let turn = Turn {
+            run_id: id.clone(),
+            agent_id: agent_id.clone(),
+            context: if appended.context.is_empty() {
+                vec![ContextMessage {
+                    role: "user",
+                    text: crate::store::sessions::message_text(&user),
+                }]
+            } else {
+                appended.context.clone()
+            },
+            cancel: run.cancel.clone(),
+        };
+        match env.config.agent(&agent_id) {
+            Some(a) => fx.push(Effect::Do(Action::StartTurn(a.runtime.clone(), turn))),
+            None => {
+                let f = Failure {
+                    kind: None,
+                    message: format!("agent \"{agent_id}\" is not configured"),
+                    detail: None,
+                };
+                self.finish(env, &id, End::Failed(f), fx);
+            }
+        }
+    }
+
+    /// Marks a run aborted; true when it was running (or about to).
+    fn abort(&mut self, env: &Env, id: &Arc<str>, fx: &mut Fx) -> bool {
+        let Some(run) = self.runs.get_mut(id) else {
+            return false;
+        };
+        if run.ending {
+            return false;
+        }
+        run.cancel.store(true, Ordering::Release);
+        if run.running {
+            self.finish(env, id, End::Aborted, fx);
+        }
+        true
+    }
+
+    /// Runtime output for a run owned here.
+    pub fn output(&mut self, env: &Env, id: &Arc<str>, out: Output, fx: &mut Fx) {
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        if run.ending || !run.running || run.cancel.load(Ordering::Acquire) {
+            return;
+        }
+        match out {
+            Output::Delta(t) => {
+                run.text.push_str(&t);
+                self.pace(env, id, fx);
+            }
+            Output::Done { usage, stop_reason } => {
+                self.finish(env, id, End::Ok { usage, stop_reason }, fx)
+            }
+            Output::Failed(f) => self.finish(env, id, End::Failed(f), fx),
+        }
+    }
+
+    /// Emits pending text now if the pacing interval has passed, else arms a flush timer.
+    fn pace(&mut self, env: &Env, id: &Arc<str>, fx: &mut Fx) {
+        let now = env.now_ms;
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        if run.text.len() == run.emitted {
+            return;
+        }
+        let due = run.last_emit + PACE_MS;
+        if now >= due {
+            self.emit_delta(id, now, fx);
+        } else if !run.flush_armed {
+            run.flush_armed = true;
+            let r = Resume::Flush {
+                id: id.clone(),
+                serial: run.serial,
+            };
+            fx.push(Effect::Timer(due - now, r));
+        }
+    }
+
+    fn emit_delta(&mut self, id: &Arc<str>, now: u64, fx: &mut Fx) {
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        if run.text.len() == run.emitted {
+            return;
+        }
+        run.seq += 1;
+        let delta = run.text[run.emitted..].to_owned();
+        run.emitted = run.text.len();
+        run.last_emit = now;
+        let r = run.r();
+        let a = payload::agent_assistant(&r, run.seq, now, &delta, &run.text);
+        let c = payload::chat_delta(&r, run.seq, &delta, &run.text, now);
+        fx.push(Effect::Broadcast(a));
+        fx.push(Effect::Broadcast(c));
+    }
+
+    /// Ends a run: writes its reply (durable), then emits the terminal events and answers.
+    fn finish(&mut self, env: &Env, id: &Arc<str>, end: End, fx: &mut Fx) {
+        let now = env.now_ms;
+        if matches!(end, End::Ok { .. }) {
+            self.emit_delta(id, now, fx);
+        }
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        run.ending = true;
+        run.cancel.store(true, Ordering::Release);
+        if self.active.get(&run.key) == Some(id) {
+            self.active.remove(&run.key);
+        }
+        let (provider, model_id) = env.model(&run.agent_id);
+        let (status, usage, error) = match &end {
+            End::Ok { usage, .. } => ("ok", *usage, None),
+            End::Failed(f) => ("error", Usage::default(), Some(f.message.clone())),
+            End::Aborted => ("aborted", Usage::default(), None),
+        };
+        let stop = match &end {
+            End::Ok { stop_reason, .. } => stop_reason.as_str(),
+            End::Aborted => ABORT_STOP_REASON,
+            End::Failed(_) => "error",
+        };
+        let reply = (!run.text.is_empty() && !matches!(end, End::Failed(_)))
+            .then(|| payload::assistant_record(&run.text, now, &provider, &model_id, &usage, stop));
+        let op = Op::Append(Box::new(Append {
+            key: run.key.to_string(),
+            agent_id: run.agent_id.clone(),
+            message: reply.clone(),
+            run: RunMark::End {
+                run_id: run.id.to_string(),
+                status,
+                usage,
+                model: env.model_label(&run.agent_id),
+                error,
+                started_at_ms: run.started_at,
+            },
+            want_context: false,
+            must_exist: false,
+        }));
+        let r = Resume::Ended {
+            id: id.clone(),
+            end,
+            reply,
+        };
+        fx.push(Effect::Store(op, r));
+    }
+
+    /// The reply is durable (or failed to be): the terminal events, the run-index note, the
+    /// cached answer and the `agent` final response.
+    fn ended(
+        &mut self,
+        env: &Env,
+        id: Arc<str>,
+        end: End,
+        reply: Option<Value>,
+        res: Option<OpResult>,
+        fx: &mut Fx,
+    ) {
+        let now = env.now_ms;
+        let Some(mut run) = self.runs.remove(&id) else {
+            return;
+        };
+        let (end, appended) = match res {
+            Some(OpResult::Appended(a)) => (end, Some(a)),
+            other => {
+                // The reply could not be made durable: report it as the run's error.
+                let e = store_error(other.as_ref());
+                let f = Failure {
+                    kind: None,
+                    message: format!("reply not saved: {}", e.message),
+                    detail: None,
+                };
+                (End::Failed(f), None)
+            }
+        };
+        run.seq += 1;
+        let seq = run.seq;
+        let r = run.r();
+        let (lifecycle, status, stop_reason, error) = match &end {
+            End::Ok { stop_reason, .. } => (
+                json!({"phase": "end", "startedAt": run.started_at, "endedAt": now, "aborted": false,
+                       "stopReason": stop_reason, "livenessState": "working"}),
+                "ok",
+                stop_reason.clone(),
+                None,
+            ),
+            End::Aborted => (
+                json!({"phase": "end", "startedAt": run.started_at, "endedAt": now, "status": "cancelled",
+                       "aborted": true, "stopReason": ABORT_STOP_REASON}),
+                "aborted",
+                ABORT_STOP_REASON.to_owned(),
+                None,
+            ),
+            End::Failed(f) => (
+                json!({"phase": "error", "startedAt": run.started_at, "endedAt": now, "error": f.message,
+                       "aborted": false}),
+                "error",
+                "error".to_owned(),
+                Some(f.message.clone()),
+            ),
+        };
+        fx.push(Effect::Broadcast(payload::agent_lifecycle(
+            &r, seq, now, lifecycle,
+        )));
+        fx.push(Effect::Broadcast(match &end {
+            End::Ok { stop_reason, .. } => {
+                let stored = appended.as_ref().and_then(|a| {
+                    let (seq, id) = a.seq.zip(a.message_id.as_deref())?;
+                    Some((seq, id, a.session_id.as_str()))
+                });
+                payload::chat_final(&r, seq, &run.text, now, stop_reason, stored)
+            }
+            End::Aborted => payload::chat_aborted(&r, seq, &run.text, now),
+            End::Failed(f) => payload::chat_error(&r, seq, f),
+        }));
+        let row = appended.as_ref().map(|a| env.row(a.row.clone()));
+        if let (Some(m), Some(a), Some(row)) = (&reply, &appended, &row) {
+            if a.seq.is_some() {
+                fx.push(Effect::Broadcast(payload::session_message(
+                    &run.key,
+                    &run.agent_id,
+                    m,
+                    a.seq,
+                    a.message_id.as_deref(),
+                    row,
+                )));
+            }
+        }
+        fx.push(Effect::Broadcast(payload::sessions_changed(
+            &run.key,
+            "update",
+            row.as_ref(),
+            now,
+        )));
+        if let (End::Ok { .. }, Some(route)) = (&end, run.reply_to.take()) {
+            if !run.text.is_empty() {
+                fx.push(Effect::Do(Action::ForwardReply {
+                    route,
+                    key: run.key.clone(),
+                    run_id: run.id.clone(),
+                    text: run.text.clone(),
+                }));
+            }
+        }
+        let summary = Arc::new(RunSummary {
+            run_id: id.clone(),
+            status,
+            started_at: run.started_at,
+            ended_at: now,
+            error: error.clone(),
+            stop_reason,
+        });
+        fx.push(Effect::Do(Action::Note(RunNote::Ended(summary))));
+        // The cached answer for retries, and the agent's final response.
+        let usage = match &end {
+            End::Ok { usage, .. } => *usage,
+            _ => Usage::default(),
+        };
+        let (provider, model) = env.model(&run.agent_id);
+        let session_id = appended
+            .as_ref()
+            .map(|a| a.session_id.clone())
+            .unwrap_or_default();
+        let stop_reason = match &end {
+            End::Ok { stop_reason, .. } => stop_reason.as_str(),
+            _ => "",
+        };
+        let answer = terminal_answer(
+            run.kind,
+            &id,
+            &Terminal {
+                status,
+                text: &run.text,
+                started_at: run.started_at,
+                ended_at: now,
+                stop_reason,
+                error: error.as_deref(),
+                session_id: &session_id,
+                provider: &provider,
+                model: &model,
+                usage,
+            },
+        );
+        self.dedupe.finish(&run.dedupe_key, answer.clone(), now);
+        if run.kind == SendKind::Agent {
+            fx.push(Effect::Answer(run.caller, answer));
+        }
+    }
+
+    /// The store found the run already recorded (its cache entry was evicted): nothing was
+    /// written, and the caller gets what a retry gets.
+    fn duplicate(&mut self, run: Run, rec: &crate::store::sessions::RecentRun, fx: &mut Fx) {
+        let asked = self.dedupe.map.get(&run.dedupe_key).map(|e| e.fingerprint);
+        self.dedupe.forget(&run.dedupe_key);
+        if asked != Some(rec.fingerprint) {
+            fx.err(&run.caller, conflict());
+            return;
+        }
+        if rec.status == "running" {
+            let answer = Answer::Ok(json!({"runId": &*run.id, "status": "in_flight"}));
+            fx.push(Effect::Answer(run.caller, answer));
+            return;
+        }
+        let (key, answer) = recorded_answer(rec);
+        self.dedupe
+            .restore(key, rec.fingerprint, answer.clone(), rec.ended_at_ms);
+        fx.push(Effect::Answer(run.caller, answer));
     }
 }
 
-fn store_error(r: &OpResult) -> ErrorShape {
+fn store_error(r: Option<&OpResult>) -> ErrorShape {
     match r {
-        OpResult::Invalid(m) => ErrorShape::invalid(m.clone()),
-        OpResult::Failed(m) => {
+        Some(OpResult::Invalid(m)) => ErrorShape::invalid(m.clone()),
+        Some(OpResult::Failed(m)) => {
             ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, m.clone()).retry_after(1000)
         }
         other => ErrorShape::new(
             crate::proto::errors::code::UNAVAILABLE,
             format!("unexpected store result: {other:?}"),
         ),
-    }
-}
-
-fn send(ctx: &mut ShardCtx, caller: Caller, key: Arc<str>, agent_id: String, req: SendReq) {
-    let now = now_ms();
-    let dkey = dedupe_key(req.kind, &req.run_id);
-    if let Some(e) = ctx.chat.dedupe.get(&dkey, now) {
-        if e.fingerprint != req.fingerprint {
-            let err = conflict();
-            caller.err(ctx, &err);
-        } else {
-            let answer = e
-                .done
-                .clone()
-                .unwrap_or_else(|| Answer::Ok(json!({"runId": req.run_id, "status": "in_flight"})));
-            caller.answer(ctx, &answer);
-        }
-        return;
-    }
-    if ctx.chat.runs.contains_key(req.run_id.as_str()) {
-        caller.err(
-            ctx,
-            &ErrorShape::invalid(format!("run {} is already active", req.run_id)),
-        );
-        return;
-    }
-    let interrupted = match ctx.chat.active.get(&key).cloned() {
-        Some(id) => abort(ctx, &id),
-        None => false,
-    };
-    ctx.chat.dedupe.start(dkey.clone(), req.fingerprint, now);
-    let id: Arc<str> = Arc::from(req.run_id.as_str());
-    ctx.chat.runs.insert(
-        id.clone(),
-        Run {
-            id: id.clone(),
-            key: key.clone(),
-            agent_id: agent_id.clone(),
-            kind: req.kind,
-            caller,
-            dedupe_key: dkey,
-            key_given: req.key_given,
-            started_at: now,
-            text: String::new(),
-            emitted: 0,
-            last_emit: 0,
-            flush_armed: false,
-            seq: 0,
-            cancel: Arc::new(AtomicBool::new(false)),
-            running: false,
-            ending: false,
-            reply_to: req.reply_to,
-        },
-    );
-    ctx.chat.active.insert(key.clone(), id.clone());
-    let user = payload::user_message(&req.message, now, &req.run_id);
-    let op = Op::Append(Box::new(Append {
-        key: key.to_string(),
-        agent_id,
-        message: Some(user.clone()),
-        run: RunMark::Start {
-            run_id: req.run_id.clone(),
-            kind: req.kind.as_str(),
-            fingerprint: req.fingerprint,
-        },
-        want_context: true,
-        // `sessions.send` does not create sessions.
-        must_exist: req.kind == SendKind::Sessions,
-    }));
-    ctx.spawn_store(op, move |ctx, r| {
-        committed_user(ctx, id, user, interrupted, r)
-    });
-}
-
-/// The user turn is durable (or failed to be): answer the caller and start the runtime.
-fn committed_user(ctx: &mut ShardCtx, id: Arc<str>, user: Value, interrupted: bool, r: OpResult) {
-    let now = now_ms();
-    let appended = match r {
-        OpResult::Appended(a) => a,
-        OpResult::DuplicateRun(rec) => {
-            if let Some(run) = ctx.chat.runs.remove(&id) {
-                if ctx.chat.active.get(&run.key) == Some(&id) {
-                    ctx.chat.active.remove(&run.key);
-                }
-                duplicate(ctx, run, &rec);
-            }
-            return;
-        }
-        other => {
-            if let Some(run) = ctx.chat.runs.remove(&id) {
-                if ctx.chat.active.get(&run.key) == Some(&id) {
-                    ctx.chat.active.remove(&run.key);
-                }
-                ctx.chat.dedupe.forget(&run.dedupe_key);
-                let mut e = store_error(&other);
-                if matches!(other, OpResult::Failed(_)) {
-                    e.message = format!("message not saved: {}", e.message);
-                }
-                run.caller.err(ctx, &e);
-            }
-            return;
-        }
-    };
-    let Some(run) = ctx.chat.runs.get_mut(&id) else {
-        return;
-    };
-    run.running = true;
-    run.seq += 1;
-    let seq = run.seq;
-    let (kind, caller, key, agent_id, key_given) = (
-        run.kind,
-        run.caller.clone(),
-        run.key.clone(),
-        run.agent_id.clone(),
-        run.key_given,
-    );
-    let ack = match kind {
-        SendKind::Agent => {
-            let mut a = json!({"runId": &*id, "agentId": agent_id, "status": "accepted", "acceptedAt": now});
-            if key_given {
-                a["sessionKey"] = json!(&*key);
-            }
-            a
-        }
-        _ => {
-            // From the owner taking the request to this ack (the durable append between).
-            let received_to_ack = now.saturating_sub(run.started_at);
-            let mut a = json!({"runId": &*id, "status": "started", "messageSeq": appended.seq,
-                               "serverTiming": {"receivedToAckMs": received_to_ack}});
-            if interrupted {
-                a["interruptedActiveRun"] = json!(true);
-            }
-            a
-        }
-    };
-    caller.ok(ctx, &ack);
-    let row = ctx.decorate_row(appended.row.clone());
-    ctx.broadcast(payload::session_message(
-        &key,
-        &agent_id,
-        &user,
-        appended.seq,
-        appended.message_id.as_deref(),
-        &row,
-    ));
-    ctx.broadcast(payload::sessions_changed(&key, "send", Some(&row), now));
-    note_all(
-        ctx,
-        RunNote::Started {
-            run_id: id.clone(),
-            key: key.clone(),
-            started_at: now,
-        },
-    );
-    let r = RunRef {
-        run_id: &id,
-        key: &key,
-        agent_id: &agent_id,
-    };
-    let start = payload::agent_lifecycle(&r, seq, now, json!({"phase": "start", "startedAt": now}));
-    ctx.broadcast(start);
-    if kind != SendKind::Agent {
-        // Chat runs announce the model starting (the original's last preparation phase).
-        let run = ctx.chat.runs.get_mut(&id).expect("run present");
-        run.seq += 1;
-        let r = run.r();
-        let status = payload::chat_status(&r, run.seq, "starting_model");
-        ctx.broadcast(status);
-    }
-    let run = ctx.chat.runs.get(&id).expect("run present");
-    if run.cancel.load(Ordering::Acquire) {
-        finish(ctx, &id, End::Aborted);
-        return;
-    }
-    let turn = Turn {
-        run_id: id.clone(),
-        agent_id: agent_id.clone(),
-        context: if appended.context.is_empty() {
-            vec![ContextMessage {
-                role: "user",
-                text: crate::store::sessions::message_text(&user),
-            }]
-        } else {
-            appended.context.clone()
-        },
-        cancel: run.cancel.clone(),
-    };
-    match ctx.config.agent(&agent_id).map(|a| a.runtime.clone()) {
-        Some(rt) => {
-            let bus = ctx.sender.bus().clone();
-            agent::start(&rt, &ctx.workers, turn, ctx.me.clone(), &bus, ctx.id);
-        }
-        None => {
-            let f = Failure {
-                kind: None,
-                message: format!("agent \"{agent_id}\" is not configured"),
-                detail: None,
-            };
-            finish(ctx, &id, End::Failed(f));
-        }
-    }
-}
-
-/// Marks a run aborted; true when it was running (or about to).
-pub fn abort(ctx: &mut ShardCtx, id: &Arc<str>) -> bool {
-    let Some(run) = ctx.chat.runs.get_mut(id) else {
-        return false;
-    };
-    if run.ending {
-        return false;
-    }
-    run.cancel.store(true, Ordering::Release);
-    if run.running {
-        finish(ctx, id, End::Aborted);
-    }
-    true
-}
-
-/// Runtime output for a run owned here.
-pub fn on_output(ctx: &mut ShardCtx, id: &Arc<str>, out: Output) -> Vec<Effect> {
-    let Some(run) = ctx.chat.runs.get_mut(id) else {
-        return Vec::new();
-    };
-    if run.ending || !run.running || run.cancel.load(Ordering::Acquire) {
-        return Vec::new();
-    }
-    match out {
-        Output::Delta(t) => {
-            run.text.push_str(&t);
-            pace(ctx, id);
-        }
-        Output::Done { usage, stop_reason } => finish(ctx, id, End::Ok { usage, stop_reason }),
-        Output::Failed(f) => finish(ctx, id, End::Failed(f)),
-    }
-    Vec::new()
-}
-
-/// Emits pending text now if the pacing interval has passed, else arms a flush timer.
-fn pace(ctx: &mut ShardCtx, id: &Arc<str>) {
-    let now = now_ms();
-    let Some(run) = ctx.chat.runs.get_mut(id) else {
-        return;
-    };
-    if run.text.len() == run.emitted {
-        return;
-    }
-    let due = run.last_emit + PACE_MS;
-    if now >= due {
-        emit_delta(ctx, id, now);
-    } else if !run.flush_armed {
-        run.flush_armed = true;
-        let me = ctx.me.clone();
-        let id = id.clone();
-        monoio::spawn(async move {
-            crate::shard::timer::sleep_ms(due - now).await;
-            if let Some(ctx) = me.upgrade() {
-                let mut ctx = ctx.borrow_mut();
-                if let Some(run) = ctx.chat.runs.get_mut(&id) {
-                    run.flush_armed = false;
-                    if !run.ending {
-                        emit_delta(&mut ctx, &id, now_ms());
-                    }
-                }
-            }
-        });
-    }
-}
-
-fn emit_delta(ctx: &mut ShardCtx, id: &Arc<str>, now: u64) {
-    let Some(run) = ctx.chat.runs.get_mut(id) else {
-        return;
-    };
-    if run.text.len() == run.emitted {
-        return;
-    }
-    run.seq += 1;
-    let delta = run.text[run.emitted..].to_owned();
-    run.emitted = run.text.len();
-    run.last_emit = now;
-    let r = run.r();
-    let a = payload::agent_assistant(&r, run.seq, now, &delta, &run.text);
-    let c = payload::chat_delta(&r, run.seq, &delta, &run.text, now);
-    ctx.broadcast(a);
-    ctx.broadcast(c);
-}
-
-enum End {
-    Ok { usage: Usage, stop_reason: String },
-    Failed(Failure),
-    Aborted,
-}
-
-/// Ends a run: writes its reply (durable), then emits the terminal events and answers.
-fn finish(ctx: &mut ShardCtx, id: &Arc<str>, end: End) {
-    let now = now_ms();
-    if matches!(end, End::Ok { .. }) {
-        emit_delta(ctx, id, now);
-    }
-    let agent_of_run = ctx
-        .chat
-        .runs
-        .get(id)
-        .map(|r| r.agent_id.clone())
-        .unwrap_or_default();
-    let model = ctx.model_of_agent(&agent_of_run);
-    let (provider, model_id) = ctx
-        .config
-        .agent(&agent_of_run)
-        .map(|a| a.runtime.model())
-        .map(|(p, m)| (p.to_owned(), m.to_owned()))
-        .unwrap_or_default();
-    let Some(run) = ctx.chat.runs.get_mut(id) else {
-        return;
-    };
-    run.ending = true;
-    run.cancel.store(true, Ordering::Release);
-    if ctx.chat.active.get(&run.key) == Some(id) {
-        let key = run.key.clone();
-        ctx.chat.active.remove(&key);
-    }
-    let run = ctx.chat.runs.get(id).expect("run present");
-    let (status, usage, error) = match &end {
-        End::Ok { usage, .. } => ("ok", *usage, None),
-        End::Failed(f) => ("error", Usage::default(), Some(f.message.clone())),
-        End::Aborted => ("aborted", Usage::default(), None),
-    };
-    let stop = match &end {
-        End::Ok { stop_reason, .. } => stop_reason.as_str(),
-        End::Aborted => ABORT_STOP_REASON,
-        End::Failed(_) => "error",
-    };
-    let reply = (!run.text.is_empty() && !matches!(end, End::Failed(_)))
-        .then(|| payload::assistant_record(&run.text, now, &provider, &model_id, &usage, stop));
-    let op = Op::Append(Box::new(Append {
-        key: run.key.to_string(),
-        agent_id: run.agent_id.clone(),
-        message: reply.clone(),
-        run: RunMark::End {
-            run_id: run.id.to_string(),
-            status,
-            usage,
-            model,
-            error,
-            started_at_ms: run.started_at,
-        },
-        want_context: false,
-        must_exist: false,
-    }));
-    let id = id.clone();
-    ctx.spawn_store(op, move |ctx, r| ended(ctx, id, end, reply, r));
-}
-
-fn ended(ctx: &mut ShardCtx, id: Arc<str>, end: End, reply: Option<Value>, r: OpResult) {
-    let now = now_ms();
-    let Some(mut run) = ctx.chat.runs.remove(&id) else {
-        return;
-    };
-    let (end, appended) = match r {
-        OpResult::Appended(a) => (end, Some(a)),
-        other => {
-            // The reply could not be made durable: report it as the run's error.
-            let e = store_error(&other);
-            let f = Failure {
-                kind: None,
-                message: format!("reply not saved: {}", e.message),
-                detail: None,
-            };
-            (End::Failed(f), None)
-        }
-    };
-    run.seq += 1;
-    let seq = run.seq;
-    let r = run.r();
-    let mut events: Vec<EventTemplate> = Vec::new();
-    let (lifecycle, status, stop_reason, error) = match &end {
-        End::Ok { stop_reason, .. } => (
-            json!({"phase": "end", "startedAt": run.started_at, "endedAt": now, "aborted": false,
-                   "stopReason": stop_reason, "livenessState": "working"}),
-            "ok",
-            stop_reason.clone(),
-            None,
-        ),
-        End::Aborted => (
-            json!({"phase": "end", "startedAt": run.started_at, "endedAt": now, "status": "cancelled",
-                   "aborted": true, "stopReason": ABORT_STOP_REASON}),
-            "aborted",
-            ABORT_STOP_REASON.to_owned(),
-            None,
-        ),
-        End::Failed(f) => (
-            json!({"phase": "error", "startedAt": run.started_at, "endedAt": now, "error": f.message,
-                   "aborted": false}),
-            "error",
-            "error".to_owned(),
-            Some(f.message.clone()),
-        ),
-    };
-    events.push(payload::agent_lifecycle(&r, seq, now, lifecycle));
-    events.push(match &end {
-        End::Ok { stop_reason, .. } => {
-            let stored = appended.as_ref().and_then(|a| {
-                let (seq, id) = a.seq.zip(a.message_id.as_deref())?;
-                Some((seq, id, a.session_id.as_str()))
-            });
-            payload::chat_final(&r, seq, &run.text, now, stop_reason, stored)
-        }
-        End::Aborted => payload::chat_aborted(&r, seq, &run.text, now),
-        End::Failed(f) => payload::chat_error(&r, seq, f),
-    });
-    let row = appended.as_ref().map(|a| ctx.decorate_row(a.row.clone()));
-    if let (Some(m), Some(a), Some(row)) = (&reply, &appended, &row) {
-        if a.seq.is_some() {
-            events.push(payload::session_message(
-                &run.key,
-                &run.agent_id,
-                m,
-                a.seq,
-                a.message_id.as_deref(),
-                row,
-            ));
-        }
-    }
-    events.push(payload::sessions_changed(
-        &run.key,
-        "update",
-        row.as_ref(),
-        now,
-    ));
-    for e in events {
-        ctx.broadcast(e);
-    }
-    if let (End::Ok { .. }, Some(route)) = (&end, &run.reply_to) {
-        if !run.text.is_empty() {
-            crate::channels::hub::forward_reply(&ctx.channels, route, &run.key, &run.id, &run.text);
-        }
-    }
-    let summary = Arc::new(RunSummary {
-        run_id: id.clone(),
-        status,
-        started_at: run.started_at,
-        ended_at: now,
-        error: error.clone(),
-        stop_reason,
-    });
-    note_all(ctx, RunNote::Ended(summary));
-    // The cached answer for retries, and the agent's final response.
-    let usage = match &end {
-        End::Ok { usage, .. } => *usage,
-        _ => Usage::default(),
-    };
-    let (provider, model) = ctx
-        .config
-        .agent(&run.agent_id)
-        .map(|a| a.runtime.model())
-        .map(|(p, m)| (p.to_owned(), m.to_owned()))
-        .unwrap_or_default();
-    let session_id = appended
-        .as_ref()
-        .map(|a| a.session_id.clone())
-        .unwrap_or_default();
-    let stop_reason = match &end {
-        End::Ok { stop_reason, .. } => stop_reason.as_str(),
-        _ => "",
-    };
-    let answer = terminal_answer(
-        run.kind,
-        &id,
-        &Terminal {
-            status,
-            text: &run.text,
-            started_at: run.started_at,
-            ended_at: now,
-            stop_reason,
-            error: error.as_deref(),
-            session_id: &session_id,
-            provider: &provider,
-            model: &model,
-            usage,
-        },
-    );
-    ctx.chat.dedupe.finish(&run.dedupe_key, answer.clone(), now);
-    if run.kind == SendKind::Agent {
-        run.caller.answer(ctx, &answer);
     }
 }
 
@@ -919,39 +1062,6 @@ fn conflict() -> ErrorShape {
         "This message ID was already used for different input. Check the conversation history and use a new message ID to send again.",
     )
     .with_details(json!({"reason": "chat-request-conflict"}))
-}
-
-/// The store found the run already recorded (its cache entry was evicted): nothing was
-/// written, and the caller gets what a retry gets.
-fn duplicate(ctx: &mut ShardCtx, run: Run, rec: &crate::store::sessions::RecentRun) {
-    let asked = ctx
-        .chat
-        .dedupe
-        .map
-        .get(&run.dedupe_key)
-        .map(|e| e.fingerprint);
-    ctx.chat.dedupe.forget(&run.dedupe_key);
-    if asked != Some(rec.fingerprint) {
-        let err = conflict();
-        run.caller.err(ctx, &err);
-        return;
-    }
-    if rec.status == "running" {
-        let answer = Answer::Ok(json!({"runId": &*run.id, "status": "in_flight"}));
-        run.caller.answer(ctx, &answer);
-        return;
-    }
-    let (key, answer) = recorded_answer(rec);
-    ctx.chat
-        .dedupe
-        .restore(key, rec.fingerprint, answer.clone(), rec.ended_at_ms);
-    run.caller.answer(ctx, &answer);
-}
-
-/// Sends a run-index note to every shard, this one included.
-fn note_all(ctx: &mut ShardCtx, note: RunNote) {
-    ctx.sender.to_others(BusMsg::RunNote(note.clone()));
-    crate::shard::drive::run_note(ctx, note);
 }
 
 #[cfg(test)]

@@ -18,6 +18,25 @@ pub fn owner_actor() -> Value {
 }
 
 /// What the projection needs besides the stored row.
+/// A stored session row in the original's shape, with the model of its agent (the default
+/// agent's for a row of an agent no longer configured).
+pub fn decorate(config: &crate::config::Config, row: Value, now_ms: u64) -> Value {
+    let agent = row["agentId"]
+        .as_str()
+        .and_then(|a| config.agent(a))
+        .unwrap_or(&config.agents[0]);
+    let (provider, model) = agent.runtime.model();
+    project(
+        row,
+        &RowEnv {
+            provider,
+            model,
+            runtime: agent.runtime.name(),
+            now_ms,
+        },
+    )
+}
+
 pub struct RowEnv<'a> {
     pub provider: &'a str,
     pub model: &'a str,

@@ -379,43 +379,9 @@ impl ShardCtx {
         c.push_text(frame);
     }
 
-    /// `(provider/model)` label of an agent's runtime, for run records.
-    pub fn model_of_agent(&self, agent_id: &str) -> String {
-        self.config
-            .agent(agent_id)
-            .map(|a| {
-                let (p, m) = a.runtime.model();
-                format!("{p}/{m}")
-            })
-            .unwrap_or_default()
-    }
-
-    /// A stored session row in the original's shape, with the model of its agent
-    /// ([`crate::chat::row`]).
+    /// A stored session row in the original's shape ([`crate::chat::row::decorate`]).
     pub fn decorate_row(&self, row: Value) -> Value {
-        let agent = row["agentId"]
-            .as_str()
-            .and_then(|a| self.config.agent(a))
-            .unwrap_or(&self.config.agents[0]);
-        let (provider, model) = agent.runtime.model();
-        crate::chat::row::project(
-            row,
-            &crate::chat::row::RowEnv {
-                provider,
-                model,
-                runtime: agent.runtime.name(),
-                now_ms: now_ms(),
-            },
-        )
-    }
-
-    /// Output of a runtime for a run this shard owns.
-    pub fn on_run_output(
-        &mut self,
-        run_id: &Arc<str>,
-        out: crate::agent::Output,
-    ) -> Vec<crate::methods::Effect> {
-        crate::chat::owner::on_output(self, run_id, out)
+        crate::chat::row::decorate(&self.config, row, now_ms())
     }
 
     /// A caller for an HTTP request on this shard waiting for an answer, and where the
@@ -548,16 +514,13 @@ impl ShardCtx {
             BusMsg::SystemEvent(text) => self.record_system_event(text),
             BusMsg::Device(delta) => self.on_device_delta(delta),
             BusMsg::Shutdown => self.shutdown(),
-            BusMsg::SessionCall(call) => crate::chat::owner::handle(self, *call),
+            BusMsg::SessionCall(call) => super::drive::session_call(self, *call),
             BusMsg::Reply { conn, frame } => self.deliver_reply(conn, &frame),
             BusMsg::Answered(a) => {
                 let (waiter, r) = *a;
                 super::drive::answered(self, waiter, r);
             }
-            BusMsg::RunOutput { run_id, out } => {
-                let effects = self.on_run_output(&run_id, *out);
-                super::dispatch::apply(self, effects);
-            }
+            BusMsg::RunOutput { run_id, out } => super::drive::run_output(self, &run_id, *out),
             BusMsg::RunNote(note) => super::drive::run_note(self, note),
             BusMsg::Node(d) => self.nodes.apply(&d),
             BusMsg::Invoke(m) => super::drive::invoke_msg(self, *m),

@@ -2,16 +2,23 @@
 //! clock and knowledge, then applies the effects it pushed — answers (local or over the bus),
 //! broadcasts, store ops and timers — and feeds what comes back to the owner as its resume.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::{
+    agent::{config::RuntimeConfig, echo, openai, Output, Sink, Turn},
     approvals::{self, ApprovalCall},
     bus::BusMsg,
     channels::{
         sends::{self, Delivery, SendCall},
         DeliveryReport,
     },
-    chat::runs::{self, RunNote},
+    chat::{
+        owner,
+        runs::{self, RunNote},
+        SessionCall,
+    },
     cron::service as cron,
     effects::{Answer, Caller, Effect, Effects, Never, Waiter},
     nodes::invoke::{self, InvokeMsg, Invokes},
@@ -325,5 +332,97 @@ fn cron_act(ctx: &mut ShardCtx, a: cron::Action) {
             ctx.sender.to_others(BusMsg::SystemEvent(text));
         }
         cron::Action::Chat(caller, req) => crate::chat::route_as(ctx, caller, req),
+    }
+}
+
+const CHAT: Owner<owner::Resume, owner::Action> = Owner {
+    resume: chat_resume,
+    bus: None,
+    act: chat_act,
+};
+
+/// Runs one step of this shard's chat owner with its clock and config, then applies it.
+fn chat_step(
+    ctx: &mut ShardCtx,
+    step: impl FnOnce(&mut owner::ChatOwner, &owner::Env, &mut Effects<owner::Resume, owner::Action>),
+) {
+    let config = ctx.config.clone();
+    let env = owner::Env {
+        now_ms: now_ms(),
+        config: &config,
+    };
+    let mut fx = Effects::default();
+    step(&mut ctx.chat, &env, &mut fx);
+    apply(ctx, fx, &CHAT);
+}
+
+/// A session request on the session's owner.
+pub fn session_call(ctx: &mut ShardCtx, call: SessionCall) {
+    chat_step(ctx, |o, env, fx| o.handle(env, call, fx));
+}
+
+/// Output of a runtime for a run this shard owns.
+pub fn run_output(ctx: &mut ShardCtx, run_id: &Arc<str>, out: Output) {
+    chat_step(ctx, |o, env, fx| o.output(env, run_id, out, fx));
+}
+
+fn chat_resume(ctx: &mut ShardCtx, r: owner::Resume, res: Option<OpResult>) {
+    chat_step(ctx, |o, env, fx| o.resume(env, r, res, fx));
+}
+
+fn chat_act(ctx: &mut ShardCtx, a: owner::Action) {
+    match a {
+        owner::Action::StartTurn(rt, turn) => start_turn(ctx, rt, turn),
+        owner::Action::Note(note) => {
+            ctx.sender.to_others(BusMsg::RunNote(note.clone()));
+            run_note(ctx, note);
+        }
+        owner::Action::ForwardReply {
+            route,
+            key,
+            run_id,
+            text,
+        } => crate::channels::hub::forward_reply(&ctx.channels, &route, &key, &run_id, &text),
+    }
+}
+
+/// Starts an agent runtime on a turn. The echo agent is played on this shard's timers, its
+/// outputs fed straight to the owner; provider runtimes run on the worker pool and report
+/// through this shard's inbox.
+fn start_turn(ctx: &mut ShardCtx, rt: RuntimeConfig, turn: Turn) {
+    match rt {
+        RuntimeConfig::Echo {
+            delay_ms,
+            chunk_chars,
+        } => {
+            let outputs = echo::Echo {
+                delay_ms,
+                chunk_chars,
+            }
+            .outputs(&turn);
+            let me = ctx.me.clone();
+            monoio::spawn(async move {
+                for out in outputs {
+                    if delay_ms > 0 {
+                        super::timer::sleep_ms(delay_ms).await;
+                    }
+                    if turn.cancelled() {
+                        return;
+                    }
+                    let Some(ctx) = me.upgrade() else { return };
+                    run_output(&mut ctx.borrow_mut(), &turn.run_id, out);
+                }
+            });
+        }
+        RuntimeConfig::OpenAi(config) => {
+            let (bus, shard) = (ctx.sender.bus().clone(), ctx.id);
+            let sink = Sink::new(move |run_id: &Arc<str>, out| {
+                let out = Box::new(out);
+                let run_id = run_id.clone();
+                bus.push_waiting(shard, BusMsg::RunOutput { run_id, out });
+            });
+            let workers = ctx.workers.clone();
+            openai::OpenAi { config, workers }.start(turn, sink);
+        }
     }
 }
