@@ -87,7 +87,9 @@ pub enum Output {
 /// (built by the shard, so runtimes name no shard type). A full inbox is waited on, never
 /// dropped.
 #[derive(Clone)]
-pub struct Sink(Arc<dyn Fn(&Arc<str>, Output) + Send + Sync>);
+pub struct Sink(Arc<SinkFn>);
+
+type SinkFn = dyn Fn(&Arc<str>, Output) + Send + Sync;
 
 impl Sink {
     pub fn new(f: impl Fn(&Arc<str>, Output) + Send + Sync + 'static) -> Sink {
