@@ -1068,6 +1068,272 @@ fn conflict() -> ErrorShape {
 mod tests {
     use super::*;
 
+    use crate::{chat::key::SessionKey, store::sessions::Appended};
+
+    const T0: u64 = 1_772_000_000_000;
+    const KEY: &str = "agent:main:main";
+
+    fn config() -> Config {
+        Config::default()
+    }
+
+    fn env(c: &Config, now_ms: u64) -> Env<'_> {
+        Env { now_ms, config: c }
+    }
+
+    fn caller(n: u64) -> Caller {
+        Caller::conn(0, n, format!("r{n}"))
+    }
+
+    fn send_call(n: u64, run_id: &str, message: &str) -> SessionCall {
+        SessionCall {
+            caller: caller(n),
+            key: SessionKey {
+                canonical: KEY.into(),
+                agent_id: "main".into(),
+            },
+            op: SessionOp::Send(SendReq {
+                kind: SendKind::Chat,
+                message: message.into(),
+                run_id: run_id.into(),
+                fingerprint: crate::chat::fingerprint(&[message]),
+                key_given: true,
+                reply_to: None,
+            }),
+        }
+    }
+
+    fn appended(seq: u64) -> Option<OpResult> {
+        Some(OpResult::Appended(Box::new(Appended {
+            session_id: "s1".into(),
+            created: seq == 1,
+            seq: Some(seq),
+            message_id: Some(format!("m{seq}")),
+            context: Vec::new(),
+            row: json!({"key": KEY, "agentId": "main"}),
+        })))
+    }
+
+    /// Short names of effects: `reply:<conn>:ok|err`, `answer:<conn>`, `event:<name>`,
+    /// `store`, `timer:<ms>`, `start`, `note:started|ended`, …
+    fn names(fx: &Fx) -> Vec<String> {
+        fx.0.iter()
+            .map(|e| match e {
+                Effect::Reply(c, r) => format!(
+                    "reply:{}:{}",
+                    c.conn_id().unwrap(),
+                    if r.is_ok() { "ok" } else { "err" }
+                ),
+                Effect::Answer(c, _) => format!("answer:{}", c.conn_id().unwrap()),
+                Effect::Broadcast(ev) => format!("event:{}", ev.name),
+                Effect::Store(..) => "store".into(),
+                Effect::Timer(ms, _) => format!("timer:{ms}"),
+                Effect::Do(Action::StartTurn(..)) => "start".into(),
+                Effect::Do(Action::Note(RunNote::Started { .. })) => "note:started".into(),
+                Effect::Do(Action::Note(RunNote::Ended(_))) => "note:ended".into(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Takes the resume of the (only) store op in `fx`.
+    fn store_resume(fx: Fx) -> Resume {
+        let mut it = fx.0.into_iter().filter_map(|e| match e {
+            Effect::Store(_, r) => Some(r),
+            _ => None,
+        });
+        let r = it.next().expect("a store op");
+        assert!(it.next().is_none(), "one store op");
+        r
+    }
+
+    /// A run whose user turn is durable and whose runtime started.
+    fn running(o: &mut ChatOwner, c: &Config, run_id: &str) -> Arc<str> {
+        let mut fx = Fx::default();
+        o.handle(&env(c, T0), send_call(1, run_id, "hi"), &mut fx);
+        let r = store_resume(fx);
+        let mut fx = Fx::default();
+        o.resume(&env(c, T0 + 2), r, appended(1), &mut fx);
+        assert_eq!(
+            names(&fx),
+            [
+                "reply:1:ok",
+                "event:session.message",
+                "event:sessions.changed",
+                "note:started",
+                "event:agent",
+                "event:chat",
+                "start"
+            ]
+        );
+        let Some(Effect::Reply(_, Ok(ack))) = fx.0.first() else {
+            panic!()
+        };
+        assert_eq!(ack["status"], "started");
+        assert_eq!(ack["serverTiming"]["receivedToAckMs"], 2);
+        Arc::from(run_id)
+    }
+
+    #[test]
+    fn deltas_are_paced_and_a_flush_timer_of_an_ended_run_does_nothing() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let id = running(&mut o, &c, "run-1");
+        let mut fx = Fx::default();
+        // The first delta goes out at once…
+        o.output(&env(&c, T0 + 10), &id, Output::Delta("a".into()), &mut fx);
+        assert_eq!(names(&fx), ["event:agent", "event:chat"]);
+        // …the next within the interval arms one timer for the rest of the interval.
+        let mut fx = Fx::default();
+        o.output(&env(&c, T0 + 20), &id, Output::Delta("b".into()), &mut fx);
+        o.output(&env(&c, T0 + 30), &id, Output::Delta("c".into()), &mut fx);
+        assert_eq!(names(&fx), [format!("timer:{}", PACE_MS - 10)]);
+        let Some(Effect::Timer(_, flush)) = fx.0.pop() else {
+            panic!()
+        };
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 10 + PACE_MS), flush, None, &mut fx);
+        assert_eq!(names(&fx), ["event:agent", "event:chat"]);
+        let Effect::Broadcast(ev) = &fx.0[1] else {
+            panic!()
+        };
+        let v: Value = serde_json::from_slice(&ev.to_vec(None)).unwrap();
+        assert_eq!(v["payload"]["deltaText"], "bc", "{v}");
+        // Done: the reply is written, then the end events, the note and the cache.
+        let mut fx = Fx::default();
+        let done = Output::Done {
+            usage: Usage::default(),
+            stop_reason: "stop".into(),
+        };
+        o.output(&env(&c, T0 + 200), &id, Output::Delta("d".into()), &mut fx);
+        o.output(&env(&c, T0 + 200), &id, done, &mut fx);
+        let ended = store_resume(fx);
+        // A flush armed before the end, firing after it, touches nothing.
+        let stale = Resume::Flush {
+            id: id.clone(),
+            serial: 1,
+        };
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 201), ended, appended(2), &mut fx);
+        assert_eq!(
+            names(&fx),
+            [
+                "event:agent",
+                "event:chat",
+                "event:session.message",
+                "event:sessions.changed",
+                "note:ended"
+            ]
+        );
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 300), stale, None, &mut fx);
+        assert!(fx.is_empty(), "{fx:?}");
+        // A retry of the key gets the cached answer; other content under it is a conflict.
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0 + 400), send_call(2, "run-1", "hi"), &mut fx);
+        assert_eq!(names(&fx), ["answer:2"]);
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0 + 400), send_call(3, "run-1", "other"), &mut fx);
+        let [Effect::Reply(_, Err(e))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(
+            e.details.as_ref().unwrap()["reason"],
+            "chat-request-conflict"
+        );
+    }
+
+    #[test]
+    fn an_abort_before_the_user_turn_is_durable_ends_the_run_without_starting_it() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0), send_call(1, "run-1", "hi"), &mut fx);
+        let committed = store_resume(fx);
+        let abort = SessionCall {
+            caller: caller(2),
+            key: SessionKey {
+                canonical: KEY.into(),
+                agent_id: "main".into(),
+            },
+            op: SessionOp::Abort {
+                run_id: None,
+                via: AbortVia::Chat,
+            },
+        };
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0 + 1), abort, &mut fx);
+        let [Effect::Reply(_, Ok(v))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(v["runIds"], json!(["run-1"]));
+        // The user turn lands: the caller still gets its ack, the runtime never starts, and the
+        // run ends as aborted.
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 2), committed, appended(1), &mut fx);
+        let n = names(&fx);
+        assert!(n.starts_with(&["reply:1:ok".to_owned()]), "{n:?}");
+        assert!(!n.contains(&"start".to_owned()), "{n:?}");
+        assert_eq!(n.last().map(String::as_str), Some("store"), "{n:?}");
+        let ended = store_resume(fx);
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 3), ended, appended(2), &mut fx);
+        let summary = fx.0.iter().find_map(|e| match e {
+            Effect::Do(Action::Note(RunNote::Ended(s))) => Some(s.clone()),
+            _ => None,
+        });
+        assert_eq!(summary.unwrap().status, "aborted");
+    }
+
+    #[test]
+    fn a_user_turn_that_is_not_saved_fails_the_caller_and_frees_the_key() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0), send_call(1, "run-1", "hi"), &mut fx);
+        let committed = store_resume(fx);
+        let mut fx = Fx::default();
+        let failed = Some(OpResult::Failed("disk I/O error".into()));
+        o.resume(&env(&c, T0 + 1), committed, failed, &mut fx);
+        let [Effect::Reply(_, Err(e))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(e.message, "message not saved: disk I/O error");
+        assert_eq!(e.retry_after_ms, Some(1000));
+        // The same key may be sent again, and runs.
+        let id = running(&mut o, &c, "run-1");
+        assert_eq!(&*id, "run-1");
+    }
+
+    #[test]
+    fn a_new_send_interrupts_the_active_run() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        running(&mut o, &c, "run-1");
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0 + 5), send_call(2, "run-2", "next"), &mut fx);
+        // The first run's end is written, then the new user turn.
+        let stores =
+            fx.0.iter()
+                .filter(|e| matches!(e, Effect::Store(..)))
+                .count();
+        assert_eq!(stores, 2, "{:?}", names(&fx));
+        let committed =
+            fx.0.into_iter()
+                .filter_map(|e| match e {
+                    Effect::Store(_, r @ Resume::UserCommitted { .. }) => Some(r),
+                    _ => None,
+                })
+                .next()
+                .unwrap();
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 6), committed, appended(3), &mut fx);
+        let Some(Effect::Reply(_, Ok(ack))) = fx.0.first() else {
+            panic!()
+        };
+        assert_eq!(ack["interruptedActiveRun"], true);
+    }
+
     #[test]
     fn dedupe_keeps_in_flight_entries_and_bounds_finished_ones() {
         let mut d = Dedupe::default();
