@@ -24,6 +24,10 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 15_000;
 pub const DEFAULT_PING_INTERVAL_MS: u64 = 25_000;
 pub const DEFAULT_MAX_PREAUTH_PER_IP: u32 = 32;
 pub const MAX_PENDING_HANDSHAKE_FRAMES: usize = 15;
+
+/// The database file in the state dir (sessions, transcripts, devices, approvals, cron).
+pub const STORE_FILE: &str = "ringgate.sqlite";
+
 /// The config file looked for in the state directory when no `--config` is given.
 pub const DEFAULT_FILE_NAME: &str = "ringgate.json5";
 
@@ -526,13 +530,13 @@ impl Config {
         Ok(c)
     }
 
-    /// The file `config.*` reads and writes: the one given with `--config`, else
-    /// `<stateDir>/ringgate.json5`.
     /// The state store's database file (sessions, transcripts, devices, approvals, cron).
     pub fn store_path(&self) -> PathBuf {
-        self.state_dir.join(crate::store::STORE_FILE)
+        self.state_dir.join(STORE_FILE)
     }
 
+    /// The file `config.*` reads and writes: the one given with `--config`, else
+    /// `<stateDir>/ringgate.json5`.
     pub fn file_path(&self) -> PathBuf {
         self.config_path
             .clone()

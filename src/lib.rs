@@ -27,12 +27,22 @@
 //! * [`channels`]: channel adapters (`channels.*`, `send`); the built-in `webhook` channel
 //!   delivers signed HTTP POSTs with retries on its own threads and verifies signed inbound
 //!   requests.
-//! * [`placement`]: which shard owns what (a session, a send key, approvals, cron);
-//!   `ShardCtx::route` serves a call on its owner or forwards it there.
-//! * [`effects`]: the vocabulary of the sans-IO owners — answers, broadcasts, store ops and
-//!   timers as typed resumes — applied by `shard::drive`. Exec approvals are the first owner
-//!   written this way ([`approvals::Approvals`]: unit-tested through its effects, no `shard`
-//!   import); the chat owner, node invokes, channel sends and cron still take `&mut ShardCtx`.
+//! * [`placement`]: which shard owns what (a session, a send key, approvals, cron).
+//! * [`effects`]: the vocabulary of the owners of shared state, which are sans-IO state
+//!   machines — the chat owner ([`chat::owner`]), the run index ([`chat::runs`]), exec
+//!   approvals ([`approvals`]), node invokes ([`nodes::invoke`]), channel sends
+//!   ([`channels::sends`]) and the cron service ([`cron::service`]). A step takes a request or
+//!   a typed resume, the time and the config, changes the owner's state and pushes effects:
+//!   answers (to a connection, or to an owner waiting in-process), broadcasts, events for one
+//!   connection, store ops and timers that come back as typed resumes (a timer carries the
+//!   generation it was set for), messages for the same owner on another shard, and the
+//!   owner's own actions. They are unit-tested through their effects with a fake clock.
+//!   `shard::drive` is the one driver: it runs each step with the shard's clock and config and
+//!   applies the effects (fan-out, bus, encoding, store tasks, timers, starting runtimes).
+//!   No domain folder (`chat`, `approvals`, `cron`, `nodes`, `channels`, `agent`) imports
+//!   `shard`, `bus` or the runtime; `make lint` checks it (`tools/lint/sans_io_imports.sh`).
+//!   The storage thread publishes through a trait the bus implements, so `store` sits below
+//!   the shards too.
 //!
 //! ## The three gates
 //!
@@ -52,6 +62,7 @@ pub mod config_doc;
 pub mod config_schema;
 pub mod cron;
 pub mod effects;
+pub mod fingerprint;
 pub mod http;
 pub mod logs;
 pub mod methods;

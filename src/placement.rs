@@ -49,12 +49,7 @@ impl Placement {
     }
 
     fn keyed(&self, key: &str) -> usize {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        (h % self.shards as u64) as usize
+        (crate::fingerprint::fnv1a(key.as_bytes()) % self.shards as u64) as usize
     }
 }
 

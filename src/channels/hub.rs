@@ -172,7 +172,7 @@ pub fn forward_reply(
         // Run ids can be long or carry characters a delivery id may not: hash them.
         delivery_id: Some(format!(
             "reply-{:016x}",
-            crate::chat::fingerprint(&[run_id])
+            crate::fingerprint::fingerprint(&[run_id])
         )),
     };
     let run = run_id.to_owned();

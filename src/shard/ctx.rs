@@ -41,6 +41,18 @@ pub type ClientRef = Rc<RefCell<Client>>;
 pub type HttpWaiter =
     Arc<crate::store::oneshot::Oneshot<Result<Value, crate::proto::errors::ErrorShape>>>;
 
+/// Answering a caller from shard code (method handlers and drivers); owners push
+/// [`crate::effects::Effect::Reply`] instead.
+impl crate::effects::Caller {
+    pub fn ok(&self, ctx: &mut ShardCtx, payload: &Value) {
+        ctx.answer(self, crate::effects::Answer::Ok(payload.clone()));
+    }
+
+    pub fn err(&self, ctx: &mut ShardCtx, e: &ErrorShape) {
+        ctx.reply_err(self, e.clone());
+    }
+}
+
 /// Per-shard state.
 pub struct ShardCtx {
     pub id: usize,

@@ -747,7 +747,9 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
                 ctx.record_system_event(text.clone());
                 ctx.sender.to_others(crate::bus::BusMsg::SystemEvent(text));
             }
-            Effect::Chat { conn, req_id, req } => crate::chat::route(ctx, conn, req_id, req),
+            Effect::Chat { conn, req_id, req } => {
+                super::drive::chat_request(ctx, conn, req_id, req)
+            }
             Effect::Task { conn, req_id, task } => {
                 let caller = crate::chat::Caller::conn(ctx.id, conn, req_id);
                 (task.0)(ctx, caller)

@@ -331,7 +331,7 @@ fn cron_act(ctx: &mut ShardCtx, a: cron::Action) {
             ctx.record_system_event(text.clone());
             ctx.sender.to_others(BusMsg::SystemEvent(text));
         }
-        cron::Action::Chat(caller, req) => crate::chat::route_as(ctx, caller, req),
+        cron::Action::Chat(caller, req) => chat_as(ctx, caller, req),
     }
 }
 
@@ -425,4 +425,57 @@ fn start_turn(ctx: &mut ShardCtx, rt: RuntimeConfig, turn: Turn) {
             openai::OpenAi { config, workers }.start(turn, sink);
         }
     }
+}
+
+/// Runs a chat-layer request from connection `conn` on this shard.
+pub fn chat_request(ctx: &mut ShardCtx, conn: u64, req_id: String, req: crate::chat::ChatRequest) {
+    let caller = Caller::conn(ctx.id, conn, req_id);
+    chat_as(ctx, caller, req);
+}
+
+/// Runs a chat-layer request for `caller` (a connection, or an owner waiting in-process).
+pub fn chat_as(ctx: &mut ShardCtx, caller: Caller, req: crate::chat::ChatRequest) {
+    match req {
+        crate::chat::ChatRequest::Session(key, op) => forward(ctx, caller, key, op),
+        crate::chat::ChatRequest::Wait { run_id, timeout_ms } => {
+            run_wait(ctx, caller, &run_id, timeout_ms)
+        }
+        crate::chat::ChatRequest::AbortRun { run_id } => match ctx.run_index.session_of(&run_id) {
+            Some(key) => {
+                let agent_id = key
+                    .strip_prefix("agent:")
+                    .and_then(|r| r.split(':').next())
+                    .unwrap_or("main")
+                    .to_owned();
+                let key = crate::chat::key::SessionKey {
+                    canonical: key.to_string(),
+                    agent_id,
+                };
+                forward(
+                    ctx,
+                    caller,
+                    key,
+                    crate::chat::SessionOp::Abort {
+                        run_id: Some(run_id),
+                        via: crate::chat::AbortVia::Sessions,
+                    },
+                )
+            }
+            None => {
+                let none = serde_json::json!({"ok": true, "abortedRunId": null, "status": "no-active-run"});
+                ctx.answer(&caller, Answer::Ok(none));
+            }
+        },
+    }
+}
+
+fn forward(
+    ctx: &mut ShardCtx,
+    caller: Caller,
+    key: crate::chat::key::SessionKey,
+    op: crate::chat::SessionOp,
+) {
+    let owner = ctx.placement().session(&key.canonical);
+    let call = SessionCall { caller, key, op };
+    ctx.route(owner, call, session_call, BusMsg::SessionCall);
 }

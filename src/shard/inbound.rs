@@ -152,7 +152,7 @@ pub async fn serve(
         }
         let canonical = k.canonical.clone();
         let turn = ChatRequest::Session(k, SessionOp::Send(req));
-        chat::route_as(&mut ctx, caller, turn);
+        super::drive::chat_as(&mut ctx, caller, turn);
         (token, waiter, canonical)
     };
     // The turn gets its own budget, whatever the upload took.

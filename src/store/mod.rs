@@ -47,8 +47,7 @@ const MIGRATIONS: &[&str] = &[
     approvals::MIGRATION_HISTORY,
 ];
 
-/// The database file in the state dir (sessions, transcripts, devices, approvals, cron).
-pub const STORE_FILE: &str = "ringgate.sqlite";
+pub use crate::config::STORE_FILE;
 
 /// Commands applied per transaction at most.
 const MAX_BATCH: usize = 256;
