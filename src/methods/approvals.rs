@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
-use super::{str_param, Call, Deferred, Outcome, Reply, Task};
+use super::{str_param, Call, Deferred, Outcome, Reply, Routed};
 use crate::{
-    approvals::{self, ApprovalCall, ApprovalOp},
+    approvals::{self, ApprovalOp},
     proto::errors::{code, ErrorShape},
     shard::ctx::ShardCtx,
     store::{Op, OpResult},
@@ -28,9 +28,7 @@ pub const METHODS: &[&str] = &[
 ];
 
 fn to_owner(op: ApprovalOp) -> Outcome {
-    Outcome::Task(Task(Box::new(move |ctx, caller| {
-        crate::shard::drive::route_approval(ctx, ApprovalCall { caller, op })
-    })))
+    Outcome::Routed(Routed::Approval(op))
 }
 
 fn from_store(op: Op) -> Outcome {
@@ -103,13 +101,8 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
                     != Some(false),
                 from,
             };
-            Outcome::Task(Task(Box::new(move |ctx, caller| {
-                let mut op = op;
-                if let ApprovalOp::Request { from, .. } = &mut op {
-                    *from = (caller.shard(), caller.conn_id().unwrap_or_default());
-                }
-                crate::shard::drive::route_approval(ctx, ApprovalCall { caller, op })
-            })))
+            // `from` (the requesting connection) is filled in by the driver.
+            to_owner(op)
         }
         "exec.approval.resolve" | "approval.resolve" => to_owner(ApprovalOp::Resolve {
             id: id_param(p, m)?,

@@ -3,11 +3,9 @@
 
 use serde_json::{json, Value};
 
-use super::{str_param, Call, Outcome, Task};
+use super::{str_param, Call, Outcome, Routed};
 use crate::{
-    bus::BusMsg,
-    channels::{sends, OutboundMessage},
-    chat::Caller,
+    channels::OutboundMessage,
     proto::errors::{code, ErrorShape},
     shard::ctx::ShardCtx,
 };
@@ -97,17 +95,10 @@ fn send(ctx: &ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
         run_id: None,
         delivery_id: Some(key.clone()),
     };
-    Ok(Outcome::Task(Task(Box::new(
-        move |ctx: &mut ShardCtx, caller: Caller| {
-            let call = sends::SendCall {
-                caller,
-                key,
-                fingerprint,
-                channel,
-                msg,
-            };
-            let owner = ctx.placement().send_key(&call.key);
-            ctx.route(owner, call, crate::shard::drive::send, BusMsg::ChannelSend);
-        },
-    ))))
+    Ok(Outcome::Routed(Routed::Send {
+        key,
+        fingerprint,
+        channel,
+        msg,
+    }))
 }

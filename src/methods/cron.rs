@@ -1,8 +1,7 @@
 //! `cron.*`: every request goes to the cron owner shard ([`crate::cron::service`]), which
 //! validates it against its job book and answers.
 
-use super::{Call, Outcome, Task};
-use crate::{chat::Caller, cron::service::CronCall, shard::ctx::ShardCtx};
+use super::{Call, Outcome, Routed};
 
 pub const METHODS: &[&str] = &[
     "cron.list",
@@ -15,16 +14,8 @@ pub const METHODS: &[&str] = &[
 ];
 
 pub fn handle(call: &Call) -> Outcome {
-    let method = call.method.to_owned();
-    let params = call.params.clone();
-    Outcome::Task(Task(Box::new(move |ctx: &mut ShardCtx, caller: Caller| {
-        crate::shard::drive::route_cron(
-            ctx,
-            CronCall {
-                caller,
-                method,
-                params,
-            },
-        )
-    })))
+    Outcome::Routed(Routed::Cron {
+        method: call.method.to_owned(),
+        params: call.params.clone(),
+    })
 }

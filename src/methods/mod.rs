@@ -92,11 +92,12 @@ pub enum Effect {
     PresencePublish { delta: Delta, version: u64 },
     /// Record a queued system event on every shard.
     SystemEvent(String),
-    /// Work that needs the shard (no connection borrowed) and answers the caller itself.
-    Task {
+    /// A request for an owner of shared state, or for work that needs the whole shard (no
+    /// connection borrowed); whoever serves it answers the caller.
+    Routed {
         conn: u64,
         req_id: String,
-        task: Task,
+        routed: Routed,
     },
     /// Register a node that just connected (registry on every shard, `node.presence`).
     NodeUp(Box<crate::nodes::registry::NodeInfo>),
@@ -133,20 +134,33 @@ pub enum Outcome {
     Deferred(Box<Deferred>),
     /// Answered by the chat layer, possibly on another shard.
     Chat(crate::chat::ChatRequest),
-    /// Run with the whole shard once the caller's connection is released; answers the caller.
-    Task(Task),
+    /// Served once the caller's connection is released, by the owner it names (possibly on
+    /// another shard), which answers the caller.
+    Routed(Routed),
 }
 
-/// The body of a [`Task`].
-pub type TaskFn = Box<dyn FnOnce(&mut ShardCtx, crate::chat::Caller)>;
-
-/// A deferred handler step: it gets the shard and the caller to answer.
-pub struct Task(pub TaskFn);
-
-impl std::fmt::Debug for Task {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Task")
-    }
+/// A request the shard's driver routes to whoever serves it (`shard::drive::routed`).
+#[derive(Debug)]
+pub enum Routed {
+    /// An exec-approval request for the approvals owner.
+    Approval(crate::approvals::ApprovalOp),
+    /// A `send` for the owner of its idempotency key.
+    Send {
+        key: String,
+        fingerprint: u64,
+        channel: &'static str,
+        msg: crate::channels::OutboundMessage,
+    },
+    /// A `cron.*` request for the cron owner.
+    Cron { method: String, params: Value },
+    /// A `node.invoke` (the caller's shard keeps it).
+    Invoke(crate::nodes::invoke::Request),
+    /// A `node.invoke.result` from the node on the calling connection.
+    InvokeResult(Value),
+    /// A node's host stats, recorded on every shard and broadcast.
+    NodeStats { node_id: String, stats: Value },
+    /// `users.prefs.set`: written by the store, then `users.prefs.changed` if it changed.
+    PrefsSet { op: Op, keys: Vec<String> },
 }
 
 /// How a method family is run (each module's `handle` adapted to one signature).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{str_param, Call, Deferred, Outcome, Reply, Task};
+use super::{str_param, Call, Deferred, Outcome, Reply, Routed};
 use crate::{
     nodes::{
         invoke,
@@ -280,12 +280,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             if str_param(p, "nodeId") != Some(node_id.as_str()) {
                 return Err(ErrorShape::invalid("nodeId mismatch"));
             }
-            let params = p.clone();
-            Outcome::Task(Task(Box::new(move |ctx, caller| {
-                let conn = caller.conn_id().unwrap_or_default();
-                let r = crate::shard::drive::invoke_result(ctx, conn, &params);
-                caller.ok(ctx, &r);
-            })))
+            Outcome::Routed(Routed::InvokeResult(p.clone()))
         }
         "node.event" => node_event(ctx, call)?,
         "node.runnerInventory.update" => {
@@ -368,9 +363,7 @@ fn invoke_call(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         idempotency_key: idem.to_owned(),
         session_key: str_param(p, "sessionKey").map(str::to_owned),
     };
-    Ok(Outcome::Task(Task(Box::new(move |ctx, caller| {
-        crate::shard::drive::invoke_start(ctx, caller, req)
-    }))))
+    Ok(Outcome::Routed(Routed::Invoke(req)))
 }
 
 fn node_event(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
@@ -390,13 +383,7 @@ fn node_event(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             }
             let mut stats = payload;
             stats["updatedAtMs"] = json!(now_ms());
-            Outcome::Task(Task(Box::new(move |ctx, caller| {
-                ctx.node_stats(&node_id, stats);
-                caller.ok(
-                    ctx,
-                    &json!({"ok": true, "event": "node.host.stats", "handled": true, "reason": "updated"}),
-                );
-            })))
+            Outcome::Routed(Routed::NodeStats { node_id, stats })
         }
         "chat.subscribe" | "chat.unsubscribe" => {
             let key = payload["sessionKey"].as_str().unwrap_or("main");

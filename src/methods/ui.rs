@@ -9,15 +9,12 @@
 
 use serde_json::{json, Value};
 
-use super::{str_param, Call, Outcome, Task};
+use super::{str_param, Call, Outcome, Routed};
 use crate::{
     chat::row::{owner_actor, OWNER_ID},
-    proto::{
-        errors::{code, ErrorShape},
-        frame::EventTemplate,
-    },
+    proto::errors::ErrorShape,
     shard::ctx::ShardCtx,
-    store::{Op, OpResult},
+    store::Op,
 };
 
 pub const METHODS: &[&str] = &[
@@ -209,28 +206,5 @@ fn prefs_set(p: &Value) -> Result<Outcome, ErrorShape> {
     }
     let keys: Vec<String> = entries.keys().cloned().collect();
     let op = Op::PrefsSet { entries, expected };
-    Ok(Outcome::Task(Task(Box::new(move |ctx, caller| {
-        ctx.spawn_store(op, move |ctx, r| match r {
-            OpResult::Json(v) => {
-                let changed = v["status"] == "ok";
-                caller.ok(ctx, &v);
-                if changed {
-                    ctx.broadcast(EventTemplate::new(
-                        "users.prefs.changed",
-                        &json!({"profileId": OWNER_ID, "keys": keys}),
-                        None,
-                    ));
-                }
-            }
-            OpResult::Invalid(m) => caller.err(ctx, &ErrorShape::invalid(m)),
-            other => caller.err(
-                ctx,
-                &ErrorShape::new(
-                    code::UNAVAILABLE,
-                    format!("preferences not saved: {other:?}"),
-                )
-                .retry_after(1000),
-            ),
-        })
-    }))))
+    Ok(Outcome::Routed(Routed::PrefsSet { op, keys }))
 }

@@ -93,6 +93,7 @@ pub struct Env<'a> {
 type Fx = Effects<InvokeMsg>;
 
 /// What an invoke asks of a node.
+#[derive(Debug)]
 pub struct Request {
     pub node_id: String,
     pub node_shard: usize,

@@ -88,8 +88,9 @@ pub struct ShardCtx {
     pub files: crate::http::files::Files,
     /// Replica of the paired devices, kept current by deltas from the storage thread.
     pub devices: HashMap<String, Arc<PairedDevice>>,
-    /// This context itself, for tasks that must come back to it later.
-    pub me: Weak<RefCell<ShardCtx>>,
+    /// This context itself: the driver's way back for timers and store results. Private to
+    /// the shard module — owners ask for later work with effects, never hold the shard.
+    pub(super) me: Weak<RefCell<ShardCtx>>,
     /// Runs of the sessions this shard owns.
     pub chat: crate::chat::owner::ChatOwner,
     /// Every shard's runs: started and recently ended.
@@ -273,8 +274,9 @@ impl ShardCtx {
         self.broadcast(ev);
     }
 
-    /// Runs a storage op on a task and continues with its result on this shard.
-    pub fn spawn_store(
+    /// Runs a storage op on a task and continues with its result on this shard (the driver's
+    /// and the connection layer's; owners push `Effect::Store`).
+    pub(super) fn spawn_store(
         &self,
         op: crate::store::Op,
         then: impl FnOnce(&mut ShardCtx, crate::store::OpResult) + 'static,

@@ -635,12 +635,12 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                     after.deferred.push((id.to_owned(), d));
                     return;
                 }
-                Some(Outcome::Task(task)) => {
+                Some(Outcome::Routed(routed)) => {
                     c.strikes = 0;
-                    after.effects.push(Effect::Task {
+                    after.effects.push(Effect::Routed {
                         conn: c.id,
                         req_id: id.to_owned(),
-                        task,
+                        routed,
                     });
                     return;
                 }
@@ -750,9 +750,13 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
             Effect::Chat { conn, req_id, req } => {
                 super::drive::chat_request(ctx, conn, req_id, req)
             }
-            Effect::Task { conn, req_id, task } => {
-                let caller = crate::chat::Caller::conn(ctx.id, conn, req_id);
-                (task.0)(ctx, caller)
+            Effect::Routed {
+                conn,
+                req_id,
+                routed,
+            } => {
+                let caller = crate::effects::Caller::conn(ctx.id, conn, req_id);
+                super::drive::routed(ctx, caller, routed)
             }
             Effect::NodeUp(n) => node_up(ctx, *n),
         }

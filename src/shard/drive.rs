@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::{
     agent::{config::RuntimeConfig, echo, openai, Output, Sink, Turn},
-    approvals::{self, ApprovalCall},
+    approvals::{self, ApprovalCall, ApprovalOp},
     bus::BusMsg,
     channels::{
         sends::{self, Delivery, SendCall},
@@ -21,8 +21,10 @@ use crate::{
     },
     cron::service as cron,
     effects::{Answer, Caller, Effect, Effects, Never, Waiter},
+    methods::Routed,
     nodes::invoke::{self, InvokeMsg, Invokes},
     proto::errors::ErrorShape,
+    proto::frame::EventTemplate,
     state::now_ms,
     store::OpResult,
 };
@@ -478,4 +480,73 @@ fn forward(
     let owner = ctx.placement().session(&key.canonical);
     let call = SessionCall { caller, key, op };
     ctx.route(owner, call, session_call, BusMsg::SessionCall);
+}
+
+/// Serves a request a method handler routed (the caller's connection is no longer borrowed).
+pub fn routed(ctx: &mut ShardCtx, caller: Caller, r: Routed) {
+    match r {
+        Routed::Approval(mut op) => {
+            if let ApprovalOp::Request { from, .. } = &mut op {
+                *from = (caller.shard(), caller.conn_id().unwrap_or_default());
+            }
+            route_approval(ctx, ApprovalCall { caller, op });
+        }
+        Routed::Send {
+            key,
+            fingerprint,
+            channel,
+            msg,
+        } => {
+            let owner = ctx.placement().send_key(&key);
+            let call = SendCall {
+                caller,
+                key,
+                fingerprint,
+                channel,
+                msg,
+            };
+            ctx.route(owner, call, send, BusMsg::ChannelSend);
+        }
+        Routed::Cron { method, params } => route_cron(
+            ctx,
+            cron::CronCall {
+                caller,
+                method,
+                params,
+            },
+        ),
+        Routed::Invoke(req) => invoke_start(ctx, caller, req),
+        Routed::InvokeResult(p) => {
+            let conn = caller.conn_id().unwrap_or_default();
+            let answer = invoke_result(ctx, conn, &p);
+            ctx.answer(&caller, Answer::Ok(answer));
+        }
+        Routed::NodeStats { node_id, stats } => {
+            ctx.node_stats(&node_id, stats);
+            let v = serde_json::json!({"ok": true, "event": "node.host.stats", "handled": true, "reason": "updated"});
+            ctx.answer(&caller, Answer::Ok(v));
+        }
+        Routed::PrefsSet { op, keys } => ctx.spawn_store(op, move |ctx, r| match r {
+            OpResult::Json(v) => {
+                let changed = v["status"] == "ok";
+                ctx.answer(&caller, Answer::Ok(v));
+                if changed {
+                    ctx.broadcast(EventTemplate::new(
+                        "users.prefs.changed",
+                        &serde_json::json!({"profileId": crate::chat::row::OWNER_ID, "keys": keys}),
+                        None,
+                    ));
+                }
+            }
+            OpResult::Invalid(m) => ctx.reply_err(&caller, ErrorShape::invalid(m)),
+            other => ctx.reply_err(
+                &caller,
+                ErrorShape::new(
+                    crate::proto::errors::code::UNAVAILABLE,
+                    format!("preferences not saved: {other:?}"),
+                )
+                .retry_after(1000),
+            ),
+        }),
+    }
 }
