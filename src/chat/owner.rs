@@ -1334,6 +1334,101 @@ mod tests {
         assert_eq!(ack["interruptedActiveRun"], true);
     }
 
+    /// Runs the owner's store effects against the in-memory store (resuming the owner with
+    /// each result) until none are left; returns the other effects, in order.
+    fn settle(
+        o: &mut ChatOwner,
+        c: &Config,
+        store: &mut crate::store::memory::MemoryStore,
+        fx: Fx,
+        now: u64,
+    ) -> Vec<Effect<Resume, Action>> {
+        let mut out = Vec::new();
+        for e in fx.0 {
+            match e {
+                Effect::Store(op, r) => {
+                    let res = store.run(&op, now);
+                    let mut next = Fx::default();
+                    o.resume(&env(c, now), r, Some(res), &mut next);
+                    out.extend(settle(o, c, store, next, now));
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_turn_through_the_store_leaves_both_messages_and_answers_retries() {
+        let c = config();
+        let mut store = crate::store::memory::MemoryStore::new();
+        let mut o = ChatOwner::default();
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0), send_call(1, "run-1", "hi"), &mut fx);
+        let fx = settle(&mut o, &c, &mut store, fx, T0 + 1);
+        let turn = fx
+            .into_iter()
+            .find_map(|e| match e {
+                Effect::Do(Action::StartTurn(RuntimeConfig::Echo { chunk_chars, .. }, t)) => {
+                    Some((chunk_chars, t))
+                }
+                _ => None,
+            })
+            .expect("the default agent's runtime starts");
+        let (chunk_chars, turn) = turn;
+        assert_eq!(
+            turn.message(),
+            "hi",
+            "the context ends with the user's message"
+        );
+        let outputs = crate::agent::echo::Echo {
+            delay_ms: 0,
+            chunk_chars,
+        }
+        .outputs(&turn);
+        let mut all = Vec::new();
+        for out in outputs {
+            let mut fx = Fx::default();
+            o.output(&env(&c, T0 + 100), &turn.run_id, out, &mut fx);
+            all.extend(settle(&mut o, &c, &mut store, fx, T0 + 100));
+        }
+        let ended = all.iter().find_map(|e| match e {
+            Effect::Do(Action::Note(RunNote::Ended(s))) => Some(s.clone()),
+            _ => None,
+        });
+        assert_eq!(ended.expect("the run ends").status, "ok");
+        let q = crate::store::sessions::HistoryQuery {
+            key: KEY.into(),
+            limit: 10,
+            offset: 0,
+            max_bytes: 1 << 20,
+        };
+        let Some(OpResult::History(page)) = Some(store.run(&Op::History(Box::new(q)), T0 + 200))
+        else {
+            panic!()
+        };
+        let texts: Vec<String> = page
+            .messages
+            .iter()
+            .map(crate::store::sessions::message_text)
+            .collect();
+        assert_eq!(texts, ["hi", "echo: hi"]);
+        // A retry gets the kept answer and writes nothing more.
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0 + 300), send_call(2, "run-1", "hi"), &mut fx);
+        assert_eq!(names(&fx), ["answer:2"]);
+        // So does a retry on a fresh owner whose cache lacks the key: the store knows the run.
+        let mut fresh = ChatOwner::default();
+        let mut fx = Fx::default();
+        fresh.handle(&env(&c, T0 + 400), send_call(3, "run-1", "hi"), &mut fx);
+        let rest = settle(&mut fresh, &c, &mut store, fx, T0 + 400);
+        let [Effect::Answer(to, Answer::Ok(v))] = &rest[..] else {
+            panic!("{rest:?}")
+        };
+        assert_eq!(to, &caller(3));
+        assert_eq!(v, &json!({"runId": "run-1", "status": "ok"}));
+    }
+
     #[test]
     fn dedupe_keeps_in_flight_entries_and_bounds_finished_ones() {
         let mut d = Dedupe::default();

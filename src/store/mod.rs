@@ -1536,18 +1536,19 @@ pub fn pending_json(p: &PendingRequest) -> Value {
     serde_json::to_value(p).unwrap_or_default()
 }
 
+/// The storage thread's state on an in-memory database, run inline: owner unit tests feed
+/// their store effects through it instead of faking the results.
 #[cfg(test)]
-mod tests {
+pub(crate) mod memory {
     use super::*;
 
-    /// A publisher with no shards behind it.
     struct Discard;
 
     impl Publish for Discard {
         fn to_every_shard(&self, _: Notice) {}
     }
 
-    fn state() -> StoreState {
+    pub(crate) fn state() -> StoreState {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
         StoreState {
@@ -1566,6 +1567,29 @@ mod tests {
                 crate::channels::hub::ChannelHub::empty(),
             ),
         }
+    }
+
+    pub(crate) struct MemoryStore(StoreState);
+
+    impl MemoryStore {
+        pub(crate) fn new() -> Self {
+            MemoryStore(state())
+        }
+
+        /// Runs one op as the storage thread would (in its own savepoint).
+        pub(crate) fn run(&mut self, op: &Op, now_ms: u64) -> OpResult {
+            let mut batch = Changes::default();
+            self.0.apply_in_savepoint(op, now_ms, &mut batch)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> StoreState {
+        memory::state()
     }
 
     fn ask(id: &str, scopes: &[&str]) -> PendingRequest {
