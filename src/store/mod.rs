@@ -1548,7 +1548,7 @@ pub(crate) mod memory {
         fn to_every_shard(&self, _: Notice) {}
     }
 
-    pub(crate) fn state() -> StoreState {
+    pub(super) fn state() -> StoreState {
         let conn = Connection::open_in_memory().unwrap();
         migrate(&conn).unwrap();
         StoreState {
