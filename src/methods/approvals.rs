@@ -28,7 +28,7 @@ pub const METHODS: &[&str] = &[
 ];
 
 fn to_owner(op: ApprovalOp) -> Outcome {
-    Outcome::Routed(Routed::Approval(op))
+    Outcome::routed(Routed::Approval(op))
 }
 
 fn from_store(op: Op) -> Outcome {

@@ -95,7 +95,7 @@ fn send(ctx: &ShardCtx, p: &Value) -> Result<Outcome, ErrorShape> {
         run_id: None,
         delivery_id: Some(key.clone()),
     };
-    Ok(Outcome::Routed(Routed::Send {
+    Ok(Outcome::routed(Routed::Send {
         key,
         fingerprint,
         channel,

@@ -14,7 +14,7 @@ pub const METHODS: &[&str] = &[
 ];
 
 pub fn handle(call: &Call) -> Outcome {
-    Outcome::Routed(Routed::Cron {
+    Outcome::routed(Routed::Cron {
         method: call.method.to_owned(),
         params: call.params.clone(),
     })

@@ -97,7 +97,7 @@ pub enum Effect {
     Routed {
         conn: u64,
         req_id: String,
-        routed: Routed,
+        routed: Box<Routed>,
     },
     /// Register a node that just connected (registry on every shard, `node.presence`).
     NodeUp(Box<crate::nodes::registry::NodeInfo>),
@@ -136,7 +136,14 @@ pub enum Outcome {
     Chat(crate::chat::ChatRequest),
     /// Served once the caller's connection is released, by the owner it names (possibly on
     /// another shard), which answers the caller.
-    Routed(Routed),
+    Routed(Box<Routed>),
+}
+
+impl Outcome {
+    /// A request for the driver to route (boxed: it is large and rare beside plain replies).
+    pub fn routed(r: Routed) -> Outcome {
+        Outcome::Routed(Box::new(r))
+    }
 }
 
 /// A request the shard's driver routes to whoever serves it (`shard::drive::routed`).

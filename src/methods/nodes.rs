@@ -280,7 +280,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             if str_param(p, "nodeId") != Some(node_id.as_str()) {
                 return Err(ErrorShape::invalid("nodeId mismatch"));
             }
-            Outcome::Routed(Routed::InvokeResult(p.clone()))
+            Outcome::routed(Routed::InvokeResult(p.clone()))
         }
         "node.event" => node_event(ctx, call)?,
         "node.runnerInventory.update" => {
@@ -363,7 +363,7 @@ fn invoke_call(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
         idempotency_key: idem.to_owned(),
         session_key: str_param(p, "sessionKey").map(str::to_owned),
     };
-    Ok(Outcome::Routed(Routed::Invoke(req)))
+    Ok(Outcome::routed(Routed::Invoke(req)))
 }
 
 fn node_event(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
@@ -383,7 +383,7 @@ fn node_event(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             }
             let mut stats = payload;
             stats["updatedAtMs"] = json!(now_ms());
-            Outcome::Routed(Routed::NodeStats { node_id, stats })
+            Outcome::routed(Routed::NodeStats { node_id, stats })
         }
         "chat.subscribe" | "chat.unsubscribe" => {
             let key = payload["sessionKey"].as_str().unwrap_or("main");

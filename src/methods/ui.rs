@@ -206,5 +206,5 @@ fn prefs_set(p: &Value) -> Result<Outcome, ErrorShape> {
     }
     let keys: Vec<String> = entries.keys().cloned().collect();
     let op = Op::PrefsSet { entries, expected };
-    Ok(Outcome::Routed(Routed::PrefsSet { op, keys }))
+    Ok(Outcome::routed(Routed::PrefsSet { op, keys }))
 }

@@ -45,7 +45,7 @@ pub type HttpWaiter =
 /// [`crate::effects::Effect::Reply`] instead.
 impl crate::effects::Caller {
     pub fn ok(&self, ctx: &mut ShardCtx, payload: &Value) {
-        ctx.answer(self, crate::effects::Answer::Ok(payload.clone()));
+        ctx.reply_ok(self, payload);
     }
 
     pub fn err(&self, ctx: &mut ShardCtx, e: &ErrorShape) {
@@ -344,6 +344,21 @@ impl ShardCtx {
                     Answer::Failed(_, e) => Err(e),
                 };
                 self.answer_waiter(*shard, *waiter, r);
+            }
+        }
+    }
+
+    /// Answers `to` with a payload (copied only for an in-process waiter).
+    pub fn reply_ok(&mut self, to: &crate::effects::Caller, payload: &Value) {
+        use crate::effects::Caller;
+        match to {
+            Caller::Conn {
+                shard,
+                conn,
+                req_id,
+            } => self.reply(*shard, *conn, crate::proto::frame::res_ok(req_id, payload)),
+            Caller::Internal { shard, waiter } => {
+                self.answer_waiter(*shard, *waiter, Ok(payload.clone()))
             }
         }
     }

@@ -756,7 +756,7 @@ pub fn apply(ctx: &mut ShardCtx, effects: Vec<Effect>) {
                 routed,
             } => {
                 let caller = crate::effects::Caller::conn(ctx.id, conn, req_id);
-                super::drive::routed(ctx, caller, routed)
+                super::drive::routed(ctx, caller, *routed)
             }
             Effect::NodeUp(n) => node_up(ctx, *n),
         }
