@@ -595,6 +595,20 @@ mod tests {
         Some(OpResult::Json(json!({})))
     }
 
+    fn no_jobs() -> Option<OpResult> {
+        Some(OpResult::Json(json!([])))
+    }
+
+    /// `cron.add` of a job running `payload` every minute.
+    fn add(payload: Value) -> CronCall {
+        CronCall {
+            caller: caller(),
+            method: "cron.add".into(),
+            params: json!({"name": "j", "schedule": {"kind": "every", "everyMs": 60_000},
+                           "payload": payload}),
+        }
+    }
+
     /// A loaded service holding one saved job with this payload, every minute from `NOW`.
     fn with_job(cfg: &Config, payload: Value) -> (CronService, String) {
         let mut c = CronService::default();
@@ -607,20 +621,9 @@ mod tests {
                 Effect::Timer(TICK_MS, Resume::Tick)
             ]
         ));
-        c.resume(
-            &env(cfg, NOW),
-            Resume::Loaded,
-            Some(OpResult::Json(json!([]))),
-            &mut fx,
-        );
-        let add = CronCall {
-            caller: caller(),
-            method: "cron.add".into(),
-            params: json!({"name": "j", "schedule": {"kind": "every", "everyMs": 60_000},
-                           "payload": payload}),
-        };
+        c.resume(&env(cfg, NOW), Resume::Loaded, no_jobs(), &mut fx);
         let mut fx = Fx::default();
-        c.handle(&env(cfg, NOW), add, &mut fx);
+        c.handle(&env(cfg, NOW), add(payload), &mut fx);
         let Some(Effect::Store(Op::CronSave { id, .. }, saved)) = fx.0.pop() else {
             panic!("an add is written first")
         };
@@ -674,19 +677,9 @@ mod tests {
         let cfg = config();
         let mut c = CronService::default();
         let mut fx = Fx::default();
-        c.resume(
-            &env(&cfg, NOW),
-            Resume::Loaded,
-            Some(OpResult::Json(json!([]))),
-            &mut fx,
-        );
-        let add = CronCall {
-            caller: caller(),
-            method: "cron.add".into(),
-            params: json!({"name": "j", "schedule": {"kind": "every", "everyMs": 60_000},
-                           "payload": {"kind": "systemEvent", "text": "t"}}),
-        };
-        c.handle(&env(&cfg, NOW), add, &mut fx);
+        c.resume(&env(&cfg, NOW), Resume::Loaded, no_jobs(), &mut fx);
+        let payload = json!({"kind": "systemEvent", "text": "t"});
+        c.handle(&env(&cfg, NOW), add(payload), &mut fx);
         let Some(Effect::Store(_, saved)) = fx.0.pop() else {
             panic!()
         };
