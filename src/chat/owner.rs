@@ -222,6 +222,8 @@ pub enum Resume {
         key: Arc<str>,
         agent_id: String,
         message: Value,
+        /// When the message was made (its `sessions.changed` carries the same time).
+        at_ms: u64,
     },
     /// A `sessions.patch` was written.
     Patched { caller: Caller, key: Arc<str> },
@@ -329,6 +331,7 @@ impl ChatOwner {
                     key,
                     agent_id,
                     message: m,
+                    at_ms: env.now_ms,
                 };
                 fx.push(Effect::Store(op, r));
             }
@@ -377,6 +380,7 @@ impl ChatOwner {
                 key,
                 agent_id,
                 message: m,
+                at_ms,
             } => match res {
                 Some(OpResult::Appended(a)) => {
                     let id = a.message_id.clone().unwrap_or_default();
@@ -394,7 +398,7 @@ impl ChatOwner {
                         &key,
                         "update",
                         Some(&row),
-                        now,
+                        at_ms,
                     )));
                 }
                 other => fx.err(&caller, store_error(other.as_ref())),
@@ -963,9 +967,13 @@ fn store_error(r: Option<&OpResult>) -> ErrorShape {
         Some(OpResult::Failed(m)) => {
             ErrorShape::new(crate::proto::errors::code::UNAVAILABLE, m.clone()).retry_after(1000)
         }
-        other => ErrorShape::new(
+        Some(other) => ErrorShape::new(
             crate::proto::errors::code::UNAVAILABLE,
             format!("unexpected store result: {other:?}"),
+        ),
+        None => ErrorShape::new(
+            crate::proto::errors::code::UNAVAILABLE,
+            "the store did not answer",
         ),
     }
 }

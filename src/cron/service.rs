@@ -125,7 +125,8 @@ fn store_error(r: Option<&OpResult>) -> ErrorShape {
         code::UNAVAILABLE,
         match r {
             Some(OpResult::Failed(m) | OpResult::Invalid(m)) => m.clone(),
-            other => format!("cron store answered {other:?}"),
+            Some(other) => format!("cron store answered {other:?}"),
+            None => "the store did not answer".to_owned(),
         },
     )
 }

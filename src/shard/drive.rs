@@ -239,7 +239,9 @@ fn invokes(
     let clients = &ctx.clients;
     let live = |conn: u64| {
         clients.get(&conn).is_some_and(|c| {
-            c.try_borrow()
+            // As the push will borrow it: a connection that cannot be borrowed now would not
+            // get the request, and its caller must hear NOT_CONNECTED, not wait for the timeout.
+            c.try_borrow_mut()
                 .is_ok_and(|c| c.end.is_none() && c.session().is_some())
         })
     };
@@ -405,7 +407,8 @@ fn start_turn(ctx: &mut ShardCtx, rt: RuntimeConfig, turn: Turn) {
             let me = ctx.me.clone();
             monoio::spawn(async move {
                 for out in outputs {
-                    if delay_ms > 0 {
+                    // The delay comes before each chunk; `Done` follows the last at once.
+                    if delay_ms > 0 && matches!(out, Output::Delta(_)) {
                         super::timer::sleep_ms(delay_ms).await;
                     }
                     if turn.cancelled() {
