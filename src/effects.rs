@@ -139,3 +139,28 @@ impl<R, O> Effects<R, O> {
         self.0.is_empty()
     }
 }
+
+#[cfg(test)]
+impl<R: std::fmt::Debug, O: std::fmt::Debug> Effect<R, O> {
+    /// A short name for owner tests: `reply:<conn>:ok|err`, `answer:<conn>:ok|failed`,
+    /// `event:<name>`, `submit`, `store`, `timer:<ms>`; anything else as its `Debug` form.
+    pub fn short(&self) -> String {
+        let conn = |c: &Caller| match c.conn_id() {
+            Some(n) => n.to_string(),
+            None => format!("{c:?}"),
+        };
+        match self {
+            Effect::Reply(c, r) => {
+                let outcome = if r.is_ok() { "ok" } else { "err" };
+                format!("reply:{}:{outcome}", conn(c))
+            }
+            Effect::Answer(c, Answer::Ok(_)) => format!("answer:{}:ok", conn(c)),
+            Effect::Answer(c, Answer::Failed(..)) => format!("answer:{}:failed", conn(c)),
+            Effect::Broadcast(ev) => format!("event:{}", ev.name),
+            Effect::Submit(_) => "submit".into(),
+            Effect::Store(..) => "store".into(),
+            Effect::Timer(ms, _) => format!("timer:{ms}"),
+            other => format!("{other:?}"),
+        }
+    }
+}

@@ -606,26 +606,9 @@ mod tests {
         }
     }
 
-    /// The effects as short names, in order: `reply:<conn>:ok|err`, `event:<name>`,
-    /// `submit`, `store`, `timer:<ms>`.
+    /// The effects as short names, in order ([`Effect::short`]).
     fn names(fx: &[Effect<Resume>]) -> Vec<String> {
-        fx.iter()
-            .map(|e| match e {
-                Effect::Reply(c, r) => {
-                    format!(
-                        "reply:{}:{}",
-                        c.conn_id().unwrap(),
-                        if r.is_ok() { "ok" } else { "err" }
-                    )
-                }
-                Effect::Broadcast(ev) => format!("event:{}", ev.name),
-                Effect::Answer(c, _) => format!("answer:{}", c.conn_id().unwrap()),
-                Effect::Submit(_) => "submit".into(),
-                Effect::Store(..) => "store".into(),
-                Effect::Timer(ms, _) => format!("timer:{ms}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
+        fx.iter().map(Effect::short).collect()
     }
 
     fn take_timer(fx: Vec<Effect<Resume>>) -> Resume {

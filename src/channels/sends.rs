@@ -300,23 +300,7 @@ mod tests {
 
     /// `reply:<conn>:ok|err`, `answer:<conn>:ok|failed`, `timer:<ms>`.
     fn names(fx: &Fx) -> Vec<String> {
-        fx.0.iter()
-            .map(|e| match e {
-                Effect::Reply(c, r) => {
-                    format!(
-                        "reply:{}:{}",
-                        c.conn_id().unwrap(),
-                        if r.is_ok() { "ok" } else { "err" }
-                    )
-                }
-                Effect::Answer(c, Answer::Ok(_)) => format!("answer:{}:ok", c.conn_id().unwrap()),
-                Effect::Answer(c, Answer::Failed(..)) => {
-                    format!("answer:{}:failed", c.conn_id().unwrap())
-                }
-                Effect::Timer(ms, _) => format!("timer:{ms}"),
-                other => format!("{other:?}"),
-            })
-            .collect()
+        fx.0.iter().map(Effect::short).collect()
     }
 
     fn send(s: &mut Sends, env: &Env, c: SendCall) -> (Option<Delivery>, Fx) {

@@ -1122,24 +1122,15 @@ mod tests {
         })))
     }
 
-    /// Short names of effects: `reply:<conn>:ok|err`, `answer:<conn>`, `event:<name>`,
-    /// `store`, `timer:<ms>`, `start`, `note:started|ended`, …
+    /// Short names of effects ([`Effect::short`]) and of the chat actions: `start`,
+    /// `note:started|ended`.
     fn names(fx: &Fx) -> Vec<String> {
         fx.0.iter()
             .map(|e| match e {
-                Effect::Reply(c, r) => format!(
-                    "reply:{}:{}",
-                    c.conn_id().unwrap(),
-                    if r.is_ok() { "ok" } else { "err" }
-                ),
-                Effect::Answer(c, _) => format!("answer:{}", c.conn_id().unwrap()),
-                Effect::Broadcast(ev) => format!("event:{}", ev.name),
-                Effect::Store(..) => "store".into(),
-                Effect::Timer(ms, _) => format!("timer:{ms}"),
                 Effect::Do(Action::StartTurn(..)) => "start".into(),
                 Effect::Do(Action::Note(RunNote::Started { .. })) => "note:started".into(),
                 Effect::Do(Action::Note(RunNote::Ended(_))) => "note:ended".into(),
-                other => format!("{other:?}"),
+                other => other.short(),
             })
             .collect()
     }
@@ -1239,7 +1230,7 @@ mod tests {
         // A retry of the key gets the cached answer; other content under it is a conflict.
         let mut fx = Fx::default();
         o.handle(&env(&c, T0 + 400), send_call(2, "run-1", "hi"), &mut fx);
-        assert_eq!(names(&fx), ["answer:2"]);
+        assert_eq!(names(&fx), ["answer:2:ok"]);
         let mut fx = Fx::default();
         o.handle(&env(&c, T0 + 400), send_call(3, "run-1", "other"), &mut fx);
         let [Effect::Reply(_, Err(e))] = &fx.0[..] else {
@@ -1424,7 +1415,7 @@ mod tests {
         // A retry gets the kept answer and writes nothing more.
         let mut fx = Fx::default();
         o.handle(&env(&c, T0 + 300), send_call(2, "run-1", "hi"), &mut fx);
-        assert_eq!(names(&fx), ["answer:2"]);
+        assert_eq!(names(&fx), ["answer:2:ok"]);
         // So does a retry on a fresh owner whose cache lacks the key: the store knows the run.
         let mut fresh = ChatOwner::default();
         let mut fx = Fx::default();

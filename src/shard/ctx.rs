@@ -301,25 +301,16 @@ impl ShardCtx {
     }
 
     /// Pushes an event, unsequenced, to connection `conn` on this shard if it is still open and
-    /// authenticated; false when it is not.
-    pub fn push_event_to(&mut self, conn: u64, ev: &Arc<EventTemplate>) -> bool {
-        self.clients.get(&conn).is_some_and(|c| {
-            c.try_borrow_mut().is_ok_and(|mut c| {
-                let live = c.end.is_none() && c.session().is_some();
-                if live {
-                    c.push_event(ev, false);
-                }
-                live
-            })
-        })
-    }
-
-    /// Whether connection `conn` on this shard is open and authenticated.
-    pub fn conn_live(&self, conn: u64) -> bool {
-        self.clients.get(&conn).is_some_and(|c| {
-            c.try_borrow()
-                .is_ok_and(|c| c.end.is_none() && c.session().is_some())
-        })
+    /// authenticated.
+    pub fn push_event_to(&mut self, conn: u64, ev: &Arc<EventTemplate>) {
+        let Some(c) = self.clients.get(&conn) else {
+            return;
+        };
+        if let Ok(mut c) = c.try_borrow_mut() {
+            if c.end.is_none() && c.session().is_some() {
+                c.push_event(ev, false);
+            }
+        }
     }
 
     /// Answers `to` with a terminal answer: a response frame for a connection, the value for

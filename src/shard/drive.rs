@@ -52,9 +52,7 @@ fn apply<R: 'static, O>(ctx: &mut ShardCtx, fx: Effects<R, O>, owner: &Owner<R, 
             Effect::Reply(to, Err(e)) => ctx.reply_err(&to, e),
             Effect::Answer(to, a) => ctx.answer(&to, a),
             Effect::Broadcast(ev) => ctx.broadcast(ev),
-            Effect::Event(conn, ev) => {
-                ctx.push_event_to(conn, &ev);
-            }
+            Effect::Event(conn, ev) => ctx.push_event_to(conn, &ev),
             Effect::Submit(op) => ctx.store.submit(op),
             Effect::Store(op, r) => {
                 let resume = owner.resume;
