@@ -91,16 +91,6 @@ pub struct FanoutArgs {
     pub rate: f64,
 }
 
-/// CPU seconds (user + system) this process has used so far.
-fn cpu_s() -> f64 {
-    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(r.ru_utime) + tv(r.ru_stime)
-}
-
 fn prefix(p: &Option<String>) -> String {
     p.clone()
         .unwrap_or_else(|| format!("lg{}", std::process::id()))
@@ -553,14 +543,14 @@ pub fn run_chat(a: ChatArgs) -> Result<(), String> {
     wait_until(setup_limit(nconns, a.rate, a.c.timeout), || {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= all
     });
-    let (t0, cpu0) = (Instant::now(), cpu_s());
+    let (t0, meter) = (Instant::now(), crate::cpu::Meter::start(a.c.server_pid()));
     sh.phase.store(1, Release);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         let c = sh.connected.load(Relaxed);
         c > 0 && sh.dropped.load(Relaxed) >= c
     });
     sh.stop.store(true, Relaxed);
-    let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_s() - cpu0);
+    let (secs, spent) = (t0.elapsed().as_secs_f64(), meter.stop());
     let out = join(hs);
     let turns = out.count("turns");
     let per_turn = |k: &str| {
@@ -602,10 +592,7 @@ pub fn run_chat(a: ChatArgs) -> Result<(), String> {
         r.add(k, out.count(k));
     }
     r.add("dropped_connections", sh.dropped.load(Relaxed));
-    r.add(
-        "loadgen_cpu_pct",
-        (cpu / secs.max(1e-9) * 1000.0).round() / 10.0,
-    );
+    spent.report(&mut r, "turn", turns);
     r.errors(&out.errors);
     r.print(a.c.json);
     Ok(())
@@ -856,12 +843,12 @@ pub fn run_fanout(a: FanoutArgs) -> Result<(), String> {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= w as u64
             && (sh.sender_ready.load(Relaxed) || sh.sender_done.load(Relaxed))
     });
-    let (t0, cpu0) = (Instant::now(), cpu_s());
+    let (t0, meter) = (Instant::now(), crate::cpu::Meter::start(a.c.server_pid()));
     sh.phase.store(1, Release);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         sh.sender_done.load(Acquire)
     });
-    let (secs, cpu) = (t0.elapsed().as_secs_f64(), cpu_s() - cpu0);
+    let (secs, spent) = (t0.elapsed().as_secs_f64(), meter.stop());
     sh.stop.store(true, Relaxed);
     let out = join(hs);
     let turns = out.count("turns");
@@ -914,10 +901,7 @@ pub fn run_fanout(a: FanoutArgs) -> Result<(), String> {
         r.add(k, out.count(k));
     }
     r.add("dropped_watchers", sh.dropped.load(Relaxed));
-    r.add(
-        "loadgen_cpu_pct",
-        (cpu / secs.max(1e-9) * 1000.0).round() / 10.0,
-    );
+    spent.report(&mut r, "delivery", out.count("deliveries"));
     r.errors(&out.errors);
     r.print(a.c.json);
     Ok(())

@@ -7,6 +7,7 @@
 //! unscoped watchers), documented in [`chat`]. `tools/loadgen/README.md` has the options.
 
 mod chat;
+mod cpu;
 mod invoke;
 mod proto;
 mod stats;
@@ -75,6 +76,21 @@ struct Common {
     /// io_uring entries per worker
     #[arg(long, default_value_t = 4096)]
     ring_entries: u32,
+    /// Server PID whose CPU time (and, for `idle`, VmRSS) is measured (default: the process
+    /// listening on the target port)
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+impl Common {
+    /// The server process to measure.
+    fn server_pid(&self) -> Option<u32> {
+        self.pid.or_else(|| {
+            Target::parse(&self.url)
+                .ok()
+                .and_then(|t| pid_of_port(t.addr.port()))
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -142,9 +158,6 @@ struct IdleArgs {
     /// New connections per second
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Server PID whose VmRSS is measured (default: owner of the target port)
-    #[arg(long)]
-    pid: Option<u32>,
     /// Initial read buffer per connection (bytes)
     #[arg(long, default_value_t = 512)]
     read_buf: usize,
@@ -502,12 +515,13 @@ fn run_handshake(a: HandshakeArgs) -> Result<(), String> {
     let dur = Duration::from_secs_f64(a.c.duration);
     let threads = a.c.threads.max(1);
     let conc = a.concurrency;
-    let t0 = Instant::now();
+    let (t0, meter) = (Instant::now(), cpu::Meter::start(a.c.server_pid()));
     let hs = run_workers(&a.c, sh.clone(), move |tid, sh| {
         handshake_thread(tid, sh, share(conc, threads, tid), dur)
     });
     let out = join(hs);
     let secs = t0.elapsed().as_secs_f64();
+    let spent = meter.stop();
     let mut r = Report::new("handshake");
     common_rows(&mut r, &a.c, &sh);
     r.add("concurrency", a.concurrency);
@@ -516,6 +530,7 @@ fn run_handshake(a: HandshakeArgs) -> Result<(), String> {
     r.add("handshakes_per_s", rate(out.count("ok"), secs));
     r.latency("latency", out.hists.get("handshake"));
     r.errors(&out.errors);
+        spent.report(&mut r, "handshake", out.count("ok"));
     r.print(a.c.json);
     Ok(())
 }
@@ -744,13 +759,14 @@ fn run_rpc(a: RpcArgs) -> Result<(), String> {
     wait_until(setup_limit(clients, a.rate, a.c.timeout), || {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= all
     });
-    let t0 = Instant::now();
+    let (t0, meter) = (Instant::now(), cpu::Meter::start(a.c.server_pid()));
     sh.phase.store(1, Relaxed);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         sh.dropped.load(Relaxed) >= sh.connected.load(Relaxed)
     });
     sh.stop.store(true, Relaxed);
     let secs = t0.elapsed().as_secs_f64();
+    let spent = meter.stop();
     let out = join(hs);
     let mut r = Report::new(if raw { "rpc-raw" } else { "rpc" });
     common_rows(&mut r, &a.c, &sh);
@@ -769,6 +785,7 @@ fn run_rpc(a: RpcArgs) -> Result<(), String> {
     r.latency("connect", out.hists.get("connect"));
     r.add("events_seen", out.count("events"));
     r.errors(&out.errors);
+        spent.report(&mut r, "request", out.count("rpc"));
     r.print(a.c.json);
     Ok(())
 }
@@ -822,8 +839,7 @@ async fn idle_thread(sh: Arc<Shared>, n: usize, rate: f64, raw: bool) -> ThreadO
 fn run_idle(a: IdleArgs) -> Result<(), String> {
     let sh = Arc::new(Shared::new(&a.c, a.read_buf)?);
     let nofile = raise_nofile();
-    let port = sh.cfg.target.addr.port();
-    let pid = a.pid.or_else(|| pid_of_port(port));
+    let pid = a.c.server_pid();
     let pid_s = pid.map(|p| p.to_string());
     let server_rss = || pid_s.as_deref().and_then(vm_rss_kib);
     let self_rss = || vm_rss_kib("self");
@@ -1118,12 +1134,13 @@ fn run_broadcast(a: BroadcastArgs) -> Result<(), String> {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= all
             && (sh.sender_ready.load(Relaxed) || sh.sender_done.load(Relaxed))
     });
-    let t0 = Instant::now();
+    let (t0, meter) = (Instant::now(), cpu::Meter::start(a.c.server_pid()));
     sh.phase.store(1, Release);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         sh.sender_done.load(Acquire)
     });
     let secs = t0.elapsed().as_secs_f64();
+    let spent = meter.stop();
     sh.stop.store(true, Relaxed);
     let out = join(hs);
     let deliveries = out.count("deliveries");
@@ -1143,6 +1160,7 @@ fn run_broadcast(a: BroadcastArgs) -> Result<(), String> {
     r.latency("last", out.hists.get("last"));
     r.latency("ack", out.hists.get("ack"));
     r.errors(&out.errors);
+        spent.report(&mut r, "delivery", deliveries);
     r.print(a.c.json);
     Ok(())
 }
