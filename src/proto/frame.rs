@@ -178,10 +178,38 @@ impl EventTemplate {
         out.extend_from_slice(&self.tail);
     }
 
+    /// The frame's three pieces for a vectored write: head, the `seq` field (formatted into
+    /// `seq_buf`, empty without a `seq`) and tail. One encoded template serves every recipient.
+    pub fn parts<'a>(&'a self, seq: Option<u64>, seq_buf: &'a mut SeqBuf) -> [&'a [u8]; 3] {
+        let seq_part = match seq {
+            Some(s) => seq_buf.format(s),
+            None => &[],
+        };
+        [&self.head, seq_part, &self.tail]
+    }
+
     pub fn to_vec(&self, seq: Option<u64>) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len_with_seq(seq));
         self.write_to(&mut v, seq);
         v
+    }
+}
+
+/// Stack room for `,"seq":<u64>`.
+#[derive(Default)]
+pub struct SeqBuf([u8; 28]);
+
+impl SeqBuf {
+    fn format(&mut self, seq: u64) -> &[u8] {
+        const PREFIX: &[u8] = b",\"seq\":";
+        self.0[..PREFIX.len()].copy_from_slice(PREFIX);
+        let n = digits(seq);
+        let mut v = seq;
+        for i in (0..n).rev() {
+            self.0[PREFIX.len() + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        &self.0[..PREFIX.len() + n]
     }
 }
 
@@ -199,6 +227,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn parts_join_to_the_copied_frame() {
+        let ev = EventTemplate::new("tick", &json!({"ts": 1}), Some((3, 4)));
+        for seq in [None, Some(0), Some(7), Some(10), Some(u64::MAX)] {
+            let mut buf = SeqBuf::default();
+            let joined: Vec<u8> = ev.parts(seq, &mut buf).concat();
+            assert_eq!(joined, ev.to_vec(seq), "seq {seq:?}");
+            assert_eq!(joined.len(), ev.len_with_seq(seq));
+        }
+    }
 
     #[test]
     fn template_with_and_without_seq() {

@@ -16,6 +16,23 @@ pub fn write_text_header(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// Writes a final text frame header for a payload of `len` bytes into `buf`; returns it.
+pub fn header_into(buf: &mut [u8; 10], len: usize) -> &[u8] {
+    buf[0] = 0x81; // FIN + text
+    if len < 126 {
+        buf[1] = len as u8;
+        &buf[..2]
+    } else if len <= u16::MAX as usize {
+        buf[1] = 126;
+        buf[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        &buf[..4]
+    } else {
+        buf[1] = 127;
+        buf[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        &buf[..10]
+    }
+}
+
 /// Header bytes for a payload of `len`.
 pub fn header_len(len: usize) -> usize {
     if len < 126 {
@@ -45,6 +62,11 @@ mod tests {
             assert_eq!(v.len(), hdr);
             assert_eq!(header_len(len), hdr);
             assert_eq!(v[0], 0x81);
+        }
+        for len in [0, 125, 126, 300, 65535, 65536, 1 << 33] {
+            let (mut v, mut buf) = (Vec::new(), [0u8; 10]);
+            write_text_header(&mut v, len);
+            assert_eq!(header_into(&mut buf, len), &v[..]);
         }
         let mut v = Vec::new();
         write_text_header(&mut v, 300);

@@ -644,7 +644,13 @@ async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool
 /// Ends a connection: lingering close (so the peer reads our close frame rather than a reset),
 /// then table, presence and counter cleanup.
 async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
-    let graceful = c.borrow().end != Some(End::Now);
+    let graceful = {
+        let mut cb = c.borrow_mut();
+        // Nothing more is written to this socket from here (fan-out writes straight to it
+        // while the client is in the table, until the removal below).
+        cb.fd = -1;
+        cb.end != Some(End::Now)
+    };
     let fd = stream.as_raw_fd();
     if graceful {
         // SAFETY: fd is the connection's open socket.
