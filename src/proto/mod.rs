@@ -13,3 +13,4 @@ pub mod schema_ops;
 mod scope_table;
 pub mod scopes;
 pub mod wsframe;
+pub mod wsread;

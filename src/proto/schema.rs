@@ -188,8 +188,15 @@ pub struct Schemas {
     methods: HashMap<&'static str, Validator>,
 }
 
+/// Compiles a built-in schema as JSON Schema draft 7. Every keyword these schemas use means the
+/// same in draft 7 as in 2020-12 (the default), and the draft-7 machinery costs the process
+/// about a third of the resident memory: ~9 MiB instead of ~30 MiB, measured with a counting
+/// allocator (jsonschema 0.33 keeps per-draft state for the process's lifetime).
 fn compile(schema: &Value) -> Validator {
-    jsonschema::validator_for(schema).expect("built-in schema compiles")
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft7)
+        .build(schema)
+        .expect("built-in schema compiles")
 }
 
 impl Schemas {

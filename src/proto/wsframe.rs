@@ -1,6 +1,5 @@
-//! Server-to-client WebSocket data frames, written straight into a connection's outbox.
-//! Server frames are unmasked, so the header is all there is to it; tungstenite still parses
-//! everything inbound and writes control frames (pong, close).
+//! Server-to-client WebSocket frames, written straight into a connection's outbox. Server
+//! frames are unmasked, so the header is all there is to it. (Inbound frames: `wsread`.)
 
 /// Writes a final text frame header for a payload of `len` bytes.
 pub fn write_text_header(out: &mut Vec<u8>, len: usize) {
@@ -50,6 +49,33 @@ pub fn write_text(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Writes a control frame (ping, pong, close); `payload` is at most 125 bytes (longer is cut).
+pub fn write_control(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    let payload = &payload[..payload.len().min(125)];
+    out.push(0x80 | opcode);
+    out.push(payload.len() as u8);
+    out.extend_from_slice(payload);
+}
+
+/// Writes a close frame: the code and a reason cut to fit (at a character boundary), or an
+/// empty payload.
+pub fn write_close(out: &mut Vec<u8>, close: Option<(u16, &str)>) {
+    let mut payload = [0u8; 125];
+    let len = match close {
+        None => 0,
+        Some((code, reason)) => {
+            let mut cut = reason.len().min(123);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            payload[..2].copy_from_slice(&code.to_be_bytes());
+            payload[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
+            2 + cut
+        }
+    };
+    write_control(out, super::wsread::OP_CLOSE, &payload[..len]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +97,21 @@ mod tests {
         let mut v = Vec::new();
         write_text_header(&mut v, 300);
         assert_eq!(&v, &[0x81, 126, 1, 44]);
+    }
+
+    #[test]
+    fn close_frames_fit_a_control_frame() {
+        let mut v = Vec::new();
+        write_close(&mut v, Some((1008, "slow consumer")));
+        assert_eq!(&v[..4], &[0x88, 15, 0x03, 0xf0]);
+        assert_eq!(&v[4..], b"slow consumer");
+        let long = "\u{e9}".repeat(100);
+        let mut v = Vec::new();
+        write_close(&mut v, Some((1000, &long)));
+        assert_eq!(v[1], 124);
+        assert!(std::str::from_utf8(&v[4..]).is_ok());
+        let mut v = Vec::new();
+        write_close(&mut v, None);
+        assert_eq!(v, [0x88, 0]);
     }
 }

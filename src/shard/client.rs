@@ -3,33 +3,18 @@
 //! the per-connection event `seq`. Owned by one shard; shared between the connection's task and
 //! the shard's fan-out through `Rc<RefCell<_>>`, never across threads.
 
-use std::{
-    io::{self, Read, Write},
-    net::IpAddr,
-    os::fd::RawFd,
-    task::Waker,
-};
-
-use tungstenite::{
-    protocol::WebSocketContext,
-    protocol::{frame::coding::CloseCode, CloseFrame, Role as WsRole, WebSocketConfig},
-    Message,
-};
+use std::{io, net::IpAddr, os::fd::RawFd, task::Waker};
 
 use crate::proto::{
     frame::{EventTemplate, SeqBuf},
     handshake::ClientInfo,
     scopes::{Role, ScopeSet},
-    wsframe,
+    wsframe, wsread,
 };
 
 /// How long a queued close frame may take to flush before the socket is dropped
 /// (`WEBSOCKET_CLOSE_GRACE_MS`).
 pub const CLOSE_GRACE_MS: u64 = 1000;
-
-/// tungstenite's read chunk: small, so an idle connection holds little. Large frames are read
-/// in several chunks.
-pub const READ_CHUNK: usize = 1024;
 
 /// An authenticated connection's identity and authority.
 #[derive(Debug, Clone)]
@@ -80,50 +65,25 @@ pub enum Phase {
     Closing,
 }
 
-/// Reads straight from the socket (non-blocking) and writes into the outbox, so tungstenite
-/// parses inbound bytes without an intermediate copy and its control frames (pong, close) land
-/// in the outbox in order with our data frames.
-pub struct Io<'a> {
-    pub fd: RawFd,
-    pub out: &'a mut Vec<u8>,
-    /// Set when the peer closed its write side.
-    pub eof: &'a mut bool,
-}
-
-impl Read for Io<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.fd < 0 {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        // SAFETY: buf is valid for writes of buf.len() bytes; fd is a socket owned by the
-        // connection task for the lifetime of this call.
-        let n = unsafe {
-            libc::recv(
-                self.fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 && !buf.is_empty() {
-            *self.eof = true;
-        }
-        Ok(n as usize)
+/// One non-blocking `recv` into `buf`'s spare capacity; `Ok(0)` is the end of the stream.
+pub fn recv_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: `spare` is writable for its length; fd is this connection's open socket. The
+    // kernel initialises the `n` bytes it reports, which `set_len` then exposes.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
     }
-}
-
-impl Write for Io<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    // SAFETY: see above.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
 }
 
 /// Writes `parts` with one non-blocking `sendmsg`; returns the bytes the socket took (0 when it
@@ -171,7 +131,12 @@ pub struct Client {
     pub phase: Phase,
     /// Set at `hello-ok` and kept until the connection is gone (for cleanup after a close).
     pub session: Option<Box<Session>>,
-    pub ws: WebSocketContext,
+    /// Bytes of an incomplete inbound frame (empty, unallocated, between frames).
+    pub partial: Vec<u8>,
+    /// A fragmented inbound message in progress.
+    pub msgs: wsread::Messages,
+    /// Largest inbound frame and message (the pre-auth limit until `hello-ok`).
+    pub limit: usize,
     /// Framed bytes not yet written to the socket; `out[out_pos..]` is unsent.
     pub out: Vec<u8>,
     pub out_pos: usize,
@@ -216,11 +181,6 @@ impl Client {
         max_preauth: usize,
         leftover: Vec<u8>,
     ) -> Self {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_CHUNK)
-            .write_buffer_size(0)
-            .max_message_size(Some(max_preauth))
-            .max_frame_size(Some(max_preauth));
         Client {
             id,
             conn_id: uuid::Uuid::new_v4().to_string(),
@@ -231,7 +191,9 @@ impl Client {
                 opened_ms: now_ms,
             },
             session: None,
-            ws: WebSocketContext::from_partially_read(leftover, WsRole::Server, Some(config)),
+            partial: leftover,
+            msgs: wsread::Messages::default(),
+            limit: max_preauth,
             out: Vec::new(),
             out_pos: 0,
             seq: 0,
@@ -325,34 +287,12 @@ impl Client {
         total
     }
 
-    /// Moves tungstenite's pending control frames (pong, close) into the outbox.
-    pub fn flush_ws(&mut self) {
-        let mut eof = self.peer_eof;
-        let mut io = Io {
-            fd: -1,
-            out: &mut self.out,
-            eof: &mut eof,
-        };
-        let _ = self.ws.flush(&mut io);
-        self.signal();
-    }
-
     /// Queues a close frame with a code and reason, then ends after flushing.
     pub fn close(&mut self, code: u16, reason: &str) {
         if self.end.is_some() {
             return;
         }
-        let frame = CloseFrame {
-            code: CloseCode::from(code),
-            reason: reason.to_owned().into(),
-        };
-        let mut eof = self.peer_eof;
-        let mut io = Io {
-            fd: -1,
-            out: &mut self.out,
-            eof: &mut eof,
-        };
-        let _ = self.ws.close(&mut io, Some(frame));
+        wsframe::write_close(&mut self.out, Some((code, reason)));
         self.phase = Phase::Closing;
         self.end = Some(End::AfterFlush);
         self.end_deadline_ms = Some(crate::state::now_ms() + CLOSE_GRACE_MS);
@@ -387,14 +327,7 @@ impl Client {
 
     /// Sends a WebSocket ping.
     pub fn ping(&mut self, now_ms: u64) {
-        let mut eof = self.peer_eof;
-        let mut io = Io {
-            fd: -1,
-            out: &mut self.out,
-            eof: &mut eof,
-        };
-        let _ = self.ws.write(&mut io, Message::Ping(Default::default()));
-        let _ = self.ws.flush(&mut io);
+        wsframe::write_control(&mut self.out, wsread::OP_PING, &[]);
         self.awaiting_pong = true;
         self.last_ping_ms = now_ms;
         self.signal();

@@ -15,14 +15,17 @@ use std::{
 
 use monoio::net::TcpStream;
 use serde_json::json;
-use tungstenite::{error::ProtocolError, Error as WsError, Message};
 
 use super::{
-    client::{Client, End, Io, Phase, CLOSE_GRACE_MS},
+    client::{Client, End, Phase, CLOSE_GRACE_MS},
     ctx::{ClientRef, ShardCtx},
     dispatch::{self, presence_disconnect, PendingConnect, UpgradeInfo},
 };
 use crate::http::head::{self as http, Request};
+use crate::proto::{
+    wsframe,
+    wsread::{self, In, Next, WsError},
+};
 use crate::{
     methods::{Deferred, Effect},
     proto::{
@@ -430,13 +433,33 @@ struct Pass {
     more: bool,
 }
 
+/// Bytes asked of the socket per `recv` (more when a frame in progress needs more).
+const READ_SPACE: usize = 16 * 1024;
+
+/// The shard's shared read buffer is kept between passes up to this size (a pass that read a
+/// large frame frees it).
+const SHARED_READ_MAX: usize = 256 * 1024;
+
 /// Handles up to [`MESSAGES_PER_TURN`] complete messages.
+///
+/// Bytes are parsed where they land: in the shard's shared read buffer, or, when the
+/// connection carries the start of an incomplete frame from an earlier read, in that
+/// connection's own buffer (which then grows in place until the frame is whole). What is left
+/// unparsed at the end of the pass is all a connection keeps.
 fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
     let mut pass = Pass::default();
     let mut cb = c.borrow_mut();
     let mut ctx = shared.borrow_mut();
     let cl = &mut *cb;
+    let own = !cl.partial.is_empty();
+    let mut buf = if own {
+        std::mem::take(&mut cl.partial)
+    } else {
+        std::mem::take(&mut ctx.read_buf)
+    };
+    let mut pos = 0;
     let mut handled = 0;
+    let mut pong = ([0u8; 125], None::<usize>);
     loop {
         if cl.end.is_some() {
             break;
@@ -459,92 +482,134 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
             cl.close(close::POLICY, "slow consumer");
             break;
         }
-        let mut io = Io {
-            fd: cl.fd,
-            out: &mut cl.out,
-            eof: &mut cl.peer_eof,
-        };
-        let msg = cl.ws.read(&mut io);
-        let text = match msg {
-            Ok(Message::Text(t)) => Some(tungstenite::Bytes::from(t)),
-            Ok(Message::Binary(b)) => Some(b),
-            Ok(Message::Pong(_)) => {
-                cl.awaiting_pong = false;
-                None
+        let limit = cl.limit;
+        let frame = match wsread::next_frame(&mut buf[pos..], limit) {
+            Ok(Next::Frame(f, used)) => {
+                pos += used;
+                f
             }
-            Ok(Message::Ping(_)) | Ok(Message::Frame(_)) => None,
-            Ok(Message::Close(_)) => {
-                // tungstenite queued the reply close frame.
-                cl.phase = Phase::Closing;
-                cl.end = Some(End::AfterFlush);
-                None
-            }
-            Err(WsError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(WsError::Capacity(_)) => {
-                let reason = if matches!(cl.phase, Phase::Open) {
-                    "payload too large"
-                } else {
-                    "preauth payload too large"
-                };
-                cl.close(close::TOO_BIG, reason);
-                None
-            }
-            Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => {
-                // EOF without a close frame: flush what we owe, then close.
-                cl.end = Some(End::AfterFlush);
-                cl.end_deadline_ms = Some(now_ms() + CLOSE_GRACE_MS);
-                None
-            }
-            Err(WsError::Protocol(p)) => {
-                tracing::debug!(conn = %cl.conn_id, error = %p, "websocket protocol error");
-                cl.close(close::PROTOCOL, "protocol error");
-                None
-            }
-            Err(WsError::Utf8(_)) => {
-                cl.close(1007, "invalid utf-8");
-                None
-            }
-            Err(_) => {
-                cl.end = Some(End::Now);
-                None
-            }
-        };
-        if let Some(text) = text {
-            handled += 1;
-            // A panic here is confined to this connection (crate::panic_policy).
-            let after = match crate::panic_policy::contain(|| {
-                dispatch::on_text(&mut ctx, &mut *cl, info, &text)
-            }) {
-                Ok(after) => after,
-                Err(_) => {
-                    ctx.globals
-                        .panics_contained
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    cl.close(close::INTERNAL, "internal error");
+            Ok(Next::Incomplete { need }) => {
+                if cl.peer_eof {
                     break;
                 }
-            };
-            pass.effects.extend(after.effects);
-            pass.deferred.extend(after.deferred);
-            if after.rejection.is_some() {
-                pass.rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
+                // Make room for the rest of the frame, a bounded step at a time: a header
+                // that announces a large frame is not an allocation of that size.
+                if pos > 0 {
+                    buf.drain(..pos);
+                    pos = 0;
+                }
+                buf.reserve(need.saturating_sub(buf.len()).clamp(READ_SPACE, 1 << 20));
+                match super::client::recv_into(cl.fd, &mut buf) {
+                    Ok(0) => cl.peer_eof = true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        cl.end = Some(End::Now);
+                        break;
+                    }
+                }
+                // End of stream: flush what we owe the peer, then close.
+                cl.end = Some(End::AfterFlush);
+                cl.end_deadline_ms = Some(now_ms() + CLOSE_GRACE_MS);
                 break;
             }
-            if after.connect.is_some() {
-                // Later frames wait in tungstenite's buffer until the connect is decided.
-                pass.connect = after.connect;
-                pass.more = true;
+            Err(e) => {
+                ws_error(cl, e);
                 break;
             }
+        };
+        let text = match cl.msgs.on_frame(frame, limit) {
+            Ok(In::Message(text)) => text,
+            Ok(In::Fragment) => continue,
+            Ok(In::Ping(payload)) => {
+                // Only the newest ping of a pass is answered (RFC 6455 §5.5.3 allows it), so
+                // a ping flood costs one pong per read, not one per ping.
+                pong.0[..payload.len()].copy_from_slice(payload);
+                pong.1 = Some(payload.len());
+                continue;
+            }
+            Ok(In::Pong) => {
+                cl.awaiting_pong = false;
+                continue;
+            }
+            Ok(In::Close(echo)) => {
+                // Answer with the peer's own code and reason (RFC 6455 §5.5.1), then close.
+                wsframe::write_close(&mut cl.out, echo);
+                cl.phase = Phase::Closing;
+                cl.end = Some(End::AfterFlush);
+                break;
+            }
+            Err(e) => {
+                ws_error(cl, e);
+                break;
+            }
+        };
+        handled += 1;
+        // A panic here is confined to this connection (crate::panic_policy).
+        let after = match crate::panic_policy::contain(|| {
+            dispatch::on_text(&mut ctx, &mut *cl, info, &text)
+        }) {
+            Ok(after) => after,
+            Err(_) => {
+                ctx.globals
+                    .panics_contained
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                cl.close(close::INTERNAL, "internal error");
+                break;
+            }
+        };
+        pass.effects.extend(after.effects);
+        pass.deferred.extend(after.deferred);
+        if after.rejection.is_some() {
+            pass.rejection = after.rejection.map(|r| (after.reject_delay_ms, r));
+            break;
         }
-        if cl.peer_eof && cl.end.is_none() {
-            // The peer finished sending: flush what we owe it, then close.
-            cl.end = Some(End::AfterFlush);
-            cl.end_deadline_ms = Some(now_ms() + CLOSE_GRACE_MS);
+        if after.connect.is_some() {
+            // Later frames wait in the buffer until the connect is decided.
+            pass.connect = after.connect;
+            pass.more = true;
+            break;
         }
     }
-    cl.flush_ws();
+    if let (Some(n), None) = (pong.1, cl.end) {
+        wsframe::write_control(&mut cl.out, wsread::OP_PONG, &pong.0[..n]);
+    }
+    // Keep only the unparsed bytes, and only on the connection that needs them.
+    if own {
+        buf.drain(..pos);
+        if !buf.is_empty() {
+            cl.partial = buf;
+        }
+    } else {
+        if pos < buf.len() {
+            cl.partial = buf[pos..].to_vec();
+        }
+        buf.clear();
+        if buf.capacity() <= SHARED_READ_MAX {
+            ctx.read_buf = buf;
+        }
+    }
+    cl.signal();
     pass
+}
+
+/// Closes a connection whose frames broke the protocol, with the matching code.
+fn ws_error(cl: &mut Client, e: WsError) {
+    match e {
+        WsError::TooBig => {
+            let reason = if matches!(cl.phase, Phase::Open) {
+                "payload too large"
+            } else {
+                "preauth payload too large"
+            };
+            cl.close(close::TOO_BIG, reason);
+        }
+        WsError::Protocol(what) => {
+            tracing::debug!(conn = %cl.conn_id, error = what, "websocket protocol error");
+            cl.close(close::PROTOCOL, "protocol error");
+        }
+        WsError::Utf8 => cl.close(1007, "invalid utf-8"),
+    }
 }
 
 /// Longest wait for the storage thread before answering `UNAVAILABLE`.

@@ -68,6 +68,9 @@ pub struct ShardCtx {
     pub heartbeats_enabled: bool,
     /// Sum of unsent bytes over this shard's connections, refreshed by the housekeeping timer.
     pub buffered_total: usize,
+    /// The buffer every connection of this shard reads its socket into (a connection keeps
+    /// bytes of its own only while a frame is incomplete).
+    pub read_buf: Vec<u8>,
     pub shutting_down: bool,
     /// Name of the io driver this shard runs on.
     pub driver: &'static str,
@@ -170,6 +173,7 @@ impl ShardCtx {
             queued_system_events: VecDeque::new(),
             heartbeats_enabled: true,
             buffered_total: 0,
+            read_buf: Vec::new(),
             shutting_down: false,
             driver,
             presence_seen: 0,

@@ -518,10 +518,7 @@ fn open(
     }
     // Raise the frame limit to the post-auth maximum.
     let max = ctx.config.limits.max_payload;
-    c.ws.set_config(|cfg| {
-        cfg.max_message_size = Some(max);
-        cfg.max_frame_size = Some(max);
-    });
+    c.limit = max;
     if c.holds_preauth {
         ctx.globals.release_preauth(c.ip);
         c.holds_preauth = false;

@@ -163,6 +163,9 @@ pub fn resolve_driver(d: Driver) -> Driver {
 /// shard threads.
 pub fn start(mut config: Config) -> io::Result<Gateway> {
     config.applied_hash = crate::config_doc::read(&config.file_path()).hash;
+    // Compile the request schemas now: a fixed cost of the process, paid before the first
+    // client instead of inside its `connect`.
+    crate::proto::schema::Schemas::get();
     let n = config.shard_count();
     let driver = resolve_driver(config.driver);
     let first = reuseport_listener(SocketAddr::new(config.bind, config.port))?;

@@ -530,7 +530,7 @@ fn run_handshake(a: HandshakeArgs) -> Result<(), String> {
     r.add("handshakes_per_s", rate(out.count("ok"), secs));
     r.latency("latency", out.hists.get("handshake"));
     r.errors(&out.errors);
-        spent.report(&mut r, "handshake", out.count("ok"));
+    spent.report(&mut r, "handshake", out.count("ok"));
     r.print(a.c.json);
     Ok(())
 }
@@ -785,7 +785,7 @@ fn run_rpc(a: RpcArgs) -> Result<(), String> {
     r.latency("connect", out.hists.get("connect"));
     r.add("events_seen", out.count("events"));
     r.errors(&out.errors);
-        spent.report(&mut r, "request", out.count("rpc"));
+    spent.report(&mut r, "request", out.count("rpc"));
     r.print(a.c.json);
     Ok(())
 }
@@ -1160,7 +1160,7 @@ fn run_broadcast(a: BroadcastArgs) -> Result<(), String> {
     r.latency("last", out.hists.get("last"));
     r.latency("ack", out.hists.get("ack"));
     r.errors(&out.errors);
-        spent.report(&mut r, "delivery", deliveries);
+    spent.report(&mut r, "delivery", deliveries);
     r.print(a.c.json);
     Ok(())
 }
