@@ -182,7 +182,26 @@ impl Drop for PreauthSlot<'_> {
 }
 
 /// Serves one accepted socket until it closes.
+///
+/// The upgrade and the close run as boxed futures of their own: their state (request heads,
+/// deadlines, the inbound-HTTP path) exists only while they run, so what a connection holds
+/// for its lifetime is the small loop of [`run`] (a few hundred bytes, not the ~2.4 KiB of
+/// the largest upgrade state).
 pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
+    let Some((client, info)) = Box::pin(upgrade(&shared, &stream, peer)).await else {
+        return;
+    };
+    run(&shared, &client, &stream, &info).await;
+    Box::pin(finish(&shared, &client, &stream)).await;
+}
+
+/// The HTTP part of a connection: admission, plain requests on a kept-alive socket, and the
+/// WebSocket upgrade. `Some` once the socket is a registered WebSocket client.
+async fn upgrade(
+    shared: &Shared,
+    stream: &TcpStream,
+    peer: SocketAddr,
+) -> Option<(ClientRef, UpgradeInfo)> {
     let _ = stream.set_nodelay(true);
     let ip = canonical(peer.ip());
     let (limits, globals) = {
@@ -197,8 +216,8 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             "text/plain; charset=utf-8",
             "Too many unauthenticated sockets",
         );
-        let _ = write_all(&stream, &r, deadline).await;
-        return;
+        let _ = write_all(stream, &r, deadline).await;
+        return None;
     }
     let slot = PreauthSlot {
         globals: &globals,
@@ -211,10 +230,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
     let mut head_deadline = deadline;
     let mut served = 0;
     let (req, leftover) = loop {
-        let Some((req, leftover)) = Box::pin(read_head(&stream, pending, head_deadline)).await
-        else {
-            return;
-        };
+        let (req, leftover) = Box::pin(read_head(stream, pending, head_deadline)).await?;
         let Request::Plain(plain) = req else {
             break (req, leftover);
         };
@@ -222,23 +238,23 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
             && !plain.close
             && served + 1 < super::web::MAX_REQUESTS_PER_CONNECTION
             && !shared.borrow().shutting_down;
-        let mut resp = Box::pin(super::web::serve_plain(&shared, ip, &plain)).await;
+        let mut resp = Box::pin(super::web::serve_plain(shared, ip, &plain)).await;
         resp.close |= !keep;
         let write_deadline = Instant::now() + super::web::WRITE_TIMEOUT;
-        let mut ok = write_all(&stream, &resp.encode_head(), write_deadline)
+        let mut ok = write_all(stream, &resp.encode_head(), write_deadline)
             .await
             .is_ok();
         if ok && !resp.body_bytes().is_empty() {
-            ok = write_all(&stream, resp.body_bytes(), write_deadline)
+            ok = write_all(stream, resp.body_bytes(), write_deadline)
                 .await
                 .is_ok();
         }
         if !ok {
-            return;
+            return None;
         }
         if resp.close {
-            linger(&stream).await;
-            return;
+            linger(stream).await;
+            return None;
         }
         served += 1;
         pending = leftover;
@@ -272,32 +288,32 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
                 None
             };
             if let Some(r) = refusal {
-                let _ = write_all(&stream, &r, deadline).await;
-                return;
+                let _ = write_all(stream, &r, deadline).await;
+                return None;
             }
             (accept, info)
         }
         Request::Inbound(head) => {
-            let r = super::inbound::serve(&shared, &stream, head, leftover, deadline).await;
-            if write_all(&stream, &r, deadline).await.is_ok() {
-                linger(&stream).await;
+            let r = super::inbound::serve(shared, stream, head, leftover, deadline).await;
+            if write_all(stream, &r, deadline).await.is_ok() {
+                linger(stream).await;
             }
-            return;
+            return None;
         }
         Request::Plain(_) => unreachable!("served above"),
         Request::Refused(status) => {
             let r = http::response(status, "text/plain; charset=utf-8", status);
-            if write_all(&stream, &r, deadline).await.is_ok() {
-                linger(&stream).await;
+            if write_all(stream, &r, deadline).await.is_ok() {
+                linger(stream).await;
             }
-            return;
+            return None;
         }
     };
-    if write_all(&stream, &http::switching_protocols(&accept), deadline)
+    if write_all(stream, &http::switching_protocols(&accept), deadline)
         .await
         .is_err()
     {
-        return;
+        return None;
     }
     // From here the client record holds the slot (released at hello-ok or on close).
     slot.disarm();
@@ -327,8 +343,7 @@ pub async fn serve(shared: Shared, stream: TcpStream, peer: SocketAddr) {
         ctx.clients.insert(id, c.clone());
         c
     };
-    run(&shared, &client, &stream, &info).await;
-    Box::pin(finish(&shared, &client, &stream)).await;
+    Some((client, info))
 }
 
 /// Waits until the connection has been signalled (new outbox bytes, a close, a termination).
