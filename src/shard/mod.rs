@@ -261,11 +261,13 @@ fn start_watchdog(globals: Arc<Globals>, store: Store) -> io::Result<()> {
         .name("ringgate-watchdog".into())
         .spawn(move || {
             let mut proc_sampler = crate::state::vitals::ProcSampler::default();
+            let mut trim = TrimAfterCloses::default();
             loop {
                 std::thread::sleep(Duration::from_secs(1));
                 if globals.stopping.load(Ordering::Acquire) {
                     return;
                 }
+                trim.check(globals.connections.load(Ordering::Relaxed) as u64);
                 store.ping();
                 proc_sampler.sample(&globals.process);
                 let shards_busy: u64 = globals
@@ -290,6 +292,41 @@ fn start_watchdog(globals: Arc<Globals>, store: Store) -> io::Result<()> {
             }
         })
         .map(|_| ())
+}
+
+/// Gives memory back to the system after many connections have closed.
+///
+/// A connection's allocations are freed when it closes, but the allocator keeps the pages for
+/// reuse, so after a peak of connections the process would stay at its peak size for good.
+/// Once the count has fallen by [`TrimAfterCloses::STEP`] since the last trim (at most every
+/// few seconds), `malloc_trim` returns the free pages of every arena. It runs on the watchdog
+/// thread, never on a shard; the shards only wait on an arena lock while it walks theirs.
+#[derive(Default)]
+struct TrimAfterCloses {
+    /// Highest connection count since the last trim.
+    high: u64,
+    last: Option<Instant>,
+}
+
+impl TrimAfterCloses {
+    const STEP: u64 = 1000;
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn check(&mut self, connections: u64) {
+        self.high = self.high.max(connections);
+        if self.high - connections < Self::STEP
+            || self.last.is_some_and(|t| t.elapsed() < Self::EVERY)
+        {
+            return;
+        }
+        self.high = connections;
+        self.last = Some(Instant::now());
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
 }
 
 /// What a shard starts from besides its config: the shared services and the state the

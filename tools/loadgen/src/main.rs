@@ -10,6 +10,7 @@ mod chat;
 mod cpu;
 mod invoke;
 mod proto;
+mod scale;
 mod stats;
 mod ws;
 
@@ -111,6 +112,9 @@ enum Cmd {
     ChatFanout(chat::FanoutArgs),
     /// node.invoke round trips between an operator and a simulated node (same or cross shard)
     Invoke(invoke::InvokeArgs),
+    /// Idle connections stepped up to a peak and back to zero: server RSS and a fresh
+    /// client's `health` latency at each step
+    Scale(scale::ScaleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -1350,6 +1354,7 @@ fn main() {
         Cmd::Chat(a) => chat::run_chat(a),
         Cmd::ChatFanout(a) => chat::run_fanout(a),
         Cmd::Invoke(a) => invoke::run_invoke(a),
+        Cmd::Scale(a) => scale::run_scale(a),
     };
     if let Err(e) = res {
         eprintln!("loadgen: {e}");
