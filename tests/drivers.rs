@@ -44,29 +44,9 @@ fn epoll() {
     exercise("epoll");
 }
 
-/// io_uring may be unavailable (old kernel, seccomp); the test then checks nothing. The probe
-/// runs on a thread of its own: the ring's teardown work is queued to the creating thread and
-/// would interrupt that thread's next blocking socket read (EINTR under SO_RCVTIMEO).
-fn io_uring_available() -> bool {
-    std::thread::spawn(|| {
-        // SAFETY: io_uring_setup with a zeroed params struct; the fd is closed right away.
-        unsafe {
-            let mut params = [0u8; 120];
-            let fd = libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr());
-            if fd < 0 {
-                return false;
-            }
-            libc::close(fd as i32);
-            true
-        }
-    })
-    .join()
-    .unwrap_or(false)
-}
-
 #[test]
 fn io_uring() {
-    if !io_uring_available() {
+    if !common::io_uring_available() {
         eprintln!("skipping: io_uring is not available on this machine");
         return;
     }

@@ -954,3 +954,23 @@ pub fn upgrade_request(addr: SocketAddr, extra: &[&str]) -> String {
     r.push_str("\r\n");
     r
 }
+
+/// io_uring may be unavailable (old kernel, seccomp); the test then checks nothing. The probe
+/// runs on a thread of its own: the ring's teardown work is queued to the creating thread and
+/// would interrupt that thread's next blocking socket read (EINTR under SO_RCVTIMEO).
+pub fn io_uring_available() -> bool {
+    std::thread::spawn(|| {
+        // SAFETY: io_uring_setup with a zeroed params struct; the fd is closed right away.
+        unsafe {
+            let mut params = [0u8; 120];
+            let fd = libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr());
+            if fd < 0 {
+                return false;
+            }
+            libc::close(fd as i32);
+            true
+        }
+    })
+    .join()
+    .unwrap_or(false)
+}
