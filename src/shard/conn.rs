@@ -772,6 +772,12 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
     };
     let mut ctx = shared.borrow_mut();
     ctx.clients.remove(&id);
+    if let Some(s) = c.borrow().session.as_deref() {
+        for key in &s.message_subs {
+            ctx.subs.unsubscribe(key, id);
+        }
+        ctx.subs.invalidate_broad();
+    }
     if holds_preauth {
         ctx.globals.release_preauth(ip);
     }

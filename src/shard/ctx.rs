@@ -68,6 +68,10 @@ pub struct ShardCtx {
     pub heartbeats_enabled: bool,
     /// Sum of unsent bytes over this shard's connections, refreshed by the housekeeping timer.
     pub buffered_total: usize,
+    /// Which connections a session's events can reach.
+    pub subs: super::subs::SessionSubs,
+    /// Scratch for [`ShardCtx::fanout`]'s candidate list.
+    candidates: Vec<u64>,
     /// The buffer every connection of this shard reads its socket into (a connection keeps
     /// bytes of its own only while a frame is incomplete).
     pub read_buf: Vec<u8>,
@@ -174,6 +178,8 @@ impl ShardCtx {
             heartbeats_enabled: true,
             buffered_total: 0,
             read_buf: Vec::new(),
+            subs: Default::default(),
+            candidates: Vec::new(),
             shutting_down: false,
             driver,
             presence_seen: 0,
@@ -429,34 +435,73 @@ impl ShardCtx {
     }
 
     /// Delivers an event to this shard's eligible authenticated connections, stamping each
-    /// one's `seq`, applying the slow-consumer rule.
+    /// one's `seq`, applying the slow-consumer rule. A session's events visit only the
+    /// connections [`super::subs::SessionSubs`] names; everything else visits every connection.
     pub fn fanout(&mut self, ev: &Arc<EventTemplate>) {
-        let aud = audience(&ev.name);
-        let drop_ok = ev.meta.drop_if_slow.unwrap_or_else(|| droppable(&ev.name));
         let filter = Filter::of(ev);
-        let max = self.config.limits.max_buffered_bytes;
-        for c in self.clients.values() {
-            let Ok(mut c) = c.try_borrow_mut() else {
-                // Only the connection currently being served can be borrowed; effects are
-                // applied after its borrow ends, so this does not happen.
-                continue;
-            };
-            let Some(s) = c.session() else { continue };
-            if s.role == crate::proto::scopes::Role::Node {
-                // Nodes get their own events and the sessions they subscribed to, unsequenced.
-                if filter.node_wants(s, ev) {
-                    deliver(&mut c, ev, false, drop_ok, max, &self.globals);
-                    continue;
-                }
+        let rules = Rules {
+            filter,
+            audience: audience(&ev.name),
+            drop_ok: ev.meta.drop_if_slow.unwrap_or_else(|| droppable(&ev.name)),
+            max_buffered: self.config.limits.max_buffered_bytes,
+        };
+        let session = ev.meta.session.as_deref().filter(|_| {
+            ev.meta.node.is_none()
+                && matches!(
+                    filter,
+                    Filter::Run
+                        | Filter::SessionScoped
+                        | Filter::MessageSubscribers
+                        | Filter::SessionMessage
+                )
+        });
+        let Some(key) = session else {
+            for c in self.clients.values() {
+                self.offer(c, ev, &rules);
             }
-            if !may_receive(aud, s.role, &s.scopes) || !filter.wants(s, ev) {
-                continue;
-            }
-            if ev.meta.exclude == Some((self.id, c.id)) {
-                continue;
-            }
-            deliver(&mut c, ev, true, drop_ok, max, &self.globals);
+            return;
+        };
+        if self.subs.broad_stale() {
+            let broad = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.try_borrow().is_ok_and(|c| c.session().is_some_and(broad)))
+                .map(|(&id, _)| id)
+                .collect();
+            self.subs.set_broad(broad);
         }
+        let mut candidates = std::mem::take(&mut self.candidates);
+        self.subs.candidates(key, &mut candidates);
+        for id in &candidates {
+            if let Some(c) = self.clients.get(id) {
+                self.offer(c, ev, &rules);
+            }
+        }
+        self.candidates = candidates;
+    }
+
+    /// Delivers `ev` to one connection if the recipient rules let it have it.
+    fn offer(&self, c: &ClientRef, ev: &Arc<EventTemplate>, r: &Rules) {
+        let Ok(mut c) = c.try_borrow_mut() else {
+            // Only the connection currently being served can be borrowed; effects are
+            // applied after its borrow ends, so this does not happen.
+            return;
+        };
+        let Some(s) = c.session() else { return };
+        if s.role == crate::proto::scopes::Role::Node {
+            // Nodes get their own events and the sessions they subscribed to, unsequenced.
+            if r.filter.node_wants(s, ev) {
+                deliver(&mut c, ev, false, r.drop_ok, r.max_buffered, &self.globals);
+                return;
+            }
+        }
+        if !may_receive(r.audience, s.role, &s.scopes) || !r.filter.wants(s, ev) {
+            return;
+        }
+        if ev.meta.exclude == Some((self.id, c.id)) {
+            return;
+        }
+        deliver(&mut c, ev, true, r.drop_ok, r.max_buffered, &self.globals);
     }
 
     /// Fans out locally and sends the template once to every other shard.
@@ -840,6 +885,19 @@ impl Filter {
             Filter::All => true,
         }
     }
+}
+
+/// An event's delivery rules, worked out once per fan-out.
+struct Rules {
+    filter: Filter,
+    audience: crate::proto::events::Audience,
+    drop_ok: bool,
+    max_buffered: usize,
+}
+
+/// May the connection take a session's events without subscribing to that session?
+fn broad(s: &crate::shard::client::Session) -> bool {
+    !s.scoped_events || s.sessions_subscribed || s.role == crate::proto::scopes::Role::Node
 }
 
 /// Did the connection subscribe to the event's session?

@@ -535,6 +535,7 @@ fn open(
     }
     c.session = Some(Box::new(session));
     c.phase = Phase::Open;
+    ctx.subs.invalidate_broad();
 }
 
 fn presence_fields(c: &Client, s: &Session) -> Map<String, Value> {
@@ -655,7 +656,7 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
     };
     c.strikes = 0;
     if let (Ok(payload), Some(s)) = (&reply, c.session.as_mut()) {
-        subscriptions(s, method, payload);
+        subscriptions(&mut ctx.subs, c.id, s, method, payload);
     }
     let bytes = match reply {
         Ok(payload) => res_ok(id, &payload),
@@ -712,10 +713,18 @@ fn node_up(ctx: &mut ShardCtx, n: crate::nodes::registry::NodeInfo) {
 }
 
 /// Records the connection's event subscriptions after a successful (un)subscribe.
-fn subscriptions(s: &mut Session, method: &str, payload: &Value) {
+fn subscriptions(
+    index: &mut super::subs::SessionSubs,
+    conn: u64,
+    s: &mut Session,
+    method: &str,
+    payload: &Value,
+) {
     match method {
-        "sessions.subscribe" => s.sessions_subscribed = true,
-        "sessions.unsubscribe" => s.sessions_subscribed = false,
+        "sessions.subscribe" | "sessions.unsubscribe" => {
+            s.sessions_subscribed = method == "sessions.subscribe";
+            index.invalidate_broad();
+        }
         "sessions.messages.subscribe" | "sessions.messages.unsubscribe" | "node.event" => {
             // `node.event chat.subscribe|chat.unsubscribe` answers with the resolved key.
             let Some(key) = payload.get("key").and_then(Value::as_str) else {
@@ -726,8 +735,11 @@ fn subscriptions(s: &mut Session, method: &str, payload: &Value) {
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
             s.message_subs.retain(|k| &**k != key);
+            index.unsubscribe(key, conn);
             if add {
-                s.message_subs.push(std::sync::Arc::from(key));
+                let key: std::sync::Arc<str> = std::sync::Arc::from(key);
+                index.subscribe(&key, conn);
+                s.message_subs.push(key);
             }
         }
         _ => {}

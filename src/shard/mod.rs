@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod drive;
 pub mod hello;
 pub mod inbound;
+pub mod subs;
 pub mod timer;
 pub mod web;
 

@@ -186,6 +186,11 @@ struct BroadcastArgs {
     interval_ms: u64,
     #[arg(long, default_value_t = 2000.0)]
     rate: f64,
+    /// Every round updates one presence entry (constant ~0.5 KB frames). By default each
+    /// round adds an entry, so the `presence` list and the frames grow with the rounds (to
+    /// ~20 KB at 100 rounds).
+    #[arg(long)]
+    same_entry: bool,
 }
 
 #[derive(Args, Clone)]
@@ -937,6 +942,14 @@ fn system_event_req(id: u64, text: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// A `system-event` that always updates the presence entry of host `loadgen`.
+fn system_event_same_entry_req(id: u64, text: &str) -> Vec<u8> {
+    serde_json::json!({"type":"req","id":id.to_string(),"method":"system-event",
+        "params":{"text":text,"host":"loadgen"}})
+    .to_string()
+    .into_bytes()
+}
+
 /// Read own frames until response `id`; returns ok flag (or error kind).
 async fn await_response(ws: &mut Ws, id: u64, t: Duration) -> Result<bool, String> {
     let fut = async {
@@ -1017,6 +1030,7 @@ async fn broadcaster(
     rounds: u64,
     round_timeout: Duration,
     interval_ms: u64,
+    same_entry: bool,
 ) {
     let mut ws = match proto::open(&sh.cfg, sh.sock()).await {
         Ok(ws) => ws,
@@ -1041,10 +1055,12 @@ async fn broadcaster(
         sh.last_ns.store(0, Release);
         sh.round.store(r, Release);
         let id = r + 1;
-        ws.queue_text(&system_event_req(
-            id,
-            &format!("loadgen broadcast round {r}"),
-        ));
+        let text = format!("loadgen broadcast round {r}");
+        ws.queue_text(&if same_entry {
+            system_event_same_entry_req(id, &text)
+        } else {
+            system_event_req(id, &text)
+        });
         let t_send = sh.now_ns();
         if let Err(e) = ws.flush().await {
             out.borrow_mut().err(format!("sender:{}", e.kind()));
@@ -1106,6 +1122,7 @@ async fn broadcast_thread(
             a.rounds,
             Duration::from_secs_f64(a.round_timeout),
             a.interval_ms,
+            a.same_entry,
         ));
     }
     let _hs = spawn_paced(n, rate, |_| subscriber(sh.clone(), out.clone())).await;
@@ -1152,6 +1169,7 @@ fn run_broadcast(a: BroadcastArgs) -> Result<(), String> {
     let mut r = Report::new("broadcast");
     common_rows(&mut r, &a.c, &sh);
     r.add("subscribers", subs);
+    r.add("same_entry", a.same_entry);
     r.add("connected", sh.connected.load(Relaxed));
     r.add("rounds", out.count("rounds"));
     r.add("incomplete_rounds", out.count("incomplete_rounds"));
