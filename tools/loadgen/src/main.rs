@@ -8,6 +8,7 @@
 
 mod chat;
 mod cpu;
+mod floor;
 mod invoke;
 mod proto;
 mod scale;
@@ -115,6 +116,8 @@ enum Cmd {
     /// Idle connections stepped up to a peak and back to zero: server RSS and a fresh
     /// client's `health` latency at each step
     Scale(scale::ScaleArgs),
+    /// The kernel's own cost of a loopback fan-out: plain send(2) of one frame to N sockets
+    Floor(floor::FloorArgs),
 }
 
 #[derive(Args, Clone)]
@@ -307,7 +310,7 @@ fn share(n: usize, threads: usize, tid: usize) -> usize {
     n / threads + usize::from(tid < n % threads)
 }
 
-fn pin_cpu(cpu: usize) {
+pub(crate) fn pin_cpu(cpu: usize) {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_ZERO(&mut set);
@@ -1373,6 +1376,7 @@ fn main() {
         Cmd::ChatFanout(a) => chat::run_fanout(a),
         Cmd::Invoke(a) => invoke::run_invoke(a),
         Cmd::Scale(a) => scale::run_scale(a),
+        Cmd::Floor(a) => floor::run_floor(a),
     };
     if let Err(e) = res {
         eprintln!("loadgen: {e}");
