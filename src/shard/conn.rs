@@ -1,7 +1,8 @@
 //! One connection's task: the HTTP upgrade with its admission checks, then a loop that waits
 //! for the socket to be readable (io_uring poll or epoll), for the outbox to have something to
-//! write, or for the socket to accept more; reads go straight from the socket into tungstenite
-//! and writes straight from the outbox, so an idle connection holds no IO buffer of its own.
+//! write, or for the socket to accept more. Reads land in the shard's shared read buffer and are
+//! parsed there ([`crate::proto::wsread`]); writes go straight from the outbox (or, for fan-out,
+//! straight from the shared event template), so an idle connection holds no IO buffer.
 
 use std::{
     cell::RefCell,
