@@ -420,6 +420,10 @@ const PREAUTH_OUTBOX_CAP: usize = 64 * 1024;
 /// Messages handled per turn before yielding to the shard's other tasks.
 const MESSAGES_PER_TURN: usize = 64;
 
+/// Frames of any kind (pings, empty fragments) handled per turn: a flood of frames that are
+/// not messages yields to the shard's other connections too.
+const FRAMES_PER_TURN: usize = 1024;
+
 /// Yields once to the executor.
 async fn yield_now() {
     let mut yielded = false;
@@ -456,7 +460,7 @@ const READ_SPACE: usize = 16 * 1024;
 /// large frame frees it).
 const SHARED_READ_MAX: usize = 256 * 1024;
 
-/// Handles up to [`MESSAGES_PER_TURN`] complete messages.
+/// Handles up to [`MESSAGES_PER_TURN`] complete messages (and [`FRAMES_PER_TURN`] frames).
 ///
 /// Bytes are parsed where they land: in the shard's shared read buffer, or, when the
 /// connection carries the start of an incomplete frame from an earlier read, in that
@@ -475,12 +479,13 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
     };
     let mut pos = 0;
     let mut handled = 0;
+    let mut frames = 0;
     let mut pong = ([0u8; 125], None::<usize>);
     loop {
         if cl.end.is_some() {
             break;
         }
-        if handled == MESSAGES_PER_TURN {
+        if handled == MESSAGES_PER_TURN || frames == FRAMES_PER_TURN {
             pass.more = true;
             break;
         }
@@ -502,6 +507,7 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
         let frame = match wsread::next_frame(&mut buf[pos..], limit) {
             Ok(Next::Frame(f, used)) => {
                 pos += used;
+                frames += 1;
                 f
             }
             Ok(Next::Incomplete { need }) => {
