@@ -15,6 +15,8 @@ SANS_IO=(
   src/channels
   src/agent
   src/store
+  src/proto
+  src/shard/subs.rs
 )
 bad=$(grep -rnE 'crate::(shard|bus)\b|\bmonoio::|\bShardCtx\b' "${SANS_IO[@]}" \
   | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
