@@ -50,6 +50,16 @@ impl RuntimeConfig {
         }
     }
 
+    /// Whether a turn gives this runtime the conversation so far (the storage thread then
+    /// reads and parses the last messages of the transcript). The echo agent answers the
+    /// user's message alone.
+    pub fn reads_context(&self) -> bool {
+        match self {
+            RuntimeConfig::Echo { .. } => false,
+            RuntimeConfig::OpenAi(_) => true,
+        }
+    }
+
     /// `(provider, model)` as clients display them.
     pub fn model(&self) -> (&str, &str) {
         match self {

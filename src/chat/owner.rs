@@ -522,6 +522,10 @@ impl ChatOwner {
         );
         self.active.insert(key.clone(), id.clone());
         let user = payload::user_message(&req.message, now, &req.run_id);
+        let want_context = env
+            .config
+            .agent(&agent_id)
+            .is_none_or(|a| a.runtime.reads_context());
         let op = Op::Append(Box::new(Append {
             key: key.to_string(),
             agent_id,
@@ -531,7 +535,7 @@ impl ChatOwner {
                 kind: req.kind.as_str(),
                 fingerprint: req.fingerprint,
             },
-            want_context: true,
+            want_context,
             // `sessions.send` does not create sessions.
             must_exist: req.kind == SendKind::Sessions,
         }));
