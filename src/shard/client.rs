@@ -1,7 +1,8 @@
 //! One connection's state on its shard: its inbound frame state (the bytes of an incomplete
 //! frame, a fragmented message; nothing while idle), the outbox of framed bytes waiting for the
-//! socket, the protocol phase, and the per-connection event `seq`. Owned by one shard; shared between the connection's task and
-//! the shard's fan-out through `Rc<RefCell<_>>`, never across threads.
+//! socket, the protocol phase, and the per-connection event `seq`. Owned by one shard; shared
+//! between the connection's task and the shard's fan-out through `Rc<RefCell<_>>`, never
+//! across threads.
 
 use std::{io, net::IpAddr, os::fd::RawFd, task::Waker};
 
