@@ -374,3 +374,42 @@ fn protocol_numbers_beyond_u64_are_a_mismatch() {
     }
     let _ = READ_TIMEOUT;
 }
+
+/// Session keys are client-chosen: one connection may subscribe to at most 1,024 sessions'
+/// messages (a precise error past that, the connection stays open), and resubscribing or
+/// unsubscribing still works at the limit.
+#[test]
+fn session_subscriptions_per_connection_are_bounded() {
+    let server = Server::start();
+    let mut c = admin(&server);
+    let sub = |i: usize| Some(json!({"key": format!("agent:main:sub-{i}")}));
+    for i in 0..ringgate::shard::dispatch::MAX_SESSION_SUBSCRIPTIONS {
+        assert_eq!(
+            c.call("sessions.messages.subscribe", sub(i))["subscribed"],
+            true
+        );
+    }
+    let e = c.call_err("sessions.messages.subscribe", sub(5000));
+    assert_eq!(e["code"], "INVALID_REQUEST", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many session subscriptions"),
+        "{e}"
+    );
+    // At the limit: an existing key is still fine, and freeing one makes room.
+    assert_eq!(
+        c.call("sessions.messages.subscribe", sub(7))["subscribed"],
+        true
+    );
+    assert_eq!(
+        c.call("sessions.messages.unsubscribe", sub(7))["subscribed"],
+        false
+    );
+    assert_eq!(
+        c.call("sessions.messages.subscribe", sub(5000))["subscribed"],
+        true
+    );
+    assert_eq!(c.call("health", None)["ok"], true);
+}

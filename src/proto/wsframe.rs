@@ -3,16 +3,8 @@
 
 /// Writes a final text frame header for a payload of `len` bytes.
 pub fn write_text_header(out: &mut Vec<u8>, len: usize) {
-    out.push(0x81); // FIN + text
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= u16::MAX as usize {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    let mut buf = [0u8; 10];
+    out.extend_from_slice(header_into(&mut buf, len));
 }
 
 /// Writes a final text frame header for a payload of `len` bytes into `buf`; returns it.

@@ -611,7 +611,6 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
             ctx.read_buf = buf;
         }
     }
-    cl.signal();
     pass
 }
 

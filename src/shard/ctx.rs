@@ -465,7 +465,13 @@ impl ShardCtx {
             let broad = self
                 .clients
                 .iter()
-                .filter(|(_, c)| c.try_borrow().is_ok_and(|c| c.session().is_some_and(broad)))
+                // A connection borrowed right now cannot be looked at: it stays a candidate
+                // (the rules in `offer` decide), rather than missing this list until the next
+                // rebuild.
+                .filter(|(_, c)| {
+                    c.try_borrow()
+                        .map_or(true, |c| c.session().is_some_and(broad))
+                })
                 .map(|(&id, _)| id)
                 .collect();
             self.subs.set_broad(broad);

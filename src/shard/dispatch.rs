@@ -655,9 +655,12 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
         }
     };
     c.strikes = 0;
-    if let (Ok(payload), Some(s)) = (&reply, c.session.as_mut()) {
-        subscriptions(&mut ctx.subs, c.id, s, method, payload);
-    }
+    let reply = match (reply, c.session.as_mut()) {
+        (Ok(payload), Some(s)) => {
+            subscriptions(&mut ctx.subs, c.id, s, method, &payload).map(|()| payload)
+        }
+        (r, _) => r,
+    };
     let bytes = match reply {
         Ok(payload) => res_ok(id, &payload),
         Err(e) => res_err(id, &e),
@@ -712,14 +715,20 @@ fn node_up(ctx: &mut ShardCtx, n: crate::nodes::registry::NodeInfo) {
     }
 }
 
-/// Records the connection's event subscriptions after a successful (un)subscribe.
+/// Session subscriptions one connection may hold (`sessions.messages.subscribe`, a node's
+/// `chat.subscribe`): keys are client-chosen, so without a bound one connection could grow its
+/// list and the shard's index without end.
+pub const MAX_SESSION_SUBSCRIPTIONS: usize = 1024;
+
+/// Records the connection's event subscriptions after a successful (un)subscribe; refuses a
+/// new one past [`MAX_SESSION_SUBSCRIPTIONS`].
 fn subscriptions(
     index: &mut super::subs::SessionSubs,
     conn: u64,
     s: &mut Session,
     method: &str,
     payload: &Value,
-) {
+) -> Result<(), ErrorShape> {
     match method {
         "sessions.subscribe" | "sessions.unsubscribe" => {
             s.sessions_subscribed = method == "sessions.subscribe";
@@ -728,12 +737,18 @@ fn subscriptions(
         "sessions.messages.subscribe" | "sessions.messages.unsubscribe" | "node.event" => {
             // `node.event chat.subscribe|chat.unsubscribe` answers with the resolved key.
             let Some(key) = payload.get("key").and_then(Value::as_str) else {
-                return;
+                return Ok(());
             };
             let add = payload
                 .get("subscribed")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            if add && s.message_subs.len() >= MAX_SESSION_SUBSCRIPTIONS && !s.subscribed_to(key) {
+                return Err(ErrorShape::invalid(format!(
+                    "too many session subscriptions: at most {MAX_SESSION_SUBSCRIPTIONS} per \
+                     connection; unsubscribe from one first"
+                )));
+            }
             s.message_subs.retain(|k| &**k != key);
             index.unsubscribe(key, conn);
             if add {
@@ -744,6 +759,7 @@ fn subscriptions(
         }
         _ => {}
     }
+    Ok(())
 }
 
 /// Applies handler effects once no connection is borrowed.
