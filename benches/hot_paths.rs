@@ -221,6 +221,7 @@ fn fanout(c: &mut Criterion) {
             auth_method: "token",
             sessions_subscribed: false,
             scoped_events: false,
+            tool_events: false,
             message_subs: Vec::new(),
             node_id: None,
             approval_client: false,

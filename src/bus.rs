@@ -51,6 +51,8 @@ pub enum BusMsg {
         run_id: Arc<str>,
         out: Box<crate::agent::Output>,
     },
+    /// Output of a model call made for a worker of a run owned by this shard.
+    Inference(Box<(Arc<str>, String, crate::worker::inference::InferenceOut)>),
     /// A run started or ended (the replicated run index).
     RunNote(crate::chat::runs::RunNote),
     /// A node connected or disconnected (the replicated node registry).

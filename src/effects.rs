@@ -96,6 +96,9 @@ pub enum Effect<R, O = Never> {
     /// Deliver an event to one connection on this shard, unsequenced (node traffic). The
     /// driver skips a connection that has gone.
     Event(u64, Arc<EventTemplate>),
+    /// Send a ready frame to connection `u64` of shard `usize` (the worker channel's
+    /// unsequenced events). The driver skips a connection that has gone.
+    Frame(usize, u64, Vec<u8>),
     /// A store write whose outcome the owner does not wait for (the store logs failures).
     Submit(Op),
     /// A store op; its result comes back to the owner with `R`.

@@ -76,3 +76,4 @@ pub mod skills;
 pub mod state;
 pub mod store;
 pub mod sysinfo;
+pub mod worker;

@@ -27,6 +27,41 @@ pub enum RuntimeConfig {
     Echo { delay_ms: u64, chunk_chars: usize },
     /// Any OpenAI-compatible `/v1/chat/completions` endpoint, streamed.
     OpenAi(OpenAiConfig),
+    /// The original's agent loop (`openclaw worker`) with its tools, on ringgate's worker
+    /// channel; ringgate does the model calls through `provider`.
+    Worker(Box<WorkerConfig>),
+}
+
+/// Tools a worker agent gets when its config names none: the file tools, no `exec`.
+pub const DEFAULT_WORKER_TOOLS: [&str; 4] = ["read", "write", "edit", "apply_patch"];
+
+/// Tools the worker runs locally (the original's closed list in worker mode).
+pub const WORKER_TOOLS: [&str; 6] = ["read", "write", "edit", "apply_patch", "exec", "process"];
+
+/// Default limits of the worker pool.
+pub const DEFAULT_MAX_WORKERS: u64 = 2;
+pub const DEFAULT_WORKER_MEMORY_MB: u64 = 2048;
+pub const DEFAULT_WORKER_START_TIMEOUT_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// The model the worker's inference goes to (`baseUrl`, `apiKey`, `model`, `timeoutMs`).
+    /// Its `system_prompt` is the agent's `systemPrompt`, given to the worker as the
+    /// gateway's extra instructions.
+    pub provider: OpenAiConfig,
+    /// The agent's workspace directory (the tools' working directory; its `AGENTS.md` joins
+    /// the system prompt).
+    pub workspace: std::path::PathBuf,
+    /// Tool names the worker may run.
+    pub tools: Vec<String>,
+    /// The `openclaw` launcher; `None`: found beside ringgate or on `PATH` at launch.
+    pub command: Option<std::path::PathBuf>,
+    /// Workers of this agent running at once; further turns wait for a slot.
+    pub max_concurrent: usize,
+    /// A worker whose resident memory passes this is killed (its turn fails).
+    pub max_memory_mb: u64,
+    /// From launch to the worker's admission on the channel.
+    pub start_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +82,7 @@ impl RuntimeConfig {
         match self {
             RuntimeConfig::Echo { .. } => "echo",
             RuntimeConfig::OpenAi(_) => "openai",
+            RuntimeConfig::Worker(_) => "openclaw-worker",
         }
     }
 
@@ -56,7 +92,7 @@ impl RuntimeConfig {
     pub fn reads_context(&self) -> bool {
         match self {
             RuntimeConfig::Echo { .. } => false,
-            RuntimeConfig::OpenAi(_) => true,
+            RuntimeConfig::OpenAi(_) | RuntimeConfig::Worker(_) => true,
         }
     }
 
@@ -65,6 +101,7 @@ impl RuntimeConfig {
         match self {
             RuntimeConfig::Echo { .. } => ("ringgate", "echo"),
             RuntimeConfig::OpenAi(o) => ("openai", o.model.as_str()),
+            RuntimeConfig::Worker(w) => ("openai", w.provider.model.as_str()),
         }
     }
 }
@@ -119,10 +156,25 @@ pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigErr
                 "timeoutMs",
                 "systemPrompt",
             ],
+            "openclaw-worker" => &[
+                "runtime",
+                "baseUrl",
+                "apiKey",
+                "apiKeyEnv",
+                "model",
+                "timeoutMs",
+                "systemPrompt",
+                "workspace",
+                "tools",
+                "command",
+                "maxConcurrent",
+                "maxMemoryMb",
+                "startTimeoutMs",
+            ],
             other => {
                 return Err(invalid(
                     &format!("{key}.runtime"),
-                    format!("`{other}` is not echo or openai"),
+                    format!("`{other}` is not echo, openai or openclaw-worker"),
                 ))
             }
         };
@@ -150,22 +202,25 @@ pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigErr
                 Some(_) => Err(invalid(&format!("{key}.{name}"), "must be a string")),
             }
         };
+        let kind = runtime;
         let runtime = if runtime == "echo" {
             RuntimeConfig::Echo {
                 delay_ms: num("chunkDelayMs", 0, 60_000, DEFAULT_ECHO_DELAY_MS)?,
                 chunk_chars: num("chunkChars", 1, 1 << 20, DEFAULT_ECHO_CHUNK as u64)? as usize,
             }
         } else {
-            let base_url = text("baseUrl")?
-                .ok_or_else(|| invalid(&format!("{key}.baseUrl"), "is required for openai"))?;
+            let base_url = text("baseUrl")?.ok_or_else(|| {
+                invalid(&format!("{key}.baseUrl"), format!("is required for {kind}"))
+            })?;
             if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
                 return Err(invalid(
                     &format!("{key}.baseUrl"),
                     "must start with http:// or https://",
                 ));
             }
-            let model = text("model")?
-                .ok_or_else(|| invalid(&format!("{key}.model"), "is required for openai"))?;
+            let model = text("model")?.ok_or_else(|| {
+                invalid(&format!("{key}.model"), format!("is required for {kind}"))
+            })?;
             let api_key = match (text("apiKey")?, text("apiKeyEnv")?) {
                 (Some(k), _) => Some(k),
                 (None, Some(var)) => Some(std::env::var(&var).map_err(|_| {
@@ -176,13 +231,18 @@ pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigErr
                 })?),
                 (None, None) => None,
             };
-            RuntimeConfig::OpenAi(OpenAiConfig {
+            let provider = OpenAiConfig {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 api_key,
                 model,
                 timeout_ms: num("timeoutMs", 100, 3_600_000, DEFAULT_PROVIDER_TIMEOUT_MS)?,
                 system_prompt: text("systemPrompt")?,
-            })
+            };
+            if kind == "openai" {
+                RuntimeConfig::OpenAi(provider)
+            } else {
+                RuntimeConfig::Worker(Box::new(worker_config(spec, &key, provider, &num)?))
+            }
         };
         out.push(AgentConfig {
             id: id.clone(),
@@ -193,6 +253,75 @@ pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigErr
         return Err(invalid(path, "must name at least one agent"));
     }
     Ok(out)
+}
+
+/// The worker-only keys of an `openclaw-worker` agent.
+fn worker_config(
+    spec: &serde_json::Map<String, Value>,
+    key: &str,
+    provider: OpenAiConfig,
+    num: &dyn Fn(&str, u64, u64, u64) -> Result<u64, ConfigError>,
+) -> Result<WorkerConfig, ConfigError> {
+    let workspace = match spec.get("workspace") {
+        Some(Value::String(s)) if std::path::Path::new(s).is_absolute() => s.into(),
+        _ => {
+            return Err(invalid(
+                &format!("{key}.workspace"),
+                "is required for openclaw-worker: an absolute directory path",
+            ))
+        }
+    };
+    let tools = match spec.get("tools") {
+        None => DEFAULT_WORKER_TOOLS.iter().map(|t| t.to_string()).collect(),
+        Some(Value::Array(a)) => {
+            let mut tools: Vec<String> = Vec::new();
+            for t in a {
+                let name = t
+                    .as_str()
+                    .filter(|n| WORKER_TOOLS.contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            &format!("{key}.tools"),
+                            format!("tools are names from {}", WORKER_TOOLS.join(", ")),
+                        )
+                    })?;
+                if !tools.iter().any(|x| x == name) {
+                    tools.push(name.to_owned());
+                }
+            }
+            tools
+        }
+        Some(_) => {
+            return Err(invalid(
+                &format!("{key}.tools"),
+                "must be an array of tool names",
+            ))
+        }
+    };
+    let command = match spec.get("command") {
+        None => None,
+        Some(Value::String(s)) if !s.is_empty() => Some(s.into()),
+        Some(_) => {
+            return Err(invalid(
+                &format!("{key}.command"),
+                "must be the path of the openclaw launcher",
+            ))
+        }
+    };
+    Ok(WorkerConfig {
+        provider,
+        workspace,
+        tools,
+        command,
+        max_concurrent: num("maxConcurrent", 1, 64, DEFAULT_MAX_WORKERS)? as usize,
+        max_memory_mb: num("maxMemoryMb", 256, 65_536, DEFAULT_WORKER_MEMORY_MB)?,
+        start_timeout_ms: num(
+            "startTimeoutMs",
+            1_000,
+            600_000,
+            DEFAULT_WORKER_START_TIMEOUT_MS,
+        )?,
+    })
 }
 
 pub fn valid_agent_id(id: &str) -> bool {

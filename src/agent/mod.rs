@@ -6,6 +6,9 @@
 //!   and benchmarks.
 //! * [`openai`] — any OpenAI-compatible `/v1/chat/completions` endpoint, streamed; the HTTP runs
 //!   on a small worker pool off the shards and its deltas come back through the owner's inbox.
+//! * `openclaw-worker` — the original's agent loop with its tools, as `openclaw worker`
+//!   processes ([`worker_pool`]) on the worker channel (`crate::worker`); ringgate keeps the
+//!   transcript and makes the model calls through the agent's OpenAI-compatible provider.
 //!
 //! A runtime reports as a sequence of [`Output`]s: any number of `Delta`s,
 //! then exactly one `Done` or `Failed` — unless the turn's cancel flag is raised, after which it
@@ -15,6 +18,7 @@ pub mod catalog;
 pub mod config;
 pub mod echo;
 pub mod openai;
+pub mod worker_pool;
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -26,8 +30,12 @@ use serde_json::Value;
 /// One message of the conversation given to a runtime as context.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContextMessage {
+    /// `user`, `assistant` or `toolResult`.
     pub role: &'static str,
     pub text: String,
+    /// The stored message as written (content blocks, tool calls, usage), for runtimes that
+    /// hand the conversation on whole (the worker's `initialMessages`).
+    pub body: Value,
 }
 
 /// A turn to answer.

@@ -14,17 +14,34 @@ use crossbeam::channel::{self, Receiver, Sender};
 use serde_json::{json, Value};
 
 use super::{config::OpenAiConfig, estimate_tokens, Failure, Output, Sink, Turn, Usage};
+use crate::worker::inference::{self, InferenceOut};
 
-/// The pool that runs provider calls.
+/// The pool that runs provider calls, and the supervisor of agent-worker processes.
 #[derive(Clone)]
 pub struct Workers {
     tx: Sender<Job>,
+    /// `openclaw worker` processes (`runtime: "openclaw-worker"`).
+    pub processes: super::worker_pool::WorkerPool,
 }
 
-struct Job {
-    config: OpenAiConfig,
-    turn: Turn,
-    sink: Sink,
+enum Job {
+    Turn {
+        config: OpenAiConfig,
+        turn: Turn,
+        sink: Sink,
+    },
+    Infer(Box<InferJob>),
+}
+
+/// A model call on a worker's behalf.
+pub struct InferJob {
+    pub config: OpenAiConfig,
+    /// The worker's `{systemPrompt, messages, tools}`.
+    pub context: Value,
+    /// Polled between stream reads: the call was cancelled or its run ended.
+    pub cancelled: Box<dyn Fn() -> bool + Send>,
+    /// Where the events and the terminal go (the owner shard's inbox).
+    pub report: Box<dyn Fn(InferenceOut) + Send>,
 }
 
 impl Workers {
@@ -37,14 +54,33 @@ impl Workers {
                 .name(format!("ringgate-agent-{i}"))
                 .spawn(move || {
                     while let Ok(job) = rx.recv() {
-                        run(job);
+                        match job {
+                            Job::Turn { config, turn, sink } => run(config, turn, sink),
+                            Job::Infer(j) => infer(*j),
+                        }
                     }
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start agent worker thread");
             }
         }
-        Workers { tx }
+        Workers {
+            tx,
+            processes: super::worker_pool::WorkerPool::start(),
+        }
+    }
+
+    /// Queues a model call for a worker.
+    pub fn infer(&self, job: InferJob) {
+        if let Err(e) = self.tx.send(Job::Infer(Box::new(job))) {
+            let Job::Infer(job) = e.into_inner() else {
+                return;
+            };
+            (job.report)(InferenceOut::Failed {
+                reason: "provider-error",
+                message: "agent workers are not running".into(),
+            });
+        }
     }
 }
 
@@ -56,15 +92,17 @@ pub struct OpenAi {
 impl OpenAi {
     /// Queues the turn for a worker thread, which reports through `sink`.
     pub fn start(&self, turn: Turn, sink: Sink) {
-        let job = Job {
+        let job = Job::Turn {
             config: self.config.clone(),
             turn,
             sink,
         };
         if let Err(e) = self.workers.tx.send(job) {
-            let job = e.into_inner();
-            job.sink.send(
-                &job.turn.run_id,
+            let Job::Turn { turn, sink, .. } = e.into_inner() else {
+                return;
+            };
+            sink.send(
+                &turn.run_id,
                 Output::Failed(Failure {
                     kind: None,
                     message: "agent workers are not running".into(),
@@ -125,7 +163,12 @@ fn request_body(cfg: &OpenAiConfig, turn: &Turn) -> Value {
     if let Some(p) = &cfg.system_prompt {
         messages.push(json!({"role": "system", "content": p}));
     }
-    for m in &turn.context {
+    // Tool results of earlier worker turns are not conversation text for a bare model.
+    for m in turn
+        .context
+        .iter()
+        .filter(|m| m.role != "toolResult" && !m.text.is_empty())
+    {
         messages.push(json!({"role": m.role, "content": m.text}));
     }
     json!({
@@ -136,8 +179,7 @@ fn request_body(cfg: &OpenAiConfig, turn: &Turn) -> Value {
     })
 }
 
-fn run(job: Job) {
-    let Job { config, turn, sink } = job;
+fn run(config: OpenAiConfig, turn: Turn, sink: Sink) {
     if turn.cancelled() {
         return;
     }
@@ -147,9 +189,8 @@ fn run(job: Job) {
     }
 }
 
-/// Performs the call, sending deltas as they arrive; returns the terminal output.
-fn stream(cfg: &OpenAiConfig, turn: &Turn, sink: &Sink) -> Output {
-    let started = Instant::now();
+/// Sends a streamed `/chat/completions` request; the response, or the failure.
+fn open(cfg: &OpenAiConfig, body: Value) -> Result<ureq::Response, Failure> {
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(timeout.min(Duration::from_secs(10)))
@@ -160,6 +201,91 @@ fn stream(cfg: &OpenAiConfig, turn: &Turn, sink: &Sink) -> Output {
     if let Some(key) = &cfg.api_key {
         req = req.set("authorization", &format!("Bearer {key}"));
     }
+    match req.send_json(body) {
+        Ok(r) => Ok(r),
+        Err(ureq::Error::Status(status, resp)) => {
+            let body: Value = resp.into_json().unwrap_or(Value::Null);
+            let (kind, failover) = classify(status, &body);
+            let ty = body["error"]["type"].as_str().map(str::to_owned);
+            let message = body["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("provider returned HTTP {status}"));
+            Err(Failure {
+                kind,
+                detail: Some(detail(cfg, failover, Some(status), ty.as_deref(), &message)),
+                message,
+            })
+        }
+        Err(e) => match transport_failure(cfg, &e.to_string()) {
+            Output::Failed(f) => Err(f),
+            _ => unreachable!("a transport failure is a failure"),
+        },
+    }
+}
+
+/// A model call for a worker: the provider's stream as the worker's inference events, then
+/// the terminal. Cancellation ends it with reason `cancelled`.
+fn infer(job: InferJob) {
+    let cfg = &job.config;
+    if (job.cancelled)() {
+        return;
+    }
+    let fail = |reason: &'static str, message: String| {
+        (job.report)(InferenceOut::Failed { reason, message })
+    };
+    let started = Instant::now();
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let resp = match open(cfg, inference::request_body(&cfg.model, &job.context)) {
+        Ok(r) => r,
+        Err(f) => return fail("provider-error", f.message),
+    };
+    let mut asm = inference::Assembler::default();
+    let mut events = Vec::new();
+    for line in BufReader::new(resp.into_reader()).lines() {
+        if (job.cancelled)() {
+            return fail("cancelled", "the model call was cancelled".into());
+        }
+        if started.elapsed() > timeout {
+            return fail(
+                "provider-error",
+                format!("provider did not finish within {} ms", cfg.timeout_ms),
+            );
+        }
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => return fail("provider-error", format!("provider stream failed: {e}")),
+        };
+        let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+            continue;
+        };
+        if data == "[DONE]" {
+            break;
+        }
+        let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        if let Some(err) = chunk.get("error") {
+            let msg = err["message"].as_str().unwrap_or("provider error");
+            return fail("provider-error", msg.to_owned());
+        }
+        asm.on_chunk(&chunk, &mut events);
+        if !events.is_empty() {
+            (job.report)(InferenceOut::Events(std::mem::take(&mut events)));
+        }
+    }
+    let now = crate::state::now_ms();
+    let message = asm.finish("openai", &cfg.model, now, &mut events);
+    if !events.is_empty() {
+        (job.report)(InferenceOut::Events(events));
+    }
+    (job.report)(InferenceOut::Done(message));
+}
+
+/// Performs the call, sending deltas as they arrive; returns the terminal output.
+fn stream(cfg: &OpenAiConfig, turn: &Turn, sink: &Sink) -> Output {
+    let started = Instant::now();
+    let timeout = Duration::from_millis(cfg.timeout_ms);
     let failed = |(kind, failover): (Option<&'static str>, &str),
                   status,
                   ty: Option<&str>,
@@ -170,19 +296,9 @@ fn stream(cfg: &OpenAiConfig, turn: &Turn, sink: &Sink) -> Output {
             message,
         })
     };
-    let resp = match req.send_json(request_body(cfg, turn)) {
+    let resp = match open(cfg, request_body(cfg, turn)) {
         Ok(r) => r,
-        Err(ureq::Error::Status(status, resp)) => {
-            let body: Value = resp.into_json().unwrap_or(Value::Null);
-            let kind = classify(status, &body);
-            let ty = body["error"]["type"].as_str().map(str::to_owned);
-            let msg = body["error"]["message"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("provider returned HTTP {status}"));
-            return failed(kind, Some(status), ty.as_deref(), msg);
-        }
-        Err(e) => return transport_failure(cfg, &e.to_string()),
+        Err(f) => return Output::Failed(f),
     };
     let mut text_len = 0usize;
     let mut usage = None;

@@ -94,6 +94,18 @@ pub enum SessionOp {
     Delete {
         transcript: bool,
     },
+    /// A worker's call for its run (`crate::worker`).
+    Worker(Box<WorkerCall>),
+}
+
+/// A call of a worker process on the worker channel, admitted by the credential minted for
+/// run `run_id` under owner epoch `epoch`.
+#[derive(Debug, Clone)]
+pub struct WorkerCall {
+    pub run_id: String,
+    pub epoch: u64,
+    pub method: String,
+    pub params: Value,
 }
 
 /// A session request with the caller to answer.

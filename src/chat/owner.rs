@@ -154,6 +154,8 @@ struct Run {
     ending: bool,
     /// Also deliver the final reply through this channel.
     reply_to: Option<ReplyRoute>,
+    /// A worker run's channel state (`runtime: "openclaw-worker"`).
+    worker: Option<Box<WorkerRun>>,
 }
 
 impl Run {
@@ -245,6 +247,10 @@ pub enum Resume {
         end: End,
         reply: Option<Value>,
     },
+    /// A worker's transcript commit was written (or refused).
+    WorkerCommitted(Box<WorkerCommitted>),
+    /// A worker run's start deadline passed.
+    WorkerStartDeadline { id: Arc<str>, serial: u64 },
 }
 
 /// What only the chat driver does.
@@ -252,6 +258,12 @@ pub enum Resume {
 pub enum Action {
     /// Start the agent's runtime on a turn; its outputs come back to [`ChatOwner::output`].
     StartTurn(RuntimeConfig, Turn),
+    /// Launch an `openclaw worker` for a turn; its exit comes back to [`ChatOwner::output`],
+    /// its calls to [`ChatOwner::handle`] as [`SessionOp::Worker`].
+    LaunchWorker(Box<WorkerLaunch>),
+    /// Make a model call for a worker; its output comes back to
+    /// [`ChatOwner::worker_inference`].
+    Infer(Box<InferRequest>),
     /// Tell every shard's run index (this one included).
     Note(RunNote),
     /// Deliver a run's final reply through the channel it came from.
@@ -264,6 +276,11 @@ pub enum Action {
 }
 
 type Fx = Effects<Resume, Action>;
+
+mod worker;
+
+use worker::WorkerRun;
+pub use worker::{InferRequest, WorkerCommitted, WorkerLaunch};
 
 fn dedupe_key(kind: SendKind, run_id: &str) -> String {
     match kind {
@@ -280,6 +297,7 @@ impl ChatOwner {
         let agent_id = call.key.agent_id;
         match call.op {
             SessionOp::Send(req) => self.send(env, caller, key, agent_id, req, fx),
+            SessionOp::Worker(call) => self.worker_call(env, caller, *call, fx),
             SessionOp::Abort { run_id, via } => {
                 let ids: Vec<Arc<str>> = match run_id {
                     Some(id) => self
@@ -460,6 +478,10 @@ impl ChatOwner {
                 }
             }
             Resume::Ended { id, end, reply } => self.ended(env, id, end, reply, res, fx),
+            Resume::WorkerCommitted(c) => self.worker_committed(env, *c, res, fx),
+            Resume::WorkerStartDeadline { id, serial } => {
+                self.worker_start_deadline(env, id, serial, fx)
+            }
         }
     }
 
@@ -518,6 +540,7 @@ impl ChatOwner {
                 running: false,
                 ending: false,
                 reply_to: req.reply_to,
+                worker: None,
             },
         );
         self.active.insert(key.clone(), id.clone());
@@ -658,6 +681,7 @@ impl ChatOwner {
                 vec![ContextMessage {
                     role: "user",
                     text: crate::store::sessions::message_text(&user),
+                    body: user.clone(),
                 }]
             } else {
                 appended.context.clone()
@@ -665,7 +689,43 @@ impl ChatOwner {
             cancel: run.cancel.clone(),
         };
         match env.config.agent(&agent_id) {
-            Some(a) => fx.push(Effect::Do(Action::StartTurn(a.runtime.clone(), turn))),
+            Some(a) => match &a.runtime {
+                RuntimeConfig::Worker(cfg) => {
+                    let epoch = run.serial;
+                    let session_id = appended.session_id.clone();
+                    let w = WorkerRun::new(epoch, session_id.clone());
+                    let stop = w.stop.clone();
+                    run.worker = Some(Box::new(w));
+                    let deadline = Resume::WorkerStartDeadline {
+                        id: id.clone(),
+                        serial: run.serial,
+                    };
+                    fx.push(Effect::Timer(cfg.start_timeout_ms, deadline));
+                    let mut history: Vec<Value> =
+                        appended.context.iter().map(|m| m.body.clone()).collect();
+                    // The last is the user's message: the worker gets it as its prompt.
+                    history.pop();
+                    fx.push(Effect::Do(Action::LaunchWorker(Box::new(WorkerLaunch {
+                        config: (**cfg).clone(),
+                        agent_id: agent_id.clone(),
+                        grant: crate::worker::credential::Grant {
+                            session_key: key.to_string(),
+                            session_id,
+                            run_id: id.to_string(),
+                            environment_id: format!("ringgate-run-{epoch}"),
+                            owner_epoch: epoch,
+                            expires_at_ms: now + worker::CREDENTIAL_TTL_MS,
+                        },
+                        prompt: crate::store::sessions::message_text(&user),
+                        history,
+                        base_leaf: appended.message_id.clone(),
+                        run_id: id.clone(),
+                        cancel: run.cancel.clone(),
+                        stop,
+                    }))));
+                }
+                rt => fx.push(Effect::Do(Action::StartTurn(rt.clone(), turn))),
+            },
             None => {
                 let f = Failure {
                     kind: None,
@@ -706,6 +766,11 @@ impl ChatOwner {
                 self.pace(env, id, fx);
             }
             Output::Done { usage, stop_reason } => {
+                // A worker that exits cleanly without its finishing event: what it committed.
+                let (usage, stop_reason) = match &run.worker {
+                    Some(w) => (w.usage, w.stop_reason.clone().unwrap_or(stop_reason)),
+                    None => (usage, stop_reason),
+                };
                 self.finish(env, id, End::Ok { usage, stop_reason }, fx)
             }
             Output::Failed(f) => self.finish(env, id, End::Failed(f), fx),
@@ -777,8 +842,17 @@ impl ChatOwner {
             End::Aborted => ABORT_STOP_REASON,
             End::Failed(_) => "error",
         };
-        let reply = (!run.text.is_empty() && !matches!(end, End::Failed(_)))
-            .then(|| payload::assistant_record(&run.text, now, &provider, &model_id, &usage, stop));
+        // A worker commits its own messages; other runtimes' replies are written here.
+        if let Some(w) = &run.worker {
+            w.cancel_calls();
+            if !matches!(end, End::Ok { .. }) {
+                w.stop.store(true, Ordering::Release);
+            }
+        }
+        let reply = (run.worker.is_none()
+            && !run.text.is_empty()
+            && !matches!(end, End::Failed(_)))
+        .then(|| payload::assistant_record(&run.text, now, &provider, &model_id, &usage, stop));
         let op = Op::Append(Box::new(Append {
             key: run.key.to_string(),
             agent_id: run.agent_id.clone(),
@@ -861,8 +935,12 @@ impl ChatOwner {
         )));
         fx.push(Effect::Broadcast(match &end {
             End::Ok { stop_reason, .. } => {
+                let worker_entry = run.worker.as_ref().and_then(|w| w.final_entry.as_ref());
                 let stored = appended.as_ref().and_then(|a| {
-                    let (seq, id) = a.seq.zip(a.message_id.as_deref())?;
+                    let (seq, id) = match worker_entry {
+                        Some((seq, id)) => (*seq, id.as_str()),
+                        None => a.seq.zip(a.message_id.as_deref())?,
+                    };
                     Some((seq, id, a.session_id.as_str()))
                 });
                 payload::chat_final(&r, seq, &run.text, now, stop_reason, stored)

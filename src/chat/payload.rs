@@ -242,6 +242,16 @@ pub fn agent_lifecycle(r: &RunRef, seq: u64, ts: u64, data: Value) -> EventTempl
     })
 }
 
+/// `agent` tool lifecycle (`data.phase` `start` / `update` / `result`, the tool's name, call
+/// id, arguments or result), for connections that declared the `tool-events` cap.
+pub fn agent_tool(r: &RunRef, seq: u64, ts: u64, data: Value) -> EventTemplate {
+    EventTemplate::new("agent", &agent(r, seq, "tool", ts, data), None).with_meta(EventMeta {
+        drop_if_slow: Some(false),
+        tool_events: true,
+        ..meta(r)
+    })
+}
+
 /// `agent` assistant text (`text` whole so far, `delta` the new part); coalesced for slow
 /// clients (the newest frame carries the whole text).
 pub fn agent_assistant(r: &RunRef, seq: u64, ts: u64, delta: &str, text: &str) -> EventTemplate {

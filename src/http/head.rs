@@ -8,7 +8,13 @@ pub struct UpgradeInfo {
     pub origin: Option<String>,
     pub host: Option<String>,
     pub scopes_header: Option<String>,
+    /// The upgrade asked for the worker channel ([`WORKER_PATH`]): only `openclaw worker`
+    /// processes ringgate launched connect there, with the credential it minted for them.
+    pub worker: bool,
 }
+
+/// The path of the worker channel (the original's `/__openclaw__/worker`).
+pub const WORKER_PATH: &str = "/__openclaw__/worker";
 
 /// Largest request head accepted (Node's default `maxHeaderSize`); 431 past it.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -182,6 +188,7 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         origin: get("origin"),
         host: get("host"),
         scopes_header: get("x-openclaw-scopes"),
+        worker: path.split('?').next() == Some(WORKER_PATH),
     };
     Some((
         Request::Upgrade {

@@ -121,6 +121,8 @@ pub struct EventMeta {
     pub node: Option<std::sync::Arc<str>>,
     /// Not to this connection (`(shard, connection)`): the requester of an approval.
     pub exclude: Option<(usize, u64)>,
+    /// Structured tool lifecycle: only to connections that declared the `tool-events` cap.
+    pub tool_events: bool,
 }
 
 /// Identifies a stream of live-text frames that replace each other for slow clients.

@@ -35,6 +35,8 @@ pub struct Session {
     pub sessions_subscribed: bool,
     /// Advertised cap `session-scoped-events`: `chat`/`agent` only for subscribed sessions.
     pub scoped_events: bool,
+    /// Advertised cap `tool-events`: receives structured tool lifecycle `agent` events.
+    pub tool_events: bool,
     /// Sessions (canonical keys) subscribed with `sessions.messages.subscribe`.
     pub message_subs: Vec<std::sync::Arc<str>>,
     /// For a node: its node id (registered in the node registry).
@@ -62,6 +64,9 @@ pub enum Phase {
     Pairing,
     /// `hello-ok` sent; [`Client::session`] is set.
     Open,
+    /// An agent worker admitted on the worker channel, by the grant its credential carries
+    /// (no [`Client::session`]: it is not an operator).
+    Worker(Box<crate::worker::credential::Grant>),
     /// A close frame was queued (or the socket is being dropped).
     Closing,
 }

@@ -334,12 +334,16 @@ async fn upgrade(
         );
         // The shard prefix tells operators (and tests) where a connection lives.
         c.conn_id = format!("s{}-{}", ctx.id, c.conn_id);
-        let challenge = EventTemplate::new(
-            "connect.challenge",
-            &json!({"nonce": nonce, "ts": now, "capabilities": crate::methods::CAPABILITIES}),
-            None,
-        );
-        c.push_event(&challenge, false);
+        // A worker's first frame is its `connect`; it takes no challenge (its credential is
+        // the proof) and refuses any other frame first.
+        if !info.worker {
+            let challenge = EventTemplate::new(
+                "connect.challenge",
+                &json!({"nonce": nonce, "ts": now, "capabilities": crate::methods::CAPABILITIES}),
+                None,
+            );
+            c.push_event(&challenge, false);
+        }
         let c = Rc::new(RefCell::new(c));
         ctx.clients.insert(id, c.clone());
         c
@@ -491,7 +495,7 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
         }
         // The bandwidth gate also covers what a client makes us write by sending (responses,
         // errors, pongs): past the cap it is a slow consumer. Before hello the cap is small.
-        let cap = if matches!(cl.phase, Phase::Open) {
+        let cap = if matches!(cl.phase, Phase::Open | Phase::Worker(_)) {
             ctx.config.limits.max_buffered_bytes
         } else {
             PREAUTH_OUTBOX_CAP
@@ -618,7 +622,7 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
 fn ws_error(cl: &mut Client, e: WsError) {
     match e {
         WsError::TooBig => {
-            let reason = if matches!(cl.phase, Phase::Open) {
+            let reason = if matches!(cl.phase, Phase::Open | Phase::Worker(_)) {
                 "payload too large"
             } else {
                 "preauth payload too large"

@@ -596,6 +596,10 @@ impl ShardCtx {
                 super::drive::answered(self, waiter, r);
             }
             BusMsg::RunOutput { run_id, out } => super::drive::run_output(self, &run_id, *out),
+            BusMsg::Inference(b) => {
+                let (run_id, turn_id, out) = *b;
+                super::drive::inference_output(self, &run_id, &turn_id, out)
+            }
             BusMsg::RunNote(note) => super::drive::run_note(self, note),
             BusMsg::Node(d) => self.nodes.apply(&d),
             BusMsg::Invoke(m) => super::drive::invoke_msg(self, *m),
@@ -886,7 +890,8 @@ impl Filter {
             Filter::MessageSubscribers => subscribed(s, ev),
             Filter::ApprovalClients => s.approval_client,
             Filter::Run | Filter::SessionScoped => {
-                !s.scoped_events || ev.meta.session.is_none() || subscribed(s, ev)
+                (!ev.meta.tool_events || s.tool_events)
+                    && (!s.scoped_events || ev.meta.session.is_none() || subscribed(s, ev))
             }
             Filter::All => true,
         }

@@ -63,6 +63,7 @@ pub fn on_text(ctx: &mut ShardCtx, c: &mut Client, up: &UpgradeInfo, text: &[u8]
     match &c.phase {
         Phase::AwaitingConnect { .. } => on_preauth(ctx, c, up, text, &mut after),
         Phase::Open => on_request(ctx, c, text, &mut after),
+        Phase::Worker(_) => super::worker::on_request(ctx, c, text, &mut after),
         Phase::Rejecting | Phase::Pairing | Phase::Closing => {}
     }
     after
@@ -79,6 +80,9 @@ fn on_preauth(
         c.close(close::NORMAL, "");
         return;
     };
+    if up.worker {
+        return super::worker::on_connect(ctx, c, &frame);
+    }
     if let Some(params) = frame.get("params") {
         if handshake::claims_worker(params) {
             c.close(close::POLICY, "invalid-handshake");
@@ -426,6 +430,7 @@ fn open(
         Role::Operator => c.conn_id.clone(),
     });
     let scoped_events = acc.caps.iter().any(|c| c == "session-scoped-events");
+    let tool_events = acc.caps.iter().any(|c| c == "tool-events");
     let model_catalog = acc.model_catalog.take().filter(|_| {
         acc.client.id == "openclaw-control-ui"
             && acc.caps.iter().any(|c| c == "model-catalog-snapshot")
@@ -465,6 +470,7 @@ fn open(
         auth_method: acc.auth_method,
         sessions_subscribed: false,
         scoped_events,
+        tool_events,
         message_subs: Vec::new(),
         node_id: node.as_ref().map(|n| n.node_id.clone()),
         approval_client: false,

@@ -53,6 +53,7 @@ fn apply<R: 'static, O>(ctx: &mut ShardCtx, fx: Effects<R, O>, owner: &Owner<R, 
             Effect::Answer(to, a) => ctx.answer(&to, a),
             Effect::Broadcast(ev) => ctx.broadcast(ev),
             Effect::Event(conn, ev) => ctx.push_event_to(conn, &ev),
+            Effect::Frame(shard, conn, frame) => ctx.reply(shard, conn, frame),
             Effect::Submit(op) => ctx.store.submit(op),
             Effect::Store(op, r) => {
                 let resume = owner.resume;
@@ -368,6 +369,89 @@ pub fn run_output(ctx: &mut ShardCtx, run_id: &Arc<str>, out: Output) {
     chat_step(ctx, |o, env, fx| o.output(env, run_id, out, fx));
 }
 
+/// Output of a model call made for the worker of a run this shard owns.
+pub fn inference_output(
+    ctx: &mut ShardCtx,
+    run_id: &Arc<str>,
+    turn_id: &str,
+    out: crate::worker::inference::InferenceOut,
+) {
+    chat_step(ctx, |o, env, fx| {
+        o.worker_inference(env, run_id, turn_id, out, fx)
+    });
+}
+
+/// A sink that feeds a runtime's outputs to this shard's chat owner through its inbox.
+fn owner_sink(ctx: &ShardCtx) -> Sink {
+    let (bus, shard) = (ctx.sender.bus().clone(), ctx.id);
+    Sink::new(move |run_id: &Arc<str>, out| {
+        let out = Box::new(out);
+        let run_id = run_id.clone();
+        bus.push_waiting(shard, BusMsg::RunOutput { run_id, out });
+    })
+}
+
+/// Launches the `openclaw worker` of a turn: mints its credential, writes its envelope, and
+/// hands it to the process supervisor (off the shards).
+fn launch_worker(ctx: &mut ShardCtx, l: owner::WorkerLaunch) {
+    let credential = ctx.globals.worker_minter.mint(&l.grant);
+    let port = ctx.globals.port.load(std::sync::atomic::Ordering::Relaxed);
+    let host = match ctx.config.bind {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let url = format!("ws://{host}:{port}{}", crate::http::head::WORKER_PATH);
+    let workspace = l.config.workspace.display().to_string();
+    let envelope = crate::worker::envelope::build(&crate::worker::envelope::Launch {
+        url: &url,
+        grant: &l.grant,
+        credential: &credential,
+        agent_id: &l.agent_id,
+        prompt: &l.prompt,
+        workspace: &workspace,
+        provider: "openai",
+        model: &l.config.provider.model,
+        system_prompt: l.config.provider.system_prompt.as_deref(),
+        history: &l.history,
+        base_leaf: l.base_leaf.as_deref(),
+        tools: &l.config.tools,
+    });
+    let sink = owner_sink(ctx);
+    ctx.workers
+        .processes
+        .launch(crate::agent::worker_pool::Launch {
+            envelope: envelope.to_string().into_bytes(),
+            agent_id: l.agent_id,
+            config: l.config,
+            run_id: l.run_id,
+            cancel: l.cancel,
+            stop: l.stop,
+            sink,
+        });
+}
+
+/// Makes a model call for a worker on the provider pool; its output comes back through this
+/// shard's inbox.
+fn infer(ctx: &mut ShardCtx, r: owner::InferRequest) {
+    let (bus, shard) = (ctx.sender.bus().clone(), ctx.id);
+    let (run_id, turn_id) = (r.run_id.clone(), r.turn_id.clone());
+    let (cancel, run_cancel) = (r.cancel.clone(), r.run_cancel.clone());
+    ctx.workers.infer(crate::agent::openai::InferJob {
+        config: r.provider,
+        context: r.context,
+        cancelled: Box::new(move || {
+            cancel.load(std::sync::atomic::Ordering::Acquire)
+                || run_cancel.load(std::sync::atomic::Ordering::Acquire)
+        }),
+        report: Box::new(move |out| {
+            let m = Box::new((run_id.clone(), turn_id.clone(), out));
+            bus.push_waiting(shard, BusMsg::Inference(m));
+        }),
+    });
+}
+
 fn chat_resume(ctx: &mut ShardCtx, r: owner::Resume, res: Option<OpResult>) {
     chat_step(ctx, |o, env, fx| o.resume(env, r, res, fx));
 }
@@ -375,6 +459,8 @@ fn chat_resume(ctx: &mut ShardCtx, r: owner::Resume, res: Option<OpResult>) {
 fn chat_act(ctx: &mut ShardCtx, a: owner::Action) {
     match a {
         owner::Action::StartTurn(rt, turn) => start_turn(ctx, rt, turn),
+        owner::Action::LaunchWorker(l) => launch_worker(ctx, *l),
+        owner::Action::Infer(r) => infer(ctx, *r),
         owner::Action::Note(note) => {
             ctx.sender.to_others(BusMsg::RunNote(note.clone()));
             run_note(ctx, note);
@@ -418,14 +504,18 @@ fn start_turn(ctx: &mut ShardCtx, rt: RuntimeConfig, turn: Turn) {
             });
         }
         RuntimeConfig::OpenAi(config) => {
-            let (bus, shard) = (ctx.sender.bus().clone(), ctx.id);
-            let sink = Sink::new(move |run_id: &Arc<str>, out| {
-                let out = Box::new(out);
-                let run_id = run_id.clone();
-                bus.push_waiting(shard, BusMsg::RunOutput { run_id, out });
-            });
+            let sink = owner_sink(ctx);
             let workers = ctx.workers.clone();
             openai::OpenAi { config, workers }.start(turn, sink);
+        }
+        // The owner launches worker runs itself (`Action::LaunchWorker`).
+        RuntimeConfig::Worker(_) => {
+            let f = crate::agent::Failure {
+                kind: None,
+                message: "a worker agent's turn cannot start as a plain runtime".into(),
+                detail: None,
+            };
+            run_output(ctx, &turn.run_id, Output::Failed(f));
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod inbound;
 pub mod subs;
 pub mod timer;
 pub mod web;
+pub mod worker;
 
 use std::{
     cell::RefCell,
@@ -452,7 +453,7 @@ async fn shard_main(
                     {
                         cl.close(close::NORMAL, "");
                     }
-                    Phase::Open
+                    Phase::Open | Phase::Worker(_)
                         if now.saturating_sub(cl.last_ping_ms) >= limits.ping_interval_ms =>
                     {
                         if cl.awaiting_pong {

@@ -76,6 +76,8 @@ pub struct Globals {
     pub stopping: std::sync::atomic::AtomicBool,
     /// The port the gateway listens on (known once bound; `--port 0` picks one).
     pub port: std::sync::atomic::AtomicU16,
+    /// Mints and checks agent-worker credentials (a key drawn at start, never stored).
+    pub worker_minter: crate::worker::credential::Minter,
 }
 
 impl Default for Globals {
@@ -117,6 +119,7 @@ impl Globals {
             process: Default::default(),
             stopping: std::sync::atomic::AtomicBool::new(false),
             port: std::sync::atomic::AtomicU16::new(0),
+            worker_minter: crate::worker::credential::Minter::random(),
         }
     }
 

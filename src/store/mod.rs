@@ -120,6 +120,8 @@ pub enum Op {
     List,
     /// Append to a session's transcript (durable before the result).
     Append(Box<sessions::Append>),
+    /// A worker's transcript commit: append only on the expected last entry.
+    Commit(Box<sessions::Commit>),
     History(Box<sessions::HistoryQuery>),
     /// `chat.history {cursor}`: the messages after the cursor.
     HistoryDelta(Box<sessions::DeltaQuery>),
@@ -281,6 +283,7 @@ pub enum OpResult {
         paired: Vec<Arc<PairedDevice>>,
     },
     Appended(Box<sessions::Appended>),
+    Committed(Box<sessions::Committed>),
     /// The run an append would start is already recorded (a retried idempotency key).
     DuplicateRun(Box<sessions::RecentRun>),
     History(Box<sessions::HistoryPage>),
@@ -922,6 +925,10 @@ impl StoreState {
         let r = self.apply_session(op, now);
         let (created, row) = match (&r, op) {
             (OpResult::Appended(x), _) => (x.created, &x.row),
+            (OpResult::Committed(x), _) => match &**x {
+                sessions::Committed::Done { row, .. } => (false, row),
+                sessions::Committed::StaleBase { .. } => return r,
+            },
             (OpResult::Session(row), _) => (before.is_none(), row),
             (OpResult::Deleted(true), Op::DeleteSession { key, .. }) => {
                 if let Some(agent) = before {
@@ -956,6 +963,7 @@ impl StoreState {
                 }
                 sessions::AppendOutcome::DuplicateRun(r) => OpResult::DuplicateRun(r),
             }),
+            Op::Commit(k) => sessions::commit(c, k, now).map(|x| OpResult::Committed(Box::new(x))),
             Op::History(q) => sessions::history(c, q).map(|x| OpResult::History(Box::new(x))),
             Op::HistoryDelta(q) => sessions::delta(c, q).map(|x| OpResult::Delta(Box::new(x))),
             Op::Branches { key } => sessions::branches(c, key).map(OpResult::Json),
@@ -1319,6 +1327,7 @@ impl StoreState {
                 }
             }
             Op::Append(_)
+            | Op::Commit(_)
             | Op::PatchSession { .. }
             | Op::ResetSession { .. }
             | Op::DeleteSession { .. } => self.apply_session_write(op, now, ch),

@@ -460,6 +460,69 @@ pub fn append(conn: &Connection, a: &Append, now: u64) -> rusqlite::Result<Appen
     }))
 }
 
+/// A worker's `worker.transcript.commit`: messages appended only if the session's last entry
+/// is still `base_leaf` (compare-and-swap; `None` means the transcript must be empty).
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub key: String,
+    pub run_id: String,
+    pub base_leaf: Option<String>,
+    pub messages: Vec<Value>,
+}
+
+/// What a commit produced.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    Done {
+        session_id: String,
+        /// The new entries' ids and 1-based positions, in order.
+        entries: Vec<(String, u64)>,
+        row: Value,
+    },
+    /// The session's last entry is not the commit's base (or the session is gone).
+    StaleBase { leaf: Option<String> },
+}
+
+/// Applies a [`Commit`] (inside the caller's savepoint: all messages or none).
+pub fn commit(conn: &Connection, c: &Commit, now: u64) -> rusqlite::Result<Committed> {
+    let current: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT session_id, last_message_id FROM sessions WHERE key = ?1")?
+        .query_row([&c.key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((session_id, leaf)) = current else {
+        return Ok(Committed::StaleBase { leaf: None });
+    };
+    if leaf != c.base_leaf {
+        return Ok(Committed::StaleBase { leaf });
+    }
+    let mut next: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1")?
+        .query_row([&session_id], |r| r.get(0))?;
+    let mut entries = Vec::with_capacity(c.messages.len());
+    for m in &c.messages {
+        let id = new_id();
+        exec(
+            conn,
+            "INSERT INTO messages (session_id, seq, id, run_id, role, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![session_id, next, id, c.run_id, m["role"].as_str().unwrap_or("assistant"), m.to_string()],
+        )?;
+        exec(
+            conn,
+            "UPDATE sessions SET last_message_id = ?2,
+               last_preview = COALESCE(?3, last_preview), updated_at_ms = ?4 WHERE key = ?1",
+            params![c.key, id, preview(m), now as i64],
+        )?;
+        entries.push((id, next as u64));
+        next += 1;
+    }
+    let row = row(conn, &c.key)?.unwrap_or(Value::Null);
+    Ok(Committed::Done {
+        session_id,
+        entries,
+        row,
+    })
+}
+
 /// The text of a stored display message (its text content blocks, joined).
 pub fn message_text(m: &Value) -> String {
     match &m["content"] {
@@ -486,12 +549,14 @@ fn context(conn: &Connection, session_id: &str) -> rusqlite::Result<Vec<ContextM
             let role = match role.as_str() {
                 "user" => "user",
                 "assistant" => "assistant",
+                "toolResult" => "toolResult",
                 _ => return None,
             };
             let v: Value = serde_json::from_str(&body).ok()?;
             Some(ContextMessage {
                 role,
                 text: message_text(&v),
+                body: v,
             })
         })
         .collect();
