@@ -255,12 +255,15 @@ pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigErr
     Ok(out)
 }
 
+/// Reads an integer key of an agent within bounds, with a default: `(key, min, max, default)`.
+type NumKey<'a> = dyn Fn(&str, u64, u64, u64) -> Result<u64, ConfigError> + 'a;
+
 /// The worker-only keys of an `openclaw-worker` agent.
 fn worker_config(
     spec: &serde_json::Map<String, Value>,
     key: &str,
     provider: OpenAiConfig,
-    num: &dyn Fn(&str, u64, u64, u64) -> Result<u64, ConfigError>,
+    num: &NumKey,
 ) -> Result<WorkerConfig, ConfigError> {
     let workspace = match spec.get("workspace") {
         Some(Value::String(s)) if std::path::Path::new(s).is_absolute() => s.into(),

@@ -495,16 +495,16 @@ pub fn commit(conn: &Connection, c: &Commit, now: u64) -> rusqlite::Result<Commi
     if leaf != c.base_leaf {
         return Ok(Committed::StaleBase { leaf });
     }
-    let mut next: i64 = conn
+    let next: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1")?
         .query_row([&session_id], |r| r.get(0))?;
     let mut entries = Vec::with_capacity(c.messages.len());
-    for m in &c.messages {
+    for (m, seq) in c.messages.iter().zip(next..) {
         let id = new_id();
         exec(
             conn,
             "INSERT INTO messages (session_id, seq, id, run_id, role, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![session_id, next, id, c.run_id, m["role"].as_str().unwrap_or("assistant"), m.to_string()],
+            params![session_id, seq, id, c.run_id, m["role"].as_str().unwrap_or("assistant"), m.to_string()],
         )?;
         exec(
             conn,
@@ -512,8 +512,7 @@ pub fn commit(conn: &Connection, c: &Commit, now: u64) -> rusqlite::Result<Commi
                last_preview = COALESCE(?3, last_preview), updated_at_ms = ?4 WHERE key = ?1",
             params![c.key, id, preview(m), now as i64],
         )?;
-        entries.push((id, next as u64));
-        next += 1;
+        entries.push((id, seq as u64));
     }
     let row = row(conn, &c.key)?.unwrap_or(Value::Null);
     Ok(Committed::Done {

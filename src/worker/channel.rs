@@ -52,7 +52,7 @@ pub struct WorkerError {
     pub message: String,
     pub reason: &'static str,
     /// Extra `details` fields (`ackedSeq`/`expectedSeq` of a resync).
-    pub extra: Option<Value>,
+    pub extra: Option<Box<Value>>,
 }
 
 impl WorkerError {
@@ -68,7 +68,7 @@ impl WorkerError {
     /// The `error` object of the response.
     pub fn to_value(&self) -> Value {
         let mut details = json!({"reason": self.reason});
-        if let Some(Value::Object(extra)) = &self.extra {
+        if let Some(Value::Object(extra)) = self.extra.as_deref() {
             for (k, v) in extra {
                 details[k] = v.clone();
             }
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn errors_carry_the_reason_and_bounded_message() {
         let mut e = WorkerError::invalid("resync-required", "x".repeat(400));
-        e.extra = Some(json!({"ackedSeq": 3, "expectedSeq": 4}));
+        e.extra = Some(Box::new(json!({"ackedSeq": 3, "expectedSeq": 4})));
         let v = e.to_value();
         assert_eq!(
             v["details"],

@@ -149,10 +149,11 @@ pub fn worker_message(m: &Value) -> Option<Value> {
                 .then(|| json!({"role": "user", "content": content, "timestamp": timestamp(m)}))
         }
         "assistant" => {
-            let stop = match m["stopReason"].as_str() {
-                Some(s @ ("stop" | "length" | "toolUse" | "error" | "aborted")) => s,
-                _ => "stop",
-            };
+            const STOPS: [&str; 5] = ["stop", "length", "toolUse", "error", "aborted"];
+            let stop = m["stopReason"]
+                .as_str()
+                .filter(|s| STOPS.contains(s))
+                .unwrap_or("stop");
             let text = |k: &str, d: &str| {
                 m[k].as_str()
                     .filter(|s| !s.is_empty())

@@ -448,10 +448,26 @@ pub fn open_on(
     addr: SocketAddr,
     headers: &[(&str, &str)],
 ) -> Result<Ws, tungstenite::Error> {
+    open_path(stream, addr, "/", headers)
+}
+
+/// Opens a WebSocket on `path` (e.g. the worker channel), reading nothing.
+#[allow(dead_code)]
+pub fn open_at(addr: SocketAddr, path: &str) -> Result<Ws, tungstenite::Error> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("tcp connect");
+    open_path(stream, addr, path, &[])
+}
+
+fn open_path(
+    stream: TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tungstenite::Error> {
     stream.set_nodelay(true).ok();
     stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-    let mut req = format!("ws://{addr}/").into_client_request().unwrap();
+    let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
     for (k, v) in headers {
         req.headers_mut().insert(
             HeaderName::from_bytes(k.as_bytes()).unwrap(),

@@ -17,6 +17,7 @@ SANS_IO=(
   src/store
   src/proto
   src/shard/subs.rs
+  src/worker
 )
 bad=$(grep -rnE 'crate::(shard|bus)\b|\bmonoio::|\bShardCtx\b' "${SANS_IO[@]}" \
   | grep -vE '^[^:]+:[0-9]+:\s*//' || true)

@@ -342,7 +342,9 @@ impl ChatOwner {
                 "resync-required",
                 format!("expected live event {}", w.live_acked + 1),
             );
-            e.extra = Some(json!({"ackedSeq": w.live_acked, "expectedSeq": w.live_acked + 1}));
+            e.extra = Some(Box::new(
+                json!({"ackedSeq": w.live_acked, "expectedSeq": w.live_acked + 1}),
+            ));
             return worker_err(fx, &caller, e);
         }
         w.live_acked = seq;
