@@ -24,7 +24,7 @@ fn strings(doc: &str) -> Value {
 fn agent_schema() -> Value {
     object(
         json!({
-            "runtime": {"type": "string", "enum": ["echo", "openai"], "description": "What answers this agent's turns."},
+            "runtime": {"type": "string", "enum": ["echo", "openai", "openclaw-worker"], "description": "What answers this agent's turns."},
             "chunkDelayMs": int(0, 60_000, "echo: delay between reply chunks."),
             "chunkChars": int(1, 65_536, "echo: characters per reply chunk."),
             "baseUrl": {"type": "string", "description": "openai: base URL up to /v1."},
@@ -32,7 +32,13 @@ fn agent_schema() -> Value {
             "apiKeyEnv": {"type": "string", "description": "openai: environment variable holding the API key."},
             "model": {"type": "string", "description": "openai: model id."},
             "timeoutMs": int(1_000, 3_600_000, "openai: deadline of a whole turn."),
-            "systemPrompt": {"type": "string", "description": "openai: system prompt sent first."},
+            "systemPrompt": {"type": "string", "description": "openai: system prompt sent first; openclaw-worker: added to the agent loop's own prompt."},
+            "workspace": {"type": "string", "description": "openclaw-worker: absolute path of the agent's workspace (the tools' working directory; its AGENTS.md joins the prompt)."},
+            "tools": strings("openclaw-worker: tools the worker may run (read, write, edit, apply_patch, exec, process); default the file tools, no exec."),
+            "command": {"type": "string", "description": "openclaw-worker: path of the openclaw launcher (default: RINGGATE_OPENCLAW_BIN, the pinned client beside ringgate's build, else openclaw on PATH)."},
+            "maxConcurrent": int(1, 64, "openclaw-worker: workers of this agent at once; further turns wait."),
+            "maxMemoryMb": int(256, 65_536, "openclaw-worker: a worker resident above this is killed and its turn fails."),
+            "startTimeoutMs": int(1_000, 600_000, "openclaw-worker: launch to first call on the worker channel."),
         }),
         "One agent and its runtime.",
     )

@@ -42,6 +42,8 @@ pub const CREDENTIAL_TTL_MS: u64 = 6 * 3600 * 1000;
 pub const MAX_MODEL_CALLS: usize = 256;
 /// Messages in one commit (the worker's own bound).
 pub const MAX_COMMIT_MESSAGES: usize = 64;
+/// Commits one run may make (each keeps its answer for replay).
+pub const MAX_COMMITS: usize = 4096;
 
 /// A model call made for the worker.
 struct ModelCall {
@@ -187,6 +189,13 @@ impl ChatOwner {
             return fx.ok(&caller, answer.clone());
         }
         let expected = w.ledger.keys().next_back().map_or(1, |s| s + 1);
+        if w.ledger.len() >= MAX_COMMITS {
+            return worker_err(
+                fx,
+                &caller,
+                invalid(&format!("more than {MAX_COMMITS} commits in one turn")),
+            );
+        }
         if seq != expected || w.committing.is_some() {
             return worker_err(
                 fx,
