@@ -38,6 +38,8 @@ pub struct InferJob {
     pub config: OpenAiConfig,
     /// The worker's `{systemPrompt, messages, tools}`.
     pub context: Value,
+    /// The worker's inference options (`temperature`, `maxTokens`, …).
+    pub options: Value,
     /// Polled between stream reads: the call was cancelled or its run ended.
     pub cancelled: Box<dyn Fn() -> bool + Send>,
     /// Where the events and the terminal go (the owner shard's inbox).
@@ -236,7 +238,8 @@ fn infer(job: InferJob) {
     };
     let started = Instant::now();
     let timeout = Duration::from_millis(cfg.timeout_ms);
-    let resp = match open(cfg, inference::request_body(&cfg.model, &job.context)) {
+    let body = inference::request_body(&cfg.model, &job.context, &job.options);
+    let resp = match open(cfg, body) {
         Ok(r) => r,
         Err(f) => return fail("provider-error", f.message),
     };

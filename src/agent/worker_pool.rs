@@ -228,8 +228,17 @@ impl Supervisor {
             std::fs::create_dir_all(&dir)?;
             let out = File::create(dir.join("stdout"))?;
             let err = File::create(dir.join("stderr"))?;
-            Command::new(&command)
-                .arg("worker")
+            let mut cmd = Command::new(&command);
+            // SAFETY: only async-signal-safe calls between fork and exec: prctl(2). A worker
+            // must not outlive the gateway that holds its transcript (the supervisor thread
+            // that forks it lives as long as the process).
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
+            }
+            cmd.arg("worker")
                 // A throwaway home: the worker keeps no state between turns.
                 .env("HOME", &dir)
                 .env("OPENCLAW_CLIENT_HOME", &dir)

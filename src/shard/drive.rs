@@ -441,6 +441,7 @@ fn infer(ctx: &mut ShardCtx, r: owner::InferRequest) {
     ctx.workers.infer(crate::agent::openai::InferJob {
         config: r.provider,
         context: r.context,
+        options: r.options,
         cancelled: Box::new(move || {
             cancel.load(std::sync::atomic::Ordering::Acquire)
                 || run_cancel.load(std::sync::atomic::Ordering::Acquire)

@@ -29,8 +29,9 @@ pub enum InferenceOut {
     },
 }
 
-/// The provider request for a worker's `context` (`{systemPrompt, messages, tools}`).
-pub fn request_body(model: &str, context: &Value) -> Value {
+/// The provider request for a worker's `context` (`{systemPrompt, messages, tools}`) and
+/// `options` (`temperature`, `maxTokens`; the others have no chat-completions equivalent).
+pub fn request_body(model: &str, context: &Value, options: &Value) -> Value {
     let mut messages = Vec::new();
     if let Some(p) = context["systemPrompt"].as_str().filter(|p| !p.is_empty()) {
         messages.push(json!({"role": "system", "content": p}));
@@ -72,6 +73,18 @@ pub fn request_body(model: &str, context: &Value) -> Value {
         .collect();
     if !tools.is_empty() {
         body["tools"] = Value::Array(tools);
+    }
+    if let Some(t) = options["temperature"]
+        .as_f64()
+        .filter(|t| (0.0..=2.0).contains(t))
+    {
+        body["temperature"] = json!(t);
+    }
+    if let Some(n) = options["maxTokens"]
+        .as_u64()
+        .filter(|n| (1..=1_000_000).contains(n))
+    {
+        body["max_tokens"] = json!(n);
     }
     body
 }
@@ -393,7 +406,11 @@ mod tests {
             "tools": [{"name": "read", "description": "Read a file",
                        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}],
         });
-        let b = request_body("m1", &ctx);
+        let b = request_body(
+            "m1",
+            &ctx,
+            &json!({"temperature": 0.5, "maxTokens": 99, "reasoning": "high"}),
+        );
         assert_eq!(b["model"], "m1");
         assert_eq!(b["stream"], true);
         let m = b["messages"].as_array().unwrap();
@@ -411,6 +428,8 @@ mod tests {
         );
         assert_eq!(b["tools"][0]["type"], "function");
         assert_eq!(b["tools"][0]["function"]["name"], "read");
+        assert_eq!(b["temperature"], 0.5);
+        assert_eq!(b["max_tokens"], 99);
     }
 
     #[test]

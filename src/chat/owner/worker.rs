@@ -489,6 +489,7 @@ impl ChatOwner {
             turn_id,
             provider,
             context: p["context"].take(),
+            options: p["options"].take(),
             cancel,
             run_cancel,
         }))));
@@ -641,6 +642,8 @@ pub struct InferRequest {
     pub provider: crate::agent::config::OpenAiConfig,
     /// `{systemPrompt, messages, tools}` as the worker sent it.
     pub context: Value,
+    /// Its inference options.
+    pub options: Value,
     pub cancel: Arc<AtomicBool>,
     /// The run's own cancel flag (raised when the run ends).
     pub run_cancel: Arc<AtomicBool>,
@@ -657,5 +660,356 @@ impl From<WorkerError> for crate::proto::errors::ErrorShape {
         let v = e.to_value();
         let message = v["message"].as_str().unwrap_or_default().to_owned();
         crate::proto::errors::ErrorShape::new(e.code, message).with_details(v["details"].clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        agent::config::{AgentConfig, OpenAiConfig, WorkerConfig},
+        chat::{key::SessionKey, SendKind, SendReq, SessionCall, SessionOp},
+        config::Config,
+        store::sessions::Appended,
+    };
+
+    const T0: u64 = 1_772_000_000_000;
+    const KEY: &str = "agent:main:main";
+
+    fn config() -> Config {
+        let mut c = Config::default();
+        c.agents = vec![AgentConfig {
+            id: "main".into(),
+            runtime: RuntimeConfig::Worker(Box::new(WorkerConfig {
+                provider: OpenAiConfig {
+                    base_url: "http://127.0.0.1:9/v1".into(),
+                    api_key: None,
+                    model: "m".into(),
+                    timeout_ms: 1000,
+                    system_prompt: None,
+                },
+                workspace: "/tmp".into(),
+                tools: vec!["read".into()],
+                command: None,
+                max_concurrent: 1,
+                max_memory_mb: 512,
+                start_timeout_ms: 5000,
+            })),
+        }];
+        c
+    }
+
+    fn env(c: &Config, now_ms: u64) -> Env<'_> {
+        Env { now_ms, config: c }
+    }
+
+    fn worker(n: u64) -> Caller {
+        Caller::conn(1, 50, format!("w{n}"))
+    }
+
+    /// A started worker run: its launch and its epoch.
+    fn started(o: &mut ChatOwner, c: &Config) -> (Arc<str>, WorkerLaunch) {
+        let mut fx = Fx::default();
+        let call = SessionCall {
+            caller: Caller::conn(0, 1, "r1"),
+            key: SessionKey {
+                canonical: KEY.into(),
+                agent_id: "main".into(),
+            },
+            op: SessionOp::Send(SendReq {
+                kind: SendKind::Chat,
+                message: "hi".into(),
+                run_id: "run-1".into(),
+                fingerprint: 1,
+                key_given: true,
+                reply_to: None,
+            }),
+        };
+        o.handle(&env(c, T0), call, &mut fx);
+        let r =
+            fx.0.into_iter()
+                .find_map(|e| match e {
+                    Effect::Store(_, r) => Some(r),
+                    _ => None,
+                })
+                .unwrap();
+        let mut fx = Fx::default();
+        let res = OpResult::Appended(Box::new(Appended {
+            session_id: "s1".into(),
+            created: true,
+            seq: Some(1),
+            message_id: Some("m1".into()),
+            context: Vec::new(),
+            row: json!({"key": KEY}),
+        }));
+        o.resume(&env(c, T0 + 1), r, Some(res), &mut fx);
+        let mut launch = None;
+        let mut timer = false;
+        for e in fx.0 {
+            match e {
+                Effect::Do(Action::LaunchWorker(l)) => launch = Some(*l),
+                Effect::Timer(5000, Resume::WorkerStartDeadline { .. }) => timer = true,
+                _ => {}
+            }
+        }
+        assert!(timer, "a start deadline is armed");
+        let l = launch.expect("a worker launch");
+        assert_eq!(l.base_leaf.as_deref(), Some("m1"));
+        assert_eq!(l.grant.session_id, "s1");
+        (Arc::from("run-1"), l)
+    }
+
+    fn call(l: &WorkerLaunch, method: &str, params: Value) -> SessionCall {
+        SessionCall {
+            caller: worker(0),
+            key: SessionKey {
+                canonical: KEY.into(),
+                agent_id: "main".into(),
+            },
+            op: SessionOp::Worker(Box::new(WorkerCall {
+                run_id: l.grant.run_id.clone(),
+                epoch: l.grant.owner_epoch,
+                method: method.into(),
+                params,
+            })),
+        }
+    }
+
+    fn reply(fx: &Fx) -> Result<Value, crate::proto::errors::ErrorShape> {
+        fx.0.iter()
+            .find_map(|e| match e {
+                Effect::Reply(_, r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a reply")
+    }
+
+    fn reason(fx: &Fx) -> String {
+        let e = reply(fx).unwrap_err();
+        e.details.unwrap()["reason"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_commit_is_written_once_and_replayed_unchanged() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let (_, l) = started(&mut o, &c);
+        let msg = json!({"role": "assistant", "content": [{"type": "text", "text": "ok"}],
+                         "usage": {"input": 2, "output": 3}, "stopReason": "stop"});
+        let p = json!({"seq": 1, "baseLeafId": "m1", "messages": [msg]});
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 2),
+            call(&l, "worker.transcript.commit", p.clone()),
+            &mut fx,
+        );
+        let Some(Effect::Store(Op::Commit(k), r)) = fx.0.pop() else {
+            panic!("a commit op: {fx:?}")
+        };
+        assert_eq!(k.base_leaf.as_deref(), Some("m1"));
+        // A second commit while the first is in flight is refused (one at a time).
+        let mut fx2 = Fx::default();
+        o.handle(
+            &env(&c, T0 + 2),
+            call(&l, "worker.transcript.commit", p.clone()),
+            &mut fx2,
+        );
+        assert_eq!(reason(&fx2), "invalid-batch");
+        let done = Committed::Done {
+            session_id: "s1".into(),
+            entries: vec![("e2".into(), 2)],
+            row: json!({"key": KEY}),
+        };
+        let mut fx = Fx::default();
+        o.resume(
+            &env(&c, T0 + 3),
+            r,
+            Some(OpResult::Committed(Box::new(done))),
+            &mut fx,
+        );
+        assert_eq!(
+            reply(&fx).unwrap(),
+            json!({"entryIds": ["e2"], "newLeafId": "e2"})
+        );
+        // The replay (after a reconnect) is answered from the ledger, with no write.
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 4),
+            call(&l, "worker.transcript.commit", p),
+            &mut fx,
+        );
+        assert_eq!(fx.0.len(), 1);
+        assert_eq!(reply(&fx).unwrap()["newLeafId"], "e2");
+        let run = o.runs.get("run-1").unwrap();
+        let w = run.worker.as_ref().unwrap();
+        assert_eq!(
+            w.usage,
+            Usage {
+                input: 2,
+                output: 3
+            }
+        );
+        assert_eq!(w.final_entry, Some((2, "e2".to_owned())));
+    }
+
+    #[test]
+    fn live_events_resync_on_a_gap_and_the_finishing_event_ends_the_run() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let (id, l) = started(&mut o, &c);
+        let live = |seq: u64, event: Value| {
+            json!({"runEpoch": l.grant.owner_epoch, "seq": seq, "lastAckedSeq": seq - 1,
+                   "runId": &*id, "event": event})
+        };
+        let mut fx = Fx::default();
+        let ev = json!({"kind": "lifecycle", "payload": {"phase": "start"}});
+        o.handle(
+            &env(&c, T0 + 2),
+            call(&l, "worker.live-event", live(3, ev.clone())),
+            &mut fx,
+        );
+        let e = reply(&fx).unwrap_err();
+        assert_eq!(
+            *e.details.unwrap(),
+            json!({"reason": "resync-required", "ackedSeq": 0, "expectedSeq": 1})
+        );
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 2),
+            call(&l, "worker.live-event", live(1, ev.clone())),
+            &mut fx,
+        );
+        assert_eq!(reply(&fx).unwrap(), json!({"ackedSeq": 1}));
+        let tool = json!({"kind": "tool", "payload": {"phase": "start", "name": "read", "toolCallId": "c1"}});
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 3),
+            call(&l, "worker.live-event", live(2, tool)),
+            &mut fx,
+        );
+        let Some(Effect::Broadcast(t)) = fx.0.last() else {
+            panic!("{fx:?}")
+        };
+        assert!(
+            t.meta.tool_events,
+            "tool events go to tool-events clients only"
+        );
+        // A duplicate of an acked event is acked again, with no effect.
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 3),
+            call(&l, "worker.live-event", live(1, ev)),
+            &mut fx,
+        );
+        assert_eq!(fx.0.len(), 1);
+        let fin =
+            json!({"kind": "lifecycle", "payload": {"phase": "finishing", "stopReason": "stop"}});
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 4),
+            call(&l, "worker.live-event", live(3, fin)),
+            &mut fx,
+        );
+        assert!(
+            fx.0.iter()
+                .any(|e| matches!(e, Effect::Store(Op::Append(a), _)
+                if a.message.is_none())),
+            "the end is recorded without writing a reply (the worker committed it): {fx:?}"
+        );
+        // The ended run's worker is fenced.
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 5),
+            call(&l, "worker.heartbeat", json!({})),
+            &mut fx,
+        );
+        assert_eq!(reason(&fx), "owner-epoch-mismatch");
+        // A worker that never connected fails its run at the deadline — not this one.
+        let mut fx = Fx::default();
+        o.resume(
+            &env(&c, T0 + 6000),
+            Resume::WorkerStartDeadline { id, serial: 1 },
+            None,
+            &mut fx,
+        );
+        assert!(fx.is_empty());
+    }
+
+    #[test]
+    fn a_worker_that_never_connects_fails_its_turn_and_is_stopped() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let (id, l) = started(&mut o, &c);
+        let mut fx = Fx::default();
+        o.resume(
+            &env(&c, T0 + 5001),
+            Resume::WorkerStartDeadline { id, serial: 1 },
+            None,
+            &mut fx,
+        );
+        assert!(
+            fx.0.iter().any(|e| matches!(e, Effect::Store(..))),
+            "{fx:?}"
+        );
+        assert!(l.cancel.load(Ordering::Acquire));
+        assert!(
+            l.stop.load(Ordering::Acquire),
+            "the process is stopped at once"
+        );
+    }
+
+    #[test]
+    fn inference_needs_the_agents_model_and_streams_to_the_workers_connection() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let (id, l) = started(&mut o, &c);
+        let start = |model: &str| {
+            json!({"runEpoch": l.grant.owner_epoch, "turnId": "t:1",
+                   "modelRef": {"provider": "openai", "model": model},
+                   "context": {"messages": []}, "options": {}})
+        };
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 2),
+            call(&l, "worker.inference.start", start("x")),
+            &mut fx,
+        );
+        assert_eq!(reason(&fx), "model-not-approved");
+        let mut fx = Fx::default();
+        o.handle(
+            &env(&c, T0 + 2),
+            call(&l, "worker.inference.start", start("m")),
+            &mut fx,
+        );
+        assert_eq!(reply(&fx).unwrap(), json!({"status": "accepted"}));
+        assert!(
+            fx.0.iter().any(|e| matches!(e, Effect::Frame(1, 50, _))),
+            "{fx:?}"
+        );
+        assert!(fx
+            .0
+            .iter()
+            .any(|e| matches!(e, Effect::Do(Action::Infer(_)))));
+        let mut fx = Fx::default();
+        let msg = json!({"role": "assistant", "content": [], "stopReason": "stop"});
+        o.worker_inference(
+            &env(&c, T0 + 3),
+            &id,
+            "t:1",
+            InferenceOut::Done(msg),
+            &mut fx,
+        );
+        let [Effect::Frame(1, 50, f)] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        let f: Value = serde_json::from_slice(f).unwrap();
+        assert_eq!(f["event"], "worker.inference.terminal");
+        assert_eq!(f["payload"]["seq"], 2);
+        assert_eq!(f["payload"]["outcome"]["type"], "done");
+        // Output after the terminal is ignored.
+        let mut fx = Fx::default();
+        let late = InferenceOut::Events(vec![json!({"type": "text_delta"})]);
+        o.worker_inference(&env(&c, T0 + 4), &id, "t:1", late, &mut fx);
+        assert!(fx.is_empty());
     }
 }
