@@ -677,8 +677,7 @@ mod tests {
     const KEY: &str = "agent:main:main";
 
     fn config() -> Config {
-        let mut c = Config::default();
-        c.agents = vec![AgentConfig {
+        let agents = vec![AgentConfig {
             id: "main".into(),
             runtime: RuntimeConfig::Worker(Box::new(WorkerConfig {
                 provider: OpenAiConfig {
@@ -696,7 +695,10 @@ mod tests {
                 start_timeout_ms: 5000,
             })),
         }];
-        c
+        Config {
+            agents,
+            ..Config::default()
+        }
     }
 
     fn env(c: &Config, now_ms: u64) -> Env<'_> {
