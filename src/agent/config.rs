@@ -42,6 +42,7 @@ pub const WORKER_TOOLS: [&str; 6] = ["read", "write", "edit", "apply_patch", "ex
 pub const DEFAULT_MAX_WORKERS: u64 = 2;
 pub const DEFAULT_WORKER_MEMORY_MB: u64 = 2048;
 pub const DEFAULT_WORKER_START_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_WORKER_PREWARM: u64 = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
@@ -62,6 +63,9 @@ pub struct WorkerConfig {
     pub max_memory_mb: u64,
     /// From launch to the worker's admission on the channel.
     pub start_timeout_ms: u64,
+    /// Worker processes kept started ahead of the next turn (they wait for their envelope
+    /// with node and the CLI loaded).
+    pub prewarm: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +174,7 @@ pub fn parse_agents(v: &Value, path: &str) -> Result<Vec<AgentConfig>, ConfigErr
                 "maxConcurrent",
                 "maxMemoryMb",
                 "startTimeoutMs",
+                "prewarm",
             ],
             other => {
                 return Err(invalid(
@@ -324,6 +329,7 @@ fn worker_config(
             600_000,
             DEFAULT_WORKER_START_TIMEOUT_MS,
         )?,
+        prewarm: num("prewarm", 0, 8, DEFAULT_WORKER_PREWARM)? as usize,
     })
 }
 

@@ -133,8 +133,19 @@ struct Running {
     peak_rss_kb: u64,
 }
 
+/// A started `openclaw worker` without its envelope yet: node and the CLI load while no turn
+/// waits, so a turn that takes it skips most of the start-up.
+struct Spare {
+    child: Child,
+    pgid: i32,
+    dir: PathBuf,
+    command: PathBuf,
+}
+
 struct Supervisor {
     waiting: HashMap<String, VecDeque<Launch>>,
+    /// Prewarmed processes by workspace.
+    spares: HashMap<PathBuf, Vec<Spare>>,
     running: Vec<Running>,
     count: Arc<AtomicU64>,
     last_memory: Instant,
@@ -145,6 +156,7 @@ impl Supervisor {
     fn new(count: Arc<AtomicU64>) -> Supervisor {
         Supervisor {
             waiting: HashMap::new(),
+            spares: HashMap::new(),
             running: Vec::new(),
             count,
             last_memory: Instant::now(),
@@ -175,7 +187,14 @@ impl Supervisor {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) if !busy => return,
+                Err(RecvTimeoutError::Disconnected) if !busy => {
+                    // The gateway is going away: no turn will take the prewarmed processes.
+                    for s in self.spares.drain().flat_map(|(_, l)| l) {
+                        signal(s.pgid, libc::SIGKILL);
+                        let _ = std::fs::remove_dir_all(&s.dir);
+                    }
+                    return;
+                }
                 Err(RecvTimeoutError::Disconnected) => std::thread::sleep(TICK),
             }
             self.start_waiting();
@@ -212,23 +231,19 @@ impl Supervisor {
         self.waiting.retain(|_, q| !q.is_empty());
     }
 
-    fn spawn(&mut self, mut l: Launch) {
+    /// Starts an `openclaw worker` process that waits for its envelope on stdin.
+    fn start_process(&mut self, command: &Path, workspace: &Path) -> std::io::Result<Spare> {
         self.serial += 1;
         let dir = std::env::temp_dir().join(format!(
             "ringgate-worker-{}-{}",
             std::process::id(),
             self.serial
         ));
-        let command = resolve_command(l.config.command.as_deref());
-        if !l.config.workspace.is_dir() {
-            let w = l.config.workspace.display();
-            return fail(&l, format!("the agent's workspace {w} is not a directory"));
-        }
         let started = (|| -> std::io::Result<Child> {
             std::fs::create_dir_all(&dir)?;
             let out = File::create(dir.join("stdout"))?;
             let err = File::create(dir.join("stderr"))?;
-            let mut cmd = Command::new(&command);
+            let mut cmd = Command::new(command);
             // SAFETY: only async-signal-safe calls between fork and exec: prctl(2). A worker
             // must not outlive the gateway that holds its transcript (the supervisor thread
             // that forks it lives as long as the process).
@@ -246,17 +261,69 @@ impl Supervisor {
                 .env("TMPDIR", &dir)
                 // One node process (the launcher would otherwise re-spawn node detached).
                 .env("OPENCLAW_NO_RESPAWN", "1")
-                .current_dir(&l.config.workspace)
+                .current_dir(workspace)
                 .stdin(Stdio::piped())
                 .stdout(out)
                 .stderr(err)
                 .process_group(0)
                 .spawn()
         })();
-        let mut child = match started {
-            Ok(c) => c,
+        match started {
+            Ok(child) => Ok(Spare {
+                pgid: child.id() as i32,
+                child,
+                dir,
+                command: command.to_owned(),
+            }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes a prewarmed process started for this command and workspace, if one is alive.
+    fn take_spare(&mut self, command: &Path, workspace: &Path) -> Option<Spare> {
+        let list = self.spares.get_mut(workspace)?;
+        while let Some(i) = list.iter().position(|s| s.command == command) {
+            let mut s = list.swap_remove(i);
+            if matches!(s.child.try_wait(), Ok(None)) {
+                return Some(s);
+            }
+            let _ = std::fs::remove_dir_all(&s.dir);
+        }
+        None
+    }
+
+    /// Keeps `want` prewarmed processes for this command and workspace.
+    fn refill_spares(&mut self, command: &Path, workspace: &Path, want: usize) {
+        let have = self
+            .spares
+            .get(workspace)
+            .map_or(0, |l| l.iter().filter(|s| s.command == command).count());
+        for _ in have..want {
+            match self.start_process(command, workspace) {
+                Ok(s) => self.spares.entry(workspace.to_owned()).or_default().push(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prewarm an agent worker");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn spawn(&mut self, mut l: Launch) {
+        let command = resolve_command(l.config.command.as_deref());
+        if !l.config.workspace.is_dir() {
+            let w = l.config.workspace.display();
+            return fail(&l, format!("the agent's workspace {w} is not a directory"));
+        }
+        let workspace = l.config.workspace.clone();
+        let warm = self.take_spare(&command, &workspace);
+        let was_warm = warm.is_some();
+        let proc = match warm.map_or_else(|| self.start_process(&command, &workspace), Ok) {
+            Ok(p) => p,
+            Err(e) => {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
                     " (install the pinned OpenClaw package with `make openclaw-client`, or set the agent's `command`)"
                 } else {
@@ -272,6 +339,12 @@ impl Supervisor {
                 return;
             }
         };
+        let Spare {
+            mut child,
+            pgid,
+            dir,
+            ..
+        } = proc;
         // The envelope can exceed a pipe's buffer; the worker reads it only once node has
         // started, so a helper thread writes it and closes stdin.
         if let Some(mut stdin) = child.stdin.take() {
@@ -282,8 +355,9 @@ impl Supervisor {
                     let _ = stdin.write_all(&envelope);
                 });
         }
-        let pgid = child.id() as i32;
-        tracing::info!(run = %l.run_id, agent = %l.agent_id, pid = pgid, "agent worker started");
+        tracing::info!(run = %l.run_id, agent = %l.agent_id, pid = pgid, prewarmed = was_warm,
+            "agent worker started");
+        let prewarm = l.config.prewarm;
         self.running.push(Running {
             launch: l,
             child,
@@ -296,6 +370,8 @@ impl Supervisor {
             stopped_for: None,
             peak_rss_kb: 0,
         });
+        // The next turn's process starts now, while this one runs.
+        self.refill_spares(&command, &workspace, prewarm);
     }
 
     fn watch(&mut self) {
@@ -372,9 +448,66 @@ fn kill_tree(r: &Running, sig: i32) {
     }
 }
 
+/// Resident memory of one process (`VmRSS`), in KiB.
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The direct children of `pid` (every thread's `children` list), or `None` where the
+/// kernel does not offer those lists.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    for t in tasks.flatten() {
+        let list = std::fs::read_to_string(t.path().join("children")).ok()?;
+        out.extend(list.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+    }
+    Some(out)
+}
+
 /// For each root pid: the resident memory of it and its descendants, and the descendants'
-/// pids (one scan of `/proc`).
+/// pids — from the roots' `children` lists (a few small reads per worker), or one scan of
+/// all of `/proc` where the kernel has no such lists.
 fn tree_rss_kb(roots: &[i32]) -> HashMap<i32, (u64, Vec<i32>)> {
+    let mut out = HashMap::new();
+    let mut walked = true;
+    for &root in roots {
+        let mut kb = rss_kb(root);
+        let mut tree = Vec::new();
+        let mut frontier = vec![root];
+        while let Some(p) = frontier.pop() {
+            let Some(kids) = children_of(p) else {
+                walked = false;
+                break;
+            };
+            for k in kids {
+                if tree.len() < 4096 && !tree.contains(&k) {
+                    kb += rss_kb(k);
+                    tree.push(k);
+                    frontier.push(k);
+                }
+            }
+        }
+        if !walked {
+            break;
+        }
+        out.insert(root, (kb, tree));
+    }
+    if walked {
+        return out;
+    }
+    tree_rss_kb_scan(roots)
+}
+
+/// [`tree_rss_kb`] by one scan of every process in `/proc`.
+fn tree_rss_kb_scan(roots: &[i32]) -> HashMap<i32, (u64, Vec<i32>)> {
     let mut out = HashMap::new();
     if roots.is_empty() {
         return out;
@@ -560,6 +693,7 @@ mod tests {
                 max_concurrent: 1,
                 max_memory_mb: 512,
                 start_timeout_ms: 1000,
+                prewarm: 0,
             },
             run_id: Arc::from("r1"),
             cancel: Arc::new(AtomicBool::new(false)),
@@ -607,6 +741,7 @@ mod tests {
                 max_concurrent: 1,
                 max_memory_mb: 256,
                 start_timeout_ms: 1000,
+                prewarm: 0,
             },
             run_id: Arc::from("r1"),
             cancel: Arc::new(AtomicBool::new(false)),

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_model;
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},

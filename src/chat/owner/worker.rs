@@ -693,6 +693,7 @@ mod tests {
                 max_concurrent: 1,
                 max_memory_mb: 512,
                 start_timeout_ms: 5000,
+                prewarm: 0,
             })),
         }];
         Config {
