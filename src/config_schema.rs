@@ -39,6 +39,7 @@ fn agent_schema() -> Value {
             "maxConcurrent": int(1, 64, "openclaw-worker: workers of this agent at once; further turns wait."),
             "maxMemoryMb": int(256, 65_536, "openclaw-worker: a worker resident above this is killed and its turn fails."),
             "startTimeoutMs": int(1_000, 600_000, "openclaw-worker: launch to first call on the worker channel."),
+            "prewarm": int(0, 8, "openclaw-worker: worker processes started ahead of the next turn (default 1)."),
         }),
         "One agent and its runtime.",
     )

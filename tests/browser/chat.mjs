@@ -9,8 +9,11 @@ import { openPage, watchFrames } from "./launch.mjs";
 
 const [port, token, outdir] = process.argv.slice(2);
 const base = `http://127.0.0.1:${port}`;
-const MESSAGE = "hello from playwright";
-const REPLY = `echo: ${MESSAGE}`;
+// The echo agent by default; CHAT_MESSAGE / CHAT_REPLY / CHAT_TOOL_TEXT for another agent
+// (CHAT_TOOL_TEXT: text of a tool call the page must show, e.g. its argument).
+const MESSAGE = process.env.CHAT_MESSAGE || "hello from playwright";
+const REPLY = process.env.CHAT_REPLY || `echo: ${MESSAGE}`;
+const TOOL_TEXT = process.env.CHAT_TOOL_TEXT || "";
 
 const report = {
   steps: [],
@@ -24,6 +27,8 @@ const report = {
   replyShown: false,
   replyAfterReload: false,
   chatSendCalled: false,
+  toolShown: null,
+  toolEvents: 0,
 };
 const step = (s) => report.steps.push(`${new Date().toISOString()} ${s}`);
 
@@ -48,6 +53,7 @@ watchFrames(page, {
     }
   },
   onEvent(d) {
+    if (d.event === "agent" && d.payload?.stream === "tool") report.toolEvents += 1;
     if (d.event !== "chat") return;
     if (d.payload?.state === "delta") report.sawDelta = true;
     if (d.payload?.state === "final") report.sawFinal = true;
@@ -84,7 +90,8 @@ try {
   await composer.click();
   await composer.fill(MESSAGE);
   await composer.press("Enter");
-  report.replyShown = await textShown(REPLY, 20000);
+  report.replyShown = await textShown(REPLY, 60000);
+  if (TOOL_TEXT) report.toolShown = await textShown(TOOL_TEXT, 5000);
   await shot("03-reply");
 
   step("reload");

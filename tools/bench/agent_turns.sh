@@ -9,8 +9,9 @@
 # `loadgen chat --sessions SESSIONS --duration DUR --pid <server>` and records: turns/s,
 # send → final p50/p99, gateway CPU per turn (the server process; for ringgate that includes
 # its worker supervisor's spawn and cleanup), CPU per turn of the processes the gateway started
-# (ringgate's workers; the original's helpers), gateway RSS after the run, and for ringgate the
-# workers' peak RSS (from its log). JSON lines go to OUT/agent_turns.jsonl, a summary to stdout.
+# (ringgate's workers; the original's helpers), the gateway's RSS and its whole session's after
+# the run (helpers, workers, the prewarmed worker), and for ringgate the workers' peak RSS
+# (from its log). JSON lines go to OUT/agent_turns.jsonl, a summary to stdout.
 #
 # Needs: target/release/{ringgate,loadgen}, the pinned client in target/openclaw-client
 # (`make openclaw-client`), python3. About 2 × RUNS × (DUR + 20) seconds.
@@ -38,8 +39,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # utime+stime and cutime+cstime of a process, in seconds
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f %.3f\n", ($14+$15)/hz, ($16+$17)/hz}' "/proc/$1/stat"; }
-# resident KiB of a process group
-group_rss() { ps -o rss= -g "$1" | awk '{s+=$1} END {print s+0}'; }
+# resident KiB of a process, and of its whole session (the server started it with setsid:
+# the original's helper processes, ringgate's workers and its prewarmed worker)
+proc_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+session_rss() { ps -o rss= -s "$1" | awk '{s+=$1} END {print s+0}'; }
 
 MOCK_PORT=$(free_port)
 MOCK_LOG=1 setsid python3 tools/bench/mock_model.py "$MOCK_PORT" >"$WORK/mock.log" 2>&1 &
@@ -115,19 +118,21 @@ run_one() {  # $1 = ringgate|original, $2 = round
   sleep 3  # let the last workers exit (ringgate reaps them: their CPU lands in cutime)
   read -r c1 k1 < <(cpu "$PID")
   local calls=$(( $(wc -l <"$WORK/mock.log") - calls0 ))
-  local rss peak
-  rss=$(group_rss "$PID")
+  local rss srss peak
+  rss=$(proc_rss "$PID")
+  srss=$(session_rss "$PID")
   peak=$(grep -a -o 'peak_rss_mb=[0-9]*' "$LOG" | sed 's/.*=//' | sort -n | tail -1 || true)
-  python3 - "$1" "$2" "$c0" "$c1" "$k0" "$k1" "$rss" "${peak:-0}" "$calls" "$json" >>"$RES" <<'PY'
+  python3 - "$1" "$2" "$c0" "$c1" "$k0" "$k1" "$rss" "$srss" "${peak:-0}" "$calls" "$json" >>"$RES" <<'PY'
 import json, sys
-kind, rnd, c0, c1, k0, k1, rss, peak, calls, j = sys.argv[1:]
+kind, rnd, c0, c1, k0, k1, rss, srss, peak, calls, j = sys.argv[1:]
 d = json.loads(j)
 t = max(d["turns"], 1)
 print(json.dumps({"server": kind, "round": int(rnd), "turns": d["turns"], "turns_per_s": d["turns_per_s"],
   "final_p50_ms": d["final_p50_us"] / 1000, "final_p99_ms": d["final_p99_us"] / 1000,
   "gateway_cpu_ms_per_turn": (float(c1) - float(c0)) * 1000 / t,
   "children_cpu_ms_per_turn": (float(k1) - float(k0)) * 1000 / t,
-  "gateway_group_rss_mb": int(rss) / 1024, "worker_peak_rss_mb": int(peak),
+  "gateway_rss_mb": int(rss) / 1024, "session_rss_mb": int(srss) / 1024,
+  "worker_peak_rss_mb": int(peak),
   "model_calls_per_turn": int(calls) / t,
   "unfinished": d["unfinished_turns"], "errors": d["errors"]}))
 PY
@@ -146,7 +151,7 @@ python3 - "$RES" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 keys = ["turns_per_s", "final_p50_ms", "final_p99_ms", "gateway_cpu_ms_per_turn",
-        "children_cpu_ms_per_turn", "gateway_group_rss_mb", "worker_peak_rss_mb",
+        "children_cpu_ms_per_turn", "gateway_rss_mb", "session_rss_mb", "worker_peak_rss_mb",
         "model_calls_per_turn"]
 med = {}
 kinds = [s for s in ["ringgate", "original"] if any(r["server"] == s for r in rows)]
