@@ -467,7 +467,10 @@ fn children_of(pid: i32) -> Option<Vec<i32>> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     for t in tasks.flatten() {
         let list = std::fs::read_to_string(t.path().join("children")).ok()?;
-        out.extend(list.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        out.extend(
+            list.split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
     }
     Some(out)
 }

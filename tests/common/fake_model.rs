@@ -112,4 +112,3 @@ pub fn provider() -> Provider {
     });
     Provider { port, bodies }
 }
-
