@@ -73,6 +73,12 @@ fn workspace() -> TempDir {
 }
 
 fn start(command: &Path, p: &Provider, ws: &TempDir) -> Server {
+    start_with(command, p, ws, 1)
+}
+
+/// With `prewarm` processes started ahead of the next turn (they are children of the gateway
+/// too, waiting for an envelope).
+fn start_with(command: &Path, p: &Provider, ws: &TempDir, prewarm: u64) -> Server {
     let config = json!({"ringgate": {"agents": {"main": {
         "runtime": "openclaw-worker",
         "baseUrl": format!("http://127.0.0.1:{}/v1", p.port),
@@ -81,6 +87,7 @@ fn start(command: &Path, p: &Provider, ws: &TempDir) -> Server {
         "command": command,
         "systemPrompt": "GATEWAY-PROMPT-3",
         "startTimeoutMs": 60000,
+        "prewarm": prewarm,
     }}}});
     Server::opts().config(&config.to_string()).start()
 }
@@ -245,9 +252,16 @@ fn a_tool_call_turn_runs_through_the_real_worker() {
         "{:#}",
         bodies[2]
     );
-    wait_until("the workers to exit", Duration::from_secs(20), || {
-        children(&server).is_empty()
+    // Both turns' workers exit (the prewarmed spare stays, waiting for the next turn).
+    wait_until("the workers to exit", Duration::from_secs(30), || {
+        server.stderr().matches("agent worker exited").count() == 2
     });
+    assert_eq!(
+        server.stderr().matches("prewarmed=true").count(),
+        1,
+        "the second turn took the spare"
+    );
+    assert!(children(&server).len() <= 1, "only the spare is left");
 }
 
 #[test]
@@ -255,7 +269,8 @@ fn abort_mid_turn_stops_the_worker_and_a_killed_worker_fails_its_turn() {
     let Some(oc) = openclaw() else { return };
     let p = provider();
     let ws = workspace();
-    let server = start(&oc, &p, &ws);
+    // No spare, so the gateway's children are exactly the running turn's worker.
+    let server = start_with(&oc, &p, &ws, 0);
     let mut c = operator(&server);
 
     let run = send(&mut c, "slow: read hello.txt", "w-abort");
@@ -376,7 +391,8 @@ fn capturing_launcher(dir: &TempDir) -> (PathBuf, PathBuf) {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ncat > {0}.part && mv {0}.part {0}\nsleep 60\n",
+            // Per process ($$): the prewarmed spare runs this too, waiting on its stdin.
+            "#!/bin/sh\ncat > {0}.$$ && mv {0}.$$ {0}\nsleep 60\n",
             out.display()
         ),
     )
