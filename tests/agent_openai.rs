@@ -6,13 +6,13 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::Write,
     net::{TcpListener, TcpStream},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use common::{Client, Server};
+use common::{fake_model::read_request, Client, Server};
 use serde_json::{json, Value};
 
 const LONG: Duration = Duration::from_secs(10);
@@ -21,28 +21,6 @@ const LONG: Duration = Duration::from_secs(10);
 struct Fake {
     port: u16,
     bodies: Arc<Mutex<Vec<(String, Value)>>>,
-}
-
-fn read_request(s: &mut TcpStream) -> Option<(String, Value)> {
-    let mut r = BufReader::new(s.try_clone().ok()?);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let path = line.split_whitespace().nth(1)?.to_owned();
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        if h == "\r\n" || h.is_empty() {
-            break;
-        }
-        let lower = h.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some((path, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
 fn respond(s: &mut TcpStream, path: &str) {

@@ -672,14 +672,14 @@ mod tests {
         assert_eq!(f.message, "the agent worker exited with a signal");
     }
 
-    #[test]
-    fn a_missing_launcher_fails_the_turn_with_a_hint() {
+    /// Launches one turn's worker with this launcher on a fresh pool; its outcome arrives on
+    /// the returned channel.
+    fn launch(command: PathBuf, workspace: PathBuf, max_memory_mb: u64) -> Receiver<Output> {
         let (tx, rx) = channel::unbounded();
         let sink = Sink::new(move |_, out| {
             let _ = tx.send(out);
         });
-        let pool = WorkerPool::start();
-        pool.launch(Launch {
+        WorkerPool::start().launch(Launch {
             envelope: b"{}".to_vec(),
             agent_id: "a".into(),
             config: WorkerConfig {
@@ -690,11 +690,11 @@ mod tests {
                     timeout_ms: 1000,
                     system_prompt: None,
                 },
-                workspace: std::env::temp_dir(),
+                workspace,
                 tools: vec![],
-                command: Some("/nonexistent/openclaw".into()),
+                command: Some(command),
                 max_concurrent: 1,
-                max_memory_mb: 512,
+                max_memory_mb,
                 start_timeout_ms: 1000,
                 prewarm: 0,
             },
@@ -703,6 +703,12 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             sink,
         });
+        rx
+    }
+
+    #[test]
+    fn a_missing_launcher_fails_the_turn_with_a_hint() {
+        let rx = launch("/nonexistent/openclaw".into(), std::env::temp_dir(), 512);
         let Ok(Output::Failed(f)) = rx.recv_timeout(Duration::from_secs(10)) else {
             panic!("no failure reported")
         };
@@ -722,35 +728,7 @@ mod tests {
         .unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let (tx, rx) = channel::unbounded();
-        let sink = Sink::new(move |_, out| {
-            let _ = tx.send(out);
-        });
-        let pool = WorkerPool::start();
-        pool.launch(Launch {
-            envelope: b"{}".to_vec(),
-            agent_id: "a".into(),
-            config: WorkerConfig {
-                provider: crate::agent::config::OpenAiConfig {
-                    base_url: "http://127.0.0.1:9/v1".into(),
-                    api_key: None,
-                    model: "m".into(),
-                    timeout_ms: 1000,
-                    system_prompt: None,
-                },
-                workspace: dir.clone(),
-                tools: vec![],
-                command: Some(script),
-                max_concurrent: 1,
-                max_memory_mb: 256,
-                start_timeout_ms: 1000,
-                prewarm: 0,
-            },
-            run_id: Arc::from("r1"),
-            cancel: Arc::new(AtomicBool::new(false)),
-            stop: Arc::new(AtomicBool::new(false)),
-            sink,
-        });
+        let rx = launch(script, dir.clone(), 256);
         let Ok(Output::Failed(f)) = rx.recv_timeout(Duration::from_secs(20)) else {
             panic!("no failure reported")
         };

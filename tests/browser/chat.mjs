@@ -95,7 +95,9 @@ try {
   await shot("03-reply");
 
   step("reload");
-  await page.reload();
+  // "load" waits for every resource of the page; under load (three browsers and agent
+  // workers on two cores) that can pass 30 s. The composer showing is what matters.
+  await page.reload({ waitUntil: "domcontentloaded", timeout: 60000 });
   await page.locator("textarea:visible").first().waitFor({ state: "visible", timeout: 15000 });
   report.replyAfterReload = await textShown(REPLY, 15000);
   await shot("04-reload");

@@ -26,10 +26,12 @@ pub struct Provider {
     pub bodies: Arc<Mutex<Vec<Value>>>,
 }
 
-fn read_request(s: &mut TcpStream) -> Option<Value> {
+/// Reads one HTTP request: its path and JSON body (`null` when the body is not JSON).
+pub fn read_request(s: &mut TcpStream) -> Option<(String, Value)> {
     let mut r = BufReader::new(s.try_clone().ok()?);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_owned();
     let mut len = 0;
     loop {
         let mut h = String::new();
@@ -43,7 +45,7 @@ fn read_request(s: &mut TcpStream) -> Option<Value> {
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    serde_json::from_slice(&body).ok()
+    Some((path, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
 fn answer(s: &mut TcpStream, body: &Value) {
@@ -103,7 +105,7 @@ pub fn provider() -> Provider {
             let Ok(mut s) = s else { continue };
             let b = b.clone();
             thread::spawn(move || {
-                if let Some(body) = read_request(&mut s) {
+                if let Some((_, body)) = read_request(&mut s) {
                     b.lock().unwrap().push(body.clone());
                     answer(&mut s, &body);
                 }
