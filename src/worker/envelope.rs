@@ -44,7 +44,7 @@ pub struct Launch<'a> {
 /// The envelope for `launch`.
 pub fn build(l: &Launch) -> Value {
     let g = l.grant;
-    let initial: Vec<Value> = l
+    let mut initial: Vec<Value> = l
         .history
         .iter()
         .filter_map(worker_message)
@@ -54,6 +54,13 @@ pub fn build(l: &Launch) -> Value {
         .into_iter()
         .rev()
         .collect();
+    // The history is the newest part of the transcript; it must not start inside a tool
+    // exchange (a tool result without its call is refused by OpenAI-compatible providers).
+    let first_user = initial
+        .iter()
+        .position(|m| m["role"] == "user")
+        .unwrap_or(initial.len());
+    initial.drain(..first_user);
     let mut authority = json!({"allowedToolNames": l.tools});
     if l.tools.iter().any(|t| t == "exec" || t == "process") {
         // The agent's config allowed exec: commands run in the workspace without asking.
@@ -250,6 +257,48 @@ mod tests {
         assert!(m[1].get("__openclaw").is_none());
         assert_eq!(m[1]["usage"]["cost"]["total"], 0);
         assert_eq!(m[1]["api"], API);
+    }
+
+    #[test]
+    fn a_history_cut_inside_a_tool_exchange_starts_at_the_next_user_message() {
+        let g = Grant {
+            session_key: "k".into(),
+            session_id: "s".into(),
+            run_id: "r".into(),
+            environment_id: "e".into(),
+            owner_epoch: 1,
+            expires_at_ms: 1,
+        };
+        let history = vec![
+            json!({"role": "toolResult", "toolCallId": "c0", "toolName": "read",
+                   "content": [{"type": "text", "text": "old"}], "isError": false}),
+            json!({"role": "assistant", "content": [{"type": "text", "text": "done"}]}),
+            json!({"role": "user", "content": "next"}),
+            json!({"role": "assistant", "content": [{"type": "toolCall", "id": "c1", "name": "read", "arguments": {}}]}),
+            json!({"role": "toolResult", "toolCallId": "c1", "toolName": "read",
+                   "content": [{"type": "text", "text": "new"}], "isError": false}),
+        ];
+        let e = build(&Launch {
+            url: "ws://x/__openclaw__/worker",
+            grant: &g,
+            credential: "c",
+            agent_id: "main",
+            prompt: "p",
+            workspace: "/ws",
+            provider: "openai",
+            model: "m",
+            system_prompt: None,
+            history: &history,
+            base_leaf: None,
+            tools: &[],
+        });
+        let roles: Vec<&str> = e["assignment"]["initialMessages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "toolResult"]);
     }
 
     #[test]

@@ -581,7 +581,10 @@ impl ChatOwner {
             };
             let f = Failure {
                 kind: Some("timeout"),
-                message: format!("the agent worker did not connect within {ms} ms"),
+                message: format!(
+                    "the agent worker did not connect within {ms} ms of the turn's start \
+                     (all of the agent's maxConcurrent workers busy, or a slow start)"
+                ),
                 detail: None,
             };
             self.finish(env, &id, End::Failed(f), fx);
