@@ -276,12 +276,8 @@ impl ChatOwner {
                 return worker_err(fx, &c.caller, e);
             }
         };
-        let (session_id, entries, row) = match done {
-            Committed::Done {
-                session_id,
-                entries,
-                row,
-            } => (session_id, entries, row),
+        let (entries, row) = match done {
+            Committed::Done { entries, row, .. } => (entries, row),
             Committed::StaleBase { .. } => {
                 let e = WorkerError::invalid(
                     "stale-base-leaf",
@@ -312,7 +308,6 @@ impl ChatOwner {
                 &row,
             )));
         }
-        let _ = session_id;
         fx.push(Effect::Broadcast(payload::sessions_changed(
             &run.key,
             "update",
@@ -495,10 +490,11 @@ impl ChatOwner {
         }))));
     }
 
-    /// Output of a model call made for a worker: forwarded to the worker's connection.
+    /// Output of a model call made for a worker: forwarded to the worker's connection (the
+    /// step needs no clock or config; it takes the environment as every owner step does).
     pub fn worker_inference(
         &mut self,
-        env: &Env,
+        _env: &Env,
         id: &Arc<str>,
         turn_id: &str,
         out: InferenceOut,
@@ -550,7 +546,6 @@ impl ChatOwner {
                 call.terminal = Some(p);
             }
         }
-        let _ = env;
         if let Some((shard, conn)) = conn {
             for f in frames {
                 fx.push(Effect::Frame(shard, conn, f));
