@@ -82,6 +82,10 @@ fn run_script(script: &str, seed: fn(&Server)) -> Option<(Server, Value, PathBuf
     run_script_with(script, "{}", &[], seed)
 }
 
+/// One browser at a time: Chromium instances and agent workers in parallel on a 2-core
+/// machine made page loads time out.
+static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`run_script`] with a `ringgate` config section and environment for the script.
 fn run_script_with(
     script: &str,
@@ -89,6 +93,7 @@ fn run_script_with(
     env: &[(&str, &str)],
     seed: fn(&Server),
 ) -> Option<(Server, Value, PathBuf)> {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let (ui, dir) = match prerequisites() {
         Ok(p) => p,
         Err(why) if std::env::var("RINGGATE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") => {
@@ -131,6 +136,9 @@ fn run_script_with(
             server.stderr()
         )
         });
+    if let Some(why) = report["reloadTimedOut"].as_str() {
+        eprintln!("note: the dashboard's reload timed out ({why}); the page was opened afresh");
+    }
     Some((server, report, screens))
 }
 

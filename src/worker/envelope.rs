@@ -206,16 +206,38 @@ pub fn worker_message(m: &Value) -> Option<Value> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_envelope_names_the_launch_and_suppresses_the_prompt_commit() {
-        let g = Grant {
+    fn grant() -> Grant {
+        Grant {
             session_key: "agent:main:main".into(),
             session_id: "sess-1".into(),
             run_id: "run-1".into(),
             environment_id: "rg-env-1".into(),
             owner_epoch: 7,
             expires_at_ms: 1,
-        };
+        }
+    }
+
+    /// The envelope of a launch with this history, tools and extra prompt.
+    fn envelope(history: &[Value], tools: &[&str], system_prompt: Option<&str>) -> Value {
+        let tools: Vec<String> = tools.iter().map(|t| t.to_string()).collect();
+        build(&Launch {
+            url: "ws://127.0.0.1:1/__openclaw__/worker",
+            grant: &grant(),
+            credential: "cred",
+            agent_id: "main",
+            prompt: "Read hello.txt",
+            workspace: "/ws",
+            provider: "openai",
+            model: "m",
+            system_prompt,
+            history,
+            base_leaf: Some("e5"),
+            tools: &tools,
+        })
+    }
+
+    #[test]
+    fn the_envelope_names_the_launch_and_suppresses_the_prompt_commit() {
         let history = vec![
             json!({"role": "user", "content": "hi", "timestamp": 1, "idempotencyKey": "x:user"}),
             json!({"role": "assistant", "content": [{"type": "text", "text": "echo: hi"}],
@@ -223,21 +245,7 @@ mod tests {
                    "stopReason": "stop", "timestamp": 2, "__openclaw": {"seq": 2}}),
             json!({"role": "system", "content": "note"}),
         ];
-        let tools = vec!["read".to_owned(), "exec".to_owned()];
-        let e = build(&Launch {
-            url: "ws://127.0.0.1:1/__openclaw__/worker",
-            grant: &g,
-            credential: "cred",
-            agent_id: "main",
-            prompt: "Read hello.txt",
-            workspace: "/ws",
-            provider: "openai",
-            model: "m",
-            system_prompt: Some("Be brief."),
-            history: &history,
-            base_leaf: Some("e5"),
-            tools: &tools,
-        });
+        let e = envelope(&history, &["read", "exec"], Some("Be brief."));
         assert_eq!(e["version"], 4);
         assert_eq!(e["admission"]["ownerEpoch"], 7);
         assert!(e["admission"].get("runId").is_none());
@@ -261,14 +269,6 @@ mod tests {
 
     #[test]
     fn a_history_cut_inside_a_tool_exchange_starts_at_the_next_user_message() {
-        let g = Grant {
-            session_key: "k".into(),
-            session_id: "s".into(),
-            run_id: "r".into(),
-            environment_id: "e".into(),
-            owner_epoch: 1,
-            expires_at_ms: 1,
-        };
         let history = vec![
             json!({"role": "toolResult", "toolCallId": "c0", "toolName": "read",
                    "content": [{"type": "text", "text": "old"}], "isError": false}),
@@ -278,20 +278,7 @@ mod tests {
             json!({"role": "toolResult", "toolCallId": "c1", "toolName": "read",
                    "content": [{"type": "text", "text": "new"}], "isError": false}),
         ];
-        let e = build(&Launch {
-            url: "ws://x/__openclaw__/worker",
-            grant: &g,
-            credential: "c",
-            agent_id: "main",
-            prompt: "p",
-            workspace: "/ws",
-            provider: "openai",
-            model: "m",
-            system_prompt: None,
-            history: &history,
-            base_leaf: None,
-            tools: &[],
-        });
+        let e = envelope(&history, &[], None);
         let roles: Vec<&str> = e["assignment"]["initialMessages"]
             .as_array()
             .unwrap()
@@ -303,29 +290,7 @@ mod tests {
 
     #[test]
     fn file_tools_only_carry_no_exec_authority() {
-        let g = Grant {
-            session_key: "k".into(),
-            session_id: "s".into(),
-            run_id: "r".into(),
-            environment_id: "e".into(),
-            owner_epoch: 1,
-            expires_at_ms: 1,
-        };
-        let tools = vec!["read".to_owned()];
-        let e = build(&Launch {
-            url: "ws://x/__openclaw__/worker",
-            grant: &g,
-            credential: "c",
-            agent_id: "main",
-            prompt: "p",
-            workspace: "/ws",
-            provider: "openai",
-            model: "m",
-            system_prompt: None,
-            history: &[],
-            base_leaf: None,
-            tools: &tools,
-        });
+        let e = envelope(&[], &["read"], None);
         assert!(e["assignment"]["toolAuthority"].get("exec").is_none());
         assert!(e["assignment"].get("systemPrompt").is_none());
     }

@@ -28,6 +28,7 @@ const report = {
   replyAfterReload: false,
   chatSendCalled: false,
   toolShown: null,
+  reloadTimedOut: null,
   toolEvents: 0,
 };
 const step = (s) => report.steps.push(`${new Date().toISOString()} ${s}`);
@@ -95,9 +96,15 @@ try {
   await shot("03-reply");
 
   step("reload");
-  // "load" waits for every resource of the page; under load (three browsers and agent
-  // workers on two cores) that can pass 30 s. The composer showing is what matters.
-  await page.reload({ waitUntil: "domcontentloaded", timeout: 60000 });
+  // A reload has occasionally hung (no DOM for 60 s) while other browsers ran on this 2-core
+  // machine; then the chat page is opened afresh, which is what a user does, and the
+  // report says so (reloadTimedOut).
+  try {
+    await page.reload({ waitUntil: "domcontentloaded", timeout: 30000 });
+  } catch (e) {
+    report.reloadTimedOut = String(e?.message ?? e).split("\n")[0];
+    await page.goto(`${base}/chat/main`, { waitUntil: "domcontentloaded", timeout: 30000 });
+  }
   await page.locator("textarea:visible").first().waitFor({ state: "visible", timeout: 15000 });
   report.replyAfterReload = await textShown(REPLY, 15000);
   await shot("04-reload");
