@@ -53,15 +53,16 @@ pub async fn serve_plain(shared: &Shared, ip: IpAddr, req: &Plain) -> Response {
             http::probe_response(p, &health(&ctx), details)
         }
         Route::UiConfig => {
+            let ok = authorized_now(shared, req);
             let ctx = shared.borrow();
-            if authorized(&ctx, req) {
+            if ok {
                 ui_config(&ctx, &ui)
             } else {
                 http::unauthorized()
             }
         }
         Route::AuthedImage => {
-            if authorized(&shared.borrow(), req) {
+            if authorized_now(shared, req) {
                 Response::json(
                     "404 Not Found",
                     &json!({"ok": false, "error": {"type": "not_found"}}),
@@ -130,6 +131,26 @@ pub async fn serve_plain(shared: &Shared, ip: IpAddr, req: &Plain) -> Response {
     };
     resp.head_only = req.method == "HEAD";
     resp
+}
+
+/// [`authorized`], after applying the replica deltas already queued for this shard when the
+/// first check fails: a device token issued on another shard a moment ago (the dashboard
+/// pairs, then fetches its config with the new token) reaches this shard's replica through
+/// its inbox, and the storage thread queues that delta before the token is handed out.
+fn authorized_now(shared: &super::conn::Shared, req: &Plain) -> bool {
+    if authorized(&shared.borrow(), req) {
+        return true;
+    }
+    if http::bearer(req).is_none() {
+        return false;
+    }
+    let mut ctx = shared.borrow_mut();
+    let mut queued = Vec::new();
+    ctx.sender.bus().inbox(ctx.id).drain_now(&mut queued);
+    for m in queued {
+        ctx.on_bus(m);
+    }
+    authorized(&ctx, req)
 }
 
 /// Does the request carry the shared secret (or, for a device, its live operator token) as
