@@ -668,6 +668,70 @@ fn the_worker_channel_admits_only_its_launch_and_keeps_the_transcript_consistent
         "a reconnecting worker re-reads: {r}"
     );
 
+    // Hostile values in every field a worker supplies: precise errors, nothing written, the
+    // gateway unharmed.
+    let bad_seqs = [
+        json!(-1),
+        json!(1.5),
+        json!("2"),
+        json!(u64::MAX),
+        json!(1e300),
+        Value::Null,
+    ];
+    for seq in bad_seqs {
+        let mut p = commit(2, entry.as_str().unwrap());
+        p["seq"] = seq.clone();
+        let r = rpc(&mut w, "b1", "worker.transcript.commit", p, &mut ev);
+        assert_eq!(
+            r["error"]["details"]["reason"], "invalid-batch",
+            "seq {seq}: {r}"
+        );
+        let mut l = live(2, json!({"kind": "tool", "payload": {}}));
+        l["seq"] = seq.clone();
+        let r = rpc(&mut w, "b2", "worker.live-event", l, &mut ev);
+        assert_eq!(r["ok"], false, "live seq {seq}: {r}");
+    }
+    for messages in [
+        json!([]),
+        json!("x"),
+        json!([1, 2]),
+        json!(vec![assistant.clone(); 65]),
+    ] {
+        let mut p = commit(2, entry.as_str().unwrap());
+        p["messages"] = messages;
+        let r = rpc(&mut w, "b3", "worker.transcript.commit", p, &mut ev);
+        assert_eq!(r["error"]["details"]["reason"], "invalid-batch", "{r}");
+    }
+    let mut p = commit(2, entry.as_str().unwrap());
+    p["baseLeafId"] = json!(42);
+    let r = rpc(&mut w, "b4", "worker.transcript.commit", p, &mut ev);
+    assert_eq!(r["error"]["details"]["reason"], "invalid-batch", "{r}");
+    let mut p = infer(MODEL);
+    p["turnId"] = json!("t".repeat(300));
+    let r = rpc(&mut w, "b5", "worker.inference.start", p, &mut ev);
+    assert_eq!(r["error"]["details"]["reason"], "invalid-context", "{r}");
+    let mut p = infer(MODEL);
+    p["context"]["messages"] = json!({"role": "user"});
+    let r = rpc(&mut w, "b6", "worker.inference.start", p, &mut ev);
+    assert_eq!(r["error"]["details"]["reason"], "invalid-context", "{r}");
+    for params in [json!(null), json!([1]), json!("x")] {
+        send_json(
+            &mut w,
+            &json!({"type": "req", "id": "b7", "method": "worker.heartbeat", "params": params}),
+        );
+        let r = read_json(&mut w);
+        assert_eq!(r["error"]["details"]["reason"], "invalid-frame", "{r}");
+    }
+    let h = op.call(
+        "chat.history",
+        Some(json!({"sessionKey": "agent:main:main"})),
+    );
+    assert_eq!(
+        h["messages"].as_array().unwrap().len(),
+        2,
+        "nothing written: {h}"
+    );
+
     // The finishing event ends the run; the worker is then fenced.
     let r = rpc(
         &mut w,

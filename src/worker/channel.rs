@@ -79,6 +79,15 @@ impl WorkerError {
     }
 }
 
+/// The worker's error as a response's `error` (same keys, message bounded).
+impl From<WorkerError> for crate::proto::errors::ErrorShape {
+    fn from(e: WorkerError) -> Self {
+        let v = e.to_value();
+        let message = v["message"].as_str().unwrap_or_default().to_owned();
+        crate::proto::errors::ErrorShape::new(e.code, message).with_details(v["details"].clone())
+    }
+}
+
 /// What a `connect` on the worker channel admits: the grant its credential carries and the
 /// answer to send.
 #[derive(Debug)]
@@ -165,12 +174,9 @@ mod tests {
 
     fn grant() -> Grant {
         Grant {
-            session_key: "agent:main:main".into(),
-            session_id: "sess-1".into(),
-            run_id: "run-1".into(),
-            environment_id: "env-1".into(),
             owner_epoch: 2,
             expires_at_ms: 10_000,
+            ..crate::worker::credential::test_grant()
         }
     }
 

@@ -112,19 +112,25 @@ impl Minter {
     }
 }
 
+/// The grant unit tests of the worker modules use.
+#[cfg(test)]
+pub fn test_grant() -> Grant {
+    Grant {
+        session_key: "agent:main:main".into(),
+        session_id: "sess-1".into(),
+        run_id: "run-1".into(),
+        environment_id: "env-1".into(),
+        owner_epoch: 3,
+        expires_at_ms: 1_000,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn grant() -> Grant {
-        Grant {
-            session_key: "agent:main:main".into(),
-            session_id: "sess-1".into(),
-            run_id: "run-1".into(),
-            environment_id: "env-1".into(),
-            owner_epoch: 3,
-            expires_at_ms: 1_000,
-        }
+        test_grant()
     }
 
     #[test]

@@ -208,12 +208,10 @@ mod tests {
 
     fn grant() -> Grant {
         Grant {
-            session_key: "agent:main:main".into(),
-            session_id: "sess-1".into(),
-            run_id: "run-1".into(),
             environment_id: "rg-env-1".into(),
             owner_epoch: 7,
             expires_at_ms: 1,
+            ..crate::worker::credential::test_grant()
         }
     }
 

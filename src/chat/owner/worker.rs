@@ -653,14 +653,6 @@ impl InferRequest {
     }
 }
 
-impl From<WorkerError> for crate::proto::errors::ErrorShape {
-    fn from(e: WorkerError) -> Self {
-        let v = e.to_value();
-        let message = v["message"].as_str().unwrap_or_default().to_owned();
-        crate::proto::errors::ErrorShape::new(e.code, message).with_details(v["details"].clone())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
