@@ -61,10 +61,14 @@ pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 /// Which io driver each shard's runtime uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Driver {
-    /// io_uring when the kernel allows it, else epoll.
+    /// monoio on io_uring when the kernel allows it, else monoio on epoll (never glommio).
     Auto,
+    /// monoio on io_uring.
     IoUring,
+    /// monoio on epoll.
     Epoll,
+    /// glommio (io_uring; start-up fails with the reason where it cannot run).
+    Glommio,
 }
 
 /// The bandwidth gate. Every limit is per connection or per shard, and each trades memory for
@@ -367,9 +371,10 @@ pub fn parse_driver(key: &str, s: &str) -> Result<Driver, ConfigError> {
         "auto" => Ok(Driver::Auto),
         "io_uring" | "iouring" | "uring" => Ok(Driver::IoUring),
         "epoll" | "legacy" => Ok(Driver::Epoll),
+        "glommio" => Ok(Driver::Glommio),
         other => Err(invalid(
             key,
-            format!("`{other}` is not auto, io_uring or epoll"),
+            format!("`{other}` is not auto, io_uring, epoll or glommio"),
         )),
     }
 }

@@ -100,7 +100,7 @@ pub fn schema() -> &'static Value {
                 }), "OpenClaw gateway keys."),
                 "ringgate": object(json!({
                     "shards": int(0, 1024, "Shard threads; 0 = one per CPU (restart)."),
-                    "driver": {"type": "string", "enum": ["auto", "io_uring", "epoll"], "description": "io driver (restart)."},
+                    "driver": {"type": "string", "enum": ["auto", "io_uring", "epoll", "glommio"], "description": "io driver (restart): auto (monoio on io_uring, else epoll), io_uring, epoll or glommio."},
                     "stateDir": {"type": "string", "description": "State directory (restart)."},
                     "limits": object(json!({
                         "maxPreauthPayload": int(1024, 1 << 30, "Largest frame before hello-ok."),

@@ -6,9 +6,9 @@
 //!
 //! ## Shape
 //!
-//! * [`shard`]: one OS thread per core, pinned, each running its own monoio runtime (io_uring,
-//!   or epoll where io_uring is unavailable), its own `SO_REUSEPORT` listener and its own client
-//!   table. A connection lives its whole life on the shard that accepted it; nothing on the
+//! * [`shard`]: one OS thread per core, pinned, each running its own runtime (monoio on
+//!   io_uring, or on epoll where io_uring is unavailable, or glommio when asked for; all behind
+//!   the seam in [`rt`]), its own `SO_REUSEPORT` listener and its own client table. A connection lives its whole life on the shard that accepted it; nothing on the
 //!   per-message path takes a lock.
 //! * [`bus`]: one bounded lock-free inbox per shard. A broadcast is encoded once on its origin
 //!   shard ([`proto::frame::EventTemplate`], with a `seq` slot) and crosses to each other shard
@@ -71,6 +71,7 @@ pub mod pairing;
 pub mod panic_policy;
 pub mod placement;
 pub mod proto;
+pub mod rt;
 pub mod shard;
 pub mod skills;
 pub mod state;

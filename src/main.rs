@@ -60,7 +60,7 @@ struct RunArgs {
     /// State directory (default ~/.ringgate).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// io driver: auto, io_uring or epoll.
+    /// io driver: auto (monoio on io_uring, else epoll), io_uring, epoll or glommio.
     #[arg(long, value_name = "DRIVER")]
     driver: Option<String>,
     /// Validate the configuration and exit.
@@ -192,6 +192,10 @@ fn main() -> ExitCode {
     };
     let auth = cfg.auth.clone();
     let driver = shard::resolve_driver(cfg.driver);
+    if let Err(why) = shard::check_driver(driver) {
+        eprintln!("ringgate: the {driver:?} driver cannot start on this host: {why}");
+        return ExitCode::from(2);
+    }
     let shards = cfg.shard_count();
     let signals = match Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,

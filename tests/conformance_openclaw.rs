@@ -8,6 +8,9 @@
 //! Without `OPENCLAW_CLIENT_DIR` the tests are skipped, unless `RINGGATE_REQUIRE_CONFORMANCE=1`
 //! (set by `make test`), in which case they fail.
 //!
+//! The same suite runs again with every gateway on the glommio driver, as
+//! `tests/conformance_glommio.rs` (which includes this file as a module).
+//!
 //! For validating the assertions against the original gateway, set `RINGGATE_CONFORMANCE_URL`
 //! (e.g. `ws://127.0.0.1:18998`) and `RINGGATE_CONFORMANCE_TOKEN`: the tests then use that
 //! already-running gateway instead of spawning ringgate.
@@ -333,6 +336,9 @@ impl Gateway {
             .args(["--port", "0", "--bind", "127.0.0.1", "--token", TOKEN])
             .args(["--shards", "2", "--state-dir"])
             .arg(&state_dir);
+        if let Some(driver) = suite_driver() {
+            cmd.args(["--driver", driver]);
+        }
         if let Some(config) = config {
             let file = dir.path().join("ringgate.json5");
             std::fs::write(&file, config).unwrap();
@@ -391,6 +397,14 @@ impl Gateway {
             _dir: Some(dir),
         })
     }
+}
+
+/// The io driver this suite's gateways run on: the default (`auto`), or glommio when this
+/// file is compiled as the suite of `tests/conformance_glommio.rs`.
+fn suite_driver() -> Option<&'static str> {
+    module_path!()
+        .starts_with("conformance_glommio")
+        .then_some("glommio")
 }
 
 impl Drop for Gateway {
@@ -869,6 +883,13 @@ fn cli_gateway_call_status() {
             .is_some_and(|s| !s.is_empty()),
         "status.runtimeVersion must be a string: {status}"
     );
+    // The suite really runs on the driver it names (ringgate's own field; not the original's).
+    if let (Some(driver), false) = (
+        suite_driver(),
+        std::env::var("RINGGATE_CONFORMANCE_URL").is_ok(),
+    ) {
+        assert_eq!(status["gateway"]["driver"], driver, "{status}");
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Both io drivers serve the protocol: handshake, `health`, `system-presence`, a broadcast.
+//! Every io driver (monoio on epoll and io_uring, glommio) serves the protocol: handshake, `health`, `system-presence`, a broadcast.
 
 mod common;
 
@@ -51,4 +51,13 @@ fn io_uring() {
         return;
     }
     exercise("io_uring");
+}
+
+#[test]
+fn glommio() {
+    if !common::io_uring_available() {
+        eprintln!("skipping: io_uring (which glommio needs) is not available on this machine");
+        return;
+    }
+    exercise("glommio");
 }

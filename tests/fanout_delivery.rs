@@ -100,3 +100,12 @@ fn io_uring_delivers_every_broadcast_once_in_order() {
     }
     exercise("io_uring");
 }
+
+#[test]
+fn glommio_delivers_every_broadcast_once_in_order() {
+    if !common::io_uring_available() {
+        eprintln!("skipping: io_uring (which glommio needs) is not available on this machine");
+        return;
+    }
+    exercise("glommio");
+}

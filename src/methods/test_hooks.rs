@@ -43,7 +43,7 @@ pub fn handle(call: &Call) -> Outcome {
     }
     match call.params.get("in").and_then(Value::as_str) {
         Some("task") => {
-            monoio::spawn(async {
+            crate::rt::spawn(async {
                 panic!("test hook: panic in a shard task");
             });
             Outcome::Reply(Ok(serde_json::json!({"ok": true})))

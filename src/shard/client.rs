@@ -394,3 +394,23 @@ impl Client {
         }
     }
 }
+
+/// The runtime seam writes from the outbox where the runtime has no writable readiness of its
+/// own (glommio).
+impl crate::rt::Outbox for Client {
+    fn unsent_bytes(&self) -> &[u8] {
+        &self.out[self.out_pos.min(self.out.len())..]
+    }
+
+    fn sent(&mut self, n: usize) {
+        self.out_pos = (self.out_pos + n).min(self.out.len());
+    }
+}
+
+/// Bytes a runtime's read path took while waiting for input (glommio) join the connection's
+/// unparsed bytes, ahead of anything its own `recv` reads next.
+impl crate::rt::Inbox for Client {
+    fn received(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+    }
+}

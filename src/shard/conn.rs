@@ -8,13 +8,12 @@ use std::{
     cell::RefCell,
     future::poll_fn,
     net::{IpAddr, SocketAddr},
-    os::fd::{AsRawFd, RawFd},
     rc::Rc,
     task::Poll,
     time::{Duration, Instant},
 };
 
-use monoio::net::TcpStream;
+use crate::rt::{select, Either, Stream as TcpStream};
 use serde_json::json;
 
 use super::{
@@ -47,70 +46,32 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    // SAFETY: buf is valid for buf.len() bytes; fd is the connection's open socket.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// Reads what has arrived into `buf`, waiting for readability until `deadline`; `None` on end
-/// of stream, an error or the deadline.
+/// Reads what has arrived into `buf`, waiting for it until `deadline`; `None` on end of
+/// stream, an error or the deadline.
 pub(super) async fn recv_some(
     stream: &TcpStream,
     buf: &mut [u8],
     deadline: Instant,
 ) -> Option<usize> {
-    let fd = stream.as_raw_fd();
-    loop {
-        match recv(fd, buf) {
-            Ok(0) => return None,
-            Ok(n) => return Some(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                monoio::select! {
-                    r = stream.readable(false) => r.ok()?,
-                    _ = crate::shard::timer::sleep(left) => return None,
-                }
-            }
-            Err(_) => return None,
-        }
+    let left = deadline.saturating_duration_since(Instant::now());
+    match select(stream.recv(buf), crate::shard::timer::sleep(left)).await {
+        Either::Left(Ok(n)) if n > 0 => Some(n),
+        _ => None,
     }
 }
 
-/// Writes all of `bytes`, waiting for writability as needed (bounded by `deadline`).
+/// Writes all of `bytes`, waiting for room as needed (bounded by `deadline`).
 pub(super) async fn write_all(
     stream: &TcpStream,
     bytes: &[u8],
     deadline: Instant,
 ) -> std::io::Result<()> {
-    let fd = stream.as_raw_fd();
     let mut pos = 0;
     while pos < bytes.len() {
-        // SAFETY: the slice is valid; fd is the connection's open socket.
-        let n = unsafe {
-            libc::send(
-                fd,
-                bytes[pos..].as_ptr().cast(),
-                bytes.len() - pos,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            pos += n as usize;
-            continue;
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            return Err(e);
-        }
         let left = deadline.saturating_duration_since(Instant::now());
-        monoio::select! {
-            r = stream.writable(false) => r?,
-            _ = crate::shard::timer::sleep(left) => return Err(std::io::ErrorKind::TimedOut.into()),
+        match select(stream.send(&bytes[pos..]), crate::shard::timer::sleep(left)).await {
+            Either::Left(n) => pos += n?,
+            Either::Right(()) => return Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
     Ok(())
@@ -121,7 +82,7 @@ pub(super) async fn write_all(
 async fn linger(stream: &TcpStream) {
     const MAX_DRAIN: usize = 1 << 20;
     // SAFETY: the fd is the connection's open socket.
-    unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR) };
+    unsafe { libc::shutdown(stream.fd(), libc::SHUT_WR) };
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut drained = 0;
@@ -203,7 +164,7 @@ async fn upgrade(
     stream: &TcpStream,
     peer: SocketAddr,
 ) -> Option<(ClientRef, UpgradeInfo)> {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.set_nodelay();
     let ip = canonical(peer.ip());
     let (limits, globals) = {
         let ctx = shared.borrow();
@@ -325,7 +286,7 @@ async fn upgrade(
         let now = now_ms();
         let mut c = Client::new(
             id,
-            stream.as_raw_fd(),
+            stream.fd(),
             ip,
             nonce.clone(),
             now,
@@ -368,7 +329,7 @@ async fn signalled(c: &ClientRef) {
 
 async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeInfo) {
     // One readiness wait stays armed across loop turns; it is replaced only once it fires.
-    let mut readable = Box::pin(stream.readable(false));
+    let mut readable = Box::pin(stream.readable(&**c));
     loop {
         let (end, flushed) = {
             let mut cb = c.borrow_mut();
@@ -389,10 +350,9 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
             if flushed {
                 signalled(c).await;
             } else {
-                monoio::select! {
-                    _ = stream.writable(false) => {},
-                    _ = signalled(c) => {},
-                }
+                // A write error here is seen again by the next flush, which ends the
+                // connection.
+                let _ = select(stream.writable(&**c), signalled(c)).await;
             }
         };
         if end.is_some() {
@@ -401,19 +361,16 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
             wait_other.await;
             continue;
         }
-        monoio::select! {
-            r = &mut readable => {
-                readable = Box::pin(stream.readable(false));
-                if r.is_err() {
-                    return;
-                }
-                // Boxed: its state exists only while a read is handled, so an idle
-                // connection's task stays small.
-                if !Box::pin(on_readable(shared, c, info)).await {
-                    return;
-                }
+        if let Either::Left(r) = select(&mut readable, wait_other).await {
+            readable = Box::pin(stream.readable(&**c));
+            if r.is_err() {
+                return;
             }
-            _ = wait_other => {}
+            // Boxed: its state exists only while a read is handled, so an idle connection's
+            // task stays small.
+            if !Box::pin(on_readable(shared, c, info)).await {
+                return;
+            }
         }
     }
 }
@@ -642,11 +599,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A store round trip bounded by [`STORE_TIMEOUT`] (a late result is discarded).
 pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::OpResult {
-    monoio::select! {
-        r = store.call(op) => r,
-        _ = crate::shard::timer::sleep(STORE_TIMEOUT) => {
-            crate::store::OpResult::Failed("state store timed out".into())
-        }
+    match select(store.call(op), crate::shard::timer::sleep(STORE_TIMEOUT)).await {
+        Either::Left(r) => r,
+        Either::Right(()) => crate::store::OpResult::Failed("state store timed out".into()),
     }
 }
 
@@ -655,7 +610,7 @@ fn spawn_deferred(shared: &Shared, c: &ClientRef, id: String, d: Box<Deferred>) 
     let store = shared.borrow().store.clone();
     c.borrow_mut().replies_in_flight += 1;
     let (shared, c) = (shared.clone(), c.clone());
-    monoio::spawn(async move {
+    crate::rt::spawn(async move {
         let Deferred { op, finish } = *d;
         let r = call_store(&store, op).await;
         // Building the reply is request handling: a panic closes this connection only.
@@ -741,30 +696,12 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
         cb.fd = -1;
         cb.end != Some(End::Now)
     };
-    let fd = stream.as_raw_fd();
     if graceful {
-        // SAFETY: fd is the connection's open socket.
-        unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+        // SAFETY: the fd is the connection's open socket.
+        unsafe { libc::shutdown(stream.fd(), libc::SHUT_WR) };
         let deadline = Instant::now() + Duration::from_millis(1000);
         let mut sink = vec![0u8; 4096];
-        loop {
-            match recv(fd, &mut sink) {
-                Ok(0) => break,
-                Ok(_) if Instant::now() >= deadline => break,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    monoio::select! {
-                        r = stream.readable(false) => if r.is_err() { break },
-                        _ = crate::shard::timer::sleep(left) => break,
-                    }
-                }
-                Err(_) => break,
-            }
-        }
+        while Instant::now() < deadline && recv_some(stream, &mut sink, deadline).await.is_some() {}
     }
     let (id, presence_key, opened, holds_preauth, ip, node, approval_client) = {
         let cb = c.borrow();

@@ -293,7 +293,7 @@ impl ShardCtx {
     ) {
         let store = self.store.clone();
         let me = self.me.clone();
-        monoio::spawn(async move {
+        crate::rt::spawn(async move {
             let r = super::conn::call_store(&store, op).await;
             if let Some(ctx) = me.upgrade() {
                 then(&mut ctx.borrow_mut(), r);

@@ -62,7 +62,7 @@ fn apply<R: 'static, O>(ctx: &mut ShardCtx, fx: Effects<R, O>, owner: &Owner<R, 
             Effect::Timer(ms, r) => {
                 let me = ctx.me.clone();
                 let resume = owner.resume;
-                monoio::spawn(async move {
+                crate::rt::spawn(async move {
                     super::timer::sleep_ms(ms).await;
                     if let Some(ctx) = me.upgrade() {
                         resume(&mut ctx.borrow_mut(), r, None);
@@ -490,7 +490,7 @@ fn start_turn(ctx: &mut ShardCtx, rt: RuntimeConfig, turn: Turn) {
             }
             .outputs(&turn);
             let me = ctx.me.clone();
-            monoio::spawn(async move {
+            crate::rt::spawn(async move {
                 for out in outputs {
                     // The delay comes before each chunk; `Done` follows the last at once.
                     if delay_ms > 0 && matches!(out, Output::Delta(_)) {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use monoio::net::TcpStream;
+use crate::rt::{select, Either, Stream as TcpStream};
 use serde_json::{json, Value};
 
 use super::conn::{recv_some, Shared};
@@ -157,11 +157,14 @@ pub async fn serve(
     };
     // The turn gets its own budget, whatever the upload took.
     let left = std::time::Duration::from_millis(TURN_TIMEOUT_MS);
-    monoio::select! {
-        answer = waiter.wait() => http_answer(answer, &canonical),
-        _ = crate::shard::timer::sleep(left) => {
+    match select(waiter.wait(), crate::shard::timer::sleep(left)).await {
+        Either::Left(answer) => http_answer(answer, &canonical),
+        Either::Right(()) => {
             shared.borrow_mut().http_waiters.remove(&token);
-            error("503 Service Unavailable", "the session did not answer in time")
+            error(
+                "503 Service Unavailable",
+                "the session did not answer in time",
+            )
         }
     }
 }

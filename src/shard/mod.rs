@@ -1,6 +1,7 @@
-//! Shards: one OS thread per core, pinned, each with its own monoio runtime, `SO_REUSEPORT`
-//! listener, client table and timers. [`start`] binds the listeners and spawns the threads;
-//! everything a shard does afterwards happens on its own thread.
+//! Shards: one OS thread per core, pinned, each with its own runtime (monoio on io_uring or
+//! epoll, or glommio; see [`crate::rt`]), `SO_REUSEPORT` listener, client table and timers.
+//! [`start`] binds the listeners and spawns the threads; everything a shard does afterwards
+//! happens on its own thread.
 
 pub mod client;
 pub mod conn;
@@ -25,7 +26,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use serde_json::json;
 
 use self::{client::Phase, ctx::ShardCtx};
@@ -152,12 +152,33 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     }
 }
 
-/// The driver a shard will actually run.
+/// The driver a shard will actually run. `auto` is monoio on io_uring where the kernel
+/// allows it, else monoio on epoll; never glommio, which must be asked for (it has no
+/// fallback, and measures behind monoio on io_uring: BENCHMARKS.md).
 pub fn resolve_driver(d: Driver) -> Driver {
     match d {
-        Driver::Auto if monoio::utils::detect_uring() => Driver::IoUring,
+        Driver::Auto if crate::rt::io_uring_available() => Driver::IoUring,
         Driver::Auto => Driver::Epoll,
         other => other,
+    }
+}
+
+/// The runtime behind a resolved driver.
+fn runtime(d: Driver) -> crate::rt::Kind {
+    match d {
+        Driver::IoUring => crate::rt::Kind::MonoioUring,
+        Driver::Glommio => crate::rt::Kind::Glommio,
+        Driver::Epoll | Driver::Auto => crate::rt::Kind::MonoioEpoll,
+    }
+}
+
+/// Checks that the resolved driver can start on this host, before any shard tries: an
+/// explicit `glommio` that cannot (no io_uring, an old kernel, a low locked-memory limit) is
+/// a start-up error with the reason, never a panic on a shard thread.
+pub fn check_driver(d: Driver) -> Result<(), String> {
+    match resolve_driver(d) {
+        Driver::Glommio => crate::rt::glommio_preflight(),
+        _ => Ok(()),
     }
 }
 
@@ -170,6 +191,8 @@ pub fn start(mut config: Config) -> io::Result<Gateway> {
     crate::proto::schema::Schemas::get();
     let n = config.shard_count();
     let driver = resolve_driver(config.driver);
+    check_driver(driver).map_err(io::Error::other)?;
+    let kind = runtime(driver);
     let first = reuseport_listener(SocketAddr::new(config.bind, config.port))?;
     let addr = first.local_addr()?;
     let mut listeners = vec![first];
@@ -201,9 +224,6 @@ pub fn start(mut config: Config) -> io::Result<Gateway> {
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
             .spawn(move || {
-                if let Err(e) = monoio::utils::bind_to_cpu_set([id % cores]) {
-                    tracing::warn!(shard = id, error = ?e, "could not pin shard thread");
-                }
                 let boot = Boot {
                     store,
                     devices,
@@ -213,25 +233,10 @@ pub fn start(mut config: Config) -> io::Result<Gateway> {
                     control_ui,
                     files,
                 };
-                let r = match driver {
-                    Driver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
-                        .with_entries(4096)
-                        .enable_timer()
-                        .build()
-                        .map(|mut rt| {
-                            rt.block_on(shard_main(
-                                id, config, globals, bus, listener, "io_uring", boot,
-                            ))
-                        }),
-                    _ => RuntimeBuilder::<LegacyDriver>::new()
-                        .enable_timer()
-                        .build()
-                        .map(|mut rt| {
-                            rt.block_on(shard_main(
-                                id, config, globals, bus, listener, "epoll", boot,
-                            ))
-                        }),
-                };
+                let name = format!("ringgate-shard-{id}");
+                let r = crate::rt::run_pinned(kind, id % cores, &name, move || {
+                    shard_main(id, config, globals, bus, listener, kind.name(), boot)
+                });
                 if let Err(e) = r {
                     // A gateway with a shard missing would accept connections it never serves.
                     eprintln!("ringgate: fatal: shard {id} runtime failed to start: {e}");
@@ -380,7 +385,7 @@ async fn shard_main(
         }
     }
     drive::cron_start(&mut ctx.borrow_mut());
-    let listener = match monoio::net::TcpListener::from_std(listener) {
+    let listener = match crate::rt::Listener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("ringgate: fatal: shard {id} cannot register its listener: {e}");
@@ -392,14 +397,14 @@ async fn shard_main(
 
     // Accept loop.
     let accept_ctx = ctx.clone();
-    monoio::spawn(async move {
+    crate::rt::spawn(async move {
         // Failures since the last log line: the condition repeats on every retry until a
         // socket closes, so it is logged at most once a second with a count.
         let (mut unlogged, mut last_line) = (0u64, None::<Instant>);
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    monoio::spawn(conn::serve(accept_ctx.clone(), stream, peer));
+                    crate::rt::spawn(conn::serve(accept_ctx.clone(), stream, peer));
                 }
                 Err(e) => {
                     // Out of descriptors or memory: back off instead of spinning.
@@ -424,7 +429,7 @@ async fn shard_main(
 
     // Bus drain.
     let bus_ctx = ctx.clone();
-    monoio::spawn(async move {
+    crate::rt::spawn(async move {
         let mut batch = Vec::with_capacity(64);
         loop {
             bus.inbox(id).recv_all(&mut batch).await;
@@ -437,7 +442,7 @@ async fn shard_main(
 
     // Housekeeping: handshake timeouts, pings, slow-consumer grace, bus overflow, budget.
     let hk_ctx = ctx.clone();
-    monoio::spawn(async move {
+    crate::rt::spawn(async move {
         loop {
             timer::sleep_ms(250).await;
             let mut c = hk_ctx.borrow_mut();
@@ -474,7 +479,7 @@ async fn shard_main(
 
     // Loop health probe (see `state::vitals`).
     let probe_ctx = ctx.clone();
-    monoio::spawn(async move {
+    crate::rt::spawn(async move {
         use crate::state::vitals::{thread_cpu_ns, DelayWindow, LoopSample, PROBE_MS, WINDOW_MS};
         let mut window = DelayWindow::default();
         let mut started = std::time::Instant::now();
@@ -508,7 +513,7 @@ async fn shard_main(
 
     // Tick.
     let tick_ctx = ctx.clone();
-    monoio::spawn(async move {
+    crate::rt::spawn(async move {
         loop {
             // Read each time: a config reload may change the cadence.
             let every = tick_ctx.borrow().config.limits.tick_interval_ms;
@@ -521,7 +526,7 @@ async fn shard_main(
     // Health refresh, owned by shard 0.
     if id == 0 {
         let h_ctx = ctx.clone();
-        monoio::spawn(async move {
+        crate::rt::spawn(async move {
             loop {
                 let every = h_ctx.borrow().config.limits.health_interval_ms;
                 timer::sleep_ms(every).await;

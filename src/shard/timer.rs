@@ -1,8 +1,8 @@
 //! Every sleep a shard arms goes through here, so no duration — however it was computed — can
 //! reach the runtime's timer unchecked. monoio panics ("Duration too far into the future") on
-//! durations its clock cannot represent, and a panic on a shard thread is an outage; client
-//! durations are bounded by their params schemas ([`crate::proto::bounds`]) before they get
-//! this far, and this clamp is the second line.
+//! durations its clock cannot represent (glommio on an `Instant` overflow), and a panic on a
+//! shard thread is an outage; client durations are bounded by their params schemas
+//! ([`crate::proto::bounds`]) before they get this far, and this clamp is the second line.
 
 use std::time::Duration;
 
@@ -12,13 +12,13 @@ use std::time::Duration;
 pub use crate::proto::bounds::MAX_SLEEP_MS;
 
 /// A sleep of `ms` milliseconds, clamped to [`MAX_SLEEP_MS`].
-pub fn sleep_ms(ms: u64) -> monoio::time::Sleep {
-    monoio::time::sleep(clamp(Duration::from_millis(ms)))
+pub fn sleep_ms(ms: u64) -> crate::rt::Sleep {
+    crate::rt::sleep(clamp(Duration::from_millis(ms)))
 }
 
 /// A sleep of `d`, clamped to [`MAX_SLEEP_MS`].
-pub fn sleep(d: Duration) -> monoio::time::Sleep {
-    monoio::time::sleep(clamp(d))
+pub fn sleep(d: Duration) -> crate::rt::Sleep {
+    crate::rt::sleep(clamp(d))
 }
 
 fn clamp(d: Duration) -> Duration {
@@ -41,16 +41,22 @@ mod tests {
 
     #[test]
     fn a_huge_sleep_is_armed_without_panicking() {
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            monoio::select! {
-                _ = sleep_ms(u64::MAX) => panic!("a 24-day sleep ended at once"),
-                _ = sleep(Duration::MAX) => panic!("a 24-day sleep ended at once"),
-                _ = sleep_ms(5) => {}
+        use crate::rt::{select, Either, Kind};
+        let mut kinds = vec![Kind::MonoioEpoll];
+        if crate::rt::io_uring_available() {
+            kinds.push(Kind::MonoioUring);
+            if crate::rt::glommio_preflight().is_ok() {
+                kinds.push(Kind::Glommio);
             }
-        });
+        }
+        for kind in kinds {
+            crate::rt::block_on(kind, async move {
+                let huge = select(sleep_ms(u64::MAX), sleep(Duration::MAX));
+                match select(huge, sleep_ms(5)).await {
+                    Either::Left(_) => panic!("{kind:?}: a 24-day sleep ended at once"),
+                    Either::Right(()) => {}
+                }
+            });
+        }
     }
 }

@@ -2,6 +2,7 @@
 # The sans-IO owners (see src/effects.rs) decide and push effects; only the shard's driver
 # (src/shard/drive.rs) does IO. So the domain folders, and the modules below the shards, must
 # not reach the shard, the bus or the runtime.
+# And only the runtime seam (src/rt/) names a runtime crate.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SANS_IO=(
@@ -27,3 +28,13 @@ if [ -n "$bad" ]; then
   exit 1
 fi
 echo "sans-IO imports: ok (${#SANS_IO[@]} modules)"
+
+# The runtime seam: only src/rt/ names a runtime crate (src/rt/mod.rs says why).
+bad=$(grep -rnE '\b(monoio|glommio)::|use (monoio|glommio)\b' src --include='*.rs' \
+  | grep -v '^src/rt/' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+if [ -n "$bad" ]; then
+  echo "only src/rt/ may name monoio or glommio (go through crate::rt):"
+  echo "$bad"
+  exit 1
+fi
+echo "runtime seam: ok (no runtime crate named outside src/rt/)"
