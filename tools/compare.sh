@@ -27,6 +27,9 @@
 #                                 percentage seen is recorded with every run either way
 #   SCALING=1                     additionally: idle at 1k/10k/19.5k and broadcast to
 #                                 100/1k/10k for ringgate and the original (+~6 min)
+#   PARTS=original,drivers        which tables to measure: "original" (ringgate vs the
+#                                 original vs echo) and/or "drivers" (ringgate on monoio
+#                                 io_uring vs monoio epoll vs glommio; ~7 min)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,6 +45,7 @@ BCAST_ROUNDS=${BCAST_ROUNDS:-200}
 SLOW_DUR=${SLOW_DUR:-10}
 SCALING=${SCALING:-0}
 WAIT_QUIET=${WAIT_QUIET:-0}
+PARTS=${PARTS:-original,drivers}
 OUT=${OUT:-$ROOT/target/compare}
 TOKEN=cmp-$$-$RANDOM$RANDOM
 
@@ -135,11 +139,11 @@ free_port() {
 }
 
 N_START=0
-start_ringgate() { # sets URL, SPID
+start_ringgate() { # [driver] — sets URL, SPID
     N_START=$((N_START + 1))
     local d=$TMP/rg$N_START; mkdir -p "$d/state"
     "$BIN/ringgate" run --port 0 --token "$TOKEN" --shards 1 --state-dir "$d/state" \
-        >"$d/out" 2>"$d/err" &
+        --driver "${1:-auto}" >"$d/out" 2>"$d/err" &
     SPID=$!; PIDS+=("$SPID")
     wait_listening "$SPID" "$d/out" 20
 }
@@ -214,6 +218,10 @@ PY
 }
 
 say() { echo "[$(date +%T) +${SECONDS}s] $*" >&2; }
+T=(--token "$TOKEN")
+LIM=$((DUR + 25))
+
+if [[ $PARTS == *original* ]]; then
 RG_URL= OC_URL= EC_URL=
 say "ringgate compare: token auth, servers on CPU $SERVER_CPU, loadgen on CPU $LOAD_CPU; log $LOG"
 start_ringgate; RG_URL=$URL; RG_PID=$SPID
@@ -223,8 +231,6 @@ start_original; OC_URL=$URL; OC_PID=$SPID
 say "ringgate $RG_URL (pid $RG_PID), original $OC_URL (pid $OC_PID), echo $EC_URL (pid $EC_PID)"
 sleep 2 # let the original finish its post-listen startup work
 
-T=(--token "$TOKEN")
-LIM=$((DUR + 25))
 
 say "handshake (token only, concurrency 16)"
 for r in $(seq "$RUNS"); do
@@ -305,6 +311,30 @@ if [[ $SCALING == 1 ]]; then
     stop_server "$OC_PID"; stop_server "$RG_PID"
 fi
 
+fi
+
+# --- drivers: the same ringgate on each runtime (one shard, pinned to CPU 0) -------------
+if [[ $PARTS == *drivers* ]]; then
+    DRIVERS=(io_uring epoll glommio)
+    say "drivers: ${DRIVERS[*]} — handshake, rpc 16x1 / 16x16, broadcast to $BCAST_SUBS, idle $IDLE_CLIENTS; $RUNS interleaved runs"
+    for r in $(seq "$RUNS"); do
+        for drv in "${DRIVERS[@]}"; do
+            start_ringgate "$drv"; DU=$URL; DP=$SPID
+            lg drv-handshake "$drv" "$r" $LIM handshake --url "$DU" "${T[@]}" --concurrency 16 --duration "$DUR"
+            for p in 1 16; do
+                lg drv-rpc-16x$p "$drv" "$r" $LIM rpc --url "$DU" "${T[@]}" --clients 16 --pipeline $p --method last-heartbeat --duration "$DUR"
+            done
+            lg drv-broadcast-$BCAST_SUBS "$drv" "$r" 90 broadcast --url "$DU" "${T[@]}" --subscribers "$BCAST_SUBS" --rounds "$BCAST_ROUNDS" --duration 30
+            stop_server "$DP"
+            # idle on a fresh server, so VmRSS growth is only the held connections
+            start_ringgate "$drv"; DU=$URL; DP=$SPID
+            lg drv-idle-$IDLE_CLIENTS "$drv" "$r" $((IDLE_CLIENTS / 1000 + IDLE_HOLD + 60)) idle --url "$DU" "${T[@]}" \
+                --clients "$IDLE_CLIENTS" --rate 1000 --hold "$IDLE_HOLD" --pid "$DP" --duration 10
+            stop_server "$DP"
+        done
+    done
+fi
+
 # --- summary ------------------------------------------------------------------------------
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
@@ -334,7 +364,7 @@ for r in runs:
 
 cases = []
 for r in runs:
-    if r["case"] not in cases:
+    if r["case"] not in cases and not r["case"].startswith("drv-"):
         cases.append(r["case"])
 
 def med(case, server, key):
@@ -369,6 +399,35 @@ for case in cases:
                      "ringgate": rg, "original": oc, "echo": ec,
                      "ratio_ringgate_original": ro, "ratio_ringgate_echo": re,
                      "runs": {"ringgate": n1, "original": n2, "echo": n3}})
+drv_cases = []
+for r in runs:
+    if r["case"].startswith("drv-") and r["case"] not in drv_cases:
+        drv_cases.append(r["case"])
+if drv_cases:
+    DRV = ["io_uring", "epoll", "glommio"]
+    print()
+    print("drivers: medians over runs; server CPU µs per unit of work beside each; ratios vs io_uring")
+    hdr = f"{'case':<20} {'metric':<20} " + " ".join(f"{d:>12}" for d in DRV) + f" {'epoll/uring':>11} {'glommio/uring':>13}"
+    print(hdr); print("-" * len(hdr))
+    for case in drv_cases:
+        pre = case.split("-")[1]
+        cpu_key = {"handshake": "server_cpu_us_per_handshake", "rpc": "server_cpu_us_per_request",
+                   "broadcast": "server_cpu_us_per_delivery"}.get(pre)
+        metrics = list(METRICS.get(pre, []))
+        if cpu_key:
+            metrics.append(("server CPU µs/unit", cpu_key, "lo"))
+        metrics.append(("server CPU %", "server_cpu_pct", "lo"))
+        for name, key, better in metrics:
+            vals = [med(case, d, key) for d in DRV]
+            base = vals[0][0]
+            if all(v[0] is None for v in vals): continue
+            rat = [f"{v[0] / base:.3g}x" if v[0] is not None and base else "-" for v in vals[1:]]
+            print(f"{case:<20} {name:<20} " + " ".join(f"{fmt(v[0]):>12}" for v in vals)
+                  + f" {rat[0]:>11} {rat[1]:>13}  n={'/'.join(str(v[1]) for v in vals)}")
+            summ.append({"kind": "summary", "case": case, "metric": key, "better": better,
+                         **{d: v[0] for d, v in zip(DRV, vals)},
+                         "runs": {d: v[1] for d, v in zip(DRV, vals)}})
+
 errs = {}
 for r in runs:
     if r.get("errors") or r.get("lg_failed"):
