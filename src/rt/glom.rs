@@ -162,8 +162,9 @@ impl Listener {
 /// write waits of one connection can both be pending.
 pub struct Stream(RefCell<glommio::net::TcpStream>);
 
-/// Bytes read per poll when the read path itself fills a buffer (see [`Stream::readable`]).
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read per poll when the read path itself fills a buffer (see [`Stream::readable`]):
+/// zeroed on every poll, so kept small; the connection's own `recv` reads the rest.
+const READ_CHUNK: usize = 4 * 1024;
 
 impl Stream {
     pub fn fd(&self) -> RawFd {

@@ -30,10 +30,23 @@ where
     }
     match kind {
         Kind::MonoioUring => {
-            let mut rt = RuntimeBuilder::<IoUringDriver>::new()
+            // Cooperative task running (Linux 5.19+): completions run at the shard's next
+            // syscall instead of interrupting it with an IPI; the flag is dropped where the
+            // kernel refuses it.
+            let mut coop = io_uring::IoUring::builder();
+            coop.setup_coop_taskrun();
+            let built = RuntimeBuilder::<IoUringDriver>::new()
                 .with_entries(URING_ENTRIES)
+                .uring_builder(coop)
                 .enable_timer()
-                .build()?;
+                .build();
+            let mut rt = match built {
+                Ok(rt) => rt,
+                Err(_) => RuntimeBuilder::<IoUringDriver>::new()
+                    .with_entries(URING_ENTRIES)
+                    .enable_timer()
+                    .build()?,
+            };
             rt.block_on(main());
         }
         _ => {
