@@ -8,8 +8,9 @@
 //! Without `OPENCLAW_CLIENT_DIR` the tests are skipped, unless `RINGGATE_REQUIRE_CONFORMANCE=1`
 //! (set by `make test`), in which case they fail.
 //!
-//! The same suite runs again with every gateway on the glommio driver, as
-//! `tests/conformance_glommio.rs` (which includes this file as a module).
+//! The same suite runs again with every gateway on the glommio driver and on monoio's epoll
+//! driver, as `tests/conformance_glommio.rs` and `tests/conformance_epoll.rs` (which include
+//! this file as a module); here the gateways run on `auto` (io_uring on this kind of host).
 //!
 //! For validating the assertions against the original gateway, set `RINGGATE_CONFORMANCE_URL`
 //! (e.g. `ws://127.0.0.1:18998`) and `RINGGATE_CONFORMANCE_TOKEN`: the tests then use that
@@ -399,12 +400,13 @@ impl Gateway {
     }
 }
 
-/// The io driver this suite's gateways run on: the default (`auto`), or glommio when this
-/// file is compiled as the suite of `tests/conformance_glommio.rs`.
+/// The io driver this suite's gateways run on: the default (`auto`), or the one named by the
+/// test target that includes this file as its suite (`tests/conformance_<driver>.rs`).
 fn suite_driver() -> Option<&'static str> {
-    module_path!()
-        .starts_with("conformance_glommio")
-        .then_some("glommio")
+    let crate_name = module_path!().split("::").next().unwrap_or_default();
+    ["glommio", "epoll"]
+        .into_iter()
+        .find(|d| crate_name == format!("conformance_{d}"))
 }
 
 impl Drop for Gateway {
