@@ -234,6 +234,13 @@ impl Server {
             cmd.arg("--config").arg(&path);
         }
         cmd.args(&opts.args);
+        // `RINGGATE_TEST_DRIVER=glommio cargo test` runs every black-box suite on that driver
+        // (a test that names its own driver keeps it).
+        if let Ok(driver) = std::env::var("RINGGATE_TEST_DRIVER") {
+            if !opts.args.iter().any(|a| a == "--driver") {
+                cmd.args(["--driver", &driver]);
+            }
+        }
         cmd.env_remove("RINGGATE_TOKEN")
             .env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env("RINGGATE_LOG", "info");
