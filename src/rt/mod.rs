@@ -66,43 +66,41 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ()> + 'static,
 {
-    CURRENT.with(|c| c.set(Some(kind)));
-    let r = match kind {
-        Kind::MonoioUring | Kind::MonoioEpoll => mono::run(kind, Some(cpu), main),
-        Kind::Glommio => glom::run(Some(cpu), name, main),
-    };
-    CURRENT.with(|c| c.set(None));
-    r
+    run_on(kind, Some(cpu), name, main)
 }
 
 /// Runs `fut` to completion on a fresh, unpinned runtime of `kind` on the calling thread
 /// (tests and tools).
 pub fn block_on<Fut: Future<Output = T> + 'static, T: 'static>(kind: Kind, fut: Fut) -> T {
-    CURRENT.with(|c| c.set(Some(kind)));
-    let out = RefCell::new(None);
-    let slot = std::rc::Rc::new(out);
+    let slot = std::rc::Rc::new(RefCell::new(None));
     let s = slot.clone();
-    let main = move || async move {
+    run_on(kind, None, "rt-block-on", move || async move {
         *s.borrow_mut() = Some(fut.await);
-    };
+    })
+    .expect("rt: runtime failed to start");
+    let out = slot.borrow_mut().take();
+    out.expect("rt: future did not complete")
+}
+
+/// Runs `main` under `kind`, with the thread's runtime recorded for [`spawn`] and [`sleep`]
+/// while it runs.
+fn run_on<F, Fut>(kind: Kind, cpu: Option<usize>, name: &str, main: F) -> io::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    CURRENT.with(|c| c.set(Some(kind)));
     let r = match kind {
-        Kind::MonoioUring | Kind::MonoioEpoll => mono::run(kind, None, main),
-        Kind::Glommio => glom::run(None, "rt-block-on", main),
+        Kind::MonoioUring | Kind::MonoioEpoll => mono::run(kind, cpu, main),
+        Kind::Glommio => glom::run(cpu, name, main),
     };
     CURRENT.with(|c| c.set(None));
-    r.expect("rt: runtime failed to start");
-    let v = slot.borrow_mut().take();
-    v.expect("rt: future did not complete")
+    r
 }
 
 /// Whether this kernel lets the process use io_uring (`io_uring_setup` succeeds).
 pub fn io_uring_available() -> bool {
     mono::detect_uring()
-}
-
-/// Pins the calling thread to `cpu` (a helper thread beside the shards).
-pub fn pin_thread(cpu: usize) -> io::Result<()> {
-    mono::pin(cpu)
 }
 
 /// Checks, before any glommio code runs, that glommio can start here: glommio panics (rather
