@@ -168,13 +168,7 @@ fn chat_in_the_control_ui_end_to_end() {
         calls.join("\n  ")
     );
     eprintln!("screenshots in {}", screens.display());
-    let fail = |what: &str| -> ! {
-        panic!(
-            "{what}\nreport: {report:#}\nserver stderr:\n{}\nscreenshots in {}",
-            server.stderr(),
-            screens.display()
-        )
-    };
+    let fail = |what: &str| -> ! { browser_failure(what, &report, &server, &screens) };
     if !report["errors"].as_array().unwrap().is_empty() {
         fail("the browser flow failed");
     }
@@ -338,13 +332,7 @@ fn a_worker_agents_tool_call_in_the_control_ui() {
     else {
         return;
     };
-    let fail = |what: &str| -> ! {
-        panic!(
-            "{what}\nreport: {report:#}\nserver stderr:\n{}\nscreenshots in {}",
-            server.stderr(),
-            screens.display()
-        )
-    };
+    let fail = |what: &str| -> ! { browser_failure(what, &report, &server, &screens) };
     if !report["errors"].as_array().unwrap().is_empty() {
         fail("the browser flow failed");
     }
@@ -360,4 +348,19 @@ fn a_worker_agents_tool_call_in_the_control_ui() {
     if !report["consoleErrors"].as_array().unwrap().is_empty() {
         fail("the page logged errors");
     }
+}
+
+/// Fails a browser test with everything needed to see why: the script's report, the
+/// gateway's stderr and where the screenshots are.
+fn browser_failure(
+    what: &str,
+    report: &serde_json::Value,
+    server: &common::Server,
+    screens: &std::path::Path,
+) -> ! {
+    panic!(
+        "{what}\nreport: {report:#}\nserver stderr:\n{}\nscreenshots in {}",
+        server.stderr(),
+        screens.display()
+    )
 }

@@ -117,12 +117,20 @@ pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
     }
 }
 
-/// A sleep on the current shard's timer (callers clamp the duration; see `shard::timer`).
+/// A sleep on the current shard's timer, clamped to
+/// [`MAX_SLEEP_MS`](crate::proto::bounds::MAX_SLEEP_MS): monoio panics on durations its timer
+/// wheel cannot hold, glommio on an `Instant` overflow (see `shard::timer`).
 pub fn sleep(d: Duration) -> Sleep {
+    let d = clamp(d);
     match current() {
         Kind::MonoioUring | Kind::MonoioEpoll => Sleep::Monoio(mono::sleep(d)),
         Kind::Glommio => Sleep::Glommio(glom::sleep(d)),
     }
+}
+
+/// `d`, at most [`MAX_SLEEP_MS`](crate::proto::bounds::MAX_SLEEP_MS).
+pub(crate) fn clamp(d: Duration) -> Duration {
+    d.min(Duration::from_millis(crate::proto::bounds::MAX_SLEEP_MS))
 }
 
 /// A pending [`sleep`]. monoio's timer entry lives inline (~640 bytes, as before the seam);
@@ -170,9 +178,10 @@ pub async fn select<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Ou
     .await
 }
 
-/// `fut`'s output, or `None` if `d` passes first.
+/// `fut`'s output, or `None` if `d` passes first. The timer is made only if `fut` is not
+/// ready at once, so a read or write that needs no wait costs no timer.
 pub async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
-    match select(fut, sleep(d)).await {
+    match select(fut, async { sleep(d).await }).await {
         Either::Left(x) => Some(x),
         Either::Right(()) => None,
     }

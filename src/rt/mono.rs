@@ -42,10 +42,13 @@ where
                 .build();
             let mut rt = match built {
                 Ok(rt) => rt,
-                Err(_) => RuntimeBuilder::<IoUringDriver>::new()
-                    .with_entries(URING_ENTRIES)
-                    .enable_timer()
-                    .build()?,
+                Err(e) => {
+                    tracing::info!(error = %e, "io_uring refused COOP_TASKRUN; using a plain ring");
+                    RuntimeBuilder::<IoUringDriver>::new()
+                        .with_entries(URING_ENTRIES)
+                        .enable_timer()
+                        .build()?
+                }
             };
             rt.block_on(main());
         }

@@ -349,25 +349,14 @@ impl Client {
     /// Writes as much of the outbox as the socket takes. `Ok(true)` when everything was sent.
     pub fn flush_socket(&mut self) -> io::Result<bool> {
         while self.out_pos < self.out.len() {
-            let buf = &self.out[self.out_pos..];
-            // SAFETY: buf is valid for reads of buf.len() bytes; fd is this connection's socket.
-            let n = unsafe {
-                libc::send(
-                    self.fd,
-                    buf.as_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock {
+            match crate::rt::sys_send(self.fd, &self.out[self.out_pos..]) {
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.compact();
                     return Ok(false);
                 }
-                return Err(e);
+                Err(e) => return Err(e),
             }
-            self.out_pos += n as usize;
         }
         self.out.clear();
         self.out_pos = 0;

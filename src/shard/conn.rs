@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::rt::{select, Either, Stream as TcpStream};
+use crate::rt::Stream as TcpStream;
 use serde_json::json;
 
 use super::{
@@ -54,8 +54,8 @@ pub(super) async fn recv_some(
     deadline: Instant,
 ) -> Option<usize> {
     let left = deadline.saturating_duration_since(Instant::now());
-    match select(stream.recv(buf), crate::shard::timer::sleep(left)).await {
-        Either::Left(Ok(n)) if n > 0 => Some(n),
+    match crate::rt::timeout(left, stream.recv(buf)).await {
+        Some(Ok(n)) if n > 0 => Some(n),
         _ => None,
     }
 }
@@ -69,9 +69,9 @@ pub(super) async fn write_all(
     let mut pos = 0;
     while pos < bytes.len() {
         let left = deadline.saturating_duration_since(Instant::now());
-        match select(stream.send(&bytes[pos..]), crate::shard::timer::sleep(left)).await {
-            Either::Left(n) => pos += n?,
-            Either::Right(()) => return Err(std::io::ErrorKind::TimedOut.into()),
+        match crate::rt::timeout(left, stream.send(&bytes[pos..])).await {
+            Some(n) => pos += n?,
+            None => return Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
     Ok(())
@@ -352,7 +352,7 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
             } else {
                 // A write error here is seen again by the next flush, which ends the
                 // connection.
-                let _ = select(stream.writable(&**c), signalled(c)).await;
+                let _ = crate::rt::select(stream.writable(&**c), signalled(c)).await;
             }
         };
         if end.is_some() {
@@ -361,7 +361,7 @@ async fn run(shared: &Shared, c: &ClientRef, stream: &TcpStream, info: &UpgradeI
             wait_other.await;
             continue;
         }
-        if let Either::Left(r) = select(&mut readable, wait_other).await {
+        if let crate::rt::Either::Left(r) = crate::rt::select(&mut readable, wait_other).await {
             readable = Box::pin(stream.readable(&**c));
             if r.is_err() {
                 return;
@@ -599,10 +599,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A store round trip bounded by [`STORE_TIMEOUT`] (a late result is discarded).
 pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::OpResult {
-    match select(store.call(op), crate::shard::timer::sleep(STORE_TIMEOUT)).await {
-        Either::Left(r) => r,
-        Either::Right(()) => crate::store::OpResult::Failed("state store timed out".into()),
-    }
+    crate::rt::timeout(STORE_TIMEOUT, store.call(op))
+        .await
+        .unwrap_or_else(|| crate::store::OpResult::Failed("state store timed out".into()))
 }
 
 /// Runs a deferred reply on its own task so the connection keeps reading meanwhile.

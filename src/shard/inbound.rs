@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use crate::rt::{select, Either, Stream as TcpStream};
+use crate::rt::Stream as TcpStream;
 use serde_json::{json, Value};
 
 use super::conn::{recv_some, Shared};
@@ -157,9 +157,9 @@ pub async fn serve(
     };
     // The turn gets its own budget, whatever the upload took.
     let left = std::time::Duration::from_millis(TURN_TIMEOUT_MS);
-    match select(waiter.wait(), crate::shard::timer::sleep(left)).await {
-        Either::Left(answer) => http_answer(answer, &canonical),
-        Either::Right(()) => {
+    match crate::rt::timeout(left, waiter.wait()).await {
+        Some(answer) => http_answer(answer, &canonical),
+        None => {
             shared.borrow_mut().http_waiters.remove(&token);
             error(
                 "503 Service Unavailable",

@@ -1,5 +1,6 @@
-//! Every sleep a shard arms goes through here, so no duration — however it was computed — can
-//! reach the runtime's timer unchecked. monoio panics ("Duration too far into the future") on
+//! Every sleep a shard arms is clamped ([`crate::rt::sleep`] does it, so the seam's
+//! `timeout` is covered too), so no duration — however it was computed — can reach the
+//! runtime's timer unchecked. monoio panics ("Duration too far into the future") on
 //! durations its clock cannot represent (glommio on an `Instant` overflow), and a panic on a
 //! shard thread is an outage; client durations are bounded by their params schemas
 //! ([`crate::proto::bounds`]) before they get this far, and this clamp is the second line.
@@ -13,16 +14,12 @@ pub use crate::proto::bounds::MAX_SLEEP_MS;
 
 /// A sleep of `ms` milliseconds, clamped to [`MAX_SLEEP_MS`].
 pub fn sleep_ms(ms: u64) -> crate::rt::Sleep {
-    crate::rt::sleep(clamp(Duration::from_millis(ms)))
+    crate::rt::sleep(Duration::from_millis(ms))
 }
 
 /// A sleep of `d`, clamped to [`MAX_SLEEP_MS`].
 pub fn sleep(d: Duration) -> crate::rt::Sleep {
-    crate::rt::sleep(clamp(d))
-}
-
-fn clamp(d: Duration) -> Duration {
-    d.min(Duration::from_millis(MAX_SLEEP_MS))
+    crate::rt::sleep(d)
 }
 
 #[cfg(test)]
@@ -31,6 +28,7 @@ mod tests {
 
     #[test]
     fn huge_durations_are_clamped() {
+        use crate::rt::clamp;
         assert_eq!(
             clamp(Duration::from_millis(u64::MAX)),
             Duration::from_millis(MAX_SLEEP_MS)
