@@ -76,6 +76,8 @@ pub enum BusMsg {
     AuthFailure { ip: std::net::IpAddr, at_ms: u64 },
     /// A successful connect from this IP cleared its failures on another shard.
     AuthSuccess { ip: std::net::IpAddr },
+    /// A scrape asks for this shard's metrics.
+    Metrics(Arc<crate::metrics::gather::Gather>),
 }
 
 /// Messages an inbox holds before senders spill into their local overflow queue.
@@ -257,6 +259,11 @@ impl Sender {
             crate::panic_policy::fatal_exit();
         }
         self.overflow[dest].push_back(msg);
+    }
+
+    /// Messages held for full inboxes, over every destination.
+    pub fn overflow_len(&self) -> usize {
+        self.overflow.iter().map(VecDeque::len).sum()
     }
 
     /// Retries spilled messages in order; true while some remain.

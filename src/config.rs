@@ -140,6 +140,8 @@ pub struct Config {
     pub skills: SkillsConfig,
     /// Run scheduled cron jobs (`ringgate.cron.enabled`; jobs live in the store).
     pub cron_enabled: bool,
+    /// Record and export metrics (`diagnostics.enabled`, default true).
+    pub diagnostics_enabled: bool,
     /// `ringgate.channels` as written (a reload rebuilds the channels only when it changed).
     pub channels: Value,
     /// `ringgate.channels.webhook`, parsed.
@@ -323,6 +325,7 @@ impl Default for Config {
             agent_workers: 4,
             skills: SkillsConfig::default(),
             cron_enabled: true,
+            diagnostics_enabled: true,
             channels: Value::Object(Default::default()),
             webhook: None,
             pricing: Vec::new(),
@@ -560,8 +563,13 @@ impl Config {
         let mut auth_mode: Option<String> = None;
         let mut token: Option<String> = None;
         let mut password: Option<String> = None;
-        for (k, v, key) in fields(root, "", &["gateway", "ringgate"])? {
+        for (k, v, key) in fields(root, "", &["gateway", "ringgate", "diagnostics"])? {
             match k {
+                "diagnostics" => {
+                    for (_, v, key) in fields(v, &key, &["enabled"])? {
+                        self.diagnostics_enabled = as_bool(&key, v)?;
+                    }
+                }
                 "gateway" => {
                     for (k, v, key) in
                         fields(v, &key, &["port", "bind", "auth", "controlUi", "nodes"])?

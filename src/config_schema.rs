@@ -98,6 +98,9 @@ pub fn schema() -> &'static Value {
                         }), "Device pairing."),
                     }), "Nodes."),
                 }), "OpenClaw gateway keys."),
+                "diagnostics": object(json!({
+                    "enabled": {"type": "boolean", "description": "Record metrics (GET /api/diagnostics/prometheus, /metrics); off: the route answers with an empty body and the shards record nothing."},
+                }), "Diagnostics (the original's key)."),
                 "ringgate": object(json!({
                     "shards": int(0, 1024, "Shard threads; 0 = one per CPU (restart)."),
                     "driver": {"type": "string", "enum": ["auto", "io_uring", "epoll", "glommio"], "description": "io driver (restart): auto (monoio on io_uring, else epoll), io_uring, epoll or glommio."},

@@ -66,6 +66,7 @@ pub mod fingerprint;
 pub mod http;
 pub mod logs;
 pub mod methods;
+pub mod metrics;
 pub mod nodes;
 pub mod pairing;
 pub mod panic_policy;

@@ -45,7 +45,7 @@ print()
 print("use super::scopes::{MethodSpec, Req, Scope, CP_WRITE, HIDDEN, STARTUP};")
 print()
 print("/// All %d core methods, in the reference's order." % len(rows))
-print("pub const CORE_METHODS: &[MethodSpec] = &[")
+print("pub static CORE_METHODS: &[MethodSpec] = &[")
 for n, r, f in rows:
     print('    MethodSpec { name: "%s", req: %s, flags: %s },' % (n, r, f))
 print("];")

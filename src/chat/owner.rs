@@ -184,6 +184,13 @@ pub struct Env<'a> {
     pub config: &'a Config,
 }
 
+impl ChatOwner {
+    /// Runs in progress on this shard's sessions (at most one per session).
+    pub fn active_runs(&self) -> usize {
+        self.active.len()
+    }
+}
+
 impl Env<'_> {
     fn row(&self, row: Value) -> Value {
         super::row::decorate(self.config, row, self.now_ms)

@@ -120,15 +120,30 @@ pub enum Route<'a> {
     /// The Control UI: the prepared index or a file.
     Ui(Resolved<'a>),
     Redirect(String),
+    /// The Prometheus exposition (`/api/diagnostics/prometheus`, alias `/metrics`): gateway
+    /// auth with `operator.read`.
+    Metrics,
     /// A finished answer (405, 404, 400).
     Done(Response),
 }
+
+/// The original's metrics path, and the alias scrapers assume.
+pub const METRICS_PATHS: [&str; 2] = ["/api/diagnostics/prometheus", "/metrics"];
 
 /// Decides what a plain request gets (no IO).
 pub fn route<'a>(req: &Plain, ui: &'a ControlUi) -> Route<'a> {
     let read = matches!(req.method.as_str(), "GET" | "HEAD");
     if req.other_upgrade {
         return Route::Done(Response::text("400 Bad Request", "Bad Request"));
+    }
+    if METRICS_PATHS.contains(&req.path.as_str()) {
+        if !read {
+            return Route::Done(
+                Response::text("405 Method Not Allowed", "Method Not Allowed")
+                    .header("Allow", "GET, HEAD"),
+            );
+        }
+        return Route::Metrics;
     }
     if let Some(p) = Probe::of(&req.path) {
         if !read {
@@ -249,6 +264,19 @@ pub fn unauthorized() -> Response {
     Response::json(
         "401 Unauthorized",
         &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
+    )
+    .header("Cache-Control", "no-store")
+}
+
+/// `403 {"ok":false,"error":{"type":"forbidden","message":"missing scope: X","details":…}}`.
+pub fn missing_scope(scope: &str) -> Response {
+    Response::json(
+        "403 Forbidden",
+        &json!({"ok": false, "error": {
+            "type": "forbidden",
+            "message": format!("missing scope: {scope}"),
+            "details": {"code": "MISSING_SCOPE", "missingScope": scope, "requiredScopes": [scope]},
+        }}),
     )
     .header("Cache-Control", "no-store")
 }

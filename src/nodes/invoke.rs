@@ -106,6 +106,11 @@ pub struct Request {
 }
 
 impl Invokes {
+    /// Invokes started on this shard and not yet answered.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Starts an invoke for `caller` (a connection on this shard).
     pub fn start(&mut self, env: &Env, caller: Caller, req: Request, fx: &mut Fx) {
         let id = uuid::Uuid::new_v4().to_string();

@@ -10,7 +10,7 @@ pub mod handshake;
 pub mod schema;
 pub mod schema_chat;
 pub mod schema_ops;
-mod scope_table;
+pub mod scope_table;
 pub mod scopes;
 pub mod wsframe;
 pub mod wsread;

@@ -5,7 +5,7 @@
 use super::scopes::{MethodSpec, Req, Scope, CP_WRITE, HIDDEN, STARTUP};
 
 /// All 482 core methods, in the reference's order.
-pub const CORE_METHODS: &[MethodSpec] = &[
+pub static CORE_METHODS: &[MethodSpec] = &[
     MethodSpec {
         name: "health",
         req: Req::Scope(Scope::Read),

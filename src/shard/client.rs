@@ -89,6 +89,7 @@ pub fn recv_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
     }
     // SAFETY: see above.
     unsafe { buf.set_len(buf.len() + n as usize) };
+    crate::metrics::record(|m| m.bytes_in += n as u64);
     Ok(n as usize)
 }
 
@@ -251,6 +252,7 @@ impl Client {
     /// Queues one text frame.
     pub fn push_text(&mut self, payload: &[u8]) {
         wsframe::write_text(&mut self.out, payload);
+        crate::metrics::record(|m| m.frames_out += 1);
         self.signal();
     }
 
@@ -277,6 +279,10 @@ impl Client {
         } else {
             0
         };
+        crate::metrics::record(|m| {
+            m.frames_out += 1;
+            m.bytes_out += sent as u64;
+        });
         if sent < total {
             if self.out_pos == self.out.len() {
                 self.out.clear();
@@ -299,6 +305,7 @@ impl Client {
             return;
         }
         wsframe::write_close(&mut self.out, Some((code, reason)));
+        crate::metrics::record(|m| m.closed(code));
         self.phase = Phase::Closing;
         self.end = Some(End::AfterFlush);
         self.end_deadline_ms = Some(crate::state::now_ms() + CLOSE_GRACE_MS);
@@ -350,7 +357,10 @@ impl Client {
     pub fn flush_socket(&mut self) -> io::Result<bool> {
         while self.out_pos < self.out.len() {
             match crate::rt::sys_send(self.fd, &self.out[self.out_pos..]) {
-                Ok(n) => self.out_pos += n,
+                Ok(n) => {
+                    self.out_pos += n;
+                    crate::metrics::record(|m| m.bytes_out += n as u64);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.compact();
                     return Ok(false);
@@ -393,6 +403,7 @@ impl crate::rt::Outbox for Client {
 
     fn sent(&mut self, n: usize) {
         self.out_pos = (self.out_pos + n).min(self.out.len());
+        crate::metrics::record(|m| m.bytes_out += n as u64);
     }
 }
 
@@ -401,5 +412,6 @@ impl crate::rt::Outbox for Client {
 impl crate::rt::Inbox for Client {
     fn received(&mut self, bytes: &[u8]) {
         self.partial.extend_from_slice(bytes);
+        crate::metrics::record(|m| m.bytes_in += bytes.len() as u64);
     }
 }

@@ -173,6 +173,7 @@ async fn upgrade(
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     // The per-IP pre-auth budget counts a socket from accept, so slow request heads count too.
     if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
+        crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
         let r = http::response(
             "503 Service Unavailable",
             "text/plain; charset=utf-8",
@@ -229,18 +230,21 @@ async fn upgrade(
             proxied,
         } => {
             let refusal = if proxied {
+                crate::metrics::record(|m| m.preauth_refused("proxy_attribution"));
                 Some(http::response(
                     "403 Forbidden",
                     "application/json",
                     r#"{"error":{"message":"proxy client attribution is required","type":"proxy_attribution_required"}}"#,
                 ))
             } else if shared.borrow().shutting_down {
+                crate::metrics::record(|m| m.preauth_refused("draining"));
                 Some(http::response(
                     "503 Service Unavailable",
                     "text/plain; charset=utf-8",
                     "Gateway websocket admission closed",
                 ))
             } else if shared.borrow().buffered_total > limits.shard_buffered_budget {
+                crate::metrics::record(|m| m.preauth_refused("shard_budget"));
                 Some(http::response(
                     "503 Service Unavailable",
                     "text/plain; charset=utf-8",
@@ -409,7 +413,7 @@ struct Pass {
     effects: Vec<Effect>,
     rejection: Option<(u64, Rejection)>,
     connect: Option<PendingConnect>,
-    deferred: Vec<(String, Box<Deferred>)>,
+    deferred: Vec<(String, Box<Deferred>, Option<crate::metrics::rpc::Pending>)>,
     /// The turn budget ran out with messages possibly still buffered.
     more: bool,
 }
@@ -469,6 +473,7 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
             Ok(Next::Frame(f, used)) => {
                 pos += used;
                 frames += 1;
+                crate::metrics::record(|m| m.frames_in += 1);
                 f
             }
             Ok(Next::Incomplete { need }) => {
@@ -605,7 +610,13 @@ pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::Op
 }
 
 /// Runs a deferred reply on its own task so the connection keeps reading meanwhile.
-fn spawn_deferred(shared: &Shared, c: &ClientRef, id: String, d: Box<Deferred>) {
+fn spawn_deferred(
+    shared: &Shared,
+    c: &ClientRef,
+    id: String,
+    d: Box<Deferred>,
+    rpc: Option<crate::metrics::rpc::Pending>,
+) {
     let store = shared.borrow().store.clone();
     c.borrow_mut().replies_in_flight += 1;
     let (shared, c) = (shared.clone(), c.clone());
@@ -621,8 +632,18 @@ fn spawn_deferred(shared: &Shared, c: &ClientRef, id: String, d: Box<Deferred>) 
         let _answered = Answered(&mut cb);
         let cb = &mut *_answered.0;
         match reply {
-            Ok(Ok(payload)) => cb.push_text(&res_ok(&id, &payload)),
-            Ok(Err(e)) => cb.push_text(&res_err(&id, &e)),
+            Ok(Ok(payload)) => {
+                cb.push_text(&res_ok(&id, &payload));
+                if let Some(r) = rpc {
+                    r.responded(true);
+                }
+            }
+            Ok(Err(e)) => {
+                cb.push_text(&res_err(&id, &e));
+                if let Some(r) = rpc {
+                    r.responded(false);
+                }
+            }
             Err(_) => {
                 shared
                     .borrow()
@@ -652,8 +673,8 @@ async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool
         if !pass.effects.is_empty() {
             dispatch::apply(&mut shared.borrow_mut(), std::mem::take(&mut pass.effects));
         }
-        for (id, d) in pass.deferred.drain(..) {
-            spawn_deferred(shared, c, id, d);
+        for (id, d, rpc) in pass.deferred.drain(..) {
+            spawn_deferred(shared, c, id, d, rpc);
         }
         if let Some((delay, (frame, code, reason))) = pass.rejection {
             crate::shard::timer::sleep_ms(delay).await;

@@ -215,6 +215,7 @@ impl ShardCtx {
     /// this shard's clients get `config.changed`.
     pub fn on_config(&mut self, u: &crate::store::config::ConfigUpdate) {
         self.config = u.config.clone();
+        crate::metrics::shard::set_enabled(self.config.diagnostics_enabled);
         self.hello_cache = Default::default();
         if let Some(h) = &u.channels {
             self.channels = h.clone();
@@ -438,6 +439,7 @@ impl ShardCtx {
     /// one's `seq`, applying the slow-consumer rule. A session's events visit only the
     /// connections [`super::subs::SessionSubs`] names; everything else visits every connection.
     pub fn fanout(&mut self, ev: &Arc<EventTemplate>) {
+        crate::metrics::record(|m| m.events_fanned_out += 1);
         let filter = Filter::of(ev);
         let rules = Rules {
             filter,
@@ -564,6 +566,46 @@ impl ShardCtx {
     }
 
     /// Handles one message from another shard.
+    /// This shard's figures for a scrape: its counters, and the gauges only it can read.
+    pub fn metrics_snapshot(&self) -> crate::metrics::gather::Snapshot {
+        use super::client::Phase;
+        let mut connections: Vec<((&'static str, &'static str), u64)> = Vec::new();
+        let mut outbox = 0u64;
+        for c in self.clients.values() {
+            let Ok(c) = c.try_borrow() else { continue };
+            outbox += c.unsent() as u64;
+            let role = match (&c.phase, &c.session) {
+                (Phase::Worker(_), _) => "worker",
+                (_, Some(s)) => s.role.as_str(),
+                (_, None) => "none",
+            };
+            let phase = match c.phase {
+                Phase::AwaitingConnect { .. } => "awaiting_connect",
+                Phase::Rejecting => "rejecting",
+                Phase::Pairing => "pairing",
+                Phase::Open => "open",
+                Phase::Worker(_) => "open",
+                Phase::Closing => "closing",
+            };
+            match connections.iter_mut().find(|(k, _)| *k == (role, phase)) {
+                Some(slot) => slot.1 += 1,
+                None => connections.push(((role, phase), 1)),
+            }
+        }
+        let inbox = self.sender.bus().inbox(self.id);
+        crate::metrics::gather::Snapshot {
+            shard: self.id,
+            metrics: crate::metrics::shard::snapshot(),
+            connections,
+            outbox_bytes: outbox,
+            inbox_depth: inbox.len() as u64,
+            inbox_full_events: inbox.full_events.load(Ordering::Relaxed),
+            overflow_len: self.sender.overflow_len() as u64,
+            invokes_pending: self.invokes.pending() as u64,
+            runs_active: self.chat.active_runs() as u64,
+        }
+    }
+
     pub fn on_bus(&mut self, msg: BusMsg) {
         match msg {
             BusMsg::Broadcast(ev) => self.fanout(&ev),
@@ -617,6 +659,7 @@ impl ShardCtx {
             BusMsg::AuthSuccess { ip } => {
                 self.limiter.record_success(ip);
             }
+            BusMsg::Metrics(g) => g.offer(self.metrics_snapshot()),
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;
                 super::drive::send_report(self, key, report)
@@ -953,6 +996,7 @@ pub fn deliver(
                 None => c.held.push((live.run_id.clone(), live.event, frame)),
             }
             g.coalesced_events.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::record(|m| m.events_coalesced += 1);
             return;
         } else if let Some(i) = c
             .held
@@ -963,6 +1007,7 @@ pub fn deliver(
             c.held.swap_remove(i);
             let frame = live.replace.clone().unwrap_or_else(|| ev.clone());
             c.push_event(&frame, with_seq);
+            crate::metrics::record(|m| m.event_deliveries += 1);
             return;
         }
     }
@@ -975,6 +1020,7 @@ pub fn deliver(
                 c.seq += 1;
             }
             g.dropped_events.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::record(|m| m.events_dropped += 1);
         } else {
             g.slow_closes.fetch_add(1, Ordering::Relaxed);
             if g.log_allowed() {
@@ -985,6 +1031,7 @@ pub fn deliver(
         return;
     }
     c.push_event(ev, with_seq);
+    crate::metrics::record(|m| m.event_deliveries += 1);
 }
 
 /// Sends the held live-text frames once the client has caught up.

@@ -15,6 +15,7 @@ use crate::{
     auth::device::VerifiedDevice,
     auth::ratelimit::Gate,
     methods::{self, Call, Deferred, Effect, Outcome},
+    metrics::rpc::Rpc,
     pairing::{self, Ask, DeviceToken, Locality, PairedDevice, PendingRequest, Reason},
     proto::{
         errors::{close, truncate_reason, ErrorShape},
@@ -50,8 +51,8 @@ pub struct After {
     pub effects: Vec<Effect>,
     /// Finish the connect once the store answered.
     pub connect: Option<PendingConnect>,
-    /// Replies (request id, work) that wait for the store.
-    pub deferred: Vec<(String, Box<Deferred>)>,
+    /// Replies (request id, work, when the request was received) that wait for the store.
+    pub deferred: Vec<(String, Box<Deferred>, Option<crate::metrics::rpc::Pending>)>,
     /// Delay the queued rejection by this long (loopback auth-failure backoff).
     pub reject_delay_ms: u64,
     pub rejection: Option<(Vec<u8>, u16, String)>,
@@ -77,6 +78,7 @@ fn on_preauth(
     after: &mut After,
 ) {
     let Some(frame) = ctx.parser.parse(text) else {
+        crate::metrics::record(|m| m.refused("invalid_frame"));
         c.close(close::NORMAL, "");
         return;
     };
@@ -91,11 +93,19 @@ fn on_preauth(
     }
     let schemas = Schemas::get();
     if schemas.check_request(&frame).is_err() {
+        crate::metrics::record(|m| m.refused("invalid_frame"));
         c.close(close::POLICY, "invalid request frame");
         return;
     }
     let id = frame["id"].as_str().unwrap_or_default().to_owned();
     let fail = |c: &mut Client, error: ErrorShape| {
+        let code = error
+            .details
+            .as_ref()
+            .and_then(|d| d["code"].as_str())
+            .or(Some(error.code));
+        let reason = crate::metrics::labels::refusal(code);
+        crate::metrics::record(|m| m.refused(reason));
         let reason = truncate_reason(&error.message);
         c.push_text(&res_err(&id, &error));
         c.close(close::POLICY, &reason);
@@ -164,6 +174,14 @@ fn on_preauth(
             }
         }
         Err(rej) => {
+            let code = rej
+                .error
+                .details
+                .as_ref()
+                .and_then(|d| d["code"].as_str())
+                .or(Some(rej.error.code));
+            let reason = crate::metrics::labels::refusal(code);
+            crate::metrics::record(|m| m.refused(reason));
             if ctx.globals.log_allowed() {
                 tracing::info!(conn = %c.conn_id, ip = %c.ip, reason = %rej.close_reason, "connect rejected");
             }
@@ -329,6 +347,7 @@ pub fn finish_connect(
         let error = ErrorShape::invalid(
             "unauthorized: gateway auth changed; reconnect with the current credentials",
         );
+        crate::metrics::record(|m| m.refused("AUTH_CHANGED"));
         c.push_text(&res_err(&pc.id, &error));
         c.close(close::AUTH_CHANGED, "gateway auth changed");
         return after.effects;
@@ -349,6 +368,7 @@ pub fn finish_connect(
                 "device_token_mismatch",
                 false,
             ));
+            crate::metrics::record(|m| m.refused("AUTH_DEVICE_TOKEN_MISMATCH"));
             c.push_text(&res_err(&pc.id, &error));
             c.close(
                 close::POLICY,
@@ -385,6 +405,7 @@ pub fn finish_connect(
             );
             let error = ErrorShape::new(crate::proto::errors::code::NOT_PAIRED, reason.message())
                 .with_details(details);
+            crate::metrics::record(|m| m.refused("NOT_PAIRED"));
             c.push_text(&res_err(&pc.id, &error));
             c.close(
                 close::POLICY,
@@ -398,6 +419,7 @@ pub fn finish_connect(
                 "device pairing unavailable; retry shortly",
             )
             .retry_after(1000);
+            crate::metrics::record(|m| m.refused("UNAVAILABLE"));
             c.push_text(&res_err(&pc.id, &error));
             c.close(close::TRY_AGAIN, "device pairing unavailable");
         }
@@ -493,6 +515,7 @@ fn open(
     });
     let hello = super::hello::response(ctx, id, &c.conn_id, &session, token.as_ref());
     c.push_text(&hello);
+    crate::metrics::record(|m| m.handshakes_accepted += 1);
     // The Control UI's first model catalog, pushed (without `seq`, as the original) so its
     // model picker does not wait for a `models.list` round trip.
     if let Some(snapshot) = model_catalog
@@ -608,8 +631,11 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
     let null = Value::Null;
     let raw_params = frame.get("params").unwrap_or(&null);
     let Some(session) = c.session() else { return };
+    // Receipt: the frame passed validation (the original's starting point for RPC timings).
+    let mut rpc = Rpc::received(method);
     let reply = match authorize(method, session.role, &session.scopes, Some(raw_params)) {
         Err(Denied::Role(role)) => {
+            rpc.denied();
             c.push_text(&res_err(id, &ErrorShape::unauthorized_role(role.as_str())));
             c.strikes += 1;
             if c.strikes > MAX_UNAUTHORIZED_STRIKES {
@@ -617,7 +643,10 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
             }
             return;
         }
-        Err(Denied::MissingScope(scope)) => Err(ErrorShape::missing_scope(scope)),
+        Err(Denied::MissingScope(scope)) => {
+            rpc.denied();
+            Err(ErrorShape::missing_scope(scope))
+        }
         Ok(()) => {
             let empty = Value::Object(Map::new());
             let params = if raw_params.is_null() {
@@ -631,12 +660,14 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                 session,
                 now_ms: now_ms(),
             };
-            match methods::dispatch(ctx, &call, &mut after.effects) {
+            let outcome = methods::dispatch(ctx, &call, &mut after.effects);
+            rpc.handled(&outcome);
+            match outcome {
                 None => Err(ErrorShape::unknown_method(method)),
                 Some(Outcome::Reply(r)) => r,
                 Some(Outcome::Deferred(d)) => {
                     c.strikes = 0;
-                    after.deferred.push((id.to_owned(), d));
+                    after.deferred.push((id.to_owned(), d, rpc.pending()));
                     return;
                 }
                 Some(Outcome::Routed(routed)) => {
@@ -669,7 +700,10 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
     };
     let bytes = match reply {
         Ok(payload) => res_ok(id, &payload),
-        Err(e) => res_err(id, &e),
+        Err(e) => {
+            rpc.failed();
+            res_err(id, &e)
+        }
     };
     if c.over(ctx.config.limits.max_buffered_bytes) {
         ctx.globals.slow_closes.fetch_add(1, Ordering::Relaxed);
@@ -677,6 +711,7 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
         return;
     }
     c.push_text(&bytes);
+    rpc.responded();
 }
 
 /// A node opened: register it everywhere and ask for approval of its capability surface

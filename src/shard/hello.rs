@@ -61,7 +61,7 @@ struct Server<'a> {
 }
 
 /// ringgate's build id as `hello-ok` reports it.
-const BUILD_ID: &str = concat!("ringgate-", env!("CARGO_PKG_VERSION"));
+pub const BUILD_ID: &str = concat!("ringgate-", env!("CARGO_PKG_VERSION"));
 
 #[derive(Serialize)]
 struct StateVersion {

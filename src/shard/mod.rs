@@ -358,6 +358,7 @@ async fn shard_main(
     boot: Boot,
 ) {
     let sender = Sender::new(bus.clone(), id);
+    crate::metrics::shard::set_enabled(config.diagnostics_enabled);
     let ctx = Rc::new(RefCell::new(ShardCtx::new(
         id,
         config.clone(),
@@ -493,6 +494,10 @@ async fn shard_main(
             if wall.as_millis() as u64 >= WINDOW_MS {
                 let cpu = thread_cpu_ns();
                 let (p99, max) = window.take();
+                crate::metrics::record(|m| {
+                    m.loop_delay_max.observe(max as f64 / 1e6);
+                    m.loop_observed_seconds += wall.as_secs_f64();
+                });
                 let c = probe_ctx.borrow();
                 let sample = LoopSample {
                     delay_p99_us: p99,

@@ -61,6 +61,11 @@ pub async fn serve_plain(shared: &Shared, ip: IpAddr, req: &Plain) -> Response {
                 http::unauthorized()
             }
         }
+        Route::Metrics => match operator_read(shared, req) {
+            Access::Granted => metrics(shared).await,
+            Access::Unauthorized => http::unauthorized(),
+            Access::MissingRead => http::missing_scope("operator.read"),
+        },
         Route::AuthedImage => {
             if authorized_now(shared, req) {
                 Response::json(
@@ -172,6 +177,114 @@ fn authorized(ctx: &super::ctx::ShardCtx, req: &Plain) -> bool {
         d.live_token("operator")
             .is_some_and(|t| secret_eq(&t.token, given))
     })
+}
+
+/// The outcome of the gateway auth check of an operator HTTP route.
+enum Access {
+    Granted,
+    Unauthorized,
+    MissingRead,
+}
+
+/// The original's rule for its trusted-operator routes: the shared secret (or `auth: none`)
+/// is an operator with the CLI's default scopes, which include `operator.read`; a device's
+/// operator token carries that device's scopes, which must include (or imply) it.
+fn operator_read(shared: &super::conn::Shared, req: &Plain) -> Access {
+    use crate::proto::scopes::{Scope, ScopeSet};
+    if !authorized_now(shared, req) {
+        return Access::Unauthorized;
+    }
+    let ctx = shared.borrow();
+    let given = http::bearer(req).unwrap_or_default();
+    let shared_secret = match &ctx.config.auth {
+        AuthMode::None => true,
+        AuthMode::Token(t) | AuthMode::Password(t) => secret_eq(t, given),
+    };
+    if shared_secret {
+        return Access::Granted;
+    }
+    let reads = ctx.devices.values().any(|d| {
+        d.live_token("operator").is_some_and(|t| {
+            secret_eq(&t.token, given)
+                && ScopeSet::from_strs(t.scopes.iter().map(String::as_str)).satisfies(Scope::Read)
+        })
+    });
+    if reads {
+        Access::Granted
+    } else {
+        Access::MissingRead
+    }
+}
+
+/// One scrape: every shard's figures gathered over the bus (a shard that does not answer in
+/// time is reported down), with the process, loop and store figures, encoded.
+async fn metrics(shared: &super::conn::Shared) -> Response {
+    use crate::metrics::{gather, render};
+    let (g, shards) = {
+        let mut ctx = shared.borrow_mut();
+        if !ctx.config.diagnostics_enabled {
+            // As the original with diagnostics off: the route answers, with nothing in it.
+            return Response::new("200 OK", render::CONTENT_TYPE, Vec::new())
+                .header("Cache-Control", "no-store");
+        }
+        let shards = ctx.sender.bus().shards();
+        let g = gather::Gather::new(shards);
+        g.offer(ctx.metrics_snapshot());
+        ctx.sender.to_others(crate::bus::BusMsg::Metrics(g.clone()));
+        (g, shards)
+    };
+    let mut got = Vec::with_capacity(shards);
+    let _ = crate::rt::timeout(gather::GATHER_TIMEOUT, g.collect(shards, &mut got)).await;
+    got.sort_by_key(|s| s.shard);
+    let scrape = {
+        let ctx = shared.borrow();
+        let g = &ctx.globals;
+        let p = &g.process;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (queue, st) = ctx.store.stats();
+        render::Scrape {
+            process: render::Process {
+                instance_id: g.instance_id.clone(),
+                build_id: super::hello::BUILD_ID,
+                version: crate::state::VERSION,
+                driver: ctx.driver,
+                shards,
+                uptime_seconds: g.uptime_ms() as f64 / 1e3,
+                rss_bytes: load(&p.rss_bytes),
+                heap_used_bytes: load(&p.heap_used_bytes),
+                heap_total_bytes: load(&p.heap_total_bytes),
+                open_fds: load(&p.open_fds),
+                max_fds: load(&p.max_fds),
+                cpu_cores: load(&p.cpu_ppm) as f64 / 1e6,
+                panics_contained: load(&g.panics_contained),
+                accept_errors: load(&g.accept_errors),
+                slow_closes: load(&g.slow_closes),
+                budget_closes: load(&g.budget_closes),
+                logs_suppressed: load(&g.logs_suppressed),
+            },
+            shards: got,
+            loops: g
+                .loops
+                .iter()
+                .map(|l| {
+                    let s = l.read();
+                    render::Loop {
+                        delay_p99_seconds: s.delay_p99_us as f64 / 1e6,
+                        delay_max_seconds: s.delay_max_us as f64 / 1e6,
+                        busy_ratio: s.busy_ppm as f64 / 1e6,
+                    }
+                })
+                .collect(),
+            store: render::Store {
+                queue_depth: queue as u64,
+                batch_size: st.batch_size.read(),
+                commit_seconds: st.commit_seconds.read(),
+                failed_commits: load(&st.failed_commits),
+            },
+        }
+    };
+    Response::new("200 OK", render::CONTENT_TYPE, scrape.encode())
+        .header("Cache-Control", "no-store")
 }
 
 /// What the probes report about this gateway.

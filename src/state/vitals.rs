@@ -136,6 +136,9 @@ pub struct ProcessGauge {
     /// heap, where Node reports its JS heap.
     pub heap_used_bytes: AtomicU64,
     pub heap_total_bytes: AtomicU64,
+    /// Open file descriptors (`/proc/self/fd`), and the soft limit on them.
+    pub open_fds: AtomicU64,
+    pub max_fds: AtomicU64,
 }
 
 impl ProcessGauge {
@@ -297,8 +300,25 @@ impl ProcSampler {
             out.heap_used_bytes.store(m.anon, Ordering::Relaxed);
             out.heap_total_bytes.store(m.data, Ordering::Relaxed);
         }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            out.open_fds.store(dir.count() as u64, Ordering::Relaxed);
+        }
+        out.max_fds.store(fd_limit(), Ordering::Relaxed);
         self.last = Some((now, cpu_ticks, host, worker_ticks));
     }
+}
+
+/// The soft `RLIMIT_NOFILE`.
+fn fd_limit() -> u64 {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `r` is a valid out-pointer for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 0;
+    }
+    r.rlim_cur as u64
 }
 
 /// Memory figures from `/proc/self/statm` (kernel counters: reading them takes no lock the

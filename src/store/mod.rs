@@ -320,10 +320,33 @@ pub struct Store {
     /// When the storage thread last finished a batch (ms since the epoch): `/readyz` reports
     /// the store failing when this goes stale while pings are sent ([`Store::ping`]).
     beat: Arc<std::sync::atomic::AtomicU64>,
+    /// Group-commit figures, written by the storage thread (`ringgate_store_*`).
+    stats: Arc<StoreStats>,
     tx: channel::Sender<Cmd>,
     /// File-system scans (skills, log tails) run on their own thread: they never touch the
     /// database, and a slow directory must not delay a chat acknowledgement.
     scan_tx: channel::Sender<Cmd>,
+}
+
+/// The storage thread's group-commit figures (it writes them; a scrape reads them).
+#[derive(Debug)]
+pub struct StoreStats {
+    /// Write operations per group commit.
+    pub batch_size: crate::metrics::hist::SharedHist,
+    /// The `COMMIT` statement's time (with `synchronous=FULL`, the fsyncs).
+    pub commit_seconds: crate::metrics::hist::SharedHist,
+    pub failed_commits: std::sync::atomic::AtomicU64,
+}
+
+impl Default for StoreStats {
+    fn default() -> Self {
+        use crate::metrics::hist::{SharedHist, BATCH_SIZE, LATENCY_SECONDS};
+        StoreStats {
+            batch_size: SharedHist::new(BATCH_SIZE),
+            commit_seconds: SharedHist::new(LATENCY_SECONDS),
+            failed_commits: Default::default(),
+        }
+    }
 }
 
 /// What the storage thread knows at start-up, for the shards' first replicas.
@@ -380,6 +403,7 @@ impl Store {
         let snapshot: Vec<Arc<PairedDevice>> = devices.values().cloned().map(Arc::new).collect();
         let (tx, rx) = channel::unbounded();
         let beat = Arc::new(std::sync::atomic::AtomicU64::new(now_ms()));
+        let stats = Arc::new(StoreStats::default());
         let (scan_tx, scan_rx) = channel::unbounded::<Cmd>();
         // Analytic reads (usage) run on the scan thread's own read-only connection: WAL lets
         // them read while the storage thread writes, so they never delay a chat ack.
@@ -411,6 +435,7 @@ impl Store {
             publish,
             config: config::ConfigKeeper::new(live, hub),
             beat: beat.clone(),
+            stats: stats.clone(),
             sessions,
             summary_at_ms: 0,
         };
@@ -422,7 +447,12 @@ impl Store {
                 source,
             })?;
         Ok((
-            Store { beat, tx, scan_tx },
+            Store {
+                beat,
+                stats,
+                tx,
+                scan_tx,
+            },
             Boot {
                 devices: snapshot,
                 recent_runs,
@@ -433,6 +463,11 @@ impl Store {
     /// Asks the storage thread for a sign of life (answered like any read).
     pub fn ping(&self) {
         self.submit(Op::Ping);
+    }
+
+    /// Operations waiting for the storage thread, and its group-commit figures.
+    pub fn stats(&self) -> (usize, &StoreStats) {
+        (self.tx.len(), &self.stats)
     }
 
     /// When the storage thread last finished a batch (ms since the epoch).
@@ -630,6 +665,7 @@ pub trait Publish: Send + Sync {
 
 struct StoreState {
     beat: Arc<std::sync::atomic::AtomicU64>,
+    stats: Arc<StoreStats>,
     conn: Connection,
     devices: HashMap<String, PairedDevice>,
     pending: HashMap<String, PendingRequest>,
@@ -818,7 +854,13 @@ impl StoreState {
             .iter()
             .map(|c| self.apply_in_savepoint(&c.op, now, &mut changes))
             .collect();
-        match self.conn.execute_batch("COMMIT") {
+        let commit_started = std::time::Instant::now();
+        let committed = self.conn.execute_batch("COMMIT");
+        self.stats
+            .commit_seconds
+            .observe(commit_started.elapsed().as_secs_f64());
+        self.stats.batch_size.observe(batch.len() as f64);
+        match committed {
             Ok(()) => {
                 self.publish(changes);
                 for (cmd, r) in batch.into_iter().zip(results) {
@@ -826,6 +868,9 @@ impl StoreState {
                 }
             }
             Err(e) => {
+                self.stats
+                    .failed_commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::error!(error = %e, "state store commit failed; reloading from disk");
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.reload_devices();
@@ -1562,6 +1607,7 @@ pub(crate) mod memory {
         migrate(&conn).unwrap();
         StoreState {
             beat: Default::default(),
+            stats: Default::default(),
             conn,
             devices: HashMap::new(),
             pending: HashMap::new(),
