@@ -5,55 +5,10 @@
 
 mod common;
 
-use std::{
-    net::{SocketAddr, TcpStream},
-    os::fd::FromRawFd,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{connect_params, params_for, Client, Incoming, Server};
+use common::{connect_params, params_for, small_rcvbuf_stream, Client, Incoming, Server};
 use serde_json::json;
-
-/// A TCP connection whose receive buffer is tiny, so the kernel holds little of what the
-/// server sends and the server's own outbox fills quickly.
-fn small_rcvbuf_stream(addr: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(a) = addr else {
-        panic!("IPv4 expected")
-    };
-    // SAFETY: plain socket syscalls on a descriptor we own; it is handed to TcpStream (which
-    // closes it) only after a successful connect, and closed by hand otherwise.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket()");
-        let size: libc::c_int = 4096;
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let r = libc::connect(
-            fd,
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            libc::close(fd);
-            panic!("connect: {e}");
-        }
-        TcpStream::from_raw_fd(fd)
-    }
-}
 
 fn slow_closes(c: &mut Client) -> u64 {
     let s = c.call("status", None);

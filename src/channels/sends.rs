@@ -77,6 +77,8 @@ struct Entry {
     fingerprint: u64,
     /// Which attempt this is: a key whose failed send was forgotten may be sent again.
     generation: u64,
+    /// When the send was accepted (the delivery's duration runs from here).
+    started_ms: u64,
     state: State,
 }
 
@@ -143,6 +145,7 @@ impl Sends {
             Entry {
                 fingerprint: call.fingerprint,
                 generation,
+                started_ms: env.now_ms,
                 state: State::Pending(vec![call.caller]),
             },
         );
@@ -197,10 +200,21 @@ impl Sends {
             ),
         };
         let waiters = match self.map.get_mut(&key) {
-            Some(e) => match std::mem::replace(&mut e.state, State::Done(answer.clone())) {
-                State::Pending(w) => w,
-                State::Done(_) => Vec::new(),
-            },
+            Some(e) => {
+                let secs = env.now_ms.saturating_sub(e.started_ms) as f64 / 1e3;
+                let (category, outcome) = match &r.outcome {
+                    DeliveryOutcome::Delivered { .. } => ("none", "delivered"),
+                    DeliveryOutcome::Failed {
+                        status: Some(_), ..
+                    } => ("http_status", "failed"),
+                    DeliveryOutcome::Failed { status: None, .. } => ("network", "failed"),
+                };
+                crate::metrics::record(|m| m.delivery(r.channel, "send", category, outcome, secs));
+                match std::mem::replace(&mut e.state, State::Done(answer.clone())) {
+                    State::Pending(w) => w,
+                    State::Done(_) => Vec::new(),
+                }
+            }
             None => return,
         };
         if r.is_delivered() {

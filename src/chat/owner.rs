@@ -974,6 +974,7 @@ impl ChatOwner {
             row.as_ref(),
             now,
         )));
+        let reply_channel = run.reply_to.as_ref().map(|r| r.channel);
         if let (End::Ok { .. }, Some(route)) = (&end, run.reply_to.take()) {
             if !run.text.is_empty() {
                 fx.push(Effect::Do(Action::ForwardReply {
@@ -999,6 +1000,22 @@ impl ChatOwner {
             _ => Usage::default(),
         };
         let (provider, model) = env.model(&run.agent_id);
+        let price = env
+            .config
+            .pricing
+            .iter()
+            .find(|(m, _)| *m == format!("{provider}/{model}"))
+            .map(|(_, p)| *p);
+        record_run(
+            &run,
+            reply_channel,
+            status,
+            &provider,
+            &model,
+            usage,
+            price,
+            now,
+        );
         let session_id = appended
             .as_ref()
             .map(|a| a.session_id.clone())
@@ -1048,6 +1065,73 @@ impl ChatOwner {
             .restore(key, rec.fingerprint, answer.clone(), rec.ended_at_ms);
         fx.push(Effect::Answer(run.caller, answer));
     }
+}
+
+/// `openclaw_run_*` and `openclaw_model_tokens_total` for a finished run. The channel is the
+/// one a reply goes back through (`webhook`), else the gateway's own chat (`webchat`); the
+/// trigger is `cron` for scheduled runs, `webhook` for inbound channel messages, else `user`.
+fn record_run(
+    run: &Run,
+    reply_channel: Option<&'static str>,
+    status: &'static str,
+    provider: &str,
+    model: &str,
+    usage: Usage,
+    price: Option<crate::config::Price>,
+    now: u64,
+) {
+    use crate::metrics::shard::{label, CostKey, RunKey, TokenKey};
+    let trigger = match &run.caller {
+        Caller::Internal {
+            waiter: crate::effects::Waiter::Cron(_),
+            ..
+        } => "cron",
+        Caller::Internal { .. } => "webhook",
+        Caller::Conn { .. } => "user",
+    };
+    let channel = reply_channel.unwrap_or(if trigger == "webhook" {
+        "webhook"
+    } else {
+        "webchat"
+    });
+    let (provider, model) = (label(provider), label(model));
+    let secs = now.saturating_sub(run.started_at) as f64 / 1e3;
+    crate::metrics::record(|m| {
+        m.run_ended(
+            RunKey {
+                channel: channel.to_owned(),
+                model: model.to_owned(),
+                outcome: status,
+                provider: provider.to_owned(),
+                trigger,
+            },
+            secs,
+        );
+        for (token_type, n) in [("input", usage.input), ("output", usage.output)] {
+            m.tokens(
+                TokenKey {
+                    agent: label(&run.agent_id).to_owned(),
+                    channel: channel.to_owned(),
+                    model: model.to_owned(),
+                    provider: provider.to_owned(),
+                    token_type,
+                },
+                n,
+            );
+        }
+        if let Some(p) = price {
+            let usd = (usage.input as f64 * p.input + usage.output as f64 * p.output) / 1e6;
+            m.cost(
+                CostKey {
+                    agent: label(&run.agent_id).to_owned(),
+                    channel: channel.to_owned(),
+                    model: model.to_owned(),
+                    provider: provider.to_owned(),
+                },
+                usd,
+            );
+        }
+    });
 }
 
 fn store_error(r: Option<&OpResult>) -> ErrorShape {

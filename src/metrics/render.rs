@@ -89,6 +89,15 @@ impl Scrape {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Every reason a socket is refused before its handshake (exported from zero, so a rate
+/// exists before the first refusal).
+const PREAUTH_REASONS: [&str; 4] = [
+    "per_ip_cap",
+    "shard_budget",
+    "draining",
+    "proxy_attribution",
+];
+
 fn l<const N: usize>(pairs: [(&'static str, &str); N]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
@@ -227,6 +236,22 @@ impl Scrape {
                         ("token_type", k.token_type),
                     ]),
                     *n,
+                )
+            }),
+        )?;
+        counter(
+            enc,
+            "openclaw_model_cost_usd",
+            "Model spend in USD, where ringgate.pricing prices the model.",
+            t.cost_usd.iter().map(|(k, usd)| {
+                (
+                    l([
+                        ("agent", &k.agent),
+                        ("channel", &k.channel),
+                        ("model", &k.model),
+                        ("provider", &k.provider),
+                    ]),
+                    *usd,
                 )
             }),
         )?;
@@ -385,8 +410,18 @@ impl Scrape {
         counter(
             enc,
             "ringgate_preauth_refusals",
-            "Sockets refused before a handshake: per-IP unauthenticated cap, shard send-buffer budget (503), draining, failed-auth limiter.",
-            self.by_reason(|m| &m.preauth_refused),
+            "Sockets refused before a handshake: per-IP unauthenticated-socket cap, shard send-buffer budget (503), draining, proxied without attribution.",
+            self.shards.iter().flat_map(|s| {
+                PREAUTH_REASONS.iter().map(move |r| {
+                    let n = s
+                        .metrics
+                        .preauth_refused
+                        .iter()
+                        .find(|(k, _)| k == r)
+                        .map_or(0, |x| x.1);
+                    (with(shard(s.shard), "reason", r), n)
+                })
+            }),
         )?;
         counter(
             enc,

@@ -64,6 +64,15 @@ pub struct TokenKey {
     pub token_type: &'static str,
 }
 
+/// The labels of `openclaw_model_cost_usd_total`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostKey {
+    pub agent: String,
+    pub channel: String,
+    pub model: String,
+    pub provider: String,
+}
+
 /// Everything one shard counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardMetrics {
@@ -97,6 +106,8 @@ pub struct ShardMetrics {
     pub invokes: Vec<(&'static str, u64)>,
     pub runs: Vec<Timed<RunKey>>,
     pub tokens: Vec<(TokenKey, u64)>,
+    /// USD spent, where `ringgate.pricing` prices the model.
+    pub cost_usd: Vec<(CostKey, f64)>,
     /// Inbound webhook requests by channel (`openclaw_webhook_*`, webhook `inbound`).
     pub webhooks: Vec<Timed<String>>,
     /// Channel messages received, by (channel, source).
@@ -135,6 +146,7 @@ impl ShardMetrics {
             invokes: Vec::new(),
             runs: Vec::new(),
             tokens: Vec::new(),
+            cost_usd: Vec::new(),
             webhooks: Vec::new(),
             messages_received: Vec::new(),
             deliveries: Vec::new(),
@@ -235,6 +247,17 @@ impl ShardMetrics {
         }
     }
 
+    pub fn cost(&mut self, key: CostKey, usd: f64) {
+        if !(usd > 0.0 && usd.is_finite()) {
+            return;
+        }
+        match self.cost_usd.iter().position(|(k, _)| *k == key) {
+            Some(i) => self.cost_usd[i].1 += usd,
+            None if self.cost_usd.len() < MAX_SERIES_PER_FAMILY => self.cost_usd.push((key, usd)),
+            None => self.series_dropped += 1,
+        }
+    }
+
     pub fn webhook(&mut self, channel: &str, ok: bool, seconds: f64) {
         if let Some(t) = Self::timed(
             &mut self.webhooks,
@@ -303,6 +326,10 @@ impl ShardMetrics {
         for (k, n) in &o.tokens {
             Self::bump(&mut self.tokens, d, k.clone(), *n);
         }
+        for (k, usd) in &o.cost_usd {
+            self.cost(k.clone(), *usd);
+        }
+        let d = &mut self.series_dropped;
         for (k, n) in &o.messages_received {
             Self::bump(&mut self.messages_received, d, k.clone(), *n);
         }

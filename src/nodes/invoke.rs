@@ -156,6 +156,17 @@ impl Invokes {
         let Some(p) = self.pending.remove(id) else {
             return;
         };
+        let label = match &outcome {
+            Outcome::Ok { .. } => "ok",
+            Outcome::Failed { code, .. } => match code.as_str() {
+                "TIMEOUT" => "timeout",
+                "NOT_CONNECTED" => "not_connected",
+                "DISCONNECTED" => "disconnected",
+                // The node's own error codes are its to choose: not a label.
+                _ => "error",
+            },
+        };
+        crate::metrics::record(|m| m.invoke_ended(label));
         match outcome {
             Outcome::Ok {
                 payload,

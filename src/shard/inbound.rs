@@ -56,8 +56,25 @@ async fn read_body(
     Some(body)
 }
 
-/// Serves one inbound request; returns the complete HTTP response.
+/// Serves one inbound request; returns the complete HTTP response. Counted as the original
+/// counts webhooks (`openclaw_webhook_*`, channel `webhook`): an answer other than 2xx is an
+/// error.
 pub async fn serve(
+    shared: &Shared,
+    stream: &TcpStream,
+    head: Inbound,
+    leftover: Vec<u8>,
+    deadline: Instant,
+) -> Vec<u8> {
+    let started = Instant::now();
+    let r = serve_request(shared, stream, head, leftover, deadline).await;
+    let ok = r.get(9) == Some(&b'2');
+    let secs = started.elapsed().as_secs_f64();
+    crate::metrics::record(|m| m.webhook(webhook::CHANNEL_ID, ok, secs));
+    r
+}
+
+async fn serve_request(
     shared: &Shared,
     stream: &TcpStream,
     head: Inbound,
@@ -115,6 +132,7 @@ pub async fn serve(
             return error(status_line(e.http_status()), &e.to_string());
         }
     };
+    crate::metrics::record(|m| m.message_received(webhook::CHANNEL_ID, "webhook"));
     let replies = wh.account_config(&account).is_some_and(|a| a.url.is_some());
     let (token, waiter, canonical) = {
         let mut ctx = shared.borrow_mut();
