@@ -999,23 +999,8 @@ impl ChatOwner {
             End::Ok { usage, .. } => *usage,
             _ => Usage::default(),
         };
+        record_run(&run, env, reply_channel, status, usage);
         let (provider, model) = env.model(&run.agent_id);
-        let price = env
-            .config
-            .pricing
-            .iter()
-            .find(|(m, _)| *m == format!("{provider}/{model}"))
-            .map(|(_, p)| *p);
-        record_run(
-            &run,
-            reply_channel,
-            status,
-            &provider,
-            &model,
-            usage,
-            price,
-            now,
-        );
         let session_id = appended
             .as_ref()
             .map(|a| a.session_id.clone())
@@ -1072,15 +1057,20 @@ impl ChatOwner {
 /// trigger is `cron` for scheduled runs, `webhook` for inbound channel messages, else `user`.
 fn record_run(
     run: &Run,
+    env: &Env,
     reply_channel: Option<&'static str>,
     status: &'static str,
-    provider: &str,
-    model: &str,
     usage: Usage,
-    price: Option<crate::config::Price>,
-    now: u64,
 ) {
     use crate::metrics::shard::{label, CostKey, RunKey, TokenKey};
+    let (provider, model) = env.model(&run.agent_id);
+    let price = env
+        .config
+        .pricing
+        .iter()
+        .find(|(m, _)| *m == format!("{provider}/{model}"))
+        .map(|(_, p)| *p);
+    let now = env.now_ms;
     let trigger = match &run.caller {
         Caller::Internal {
             waiter: crate::effects::Waiter::Cron(_),
@@ -1094,7 +1084,7 @@ fn record_run(
     } else {
         "webchat"
     });
-    let (provider, model) = (label(provider), label(model));
+    let (provider, model) = (label(&provider), label(&model));
     let secs = now.saturating_sub(run.started_at) as f64 / 1e3;
     crate::metrics::record(|m| {
         m.run_ended(

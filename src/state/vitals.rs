@@ -318,7 +318,7 @@ fn fd_limit() -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
         return 0;
     }
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 /// Memory figures from `/proc/self/statm` (kernel counters: reading them takes no lock the
