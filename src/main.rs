@@ -32,6 +32,24 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Run(RunArgs),
+    /// A live per-shard view of a running gateway, from its metrics endpoint (works over SSH).
+    Top(TopArgs),
+}
+
+#[derive(clap::Args)]
+struct TopArgs {
+    /// The gateway's HTTP base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:18789")]
+    url: String,
+    /// Gateway token or password (also RINGGATE_TOKEN / OPENCLAW_GATEWAY_TOKEN).
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    /// Seconds between refreshes (the rates are over this interval).
+    #[arg(long, value_name = "S", default_value_t = 2.0)]
+    interval: f64,
+    /// Print one view (two scrapes an interval apart) and exit.
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(clap::Args)]
@@ -166,7 +184,10 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Run(args) = cli.command;
+    let args = match cli.command {
+        Command::Run(args) => args,
+        Command::Top(t) => return top(t),
+    };
     let mut cfg = match build_config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -264,4 +285,73 @@ fn main() -> ExitCode {
     }
     gw.shutdown();
     ExitCode::SUCCESS
+}
+
+/// `ringgate top`: scrapes the metrics endpoint every interval and redraws the view.
+fn top(a: TopArgs) -> ExitCode {
+    use ringgate::metrics::{text, top::View};
+    let interval = std::time::Duration::from_secs_f64(a.interval.clamp(0.2, 3600.0));
+    let url = format!(
+        "{}{}",
+        a.url.trim_end_matches('/'),
+        ringgate::http::METRICS_PATHS[0]
+    );
+    let token = a.token.clone().or_else(env_token);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .build();
+    let scrape = || -> Result<Vec<text::Sample>, String> {
+        let mut req = agent.get(&url);
+        if let Some(t) = &token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => r
+                .into_string()
+                .map(|body| text::parse(&body))
+                .map_err(|e| e.to_string()),
+            Err(ureq::Error::Status(401, _)) => {
+                Err("401 unauthorized: pass --token (or set RINGGATE_TOKEN)".into())
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                Err(format!("{code}: {}", r.into_string().unwrap_or_default()))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let mut prev = match scrape() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringgate top: {url}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut at = std::time::Instant::now();
+    loop {
+        std::thread::sleep(interval);
+        let cur = match scrape() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ringgate top: {url}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let dt = at.elapsed().as_secs_f64();
+        at = std::time::Instant::now();
+        let screen = View {
+            prev: &prev,
+            cur: &cur,
+            dt,
+        }
+        .render(&a.url);
+        if a.once {
+            print!("{screen}");
+            return ExitCode::SUCCESS;
+        }
+        // Home and clear, then the view: plain ANSI, so it works in any terminal and over SSH.
+        print!("\x1b[H\x1b[2J{screen}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        prev = cur;
+    }
 }

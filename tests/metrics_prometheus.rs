@@ -561,3 +561,66 @@ fn diagnostics_off_records_nothing_and_the_route_is_empty() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn ringgate_top_shows_every_shard_and_the_busiest_methods() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    let url = format!("http://{}", server.addr);
+    let top = Command::new(common::bin())
+        .args([
+            "top",
+            "--url",
+            &url,
+            "--token",
+            TOKEN,
+            "--once",
+            "--interval",
+            "1.5",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ringgate top");
+    // Inside its interval: requests to show as a rate.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..200 {
+        c.call("health", None);
+    }
+    let out = top.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{screen}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(screen.starts_with("ringgate 0.1.0 on "), "{screen}");
+    for row in ["0 ", "1 ", "all "] {
+        let line = screen
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no shard row {row:?}:\n{screen}"));
+        assert!(
+            line.contains("yes") || line.contains("2/2"),
+            "shard up: {line}"
+        );
+    }
+    let health = screen
+        .lines()
+        .find(|l| l.starts_with("health "))
+        .unwrap_or_else(|| panic!("no health row:\n{screen}"));
+    let rate: f64 = health.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(rate > 10.0, "health req/s {rate}: {health}");
+
+    // A wrong token: exit 1 with the reason, no view.
+    let out = Command::new(common::bin())
+        .args(["top", "--url", &url, "--token", "wrong", "--once"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401 unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

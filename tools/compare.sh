@@ -28,8 +28,10 @@
 #   SCALING=1                     additionally: idle at 1k/10k/19.5k and broadcast to
 #                                 100/1k/10k for ringgate and the original (+~6 min)
 #   PARTS=original,drivers        which tables to measure: "original" (ringgate vs the
-#                                 original vs echo) and/or "drivers" (ringgate on monoio
-#                                 io_uring vs monoio epoll vs glommio; ~7 min)
+#                                 original vs echo), "drivers" (ringgate on monoio
+#                                 io_uring vs monoio epoll vs glommio; ~7 min) and/or
+#                                 "metrics" (recording on, scraped every second, vs
+#                                 diagnostics.enabled false; ~4 min)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -139,11 +141,13 @@ free_port() {
 }
 
 N_START=0
-start_ringgate() { # [driver] — sets URL, SPID
+start_ringgate() { # [driver] [config file] — sets URL, SPID
     N_START=$((N_START + 1))
     local d=$TMP/rg$N_START; mkdir -p "$d/state"
+    local cfg=()
+    [[ -n ${2:-} ]] && cfg=(--config "$2")
     "$BIN/ringgate" run --port 0 --token "$TOKEN" --shards 1 --state-dir "$d/state" \
-        --driver "${1:-auto}" >"$d/out" 2>"$d/err" &
+        --driver "${1:-auto}" "${cfg[@]}" >"$d/out" 2>"$d/err" &
     SPID=$!; PIDS+=("$SPID")
     wait_listening "$SPID" "$d/out" 20
 }
@@ -335,6 +339,31 @@ if [[ $PARTS == *drivers* ]]; then
     done
 fi
 
+# --- metrics: the cost of recording (diagnostics.enabled true vs false), one shard ---------
+# With metrics on, the endpoint is also scraped once a second during every run (a scrape
+# interval 15-30 times shorter than the original's docs suggest), so its cost is included.
+if [[ $PARTS == *metrics* ]]; then
+    OFF_CFG=$TMP/metrics-off.json5; echo '{diagnostics: {enabled: false}}' >"$OFF_CFG"
+    say "metrics: on (scraped every 1 s) vs off — rpc 16x1 / 16x16, broadcast to $BCAST_SUBS; $RUNS interleaved runs"
+    for r in $(seq "$RUNS"); do
+        for m in metrics-on metrics-off; do
+            if [[ $m == metrics-on ]]; then start_ringgate auto; else start_ringgate auto "$OFF_CFG"; fi
+            DU=$URL; DP=$SPID; SCRAPER=
+            if [[ $m == metrics-on ]]; then
+                ( while sleep 1; do curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" \
+                    "http://${DU#ws://}/api/diagnostics/prometheus"; done ) &
+                SCRAPER=$!
+            fi
+            for p in 1 16; do
+                lg met-rpc-16x$p "$m" "$r" $LIM rpc --url "$DU" "${T[@]}" --clients 16 --pipeline $p --method last-heartbeat --duration "$DUR"
+            done
+            lg met-broadcast-$BCAST_SUBS "$m" "$r" 90 broadcast --url "$DU" "${T[@]}" --subscribers "$BCAST_SUBS" --rounds "$BCAST_ROUNDS" --duration 30
+            [[ -n $SCRAPER ]] && { kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null; }
+            stop_server "$DP"
+        done
+    done
+fi
+
 # --- summary ------------------------------------------------------------------------------
 python3 - "$RESULTS" <<'PY'
 import json, statistics, sys
@@ -364,7 +393,7 @@ for r in runs:
 
 cases = []
 for r in runs:
-    if r["case"] not in cases and not r["case"].startswith("drv-"):
+    if r["case"] not in cases and not r["case"].startswith(("drv-", "met-")):
         cases.append(r["case"])
 
 def med(case, server, key):
@@ -427,6 +456,32 @@ if drv_cases:
             summ.append({"kind": "summary", "case": case, "metric": key, "better": better,
                          **{d: v[0] for d, v in zip(DRV, vals)},
                          "runs": {d: v[1] for d, v in zip(DRV, vals)}})
+
+met_cases = []
+for r in runs:
+    if r["case"].startswith("met-") and r["case"] not in met_cases:
+        met_cases.append(r["case"])
+if met_cases:
+    SRV = ["metrics-on", "metrics-off"]
+    print()
+    print("metrics: medians over runs; server CPU µs per unit of work beside each; ratio on / off")
+    hdr = f"{'case':<20} {'metric':<20} " + " ".join(f"{d:>12}" for d in SRV) + f" {'on/off':>8}"
+    print(hdr); print("-" * len(hdr))
+    for case in met_cases:
+        pre = case.split("-")[1]
+        cpu_key = {"rpc": "server_cpu_us_per_request", "broadcast": "server_cpu_us_per_delivery"}.get(pre)
+        metrics = list(METRICS.get(pre, []))
+        if cpu_key:
+            metrics.append(("server CPU µs/unit", cpu_key, "lo"))
+        for name, key, better in metrics:
+            vals = [med(case, d, key) for d in SRV]
+            if any(v[0] is None for v in vals): continue
+            rat = vals[0][0] / vals[1][0] if vals[1][0] else None
+            print(f"{case:<20} {name:<20} " + " ".join(f"{fmt(v[0]):>12}" for v in vals)
+                  + f" {(f'{rat:.3f}x' if rat is not None else '-'):>8}  n={'/'.join(str(v[1]) for v in vals)}")
+            summ.append({"kind": "summary", "case": case, "metric": key, "better": better,
+                         **{d: v[0] for d, v in zip(SRV, vals)},
+                         "runs": {d: v[1] for d, v in zip(SRV, vals)}})
 
 errs = {}
 for r in runs:

@@ -1,10 +1,11 @@
 //! A fixed-bucket histogram of plain integers: what one shard observes, merged across shards
 //! at scrape time. No atomics: each shard owns its own (see [`super::shard`]).
 
-/// Seconds buckets for request, handler and short-operation latencies (100 µs … 60 s).
+/// Seconds buckets for request, handler and short-operation latencies (10 µs … 60 s: most
+/// of ringgate's answers take tens of microseconds).
 pub const LATENCY_SECONDS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0, 60.0,
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Seconds buckets for agent runs and webhook deliveries (10 ms … 10 min).
@@ -21,7 +22,7 @@ pub const LOOP_DELAY_SECONDS: &[f64] = &[
 pub const BATCH_SIZE: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// The most buckets any family above has.
-const MAX_BUCKETS: usize = 18;
+const MAX_BUCKETS: usize = 21;
 
 /// Observations below each bound (not cumulative), one slot more for `+Inf`.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,7 +11,12 @@ pub const UNKNOWN: usize = CORE_METHODS.len() + 1;
 
 /// The label index of a method name (a core method's position in the table, else [`OTHER`]).
 pub fn method_index(method: &str) -> usize {
-    match scopes::spec(method) {
+    spec_index(scopes::spec(method))
+}
+
+/// The label index of a method's table entry (`None`: not a core method).
+pub fn spec_index(spec: Option<&'static scopes::MethodSpec>) -> usize {
+    match spec {
         // `spec` returns references into the `CORE_METHODS` static: the offset is the index.
         Some(s) => {
             let base = CORE_METHODS.as_ptr() as usize;

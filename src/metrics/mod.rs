@@ -8,6 +8,7 @@
 //! * [`render`]: the gathered figures encoded by `prometheus-client`.
 //! * [`labels`]: the bounded `method` label.
 //! * [`hist`]: fixed-bucket histograms that merge across shards.
+//! * [`text`] and [`top`]: reading an exposition back, and `ringgate top`'s per-shard view of it.
 
 pub mod gather;
 pub mod hist;
@@ -15,5 +16,7 @@ pub mod labels;
 pub mod render;
 pub mod rpc;
 pub mod shard;
+pub mod text;
+pub mod top;
 
 pub use shard::record;

@@ -206,9 +206,12 @@ impl Scrape {
             enc,
             "openclaw_gateway_rpc_outcomes",
             "Gateway RPC outcomes by phase and outcome.",
-            t.rpc_outcomes
-                .iter()
-                .map(|((ph, o), n)| (l([("phase", ph), ("outcome", o)]), *n)),
+            super::shard::Phase::ALL.iter().flat_map(|ph| {
+                super::shard::Outcome::ALL.iter().filter_map(move |o| {
+                    let n = t.rpc_outcomes[*ph as usize][*o as usize];
+                    (n > 0).then(|| (l([("phase", ph.as_str()), ("outcome", o.as_str())]), n))
+                })
+            }),
         )?;
         counter(
             enc,

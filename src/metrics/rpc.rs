@@ -1,27 +1,19 @@
 //! Timing one RPC request for `openclaw_gateway_rpc_*`: from receipt (the request frame passed
 //! validation) through the handler's return, and through the first response frame queued for
-//! the client. Two clock reads per request, none when diagnostics are off.
+//! the client.
+//!
+//! Cheap by construction: the method label comes from the table entry the permission gate
+//! looks up anyway; a request answered inline costs two clock reads and one thread-local
+//! update (its handler and first-response times are one measurement, dispatch through the
+//! queued reply); with diagnostics off, nothing.
 
 use std::time::Instant;
 
-use super::{labels, shard};
-use crate::methods::Outcome;
-
-/// Outcome phases and values (`openclaw_gateway_rpc_outcomes_total{phase,outcome}`).
-pub mod outcome {
-    /// The permission gate refused the request (role or scope).
-    pub const ADMISSION: &str = "admission";
-    /// The handler ran (or no handler exists).
-    pub const HANDLER: &str = "handler";
-    /// The first response frame was queued for the client.
-    pub const RESPONSE: &str = "response";
-    pub const OK: &str = "ok";
-    pub const ERROR: &str = "error";
-    pub const REJECTED: &str = "rejected";
-    pub const UNKNOWN_METHOD: &str = "unknown_method";
-    /// Answered later: by the storage thread, another shard's owner, or the chat layer.
-    pub const DEFERRED: &str = "deferred";
-}
+use super::{
+    labels,
+    shard::{self, Outcome, Phase},
+};
+use crate::{methods::Outcome as Handled, proto::scopes::MethodSpec};
 
 /// One request in flight on the shard that received it.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +21,8 @@ pub struct Rpc {
     method: usize,
     /// `None` when diagnostics are off.
     received: Option<Instant>,
+    /// Set once the handler returned: an answer produced inline (recorded at `responded`).
+    inline: Option<Outcome>,
     failed: bool,
 }
 
@@ -40,45 +34,48 @@ pub struct Pending {
 }
 
 impl Rpc {
-    pub fn received(method: &str) -> Rpc {
+    pub fn received(spec: Option<&'static MethodSpec>) -> Rpc {
         let on = shard::enabled();
         Rpc {
-            method: if on { labels::method_index(method) } else { 0 },
+            method: if on { labels::spec_index(spec) } else { 0 },
             received: on.then(Instant::now),
+            inline: None,
             failed: false,
         }
     }
 
     /// The permission gate refused it: counted, no handler ran.
-    pub fn denied(&self) {
-        if self.received.is_none() {
-            return;
+    pub fn denied(&mut self) {
+        if self.received.is_some() {
+            self.inline = Some(Outcome::Rejected);
+            self.failed = true;
         }
-        shard::record(|m| {
-            m.method(self.method).requests += 1;
-            m.rpc_outcome(outcome::ADMISSION, outcome::REJECTED);
-        });
     }
 
     /// The handler returned `o` (`None`: no handler has that name).
-    pub fn handled(&mut self, o: &Option<Outcome>) {
+    pub fn handled(&mut self, o: &Option<Handled>) {
         let Some(t0) = self.received else { return };
-        let secs = t0.elapsed().as_secs_f64();
+        let what = match o {
+            None => Outcome::UnknownMethod,
+            Some(Handled::Reply(Ok(_))) => Outcome::Ok,
+            Some(Handled::Reply(Err(_))) => Outcome::Error,
+            Some(_) => Outcome::Deferred,
+        };
         if o.is_none() {
             self.method = labels::UNKNOWN;
         }
+        if what != Outcome::Deferred {
+            // Answered inline: `responded` records it with one more clock read.
+            self.inline = Some(what);
+            return;
+        }
+        let secs = t0.elapsed().as_secs_f64();
         let method = self.method;
         shard::record(|m| {
             let s = m.method(method);
             s.requests += 1;
             s.handler.observe(secs);
-            let what = match o {
-                None => outcome::UNKNOWN_METHOD,
-                Some(Outcome::Reply(Ok(_))) => outcome::OK,
-                Some(Outcome::Reply(Err(_))) => outcome::ERROR,
-                Some(_) => outcome::DEFERRED,
-            };
-            m.rpc_outcome(outcome::HANDLER, what);
+            m.rpc_outcome(Phase::Handler, Outcome::Deferred);
         });
     }
 
@@ -87,11 +84,25 @@ impl Rpc {
         self.failed = true;
     }
 
-    /// The answer was queued for the client.
+    /// The inline answer was queued for the client.
     pub fn responded(&self) {
-        if let Some(t0) = self.received {
-            first_response(self.method, t0, !self.failed);
-        }
+        let (Some(t0), Some(what)) = (self.received, self.inline) else {
+            return;
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        let (method, ok) = (self.method, !self.failed);
+        shard::record(|m| {
+            let s = m.method(method);
+            s.requests += 1;
+            s.first_response.observe(secs);
+            if what == Outcome::Rejected {
+                m.rpc_outcome(Phase::Admission, Outcome::Rejected);
+            } else {
+                s.handler.observe(secs);
+                m.rpc_outcome(Phase::Handler, what);
+            }
+            m.rpc_outcome(Phase::Response, Outcome::ok(ok));
+        });
     }
 
     /// For a reply that the storage thread finishes.
@@ -106,17 +117,10 @@ impl Rpc {
 impl Pending {
     /// The deferred answer was queued.
     pub fn responded(self, ok: bool) {
-        first_response(self.method, self.received, ok);
+        let secs = self.received.elapsed().as_secs_f64();
+        shard::record(|m| {
+            m.method(self.method).first_response.observe(secs);
+            m.rpc_outcome(Phase::Response, Outcome::ok(ok));
+        });
     }
-}
-
-fn first_response(method: usize, t0: Instant, ok: bool) {
-    let secs = t0.elapsed().as_secs_f64();
-    shard::record(|m| {
-        m.method(method).first_response.observe(secs);
-        m.rpc_outcome(
-            outcome::RESPONSE,
-            if ok { outcome::OK } else { outcome::ERROR },
-        );
-    });
 }

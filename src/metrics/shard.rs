@@ -35,6 +35,68 @@ impl MethodStats {
     }
 }
 
+/// Where an RPC outcome was decided (`openclaw_gateway_rpc_outcomes_total{phase}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The permission gate (role and scope).
+    Admission,
+    /// The handler returned.
+    Handler,
+    /// The first response frame was queued for the client.
+    Response,
+}
+
+/// How (`openclaw_gateway_rpc_outcomes_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    Rejected,
+    UnknownMethod,
+    /// Answered later: by the storage thread, another shard's owner, or the chat layer.
+    Deferred,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Admission, Phase::Handler, Phase::Response];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Admission => "admission",
+            Phase::Handler => "handler",
+            Phase::Response => "response",
+        }
+    }
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Rejected,
+        Outcome::UnknownMethod,
+        Outcome::Deferred,
+    ];
+
+    pub fn ok(ok: bool) -> Outcome {
+        if ok {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Rejected => "rejected",
+            Outcome::UnknownMethod => "unknown_method",
+            Outcome::Deferred => "deferred",
+        }
+    }
+}
+
 /// A counter and a duration histogram under one label set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timed<K> {
@@ -78,8 +140,8 @@ pub struct CostKey {
 pub struct ShardMetrics {
     /// By [`super::labels::method_index`]; grown on first use.
     pub methods: Vec<MethodStats>,
-    /// `openclaw_gateway_rpc_outcomes_total` by (phase, outcome).
-    pub rpc_outcomes: Vec<((&'static str, &'static str), u64)>,
+    /// `openclaw_gateway_rpc_outcomes_total`, by [`Phase`] and [`Outcome`].
+    pub rpc_outcomes: [[u64; 5]; 3],
     pub handshakes_accepted: u64,
     /// Refused connects by reason.
     pub handshakes_refused: Vec<(&'static str, u64)>,
@@ -128,7 +190,7 @@ impl ShardMetrics {
     pub const fn new() -> ShardMetrics {
         ShardMetrics {
             methods: Vec::new(),
-            rpc_outcomes: Vec::new(),
+            rpc_outcomes: [[0; 5]; 3],
             handshakes_accepted: 0,
             handshakes_refused: Vec::new(),
             preauth_refused: Vec::new(),
@@ -199,13 +261,9 @@ impl ShardMetrics {
         }
     }
 
-    pub fn rpc_outcome(&mut self, phase: &'static str, outcome: &'static str) {
-        Self::bump(
-            &mut self.rpc_outcomes,
-            &mut self.series_dropped,
-            (phase, outcome),
-            1,
-        );
+    #[inline]
+    pub fn rpc_outcome(&mut self, phase: Phase, outcome: Outcome) {
+        self.rpc_outcomes[phase as usize][outcome as usize] += 1;
     }
 
     pub fn refused(&mut self, reason: &'static str) {
@@ -307,10 +365,12 @@ impl ShardMetrics {
             s.first_response.merge(&m.first_response);
             s.handler.merge(&m.handler);
         }
-        let d = &mut self.series_dropped;
-        for (k, n) in &o.rpc_outcomes {
-            Self::bump(&mut self.rpc_outcomes, d, *k, *n);
+        for (mine, theirs) in self.rpc_outcomes.iter_mut().zip(o.rpc_outcomes.iter()) {
+            for (a, b) in mine.iter_mut().zip(theirs.iter()) {
+                *a += b;
+            }
         }
+        let d = &mut self.series_dropped;
         for (k, n) in &o.handshakes_refused {
             Self::bump(&mut self.handshakes_refused, d, *k, *n);
         }

@@ -217,10 +217,21 @@ pub fn authorize(
     scopes: &ScopeSet,
     params: Option<&Value>,
 ) -> Result<(), Denied> {
+    authorize_spec(method, spec(method), role, scopes, params)
+}
+
+/// [`authorize`] with the method's table entry already looked up (`spec(method)`): the request
+/// path looks it up once for the permission gate and the metrics label.
+pub fn authorize_spec(
+    method: &str,
+    spec: Option<&'static MethodSpec>,
+    role: Role,
+    scopes: &ScopeSet,
+    params: Option<&Value>,
+) -> Result<(), Denied> {
     if method == "health" {
         return Ok(());
     }
-    let spec = spec(method);
     let node_method = matches!(
         spec,
         Some(MethodSpec {

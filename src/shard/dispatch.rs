@@ -22,7 +22,7 @@ use crate::{
         frame::{res_err, res_ok},
         handshake::{self, Accepted, ConnectInput, Peer},
         schema::Schemas,
-        scopes::{authorize, Denied, Role, ScopeSet},
+        scopes::{authorize_spec, Denied, Role, ScopeSet},
     },
     state::now_ms,
     store::{Op, OpResult},
@@ -519,7 +519,10 @@ fn open(
     // The Control UI's first model catalog, pushed (without `seq`, as the original) so its
     // model picker does not wait for a `models.list` round trip.
     if let Some(snapshot) = model_catalog
-        .filter(|_| authorize("models.list", session.role, &session.scopes, None).is_ok())
+        .filter(|_| {
+            crate::proto::scopes::authorize("models.list", session.role, &session.scopes, None)
+                .is_ok()
+        })
         .and_then(|target| crate::agent::catalog::snapshot(&ctx.config, &target))
     {
         c.push_event(
@@ -632,11 +635,19 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
     let raw_params = frame.get("params").unwrap_or(&null);
     let Some(session) = c.session() else { return };
     // Receipt: the frame passed validation (the original's starting point for RPC timings).
-    let mut rpc = Rpc::received(method);
-    let reply = match authorize(method, session.role, &session.scopes, Some(raw_params)) {
+    let spec = crate::proto::scopes::spec(method);
+    let mut rpc = Rpc::received(spec);
+    let reply = match authorize_spec(
+        method,
+        spec,
+        session.role,
+        &session.scopes,
+        Some(raw_params),
+    ) {
         Err(Denied::Role(role)) => {
             rpc.denied();
             c.push_text(&res_err(id, &ErrorShape::unauthorized_role(role.as_str())));
+            rpc.responded();
             c.strikes += 1;
             if c.strikes > MAX_UNAUTHORIZED_STRIKES {
                 c.close(close::POLICY, "repeated unauthorized calls");
