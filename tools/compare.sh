@@ -358,7 +358,7 @@ if [[ $PARTS == *metrics* ]]; then
                 lg met-rpc-16x$p "$m" "$r" $LIM rpc --url "$DU" "${T[@]}" --clients 16 --pipeline $p --method last-heartbeat --duration "$DUR"
             done
             lg met-broadcast-$BCAST_SUBS "$m" "$r" 90 broadcast --url "$DU" "${T[@]}" --subscribers "$BCAST_SUBS" --rounds "$BCAST_ROUNDS" --duration 30
-            [[ -n $SCRAPER ]] && { kill "$SCRAPER" 2>/dev/null; wait "$SCRAPER" 2>/dev/null; }
+            if [[ -n $SCRAPER ]]; then kill "$SCRAPER" 2>/dev/null || true; wait "$SCRAPER" 2>/dev/null || true; fi
             stop_server "$DP"
         done
     done
