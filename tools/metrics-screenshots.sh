@@ -54,15 +54,15 @@ chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1
     --screenshot="$OUT/ringgate-top.png" "file://$TMP/top.html" 2>/dev/null
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 Q=(
-  'sum by (shard) (rate(ringgate_frames_received_total[30s]))'
-  'histogram_quantile(0.99, sum by (le) (rate(openclaw_gateway_rpc_first_response_seconds_bucket[30s])))'
-  'sum by (shard) (rate(ringgate_event_deliveries_total[30s]))'
+  'sum by (shard) (rate(ringgate_frames_received_total[10s]))'
+  'histogram_quantile(0.99, sum by (le) (rate(openclaw_gateway_rpc_first_response_seconds_bucket[10s])))'
+  'sum by (shard) (rate(ringgate_event_deliveries_total[10s]))'
   'sum by (role, shard) (ringgate_connections{phase="open"})'
 )
 URL="http://127.0.0.1:$PPORT/graph?"
 for i in "${!Q[@]}"; do
   URL+="g$i.expr=$(enc "${Q[$i]}")&g$i.tab=0&g$i.range_input=1m&"
 done
-chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2300 \
+chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1400,2900 \
     --virtual-time-budget=15000 --screenshot="$OUT/prometheus-dashboard.png" "$URL" 2>/dev/null
 echo "wrote $OUT/ringgate-top.png and $OUT/prometheus-dashboard.png"
