@@ -371,6 +371,16 @@ fn a_real_prometheus_scrapes_the_original_and_ringgate_families() {
         1.0,
     );
     prom.wait_equal(r#"sum(openclaw_session_queue_depth{job="openclaw"})"#, 0.0);
+    // chat.send is answered by the session's owner (maybe on the other shard): its first
+    // response is timed when the ack reaches the connection; its handler time is the hand-off.
+    prom.wait_at_least(
+        r#"sum(openclaw_gateway_rpc_first_response_seconds_count{job="openclaw",method="chat.send"})"#,
+        1.0,
+    );
+    prom.wait_at_least(
+        r#"sum(openclaw_gateway_rpc_outcomes_total{job="openclaw",phase="handler",outcome="deferred"})"#,
+        1.0,
+    );
 
     // The loops report their windows; the process its memory and descriptors.
     prom.wait_at_least(

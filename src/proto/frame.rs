@@ -69,6 +69,15 @@ pub fn res_ok(id: &str, payload: &impl Serialize) -> Vec<u8> {
     res(id, b",\"ok\":true,\"payload\":", payload)
 }
 
+/// The request id of a response frame this module encoded, and whether it is `ok:true`.
+pub fn res_id(frame: &[u8]) -> Option<(String, bool)> {
+    let rest = frame.strip_prefix(b"{\"type\":\"res\",\"id\":")?;
+    let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<String>();
+    let id = values.next()?.ok()?;
+    let after = &rest[values.byte_offset()..];
+    Some((id, after.starts_with(b",\"ok\":true")))
+}
+
 /// Encodes `{"type":"res","id":…,"ok":false,"error":…}`.
 pub fn res_err(id: &str, error: &ErrorShape) -> Vec<u8> {
     res(id, b",\"ok\":false,\"error\":", error)
@@ -229,6 +238,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_response_frame_names_its_request() {
+        let ok = res_ok("a\"b", &json!({"x": 1}));
+        assert_eq!(res_id(&ok), Some(("a\"b".to_owned(), true)));
+        let err = res_err("7", &crate::proto::errors::ErrorShape::invalid("no"));
+        assert_eq!(res_id(&err), Some(("7".to_owned(), false)));
+        assert_eq!(res_id(b"{\"type\":\"event\"}"), None);
+    }
 
     #[test]
     fn parts_join_to_the_copied_frame() {

@@ -126,6 +126,11 @@ pub struct ShardCtx {
     /// their [`crate::effects::Waiter::Http`].
     pub http_waiters: HashMap<u64, HttpWaiter>,
     next_waiter: u64,
+    /// Requests of this shard's connections answered by an owner (possibly on another shard),
+    /// by connection: their first response is timed when the answer arrives
+    /// ([`ShardCtx::deliver_reply`]). Empty while nothing is outstanding, so an idle
+    /// connection costs nothing here.
+    pub awaiting_reply: HashMap<u64, Vec<(String, crate::metrics::rpc::Pending)>>,
 }
 
 impl ShardCtx {
@@ -207,6 +212,7 @@ impl ShardCtx {
             cron: Default::default(),
             http_waiters: HashMap::new(),
             next_waiter: 0,
+            awaiting_reply: HashMap::new(),
         }
     }
 
@@ -408,6 +414,41 @@ impl ShardCtx {
             return;
         }
         c.push_text(frame);
+        drop(c);
+        self.first_reply(conn, frame);
+    }
+
+    /// Records the first response of a routed request when its answer reaches the connection.
+    fn first_reply(&mut self, conn: u64, frame: &[u8]) {
+        let Some(waiting) = self.awaiting_reply.get_mut(&conn) else {
+            return;
+        };
+        let Some((id, ok)) = crate::proto::frame::res_id(frame) else {
+            return;
+        };
+        if let Some(i) = waiting.iter().position(|(r, _)| *r == id) {
+            let (_, p) = waiting.swap_remove(i);
+            p.responded(ok);
+        }
+        if waiting.is_empty() {
+            self.awaiting_reply.remove(&conn);
+        }
+    }
+
+    /// Times the first answer to request `req_id` of connection `conn` (answered by an owner).
+    pub fn await_reply(
+        &mut self,
+        conn: u64,
+        req_id: &str,
+        p: Option<crate::metrics::rpc::Pending>,
+    ) {
+        /// Outstanding routed requests timed per connection (more are answered, not timed).
+        const MAX_TIMED: usize = 64;
+        let Some(p) = p else { return };
+        let waiting = self.awaiting_reply.entry(conn).or_default();
+        if waiting.len() < MAX_TIMED {
+            waiting.push((req_id.to_owned(), p));
+        }
     }
 
     /// A stored session row in the original's shape ([`crate::chat::row::decorate`]).

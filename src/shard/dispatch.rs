@@ -683,6 +683,7 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                 }
                 Some(Outcome::Routed(routed)) => {
                     c.strikes = 0;
+                    ctx.await_reply(c.id, id, rpc.pending());
                     after.effects.push(Effect::Routed {
                         conn: c.id,
                         req_id: id.to_owned(),
@@ -692,6 +693,7 @@ fn on_request(ctx: &mut ShardCtx, c: &mut Client, text: &[u8], after: &mut After
                 }
                 Some(Outcome::Chat(req)) => {
                     c.strikes = 0;
+                    ctx.await_reply(c.id, id, rpc.pending());
                     after.effects.push(Effect::Chat {
                         conn: c.id,
                         req_id: id.to_owned(),
