@@ -230,22 +230,7 @@ fn refused_connect(server: &Server) {
 /// A connection that stops reading while broadcasts pile up: closed 1008 "slow consumer".
 fn stall_a_reader(server: &Server, driver: &mut Client) {
     let slow = Client::connect_on(small_rcvbuf_stream(server.addr), server, &connect_params());
-    let big = "x".repeat(8000);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for i in 0u64.. {
-        driver.call(
-            "system-event",
-            Some(json!({"text": format!("Node: {big} {i}"), "host": "metrics-test"})),
-        );
-        driver.call(
-            "system-event",
-            Some(json!({"text": format!("Node: small {i}"), "host": "metrics-test"})),
-        );
-        if i % 10 == 0 && driver.call("status", None)["gateway"]["slowConsumerCloses"] != 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no slow-consumer close");
-    }
+    common::flood_until_slow_close(driver, "metrics-test");
     drop(slow);
 }
 

@@ -32,30 +32,7 @@ fn stalled_reader_is_closed_and_others_carry_on() {
     // A healthy, scope-less client: gets ticks only, and reads them at the end.
     let mut healthy = Client::connect_with(&server, &params_for("cli", "probe", &[]));
 
-    let big = "x".repeat(8000);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut i = 0u64;
-    loop {
-        i += 1;
-        // Same presence key each time, so every presence event stays well under the limit;
-        // "Node:" texts are not queued as system events, so `status` stays small too.
-        driver.call(
-            "system-event",
-            Some(json!({"text": format!("Node: {big} {i}"), "host": "slow-test"})),
-        );
-        driver.call(
-            "system-event",
-            Some(json!({"text": format!("Node: small {i}"), "host": "slow-test"})),
-        );
-        if i % 10 == 0 && slow_closes(&mut driver) >= 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no slow-consumer close after {i} rounds; status {}",
-            driver.call("status", None)
-        );
-    }
+    common::flood_until_slow_close(&mut driver, "slow-test");
 
     // The stalled client: whatever it reads, it ends with the slow-consumer close frame or, if
     // that could not be flushed within the grace, with the connection dropped.

@@ -24,6 +24,15 @@ pub const BATCH_SIZE: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 25
 /// The most buckets any family above has.
 const MAX_BUCKETS: usize = 21;
 
+/// The bucket a value falls in (the first bound that holds it, else `+Inf`'s slot), and the
+/// value to add to the sum. Negative and NaN values count as 0: the clocks here are monotonic,
+/// so they would only come from a bug, and a histogram must never go backwards.
+fn bucket(bounds: &[f64], v: f64) -> (usize, f64) {
+    let v = if v.is_nan() || v < 0.0 { 0.0 } else { v };
+    let i = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
+    (i, v)
+}
+
 /// Observations below each bound (not cumulative), one slot more for `+Inf`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hist {
@@ -44,15 +53,8 @@ impl Hist {
         }
     }
 
-    /// Records one value (negative and NaN values count as 0: clocks here are monotonic, so
-    /// they would only come from a bug, and a histogram must never go backwards).
     pub fn observe(&mut self, v: f64) {
-        let v = if v.is_nan() || v < 0.0 { 0.0 } else { v };
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len());
+        let (i, v) = bucket(self.bounds, v);
         self.counts[i] += 1;
         self.sum += v;
         self.count += 1;
@@ -112,12 +114,7 @@ impl SharedHist {
 
     pub fn observe(&self, v: f64) {
         use std::sync::atomic::Ordering::Relaxed;
-        let v = if v.is_nan() || v < 0.0 { 0.0 } else { v };
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len());
+        let (i, v) = bucket(self.bounds, v);
         self.counts[i].fetch_add(1, Relaxed);
         self.sum_micros.fetch_add((v * 1e6) as u64, Relaxed);
         self.count.fetch_add(1, Relaxed);

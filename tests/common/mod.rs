@@ -941,6 +941,33 @@ pub fn small_rcvbuf_stream(addr: SocketAddr) -> TcpStream {
     }
 }
 
+/// Floods presence (via `system-event`) until `status` counts a slow-consumer close: a client
+/// that stopped reading (see [`small_rcvbuf_stream`]) falls behind and is closed. The same
+/// presence key each time keeps every event well under the limits; "Node:" texts are not
+/// queued as system events, so `status` stays small too. Panics after 20 s.
+pub fn flood_until_slow_close(driver: &mut Client, host: &str) {
+    let big = "x".repeat(8000);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for i in 1u64.. {
+        driver.call(
+            "system-event",
+            Some(json!({"text": format!("Node: {big} {i}"), "host": host})),
+        );
+        driver.call(
+            "system-event",
+            Some(json!({"text": format!("Node: small {i}"), "host": host})),
+        );
+        if i % 10 == 0 && driver.call("status", None)["gateway"]["slowConsumerCloses"] != 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slow-consumer close after {i} rounds; status {}",
+            driver.call("status", None)
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP
 // ---------------------------------------------------------------------------------------------
