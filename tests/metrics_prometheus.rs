@@ -505,6 +505,22 @@ fn the_route_answers_with_the_originals_auth_rule() {
         ),
     );
     assert_eq!(post.status, 405);
+    assert!(post.head.contains("allow: get, head"), "{}", post.head);
+    // The method is checked only for a caller that may read the metrics.
+    let anonymous_post = http_raw(
+        server.addr,
+        &format!(
+            "POST {METRICS} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(anonymous_post.status, 401);
+    // HEAD: the headers of the exposition, no body.
+    let head = http_raw(
+        server.addr,
+        &format!("HEAD {METRICS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(head.body, "");
 
     // Device tokens: their own scopes decide.
     let reader = device_token(&server, 41, &["operator.read"]);
@@ -518,9 +534,19 @@ fn the_route_answers_with_the_originals_auth_rule() {
     let approver = device_token(&server, 43, &["operator.approvals"]);
     let denied = get(server.addr, METRICS, Some(&approver));
     assert_eq!(denied.status, 403, "{denied:?}");
-    let body: Value = serde_json::from_str(&denied.body).unwrap();
-    assert_eq!(body["error"]["message"], "missing scope: operator.read");
-    assert_eq!(body["error"]["details"]["missingScope"], "operator.read");
+    assert_eq!(denied.body, "missing scope: operator.read");
+    assert!(
+        denied
+            .head
+            .contains("content-type: text/plain; charset=utf-8"),
+        "{}",
+        denied.head
+    );
+    assert!(
+        denied.head.contains("cache-control: no-store"),
+        "{}",
+        denied.head
+    );
 }
 
 #[test]

@@ -202,12 +202,13 @@ impl Sends {
         let waiters = match self.map.get_mut(&key) {
             Some(e) => {
                 let secs = env.now_ms.saturating_sub(e.started_ms) as f64 / 1e3;
+                // The original's outcome values: `completed`, or `error` with a category.
                 let (category, outcome) = match &r.outcome {
-                    DeliveryOutcome::Delivered { .. } => ("none", "delivered"),
+                    DeliveryOutcome::Delivered { .. } => ("none", "completed"),
                     DeliveryOutcome::Failed {
                         status: Some(_), ..
-                    } => ("http_status", "failed"),
-                    DeliveryOutcome::Failed { status: None, .. } => ("network", "failed"),
+                    } => ("http_status", "error"),
+                    DeliveryOutcome::Failed { status: None, .. } => ("network", "error"),
                 };
                 crate::metrics::record(|m| m.delivery(r.channel, "send", category, outcome, secs));
                 match std::mem::replace(&mut e.state, State::Done(answer.clone())) {

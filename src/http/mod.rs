@@ -121,7 +121,7 @@ pub enum Route<'a> {
     Ui(Resolved<'a>),
     Redirect(String),
     /// The Prometheus exposition (`/api/diagnostics/prometheus`, alias `/metrics`): gateway
-    /// auth with `operator.read`.
+    /// auth with `operator.read`, then `GET`/`HEAD` only.
     Metrics,
     /// A finished answer (405, 404, 400).
     Done(Response),
@@ -137,12 +137,8 @@ pub fn route<'a>(req: &Plain, ui: &'a ControlUi) -> Route<'a> {
         return Route::Done(Response::text("400 Bad Request", "Bad Request"));
     }
     if METRICS_PATHS.contains(&req.path.as_str()) {
-        if !read {
-            return Route::Done(
-                Response::text("405 Method Not Allowed", "Method Not Allowed")
-                    .header("Allow", "GET, HEAD"),
-            );
-        }
+        // Auth first, then the method (the original's plugin answers 405 only to a caller
+        // that may read the metrics).
         return Route::Metrics;
     }
     if let Some(p) = Probe::of(&req.path) {
@@ -268,17 +264,10 @@ pub fn unauthorized() -> Response {
     .header("Cache-Control", "no-store")
 }
 
-/// `403 {"ok":false,"error":{"type":"forbidden","message":"missing scope: X","details":…}}`.
+/// `403 missing scope: X` in plain text, as the original's metrics route answers it.
 pub fn missing_scope(scope: &str) -> Response {
-    Response::json(
-        "403 Forbidden",
-        &json!({"ok": false, "error": {
-            "type": "forbidden",
-            "message": format!("missing scope: {scope}"),
-            "details": {"code": "MISSING_SCOPE", "missingScope": scope, "requiredScopes": [scope]},
-        }}),
-    )
-    .header("Cache-Control", "no-store")
+    Response::text("403 Forbidden", &format!("missing scope: {scope}"))
+        .header("Cache-Control", "no-store")
 }
 
 /// The Bearer credential of a request, if any.

@@ -1,28 +1,28 @@
 //! A fixed-bucket histogram of plain integers: what one shard observes, merged across shards
 //! at scrape time. No atomics: each shard owns its own (see [`super::shard`]).
 
-/// Seconds buckets for request, handler and short-operation latencies (10 µs … 60 s: most
-/// of ringgate's answers take tens of microseconds).
+/// RPC and short-operation latencies: the original's buckets (so a dashboard's `le="…"` query
+/// finds every bound it knows) plus 10 µs … 2.5 ms below them, where most of ringgate's
+/// answers fall.
 pub const LATENCY_SECONDS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
-/// Seconds buckets for agent runs and webhook deliveries (10 ms … 10 min).
+/// The original's duration buckets (its plugin's `DURATION_BUCKETS_SECONDS`): runs, webhook
+/// and delivery durations.
 pub const RUN_SECONDS: &[f64] = &[
-    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
-/// Seconds buckets for event-loop delay window maxima (1 ms … 10 s).
-pub const LOOP_DELAY_SECONDS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// Event-loop delay window maxima: the original's buckets.
+pub const LOOP_DELAY_SECONDS: &[f64] = RUN_SECONDS;
 
 /// Count buckets for the storage thread's group-commit batch sizes.
 pub const BATCH_SIZE: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 /// The most buckets any family above has.
-const MAX_BUCKETS: usize = 21;
+const MAX_BUCKETS: usize = 24;
 
 /// The bucket a value falls in (the first bound that holds it, else `+Inf`'s slot), and the
 /// value to add to the sum. Negative and NaN values count as 0: the clocks here are monotonic,

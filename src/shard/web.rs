@@ -62,6 +62,10 @@ pub async fn serve_plain(shared: &Shared, ip: IpAddr, req: &Plain) -> Response {
             }
         }
         Route::Metrics => match operator_read(shared, req) {
+            Access::Granted if !matches!(req.method.as_str(), "GET" | "HEAD") => {
+                Response::text("405 Method Not Allowed", "Method Not Allowed")
+                    .header("Allow", "GET, HEAD")
+            }
             Access::Granted => metrics(shared).await,
             Access::Unauthorized => http::unauthorized(),
             Access::MissingRead => http::missing_scope("operator.read"),
