@@ -8,7 +8,7 @@ OPENCLAW_CLIENT_DIR ?= $(CURDIR)/target/openclaw-client
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps prometheus-deps
+.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps prometheus-deps nats-deps
 
 all: build
 
@@ -43,12 +43,18 @@ prometheus-deps:
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null); \
 		else echo "prometheus-deps: install Debian's prometheus (apt-get install prometheus)"; exit 1; fi; }
 
+nats-deps:
+	@command -v nats-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null); \
+		else echo "nats-deps: install Debian's nats-server (apt-get install nats-server)"; exit 1; fi; }
+
 # The real OpenClaw CLI and client class (npm, pinned) for the conformance tests.
 openclaw-client:
 	@test -f $(SHARED)/conformance/install-openclaw.sh || { echo "missing $(SHARED)/conformance/install-openclaw.sh (set SHARED=path/to/shared)"; exit 1; }
 	bash $(SHARED)/conformance/install-openclaw.sh $(OPENCLAW_CLIENT_DIR)
 
-test: openclaw-client browser-deps prometheus-deps
+test: openclaw-client browser-deps prometheus-deps nats-deps
 	OPENCLAW_CLIENT_DIR=$(OPENCLAW_CLIENT_DIR) RINGGATE_REQUIRE_CONFORMANCE=1 \
 		RINGGATE_BROWSER_DIR=$(BROWSER_DIR) RINGGATE_REQUIRE_BROWSER=1 \
 		$(CARGO) test --release --workspace

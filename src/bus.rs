@@ -76,6 +76,10 @@ pub enum BusMsg {
     AuthFailure { ip: std::net::IpAddr, at_ms: u64 },
     /// A successful connect from this IP cleared its failures on another shard.
     AuthSuccess { ip: std::net::IpAddr },
+    /// Presence changes of clients on other hosts (for shard 0, which announces them here).
+    RemotePresence(Vec<Delta>),
+    /// The cluster as the link sees it now.
+    Cluster(Arc<crate::cluster::View>),
     /// A scrape asks for this shard's metrics.
     Metrics(Arc<crate::metrics::gather::Gather>),
 }
@@ -89,9 +93,9 @@ pub const INBOX_CAPACITY: usize = 16_384;
 /// stops instead (`crate::panic_policy`).
 pub const MAX_OVERFLOW: usize = 1 << 20;
 
-/// One shard's inbox.
-pub struct Inbox {
-    queue: ArrayQueue<BusMsg>,
+/// One shard's inbox (and the cluster link's, with its own message type).
+pub struct Inbox<T = BusMsg> {
+    queue: ArrayQueue<T>,
     waker: AtomicWaker,
     /// Pushes that found the queue full (and were retried from the sender's overflow).
     pub full_events: AtomicU64,
@@ -99,15 +103,21 @@ pub struct Inbox {
 
 impl Inbox {
     fn new() -> Self {
+        Inbox::with_capacity(INBOX_CAPACITY)
+    }
+}
+
+impl<T> Inbox<T> {
+    pub fn with_capacity(capacity: usize) -> Self {
         Inbox {
-            queue: ArrayQueue::new(INBOX_CAPACITY),
+            queue: ArrayQueue::new(capacity),
             waker: AtomicWaker::new(),
             full_events: AtomicU64::new(0),
         }
     }
 
     /// Pushes without blocking; hands the message back when full.
-    pub fn push(&self, msg: BusMsg) -> Result<(), BusMsg> {
+    pub fn push(&self, msg: T) -> Result<(), T> {
         let r = self.queue.push(msg);
         if r.is_err() {
             self.full_events.fetch_add(1, Ordering::Relaxed);
@@ -126,14 +136,14 @@ impl Inbox {
     }
 
     /// Drains what is queued now, without waiting.
-    pub fn drain_now(&self, out: &mut Vec<BusMsg>) {
+    pub fn drain_now(&self, out: &mut Vec<T>) {
         while let Some(m) = self.queue.pop() {
             out.push(m);
         }
     }
 
     /// Waits until the inbox is non-empty, then drains it all into `out`.
-    pub async fn recv_all(&self, out: &mut Vec<BusMsg>) {
+    pub async fn recv_all(&self, out: &mut Vec<T>) {
         poll_fn(|cx| {
             while let Some(m) = self.queue.pop() {
                 out.push(m);

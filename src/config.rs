@@ -142,6 +142,8 @@ pub struct Config {
     pub cron_enabled: bool,
     /// Record and export metrics (`diagnostics.enabled`, default true).
     pub diagnostics_enabled: bool,
+    /// Join a cluster of hosts over NATS (`ringgate.cluster`); `None` runs alone.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     /// `ringgate.channels` as written (a reload rebuilds the channels only when it changed).
     pub channels: Value,
     /// `ringgate.channels.webhook`, parsed.
@@ -184,6 +186,10 @@ pub struct Overrides {
     pub shards: Option<usize>,
     pub state_dir: Option<PathBuf>,
     pub driver: Option<Driver>,
+    /// `--cluster-nats`: join a cluster through this NATS server.
+    pub cluster_nats: Option<String>,
+    /// `--cluster-name`: this host's name in the cluster.
+    pub cluster_name: Option<String>,
     /// The token generated into `<stateDir>/gateway-token` when none is configured.
     pub fallback_token: Option<String>,
 }
@@ -213,6 +219,18 @@ impl Overrides {
         }
         if let Some(d) = self.driver {
             c.driver = d;
+        }
+        if self.cluster_nats.is_some() || self.cluster_name.is_some() {
+            let mut cl = c.cluster.take().unwrap_or_else(|| {
+                crate::cluster::ClusterConfig::new(String::new(), String::new())
+            });
+            if let Some(n) = &self.cluster_nats {
+                cl.nats = n.clone();
+            }
+            if let Some(n) = &self.cluster_name {
+                cl.name = n.clone();
+            }
+            c.cluster = Some(cl);
         }
         if let (AuthMode::Token(t), Some(f)) = (&c.auth, &self.fallback_token) {
             if t.is_empty() {
@@ -298,6 +316,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "ringgate.driver",
     "ringgate.stateDir",
     "ringgate.agentWorkers",
+    "ringgate.cluster",
 ];
 
 /// Does a change at `path` need a restart to take effect?
@@ -326,6 +345,7 @@ impl Default for Config {
             skills: SkillsConfig::default(),
             cron_enabled: true,
             diagnostics_enabled: true,
+            cluster: None,
             channels: Value::Object(Default::default()),
             webhook: None,
             pricing: Vec::new(),
@@ -688,9 +708,13 @@ impl Config {
                 "cron",
                 "channels",
                 "pricing",
+                "cluster",
             ],
         )? {
             match k {
+                "cluster" => {
+                    self.cluster = Some(crate::cluster::ClusterConfig::parse(v, &key)?);
+                }
                 "skills" => self.apply_skills(v, &key)?,
                 "cron" => {
                     for (_, v, key) in fields(v, &key, &["enabled"])? {

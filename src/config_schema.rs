@@ -126,6 +126,14 @@ pub fn schema() -> &'static Value {
                         "enabled": {"type": "boolean", "description": "Run scheduled jobs."},
                     }), "The cron scheduler."),
                     "channels": object(json!({"webhook": webhook_schema()}), "Channels."),
+                    "cluster": object(json!({
+                        "nats": {"type": "string", "description": "NATS server URL(s), comma-separated, e.g. \"nats://127.0.0.1:4222\" (JetStream must be enabled; restart)."},
+                        "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "This host's name, unique in the cluster (default: the machine's host name; restart)."},
+                        "subjectPrefix": {"type": "string", "description": "NATS subject prefix; clusters sharing one NATS need different ones (default \"ringgate\"; restart)."},
+                        "replicas": int(1, 5, "JetStream replicas of the durable records: 1 for one NATS server, 3 for a NATS cluster (restart)."),
+                        "connectTimeoutMs": int(100, 120_000, "How long the first connection to NATS may take before start-up fails (restart)."),
+                        "deadAfterMs": int(1_000, 600_000, "A host silent this long is declared dead and its clients disconnected (restart)."),
+                    }), "Run as one host of a cluster over NATS JetStream (absent: run alone)."),
                     "pricing": {"type": "object", "additionalProperties": object(json!({
                         "input": {"type": "number", "minimum": 0, "description": "USD per million input tokens."},
                         "output": {"type": "number", "minimum": 0, "description": "USD per million output tokens."},

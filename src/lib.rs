@@ -57,6 +57,7 @@ pub mod bus;
 pub mod calendar;
 pub mod channels;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod config_doc;
 pub mod config_schema;

@@ -81,6 +81,13 @@ struct RunArgs {
     /// io driver: auto (monoio on io_uring, else epoll), io_uring, epoll or glommio.
     #[arg(long, value_name = "DRIVER")]
     driver: Option<String>,
+    /// Join a cluster through this NATS server (`ringgate.cluster.nats`), e.g.
+    /// nats://127.0.0.1:4222; JetStream must be enabled.
+    #[arg(long, value_name = "URL")]
+    cluster_nats: Option<String>,
+    /// This host's name in the cluster (`ringgate.cluster.name`; default: the host name).
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -117,6 +124,8 @@ fn overrides(a: &RunArgs) -> Result<config::Overrides, ConfigError> {
             .as_deref()
             .map(|d| config::parse_driver("--driver", d))
             .transpose()?,
+        cluster_nats: a.cluster_nats.clone(),
+        cluster_name: a.cluster_name.clone(),
         fallback_token: None,
     })
 }
@@ -162,6 +171,20 @@ fn ensure_token(c: &mut Config) -> std::io::Result<Option<PathBuf>> {
     o.fallback_token = Some(token);
     c.overrides = std::sync::Arc::new(o);
     Ok(Some(path))
+}
+
+/// Connects the cluster link when `ringgate.cluster` (or `--cluster-nats`) asks for one.
+fn cluster_link(cfg: &mut Config) -> Result<Option<ringgate::cluster::link::Link>, String> {
+    let Some(c) = cfg.cluster.as_mut() else {
+        return Ok(None);
+    };
+    if c.nats.is_empty() {
+        return Err(
+            "--cluster-name needs a NATS server: --cluster-nats or ringgate.cluster.nats".into(),
+        );
+    }
+    c.validate("ringgate.cluster").map_err(|e| e.to_string())?;
+    ringgate::cluster::link::connect(c).map(Some)
 }
 
 fn generate_token() -> String {
@@ -225,7 +248,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let gw = match shard::start(cfg) {
+    // The cluster link first: a host that cannot reach NATS must not start serving alone.
+    let link = match cluster_link(&mut cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ringgate: cannot join the cluster: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let gw = match shard::start(cfg, link) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("ringgate: cannot listen: {e}");

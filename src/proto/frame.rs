@@ -168,6 +168,34 @@ impl EventTemplate {
         }
     }
 
+    /// The encoded frame's two pieces around the `seq` slot (the cluster link sends them as
+    /// they are, so a remote host fans out the same bytes without re-encoding).
+    pub fn pieces(&self) -> (&[u8], &[u8]) {
+        (&self.head, &self.tail)
+    }
+
+    /// Rebuilds a template from [`EventTemplate::pieces`] received from another host. The
+    /// pieces must have this module's shape (`{"type":"event","event":` … and a tail ending
+    /// in `}`, no line breaks), or `None`: a malformed message from the cluster never reaches
+    /// a client.
+    pub fn from_pieces(name: &str, head: &[u8], tail: &[u8], meta: EventMeta) -> Option<Self> {
+        let mut expect = Vec::with_capacity(32 + name.len());
+        expect.extend_from_slice(b"{\"type\":\"event\",\"event\":");
+        serde_json::to_writer(&mut expect, name).ok()?;
+        expect.extend_from_slice(b",\"payload\":");
+        let well_formed = head.starts_with(&expect)
+            && head.len() > expect.len()
+            && tail.ends_with(b"}")
+            && !head.contains(&b'\n')
+            && !tail.contains(&b'\n');
+        well_formed.then(|| EventTemplate {
+            name: name.to_owned(),
+            head: head.to_vec(),
+            tail: tail.to_vec(),
+            meta,
+        })
+    }
+
     pub fn with_meta(mut self, meta: EventMeta) -> Self {
         self.meta = meta;
         self

@@ -118,6 +118,10 @@ pub struct ShardCtx {
     auth_close_at: Option<u64>,
     /// The running channels (replaced by a config reload).
     pub channels: Arc<crate::channels::hub::ChannelHub>,
+    /// The cluster link, when this host is one of several (`ringgate.cluster`).
+    pub cluster: Option<crate::cluster::Handle>,
+    /// The cluster as the link last reported it.
+    pub cluster_view: Option<Arc<crate::cluster::View>>,
     /// The cron service (on the shard [`crate::placement`] names).
     pub cron: crate::cron::service::CronService,
     /// `send`s whose idempotency key this shard owns.
@@ -208,6 +212,8 @@ impl ShardCtx {
             auth_gen: 0,
             auth_close_at: None,
             channels: crate::channels::hub::ChannelHub::empty(),
+            cluster: None,
+            cluster_view: None,
             sends: Default::default(),
             cron: Default::default(),
             http_waiters: HashMap::new(),
@@ -559,19 +565,28 @@ impl ShardCtx {
         self.broadcast_arc(ev);
     }
 
+    /// Fans out here, on every other shard, and (in a cluster) on every other host.
     pub fn broadcast_arc(&mut self, ev: Arc<EventTemplate>) {
         self.fanout(&ev);
+        if let Some(c) = &self.cluster {
+            if crate::cluster::Handle::crosses(&ev.name) {
+                c.send(crate::cluster::Out::Event(ev.clone()));
+            }
+        }
         self.sender.to_others(BusMsg::Broadcast(ev));
     }
 
     /// Applies a presence change to this shard's replica and takes the next
     /// `stateVersion.presence`; [`ShardCtx::presence_publish`] then announces it.
     pub fn presence_apply(&mut self, key: String, fields: Entry) -> (Delta, u64) {
-        let delta = Delta::Upsert {
+        self.presence_apply_delta(Delta::Upsert {
             key,
             fields,
             now_ms: now_ms(),
-        };
+        })
+    }
+
+    fn presence_apply_delta(&mut self, delta: Delta) -> (Delta, u64) {
         self.presence.apply(&delta);
         let version = self.globals.presence_version.fetch_add(1, Ordering::AcqRel) + 1;
         self.presence_seen = self.presence_seen.max(version);
@@ -581,6 +596,31 @@ impl ShardCtx {
     /// Encodes the `presence` event once from this replica, fans it out here and sends it with
     /// the change to every other shard.
     pub fn presence_publish(&mut self, delta: Delta, version: u64) {
+        if let Some(c) = &self.cluster {
+            c.send(crate::cluster::Out::Presence(delta.clone()));
+        }
+        self.presence_announce(delta, version);
+    }
+
+    /// Presence changes of clients on other hosts: applied here and announced on this host's
+    /// shards under this host's `stateVersion.presence` (one event for the batch).
+    fn remote_presence(&mut self, deltas: Vec<Delta>) {
+        let n = deltas.len();
+        for (i, d) in deltas.into_iter().enumerate() {
+            let (d, version) = self.presence_apply_delta(d);
+            if i + 1 == n {
+                self.presence_announce(d, version);
+            } else {
+                self.sender.to_others(BusMsg::Presence {
+                    delta: d,
+                    version,
+                    event: None,
+                });
+            }
+        }
+    }
+
+    fn presence_announce(&mut self, delta: Delta, version: u64) {
         let ev = Arc::new(self.presence_event(version));
         self.fanout(&ev);
         self.sender.to_others(BusMsg::Presence {
@@ -701,6 +741,8 @@ impl ShardCtx {
                 self.limiter.record_success(ip);
             }
             BusMsg::Metrics(g) => g.offer(self.metrics_snapshot()),
+            BusMsg::RemotePresence(deltas) => self.remote_presence(deltas),
+            BusMsg::Cluster(view) => self.cluster_view = Some(view),
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;
                 super::drive::send_report(self, key, report)
@@ -851,6 +893,7 @@ impl ShardCtx {
                 "shards": self.sender.bus().shards(),
                 "connections": self.globals.connections.load(Ordering::Relaxed),
                 "uptimeMs": self.globals.uptime_ms(),
+                "cluster": self.cluster_view.as_ref().map(|v| v.to_json(now)),
             },
         })
     }

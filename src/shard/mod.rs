@@ -184,7 +184,7 @@ pub fn check_driver(d: Driver) -> Result<(), String> {
 
 /// Binds one listener per shard (shard 0 first; the others join its port) and starts the
 /// shard threads.
-pub fn start(mut config: Config) -> io::Result<Gateway> {
+pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io::Result<Gateway> {
     config.applied_hash = crate::config_doc::read(&config.file_path()).hash;
     // Compile the request schemas now: a fixed cost of the process, paid before the first
     // client instead of inside its `connect`.
@@ -211,6 +211,15 @@ pub fn start(mut config: Config) -> io::Result<Gateway> {
     let globals = Arc::new(Globals::with_shards(n));
     globals.port.store(addr.port(), Ordering::Relaxed);
     let workers = crate::agent::openai::Workers::start(config.agent_workers);
+    let cluster = link.map(|l| {
+        let h = l.handle.clone();
+        l.attach(crate::cluster::link::Attach {
+            bus: bus.clone(),
+            globals: globals.clone(),
+            url: format!("ws://{addr}"),
+        });
+        h
+    });
     let cores = std::thread::available_parallelism()
         .map(|c| c.get())
         .unwrap_or(1);
@@ -221,6 +230,7 @@ pub fn start(mut config: Config) -> io::Result<Gateway> {
         let recent_runs = recent_runs.clone();
         let (control_ui, files) = (control_ui.clone(), files.clone());
         let hub = hub.clone();
+        let cluster = cluster.clone();
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
             .spawn(move || {
@@ -232,6 +242,7 @@ pub fn start(mut config: Config) -> io::Result<Gateway> {
                     hub,
                     control_ui,
                     files,
+                    cluster,
                 };
                 let name = format!("ringgate-shard-{id}");
                 let r = crate::rt::run_pinned(kind, id % cores, &name, move || {
@@ -346,6 +357,7 @@ struct Boot {
     hub: Arc<crate::channels::hub::ChannelHub>,
     control_ui: Arc<crate::http::control_ui::ControlUi>,
     files: crate::http::files::Files,
+    cluster: Option<crate::cluster::Handle>,
 }
 
 async fn shard_main(
@@ -373,6 +385,7 @@ async fn shard_main(
     )));
     ctx.borrow_mut().me = Rc::downgrade(&ctx);
     ctx.borrow_mut().channels = boot.hub;
+    ctx.borrow_mut().cluster = boot.cluster;
     {
         // Runs that ended before this start: `agent.wait` on any shard answers them, and
         // each session's owner remembers their idempotency keys.

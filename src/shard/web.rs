@@ -303,6 +303,11 @@ fn health(ctx: &super::ctx::ShardCtx) -> Health {
     if now.saturating_sub(ctx.store.last_beat_ms()) > STORE_SILENT_MS {
         failing.push("state-database".into());
     }
+    if ctx.cluster_view.as_ref().is_some_and(|v| !v.connected) {
+        // Clients here would miss every other host's events: a balancer should send them
+        // to a host that has its link.
+        failing.push("cluster".into());
+    }
     let draining = ctx.shutting_down || g.stopping.load(Ordering::Acquire);
     if draining {
         failing.insert(0, "gateway-draining".into());

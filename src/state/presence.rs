@@ -138,6 +138,14 @@ impl Presence {
         v.into_iter().map(|e| Value::Object(e.clone())).collect()
     }
 
+    /// Every entry but the gateway's own, with its key.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.entries
+            .iter()
+            .filter(|(k, _)| **k != self.self_key)
+            .map(|(k, e)| (k.as_str(), e))
+    }
+
     /// Is a tracked client of this device currently connected (by its presence entry)?
     pub fn device_online(&self, device_id: &str) -> bool {
         self.entries.values().any(|e| {

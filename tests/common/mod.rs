@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fake_model;
+pub mod nats;
 
 use std::{
     io::{BufRead, BufReader, Read, Write},

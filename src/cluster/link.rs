@@ -1,0 +1,467 @@
+//! The link thread: this host's one NATS connection, on a Tokio runtime of its own.
+//!
+//! It publishes what the shards queue ([`super::Out`]) and this host's heartbeat, subscribes
+//! to the other hosts' events, presence and heartbeats, and hands what arrives to the shards
+//! over the bus (a full inbox makes it wait — on its own thread, never a shard's). The
+//! membership decisions are [`super::members::Members`]'; this module only carries them out.
+//!
+//! NATS going away is not fatal: `async-nats` reconnects forever, the link reports the
+//! outage (`/readyz` fails with `cluster`, `health.gateway.cluster.connected` is false), and
+//! on reconnecting it announces itself with `hello`, so every peer answers with its full
+//! presence, and sends its own.
+
+use std::{
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
+
+use async_nats::{Client, ConnectOptions, Event, Subscriber};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    members::{Beat, Change, Members},
+    wire::{self, PresenceEntry, PresenceMsg, Subjects},
+    ClusterConfig, Handle, Out, View, OUTBOX_CAPACITY,
+};
+use crate::{
+    bus::{Bus, BusMsg, Inbox},
+    state::{now_ms, presence::Presence, Globals},
+};
+
+/// How often a host beats.
+const BEAT_MS: u64 = 1_000;
+
+/// What the link needs from the gateway once the shards exist.
+pub struct Attach {
+    pub bus: Arc<Bus>,
+    pub globals: Arc<Globals>,
+    /// `ws://addr:port` of this host, for the member list.
+    pub url: String,
+}
+
+/// A link that reached NATS and JetStream; [`Link::attach`] starts it serving the shards.
+pub struct Link {
+    pub handle: Handle,
+    attach: oneshot::Sender<Attach>,
+    config: ClusterConfig,
+}
+
+impl Link {
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Hands the link the bus; from here on it relays in both directions.
+    pub fn attach(self, a: Attach) {
+        // The thread only ends after this send or on its own start-up failure, which
+        // `connect` already reported.
+        let _ = self.attach.send(a);
+    }
+}
+
+/// Starts the link thread and waits until it has connected to NATS and checked JetStream.
+/// Errors are one line for the operator (`ringgate: cannot join the cluster: …`).
+pub fn connect(config: &ClusterConfig) -> Result<Link, String> {
+    let handle = Handle {
+        outbox: Arc::new(Inbox::with_capacity(OUTBOX_CAPACITY)),
+        host: config.name.as_str().into(),
+        dropped: Default::default(),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (attach_tx, attach_rx) = oneshot::channel();
+    let (cfg, h) = (config.clone(), handle.clone());
+    std::thread::Builder::new()
+        .name("ringgate-cluster".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start its runtime: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(run(cfg, h, ready_tx, attach_rx));
+        })
+        .map_err(|e| format!("cannot start its thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(Link {
+            handle,
+            attach: attach_tx,
+            config: config.clone(),
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("its thread ended during start-up".into()),
+    }
+}
+
+/// Connects, checks JetStream, then relays until the gateway stops.
+async fn run(
+    cfg: ClusterConfig,
+    handle: Handle,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    attach: oneshot::Receiver<Attach>,
+) {
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let timeout = Duration::from_millis(cfg.connect_timeout_ms);
+    let opts = ConnectOptions::new()
+        .name(format!("ringgate {}", cfg.name))
+        .no_echo()
+        .connection_timeout(timeout)
+        .event_callback(move |e| {
+            let tx = events_tx.clone();
+            async move {
+                let _ = tx.send(e);
+            }
+        });
+    let client = match tokio::time::timeout(timeout, opts.connect(cfg.nats.as_str())).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let _ = ready.send(Err(format!("NATS at {} is unreachable: {e}", cfg.nats)));
+            return;
+        }
+        Err(_) => {
+            let _ = ready.send(Err(format!(
+                "NATS at {} did not answer within {} ms",
+                cfg.nats, cfg.connect_timeout_ms
+            )));
+            return;
+        }
+    };
+    if let Err(e) = check_jetstream(&client, timeout).await {
+        let _ = ready.send(Err(format!(
+            "{e} on {}; start nats-server with -js",
+            cfg.nats
+        )));
+        return;
+    }
+    let subjects = Subjects::new(&cfg.prefix);
+    let subs = async {
+        Ok::<_, async_nats::SubscribeError>((
+            client.subscribe(subjects.events.clone()).await?,
+            client.subscribe(subjects.presence.clone()).await?,
+            client.subscribe(subjects.beats.clone()).await?,
+        ))
+    };
+    let (events, presence, beats) = match subs.await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot subscribe on {}: {e}", cfg.nats)));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let Ok(attach) = attach.await else { return };
+    tracing::info!(host = %cfg.name, nats = %cfg.nats, "joined the cluster");
+    let mut relay = Relay {
+        members: Members::new(cfg.name.clone(), cfg.dead_after_ms),
+        own: Presence::default(),
+        view: View {
+            host: cfg.name.clone(),
+            nats: cfg.nats.clone(),
+            connected: true,
+            since_ms: now_ms(),
+            members: Vec::new(),
+            dropped: 0,
+            malformed: 0,
+        },
+        hello: true,
+        publish_failures: 0,
+        logged_drops: 0,
+        subjects,
+        client,
+        handle,
+        attach,
+        cfg,
+    };
+    relay.serve(events, presence, beats, events_rx).await;
+}
+
+/// Asks the JetStream API for the account's info (`$JS.API.INFO`). Read as plain JSON rather
+/// than through `async-nats`'s typed call, whose account shape follows newer servers than
+/// Debian's 2.9 and fails to parse its answer.
+async fn check_jetstream(client: &Client, timeout: Duration) -> Result<(), String> {
+    let reply = tokio::time::timeout(timeout, client.request("$JS.API.INFO", "".into()))
+        .await
+        .map_err(|_| format!("JetStream did not answer within {} ms", timeout.as_millis()))?
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::NoResponders => "JetStream is not enabled".to_owned(),
+            _ => format!("JetStream did not answer ({e})"),
+        })?;
+    let v: serde_json::Value = serde_json::from_slice(&reply.payload)
+        .map_err(|_| "JetStream answered with something that is not JSON".to_owned())?;
+    match v.get("error") {
+        Some(err) => Err(format!(
+            "JetStream refused this account: {}",
+            err.get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("error")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The link's state while serving.
+struct Relay {
+    members: Members,
+    /// This host's own presence entries (what a joining peer is sent).
+    own: Presence,
+    view: View,
+    /// The next beat says `hello` (first after connecting).
+    hello: bool,
+    publish_failures: u64,
+    logged_drops: u64,
+    subjects: Subjects,
+    client: Client,
+    handle: Handle,
+    attach: Attach,
+    cfg: ClusterConfig,
+}
+
+impl Relay {
+    async fn serve(
+        &mut self,
+        mut events: Subscriber,
+        mut presence: Subscriber,
+        mut beats: Subscriber,
+        mut conn_events: mpsc::UnboundedReceiver<Event>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(BEAT_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outbox = self.handle.outbox.clone();
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                _ = outbox.recv_all(&mut batch) => {
+                    for m in std::mem::take(&mut batch) {
+                        self.publish_out(m).await;
+                    }
+                }
+                Some(m) = events.next() => self.on_event(&m.payload),
+                Some(m) = presence.next() => self.on_presence(&m.payload),
+                Some(m) = beats.next() => self.on_beat(&m.payload).await,
+                Some(e) = conn_events.recv() => self.on_conn_event(e).await,
+                _ = tick.tick() => {
+                    if self.attach.globals.stopping.load(Ordering::Acquire) {
+                        self.leave().await;
+                        return;
+                    }
+                    self.beat().await;
+                    let changes = self.members.tick(now_ms());
+                    self.apply(changes).await;
+                    self.push_view();
+                }
+            }
+        }
+    }
+
+    async fn publish(&mut self, subject: String, payload: Vec<u8>) {
+        if let Err(e) = self.client.publish(subject, payload.into()).await {
+            self.publish_failures += 1;
+            if self.publish_failures.is_power_of_two() {
+                tracing::warn!(error = %e, failures = self.publish_failures, "cluster publish failed");
+            }
+        }
+    }
+
+    async fn publish_out(&mut self, m: Out) {
+        match m {
+            Out::Event(ev) => {
+                if let Some(bytes) = wire::encode_event(&self.cfg.name, &ev) {
+                    self.publish(self.subjects.events.clone(), bytes).await;
+                }
+            }
+            Out::Presence(d) => {
+                self.own.apply(&d);
+                let msg = PresenceMsg::delta(&self.cfg.name, &d);
+                if let Ok(bytes) = serde_json::to_vec(&msg) {
+                    self.publish(self.subjects.presence.clone(), bytes).await;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, payload: &[u8]) {
+        let Some((_origin, ev)) = wire::decode_event(payload) else {
+            self.malformed("event");
+            return;
+        };
+        let ev = Arc::new(ev);
+        let bus = &self.attach.bus;
+        for shard in 0..bus.shards() {
+            bus.push_waiting(shard, BusMsg::Broadcast(ev.clone()));
+        }
+    }
+
+    fn on_presence(&mut self, payload: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<PresenceMsg>(payload) else {
+            self.malformed("presence");
+            return;
+        };
+        if msg.o == self.cfg.name {
+            return;
+        }
+        for e in &msg.entries {
+            self.members.on_presence(&msg.o, &e.key);
+        }
+        let deltas: Vec<_> = msg.deltas().collect();
+        if !deltas.is_empty() {
+            self.attach
+                .bus
+                .push_waiting(0, BusMsg::RemotePresence(deltas));
+        }
+    }
+
+    async fn on_beat(&mut self, payload: &[u8]) {
+        let Ok(beat) = serde_json::from_slice::<Beat>(payload) else {
+            self.malformed("heartbeat");
+            return;
+        };
+        if beat.host == self.cfg.name {
+            if beat.started_ms != self.attach.globals.started_ms {
+                tracing::error!(host = %beat.host, "another process uses this host's cluster name; give each host a unique ringgate.cluster.name");
+            }
+            return;
+        }
+        if beat.leaving {
+            tracing::info!(host = %beat.host, "cluster peer left");
+        }
+        let changes = self.members.on_beat(beat, now_ms());
+        self.apply(changes).await;
+        self.push_view();
+    }
+
+    /// Carries out membership changes: a snapshot for a joiner, disconnects for the dead.
+    async fn apply(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            match c {
+                Change::Joined(host) => {
+                    tracing::info!(%host, "cluster peer joined");
+                    self.send_snapshot().await;
+                }
+                Change::Died { host, presence } => {
+                    tracing::warn!(%host, entries = presence.len(), "cluster peer is gone; its clients are marked disconnected");
+                    let at = now_ms();
+                    let deltas: Vec<_> = presence
+                        .into_iter()
+                        .map(|key| crate::state::presence::Delta::Upsert {
+                            key,
+                            fields: crate::shard::dispatch::presence_disconnect(),
+                            now_ms: at,
+                        })
+                        .collect();
+                    if !deltas.is_empty() {
+                        self.attach
+                            .bus
+                            .push_waiting(0, BusMsg::RemotePresence(deltas));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes this host's whole presence table.
+    async fn send_snapshot(&mut self) {
+        let entries: Vec<PresenceEntry> = self
+            .own
+            .entries()
+            .map(|(key, fields)| PresenceEntry {
+                key: key.to_owned(),
+                ts: fields.get("ts").and_then(|v| v.as_u64()).unwrap_or(0),
+                fields: fields.clone(),
+            })
+            .collect();
+        // Large tables go in pieces well under NATS's default 1 MB message limit.
+        for chunk in entries.chunks(100) {
+            let msg = PresenceMsg {
+                o: self.cfg.name.clone(),
+                entries: chunk.to_vec(),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&msg) {
+                self.publish(self.subjects.presence.clone(), bytes).await;
+            }
+        }
+    }
+
+    fn my_beat(&self) -> Beat {
+        Beat {
+            host: self.cfg.name.clone(),
+            started_ms: self.attach.globals.started_ms,
+            hello: self.hello,
+            leaving: false,
+            connections: self.attach.globals.connections.load(Ordering::Relaxed) as u64,
+            url: self.attach.url.clone(),
+        }
+    }
+
+    async fn beat(&mut self) {
+        let beat = self.my_beat();
+        if let Ok(bytes) = serde_json::to_vec(&beat) {
+            self.publish(self.subjects.beats.clone(), bytes).await;
+            self.hello = false;
+        }
+    }
+
+    /// Tells the peers this host is going (they mark its clients disconnected at once instead
+    /// of after `deadAfterMs`).
+    async fn leave(&mut self) {
+        let mut beat = self.my_beat();
+        beat.leaving = true;
+        if let Ok(bytes) = serde_json::to_vec(&beat) {
+            self.publish(self.subjects.beats.clone(), bytes).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
+    }
+
+    async fn on_conn_event(&mut self, e: Event) {
+        match e {
+            Event::Connected => {
+                tracing::info!(nats = %self.cfg.nats, "cluster link reconnected to NATS");
+                self.view.connected = true;
+                self.view.since_ms = now_ms();
+                self.hello = true;
+                self.beat().await;
+                self.send_snapshot().await;
+            }
+            Event::Disconnected => {
+                tracing::warn!(nats = %self.cfg.nats, "cluster link lost NATS; reconnecting");
+                self.view.connected = false;
+                self.view.since_ms = now_ms();
+            }
+            other => tracing::warn!(event = %other, "cluster link"),
+        }
+        self.push_view();
+    }
+
+    fn malformed(&mut self, what: &str) {
+        self.view.malformed += 1;
+        if self.view.malformed.is_power_of_two() {
+            tracing::warn!(
+                what,
+                total = self.view.malformed,
+                "malformed cluster message dropped"
+            );
+        }
+    }
+
+    /// Sends every shard the current view.
+    fn push_view(&mut self) {
+        self.view.members = self.members.view();
+        self.view.dropped = self.handle.dropped.load(Ordering::Relaxed) + self.publish_failures;
+        if self.view.dropped > self.logged_drops {
+            tracing::warn!(
+                total = self.view.dropped,
+                "cluster messages dropped (outbox full or NATS refused them)"
+            );
+            self.logged_drops = self.view.dropped;
+        }
+        let v = Arc::new(self.view.clone());
+        let bus = &self.attach.bus;
+        for shard in 0..bus.shards() {
+            bus.push_waiting(shard, BusMsg::Cluster(v.clone()));
+        }
+    }
+}

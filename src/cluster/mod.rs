@@ -1,0 +1,256 @@
+//! Several ringgate hosts behaving as one gateway, over NATS.
+//!
+//! Each host runs one extra thread, the *link* ([`link`]), with its own Tokio runtime and an
+//! `async-nats` client — the way the storage thread owns SQLite, nothing on a shard ever
+//! waits on NATS. Shards hand the link what other hosts must see ([`Out`]) through a bounded
+//! lock-free queue ([`Handle::send`]); the link hands what arrives to the shards over the
+//! ordinary bus. What travels (subjects in [`wire`]):
+//!
+//! * every broadcast event an owner on this host emits (except the host's own `health` and
+//!   `tick`), fanned out on every other host to its own connections, each stamping its own
+//!   gap-free `seq`;
+//! * presence changes of this host's clients, applied on every host as the same commutative
+//!   upserts that cross shards, under each host's own `stateVersion.presence`;
+//! * heartbeats, from which [`members`] decides who is alive: a host silent for
+//!   `deadAfterMs` is dead, and its clients' presence entries are marked disconnected.
+//!
+//! Without `ringgate.cluster` none of this exists and the gateway runs alone.
+
+pub mod link;
+pub mod members;
+pub mod wire;
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use serde_json::{json, Value};
+
+use crate::{bus::Inbox, config::ConfigError, proto::frame::EventTemplate, state::presence::Delta};
+
+/// `ringgate.cluster`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma-separated (`nats://host:4222`).
+    pub nats: String,
+    /// This host's name, unique in the cluster.
+    pub name: String,
+    /// Subject prefix (and stream/bucket name stem): several clusters can share one NATS.
+    pub prefix: String,
+    /// JetStream replicas of the durable records (1 for one NATS server, 3 in production).
+    pub replicas: usize,
+    /// How long the first connection to NATS may take before start-up fails.
+    pub connect_timeout_ms: u64,
+    /// A peer silent this long is declared dead.
+    pub dead_after_ms: u64,
+}
+
+impl ClusterConfig {
+    pub fn new(nats: String, name: String) -> Self {
+        ClusterConfig {
+            nats,
+            name,
+            prefix: "ringgate".into(),
+            replicas: 1,
+            connect_timeout_ms: 5_000,
+            dead_after_ms: 5_000,
+        }
+    }
+
+    /// Parses `ringgate.cluster` (`nats` is required; `name` defaults to the machine's host
+    /// name).
+    pub fn parse(v: &Value, path: &str) -> Result<ClusterConfig, ConfigError> {
+        use crate::config::{as_str, as_u64, fields, invalid};
+        let mut c = ClusterConfig::new(String::new(), String::new());
+        for (k, v, key) in fields(
+            v,
+            path,
+            &[
+                "nats",
+                "name",
+                "subjectPrefix",
+                "replicas",
+                "connectTimeoutMs",
+                "deadAfterMs",
+            ],
+        )? {
+            match k {
+                "nats" => c.nats = as_str(&key, v)?.trim().to_owned(),
+                "name" => c.name = as_str(&key, v)?.trim().to_owned(),
+                "subjectPrefix" => c.prefix = as_str(&key, v)?.trim().to_owned(),
+                "replicas" => c.replicas = as_u64(&key, v, 1, 5)? as usize,
+                "connectTimeoutMs" => c.connect_timeout_ms = as_u64(&key, v, 100, 120_000)?,
+                _ => c.dead_after_ms = as_u64(&key, v, 1_000, 600_000)?,
+            }
+        }
+        if c.nats.is_empty() {
+            return Err(invalid(
+                &format!("{path}.nats"),
+                "is required: the NATS server URL, e.g. \"nats://127.0.0.1:4222\"",
+            ));
+        }
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    /// Checks the name and prefix, filling a missing name with the machine's host name.
+    pub fn validate(&mut self, path: &str) -> Result<(), ConfigError> {
+        use crate::config::invalid;
+        if self.name.is_empty() {
+            self.name = crate::state::hostname();
+        }
+        if !token_ok(&self.name) {
+            return Err(invalid(
+                &format!("{path}.name"),
+                "must be 1-64 letters, digits, '-' or '_' (it names this host in NATS subjects)",
+            ));
+        }
+        if !self.prefix.split('.').all(token_ok) {
+            return Err(invalid(
+                &format!("{path}.subjectPrefix"),
+                "must be dot-separated tokens of letters, digits, '-' or '_'",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A NATS subject token (and a host name): no wildcards, dots or spaces.
+fn token_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What a shard asks the link to tell the other hosts.
+#[derive(Debug)]
+pub enum Out {
+    /// A broadcast event of this host.
+    Event(Arc<EventTemplate>),
+    /// A presence change of one of this host's clients.
+    Presence(Delta),
+}
+
+/// Messages the link's queue holds before shards drop (and count) what they hand it. The link
+/// drains it continuously; it fills only while NATS itself is not keeping up.
+pub const OUTBOX_CAPACITY: usize = 65_536;
+
+/// The shards' side of the link: its queue, and this host's name.
+#[derive(Clone)]
+pub struct Handle {
+    outbox: Arc<Inbox<Out>>,
+    pub host: Arc<str>,
+    /// Messages dropped because the queue was full.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Handle {
+    /// Queues `m` for the link without waiting; a full queue drops it (counted, and logged
+    /// by the link): a shard never waits on the network.
+    pub fn send(&self, m: Out) {
+        if self.outbox.push(m).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this event is for the other hosts too. A host's own `health` and `tick`
+    /// describe that host; presence crosses as changes, never as a list.
+    pub fn crosses(name: &str) -> bool {
+        !matches!(name, "health" | "tick" | "presence" | "shutdown")
+    }
+}
+
+/// The cluster as this host sees it (sent to every shard when it changes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    pub host: String,
+    pub nats: String,
+    pub connected: bool,
+    /// When the link last connected or lost NATS (ms since the epoch).
+    pub since_ms: u64,
+    pub members: Vec<members::MemberView>,
+    /// Outgoing messages dropped so far (queue full or NATS refused them).
+    pub dropped: u64,
+    /// Incoming messages refused as malformed so far.
+    pub malformed: u64,
+}
+
+impl View {
+    /// `health.gateway.cluster`.
+    pub fn to_json(&self, now_ms: u64) -> Value {
+        let members: Vec<Value> = self
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "name": m.name,
+                    "alive": m.alive,
+                    "url": m.url,
+                    "connections": m.connections,
+                    "lastSeenAgoMs": now_ms.saturating_sub(m.last_seen_ms),
+                })
+            })
+            .collect();
+        json!({
+            "host": self.host,
+            "nats": self.nats,
+            "connected": self.connected,
+            "sinceMs": self.since_ms,
+            "members": members,
+            "alive": 1 + self.members.iter().filter(|m| m.alive).count(),
+            "dropped": self.dropped,
+            "malformed": self.malformed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn config_needs_a_url_and_checks_names() {
+        let c = ClusterConfig::parse(
+            &json!({"nats": "nats://127.0.0.1:4222", "name": "host-a", "replicas": 3}),
+            "ringgate.cluster",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.replicas, c.prefix.as_str()),
+            ("host-a", 3, "ringgate")
+        );
+        let e = ClusterConfig::parse(&json!({"name": "a"}), "ringgate.cluster").unwrap_err();
+        assert!(e.to_string().contains("ringgate.cluster.nats"), "{e}");
+        for bad in ["a.b", "a b", "*", ">", ""] {
+            let r = ClusterConfig::parse(
+                &json!({"nats": "nats://x", "name": bad}),
+                "ringgate.cluster",
+            );
+            if bad.is_empty() {
+                assert!(r.is_ok(), "an empty name takes the host name");
+            } else {
+                assert!(r.is_err(), "{bad:?} accepted");
+            }
+        }
+        assert!(ClusterConfig::parse(
+            &json!({"nats": "nats://x", "subjectPrefix": "a.*"}),
+            "ringgate.cluster"
+        )
+        .is_err());
+        assert!(ClusterConfig::parse(&json!({"nats": "nats://x", "replicas": 0}), "c").is_err());
+        assert!(ClusterConfig::parse(&json!({"nats": "nats://x", "bogus": 1}), "c").is_err());
+    }
+
+    #[test]
+    fn health_and_ticks_stay_home() {
+        assert!(!Handle::crosses("health"));
+        assert!(!Handle::crosses("tick"));
+        assert!(!Handle::crosses("presence"));
+        assert!(Handle::crosses("chat"));
+        assert!(Handle::crosses("node.presence"));
+    }
+}

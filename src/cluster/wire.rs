@@ -1,0 +1,271 @@
+//! What hosts say to each other on NATS, and how it is encoded. Pure functions: the link
+//! thread publishes what these produce and hands what they decode to the shards.
+//!
+//! An event travels as `<meta JSON>\n<head>\n<tail>`: the template's two encoded pieces go as
+//! they are (JSON never holds a raw line break), so the receiving host fans out the very bytes
+//! the origin encoded and parses nothing but the small meta line. Everything else is JSON.
+//! Whatever arrives is checked before a shard sees it; a malformed message is dropped and
+//! counted, never delivered half-understood.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    proto::frame::{EventMeta, EventTemplate, LiveKey},
+    state::presence::{Delta, Entry},
+};
+
+/// The subjects of one cluster (`<prefix>.…`).
+#[derive(Debug, Clone)]
+pub struct Subjects {
+    pub events: String,
+    pub presence: String,
+    pub beats: String,
+}
+
+impl Subjects {
+    pub fn new(prefix: &str) -> Self {
+        Subjects {
+            events: format!("{prefix}.events"),
+            presence: format!("{prefix}.presence"),
+            beats: format!("{prefix}.beats"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EventHead {
+    /// Origin host.
+    o: String,
+    /// Event name.
+    n: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    s: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    d: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    l: Option<Live>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nd: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    t: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Live {
+    r: String,
+    e: String,
+    /// The replacement frame's pieces (`head`, `tail`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<(String, String)>,
+}
+
+/// Encodes an event for the other hosts. `None` for an event whose pieces are not UTF-8
+/// (never produced by this crate's encoder).
+pub fn encode_event(origin: &str, ev: &EventTemplate) -> Option<Vec<u8>> {
+    let m = &ev.meta;
+    let live = match &m.live {
+        Some(l) => Some(Live {
+            r: l.run_id.to_string(),
+            e: l.event.to_owned(),
+            p: match &l.replace {
+                Some(r) => {
+                    let (h, t) = r.pieces();
+                    Some((
+                        std::str::from_utf8(h).ok()?.to_owned(),
+                        std::str::from_utf8(t).ok()?.to_owned(),
+                    ))
+                }
+                None => None,
+            },
+        }),
+        None => None,
+    };
+    let head = EventHead {
+        o: origin.to_owned(),
+        n: ev.name.clone(),
+        s: m.session.as_deref().map(str::to_owned),
+        d: m.drop_if_slow,
+        l: live,
+        e: m.ends_run.as_deref().map(str::to_owned),
+        nd: m.node.as_deref().map(str::to_owned),
+        t: m.tool_events,
+    };
+    let (h, t) = ev.pieces();
+    let mut out = serde_json::to_vec(&head).ok()?;
+    out.reserve(h.len() + t.len() + 2);
+    out.push(b'\n');
+    out.extend_from_slice(h);
+    out.push(b'\n');
+    out.extend_from_slice(t);
+    Some(out)
+}
+
+/// Decodes an event from another host: its origin and the template (the `exclude` rule names
+/// a connection of the origin host, so it does not travel).
+pub fn decode_event(bytes: &[u8]) -> Option<(String, EventTemplate)> {
+    let mut parts = bytes.splitn(3, |&b| b == b'\n');
+    let (meta, head, tail) = (parts.next()?, parts.next()?, parts.next()?);
+    let m: EventHead = serde_json::from_slice(meta).ok()?;
+    let live = match m.l {
+        Some(l) => {
+            // Coalescing keys name the event as a `&'static str`; only the two kinds the
+            // chat owner emits exist.
+            let event = match l.e.as_str() {
+                "chat" => "chat",
+                "agent" => "agent",
+                _ => return None,
+            };
+            let replace = match l.p {
+                Some((h, t)) => Some(Arc::new(EventTemplate::from_pieces(
+                    &m.n,
+                    h.as_bytes(),
+                    t.as_bytes(),
+                    EventMeta::default(),
+                )?)),
+                None => None,
+            };
+            Some(LiveKey {
+                run_id: l.r.into(),
+                event,
+                replace,
+            })
+        }
+        None => None,
+    };
+    let meta = EventMeta {
+        session: m.s.map(Into::into),
+        drop_if_slow: m.d,
+        live,
+        ends_run: m.e.map(Into::into),
+        node: m.nd.map(Into::into),
+        exclude: None,
+        tool_events: m.t,
+    };
+    let ev = EventTemplate::from_pieces(&m.n, head, tail, meta)?;
+    Some((m.o, ev))
+}
+
+/// Presence changes of one host: one delta, or its whole table (a snapshot for a peer that
+/// joined).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceMsg {
+    pub o: String,
+    pub entries: Vec<PresenceEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub key: String,
+    pub fields: Entry,
+    pub ts: u64,
+}
+
+/// Longest presence key accepted from another host (a connection id or device id is far
+/// shorter).
+pub const MAX_PRESENCE_KEY: usize = 256;
+
+impl PresenceMsg {
+    /// One delta of `origin`.
+    pub fn delta(origin: &str, d: &Delta) -> Self {
+        let Delta::Upsert {
+            key,
+            fields,
+            now_ms,
+        } = d;
+        PresenceMsg {
+            o: origin.to_owned(),
+            entries: vec![PresenceEntry {
+                key: key.clone(),
+                fields: fields.clone(),
+                ts: *now_ms,
+            }],
+        }
+    }
+
+    /// The deltas that apply it; entries with an oversized key are left out.
+    pub fn deltas(self) -> impl Iterator<Item = Delta> {
+        self.entries
+            .into_iter()
+            .filter(|e| !e.key.is_empty() && e.key.len() <= MAX_PRESENCE_KEY)
+            .map(|e| Delta::Upsert {
+                key: e.key,
+                fields: e.fields,
+                now_ms: e.ts,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_event_crosses_byte_for_byte_with_its_rules() {
+        let replace = EventTemplate::new("chat", &json!({"replace": true}), None);
+        let ev = EventTemplate::new("chat", &json!({"text": "a\nb", "n": 1}), Some((3, 4)))
+            .with_meta(EventMeta {
+                session: Some("agent:main:main".into()),
+                drop_if_slow: Some(true),
+                live: Some(LiveKey {
+                    run_id: "r1".into(),
+                    event: "chat",
+                    replace: Some(Arc::new(replace.clone())),
+                }),
+                ends_run: None,
+                node: Some("n1".into()),
+                exclude: Some((1, 7)),
+                tool_events: true,
+            });
+        let bytes = encode_event("host-a", &ev).unwrap();
+        let (origin, back) = decode_event(&bytes).unwrap();
+        assert_eq!(origin, "host-a");
+        assert_eq!(back.to_vec(Some(9)), ev.to_vec(Some(9)));
+        assert_eq!(back.meta.exclude, None, "a connection of the origin host");
+        let mut expected = ev.meta.clone();
+        expected.exclude = None;
+        assert_eq!(back.meta, expected);
+        assert_eq!(
+            back.meta.live.unwrap().replace.unwrap().to_vec(None),
+            replace.to_vec(None)
+        );
+    }
+
+    #[test]
+    fn malformed_events_are_refused() {
+        let ev = EventTemplate::new("tick", &json!({}), None);
+        let good = encode_event("h", &ev).unwrap();
+        assert!(decode_event(&good).is_some());
+        for bad in [
+            &b""[..],
+            b"{}\n{\"type\":\"event\",\"event\":\"tick\",\"payload\":{}\n}",
+            b"{\"o\":\"h\",\"n\":\"tock\"}\n{\"type\":\"event\",\"event\":\"tick\",\"payload\":{}\n}",
+            b"{\"o\":\"h\",\"n\":\"tick\"}\n{\"type\":\"res\",\"id\":\"1\"}\n}",
+            b"{\"o\":\"h\",\"n\":\"tick\"}\n{\"type\":\"event\",\"event\":\"tick\",\"payload\":{}\n",
+            b"{\"o\":\"h\",\"n\":\"tick\",\"l\":{\"r\":\"x\",\"e\":\"other\"}}\n{\"type\":\"event\",\"event\":\"tick\",\"payload\":{}\n}",
+            b"not json\nx\ny",
+        ] {
+            assert!(decode_event(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn presence_messages_round_trip_and_bound_keys() {
+        let d = Delta::Upsert {
+            key: "conn-1".into(),
+            fields: json!({"mode": "ui"}).as_object().unwrap().clone(),
+            now_ms: 5,
+        };
+        let m = PresenceMsg::delta("a", &d);
+        let back: PresenceMsg = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(back.clone().deltas().collect::<Vec<_>>(), vec![d]);
+        let mut long = back;
+        long.entries[0].key = "k".repeat(MAX_PRESENCE_KEY + 1);
+        assert_eq!(long.deltas().count(), 0);
+    }
+}

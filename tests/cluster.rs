@@ -1,0 +1,398 @@
+//! Several ringgate hosts as one gateway over a real NATS server (JetStream on): each test
+//! starts `nats-server` and three `ringgate run` processes on loopback ports, and talks to
+//! them as clients do.
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{nats::Nats, params_for, Client, Server, TempDir};
+use serde_json::{json, Value};
+
+/// A peer is declared dead after this long without a heartbeat (the default is 5 s).
+const DEAD_AFTER_MS: u64 = 2_000;
+
+/// One host of the cluster, named `name`.
+fn host(nats: &Nats, name: &str) -> Server {
+    host_in(nats, name, None)
+}
+
+fn host_in(nats: &Nats, name: &str, state: Option<&std::path::Path>) -> Server {
+    let mut opts = Server::opts().config(&format!(
+        "{{ ringgate: {{ cluster: {{ nats: \"{}\", name: \"{name}\", deadAfterMs: {DEAD_AFTER_MS} }} }} }}",
+        nats.url()
+    ));
+    if let Some(dir) = state {
+        opts = opts.state_dir(dir);
+    }
+    opts.start()
+}
+
+fn three(nats: &Nats) -> [Server; 3] {
+    [
+        host(nats, "host-a"),
+        host(nats, "host-b"),
+        host(nats, "host-c"),
+    ]
+}
+
+/// A presence-tracked operator client (mode `ui`) with this instance id. Without a device
+/// identity it holds no scopes (as on the original), so it receives no events.
+fn ui_client(server: &Server, instance: &str) -> Client {
+    let mut p = params_for("openclaw-linux", "ui", &["operator.admin"]);
+    p["client"]["instanceId"] = json!(instance);
+    Client::connect_with(server, &p)
+}
+
+/// An untracked operator client (mode `cli`) with the shared token: it asks, and watches.
+fn asker(server: &Server) -> Client {
+    Client::connect(server)
+}
+
+fn presence_entry(c: &mut Client, instance: &str) -> Option<Value> {
+    let list = c.call("system-presence", None);
+    list.as_array()?
+        .iter()
+        .find(|e| e["instanceId"] == instance)
+        .cloned()
+}
+
+/// Polls `system-presence` on `c` until `pred` holds for the entry of `instance` (or there
+/// is none and `pred(None)` holds).
+fn wait_presence(
+    c: &mut Client,
+    instance: &str,
+    within: Duration,
+    pred: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let e = presence_entry(c, instance);
+        if pred(e.as_ref()) {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence of {instance} never matched; last: {e:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn cluster_of(c: &mut Client) -> Value {
+    c.call("health", None)["gateway"]["cluster"].clone()
+}
+
+/// Waits until `c`'s host sees `n` live hosts (itself included).
+fn wait_alive(c: &mut Client, n: u64, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = cluster_of(c);
+        if v["alive"] == n {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "never {n} alive: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn member<'a>(cluster: &'a Value, name: &str) -> &'a Value {
+    cluster["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == name))
+        .unwrap_or_else(|| panic!("no member {name}: {cluster}"))
+}
+
+#[test]
+fn without_nats_or_jetstream_the_host_does_not_start() {
+    let dir = TempDir::new("cluster-nonats");
+    // Nothing listens on a port we just closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = |url: &str| {
+        let out = Command::new(common::bin())
+            .args(["run", "--port", "0", "--token", "T", "--state-dir"])
+            .arg(dir.path())
+            .args(["--cluster-nats", url, "--cluster-name", "lonely"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ringgate");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, err, out) = run(&format!("nats://127.0.0.1:{port}"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ringgate: cannot join the cluster: NATS at nats://127.0.0.1:")
+            && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(!out.contains("listening"), "it must not serve alone: {out}");
+
+    let plain = Nats::without_jetstream();
+    let (code, err, _) = run(&plain.url());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("JetStream is not enabled"), "{err}");
+    assert!(err.contains("-js"), "the error says how to fix it: {err}");
+
+    // A bad host name is a configuration error, before any connection.
+    let out = Command::new(common::bin())
+        .args(["run", "--port", "0", "--token", "T", "--state-dir"])
+        .arg(dir.path())
+        .args(["--cluster-nats", &plain.url(), "--cluster-name", "a.b"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ringgate.cluster.name"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn presence_and_broadcasts_reach_every_host_with_gap_free_seq() {
+    let nats = Nats::start();
+    let [a, b, c] = three(&nats);
+    let mut ask_a = asker(&a);
+    wait_alive(&mut ask_a, 3, Duration::from_secs(10));
+    // A watcher on A: every event it gets carries the next seq, whichever host it came from.
+    let mut watcher = asker(&a);
+    let mut seen: Vec<u64> = Vec::new();
+
+    // A client on B appears in A's and C's presence.
+    let on_b = ui_client(&b, "inst-b");
+    let mut ask_c = asker(&c);
+    for ask in [&mut ask_a, &mut ask_c] {
+        let e = wait_presence(ask, "inst-b", Duration::from_secs(5), |e| {
+            e.is_some_and(|e| e["reason"] == "connect")
+        })
+        .unwrap();
+        assert_eq!(e["mode"], "ui");
+        assert_eq!(e["clientId"], "openclaw-linux");
+    }
+    // ... and the watcher was told with a `presence` event listing it.
+    let ev = watcher.wait_event_where("presence", Duration::from_secs(5), |ev| {
+        ev["payload"]["presence"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|e| e["instanceId"] == "inst-b"))
+    });
+    seen.extend(ev["seq"].as_u64());
+
+    // A node on C: `node.presence` (an ordinary broadcast) reaches operators on A and B.
+    let mut on_b2 = asker(&b);
+    let node = Client::connect_node(&c, 7, &["system.run"], 0);
+    for (i, w) in [&mut watcher, &mut on_b2].into_iter().enumerate() {
+        let ev = w.wait_event("node.presence", Duration::from_secs(5));
+        assert_eq!(ev["payload"]["connected"], true, "{ev}");
+        if i == 0 {
+            seen.extend(ev["seq"].as_u64());
+        }
+    }
+    node.close();
+    for (i, w) in [&mut watcher, &mut on_b2].into_iter().enumerate() {
+        let ev = w.wait_event_where("node.presence", Duration::from_secs(5), |ev| {
+            ev["payload"]["connected"] == false
+        });
+        if i == 0 {
+            seen.extend(ev["seq"].as_u64());
+        }
+    }
+
+    // B's client leaves: A sees it disconnected.
+    on_b.close();
+    wait_presence(&mut ask_a, "inst-b", Duration::from_secs(5), |e| {
+        e.is_some_and(|e| e["reason"] == "disconnect")
+    });
+    let ev = watcher.wait_event_where("presence", Duration::from_secs(5), |ev| {
+        ev["payload"]["presence"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|e| e["instanceId"] == "inst-b" && e["reason"] == "disconnect")
+        })
+    });
+    seen.extend(ev["seq"].as_u64());
+
+    // Every sequenced event the watcher received, local or remote, in one gap-free run.
+    let mut seqs: Vec<u64> = watcher
+        .events
+        .iter()
+        .filter_map(|e| e["seq"].as_u64())
+        .chain(seen)
+        .collect();
+    seqs.sort_unstable();
+    assert!(seqs.len() >= 4, "{seqs:?}");
+    for w in seqs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap in seq: {seqs:?}");
+    }
+}
+
+#[test]
+fn health_lists_members_and_a_lost_host_takes_its_clients_with_it() {
+    let nats = Nats::start();
+    let [a, mut b, mut c] = three(&nats);
+    let mut ask_a = asker(&a);
+    let cluster = wait_alive(&mut ask_a, 3, Duration::from_secs(10));
+    assert_eq!(cluster["host"], "host-a");
+    assert_eq!(cluster["connected"], true);
+    let mb = member(&cluster, "host-b");
+    assert_eq!(mb["alive"], true);
+    assert_eq!(mb["url"], format!("ws://{}", b.addr));
+
+    // kill -9: no goodbye; A notices the silence after deadAfterMs and marks C's client gone.
+    let _on_c = ui_client(&c, "inst-c");
+    wait_presence(&mut ask_a, "inst-c", Duration::from_secs(5), |e| {
+        e.is_some_and(|e| e["reason"] == "connect")
+    });
+    let killed = Instant::now();
+    c.kill9();
+    wait_presence(&mut ask_a, "inst-c", Duration::from_secs(10), |e| {
+        e.is_some_and(|e| e["reason"] == "disconnect")
+    });
+    let noticed = killed.elapsed();
+    assert!(
+        noticed >= Duration::from_millis(DEAD_AFTER_MS),
+        "declared dead before deadAfterMs: {noticed:?}"
+    );
+    let cluster = wait_alive(&mut ask_a, 2, Duration::from_secs(5));
+    assert_eq!(member(&cluster, "host-c")["alive"], false);
+
+    // A graceful stop says goodbye: B's client is gone on A well before deadAfterMs.
+    let _on_b = ui_client(&b, "inst-b2");
+    wait_presence(&mut ask_a, "inst-b2", Duration::from_secs(5), |e| {
+        e.is_some_and(|e| e["reason"] == "connect")
+    });
+    b.sigterm();
+    let stopped = Instant::now();
+    wait_presence(&mut ask_a, "inst-b2", Duration::from_secs(10), |e| {
+        e.is_some_and(|e| e["reason"] == "disconnect")
+    });
+    b.wait_exit(Duration::from_secs(10));
+    assert!(
+        stopped.elapsed() < Duration::from_millis(DEAD_AFTER_MS),
+        "a leaving host should not wait for the timeout: {:?}",
+        stopped.elapsed()
+    );
+    wait_alive(&mut ask_a, 1, Duration::from_secs(5));
+}
+
+#[test]
+fn nats_restart_is_survived_and_presence_resyncs() {
+    let mut nats = Nats::start();
+    let a = host(&nats, "host-a");
+    let b = host(&nats, "host-b");
+    let mut ask_a = asker(&a);
+    wait_alive(&mut ask_a, 2, Duration::from_secs(10));
+    let ready = |s: &Server| {
+        common::http_raw(
+            s.addr,
+            "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&a).status != 200 {
+        assert!(Instant::now() < deadline, "not ready: {}", ready(&a).body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    nats.kill();
+    // A notices: /readyz fails with `cluster`, health says disconnected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = ready(&a);
+        if r.status == 503 {
+            assert!(r.body.contains("cluster"), "{}", r.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz stayed {}", r.status);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cluster_of(&mut ask_a)["connected"], false);
+    // Still serving its own clients meanwhile; a client arrives on B while NATS is away.
+    let _on_b = ui_client(&b, "inst-during-outage");
+
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ready(&a).status != 200 {
+        assert!(Instant::now() < deadline, "never ready again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(cluster_of(&mut ask_a)["connected"], true);
+    // The change A missed arrives with B's snapshot after the reconnect.
+    wait_presence(
+        &mut ask_a,
+        "inst-during-outage",
+        Duration::from_secs(10),
+        |e| e.is_some_and(|e| e["reason"] == "connect"),
+    );
+    // Both processes are still the ones started.
+    wait_alive(&mut ask_a, 2, Duration::from_secs(10));
+    drop(b);
+}
+
+#[test]
+fn the_real_cli_sees_the_whole_cluster_from_any_host() {
+    let Some(oc) = openclaw() else { return };
+    let nats = Nats::start();
+    let [a, b, _c] = three(&nats);
+    let mut ask_b = asker(&b);
+    wait_alive(&mut ask_b, 3, Duration::from_secs(10));
+    let _on_a = ui_client(&a, "inst-cli-a");
+    wait_presence(&mut ask_b, "inst-cli-a", Duration::from_secs(5), |e| {
+        e.is_some()
+    });
+    let home = TempDir::new("cli-home");
+    for server in [&a, &b] {
+        let out = Command::new(&oc)
+            .args(["gateway", "call", "system-presence", "--json", "--url"])
+            .arg(server.url())
+            .args(["--token", common::TOKEN])
+            .env("HOME", home.path())
+            .env("OPENCLAW_CLIENT_HOME", home.path())
+            .env("NO_COLOR", "1")
+            .env_remove("OPENCLAW_GATEWAY_URL")
+            .env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let start = text.find('[').expect("a JSON list");
+        let list: Value = serde_json::from_str(text[start..].trim()).expect("JSON");
+        let entry = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["instanceId"] == "inst-cli-a")
+            .unwrap_or_else(|| panic!("no inst-cli-a via {}: {list:#}", server.url()));
+        assert_eq!(entry["mode"], "ui");
+    }
+}
+
+/// The pinned OpenClaw CLI, or `None` when the test should be skipped.
+fn openclaw() -> Option<std::path::PathBuf> {
+    let required = std::env::var("RINGGATE_REQUIRE_CONFORMANCE").is_ok_and(|v| v == "1");
+    match std::env::var_os("OPENCLAW_CLIENT_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Some(std::path::PathBuf::from(d).join("bin/openclaw")),
+        None if required => {
+            panic!("RINGGATE_REQUIRE_CONFORMANCE=1 but OPENCLAW_CLIENT_DIR is not set")
+        }
+        None => {
+            println!("skipping: OPENCLAW_CLIENT_DIR not set (run make test)");
+            None
+        }
+    }
+}
