@@ -78,6 +78,8 @@ pub enum BusMsg {
     AuthSuccess { ip: std::net::IpAddr },
     /// Presence changes of clients on other hosts (for shard 0, which announces them here).
     RemotePresence(Vec<Delta>),
+    /// A cluster host left: its nodes are gone, invokes waiting on them fail.
+    HostGone(Arc<str>),
     /// The cluster as the link sees it now.
     Cluster(Arc<crate::cluster::View>),
     /// A scrape asks for this shard's metrics.

@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     members::{Beat, Change, Members},
-    wire::{self, PresenceEntry, PresenceMsg, Subjects},
+    wire::{self, NodeMsg, PresenceEntry, PresenceMsg, Subjects},
     ClusterConfig, Handle, Out, View, OUTBOX_CAPACITY,
 };
 use crate::{
     bus::{Bus, BusMsg, Inbox},
+    nodes::registry::NodeRegistry,
     state::{now_ms, presence::Presence, Globals},
 };
 
@@ -140,13 +141,15 @@ async fn run(
     }
     let subjects = Subjects::new(&cfg.prefix);
     let subs = async {
-        Ok::<_, async_nats::SubscribeError>((
-            client.subscribe(subjects.events.clone()).await?,
-            client.subscribe(subjects.presence.clone()).await?,
-            client.subscribe(subjects.beats.clone()).await?,
-        ))
+        Ok::<_, async_nats::SubscribeError>(Subs {
+            events: client.subscribe(subjects.events.clone()).await?,
+            presence: client.subscribe(subjects.presence.clone()).await?,
+            beats: client.subscribe(subjects.beats.clone()).await?,
+            nodes: client.subscribe(subjects.nodes.clone()).await?,
+            direct: client.subscribe(subjects.host(&cfg.name)).await?,
+        })
     };
-    let (events, presence, beats) = match subs.await {
+    let subs = match subs.await {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot subscribe on {}: {e}", cfg.nats)));
@@ -159,6 +162,7 @@ async fn run(
     let mut relay = Relay {
         members: Members::new(cfg.name.clone(), cfg.dead_after_ms),
         own: Presence::default(),
+        own_nodes: NodeRegistry::default(),
         view: View {
             host: cfg.name.clone(),
             nats: cfg.nats.clone(),
@@ -177,7 +181,17 @@ async fn run(
         attach,
         cfg,
     };
-    relay.serve(events, presence, beats, events_rx).await;
+    relay.serve(subs, events_rx).await;
+}
+
+/// The link's subscriptions.
+struct Subs {
+    events: Subscriber,
+    presence: Subscriber,
+    beats: Subscriber,
+    nodes: Subscriber,
+    /// Messages addressed to this host.
+    direct: Subscriber,
 }
 
 /// Asks the JetStream API for the account's info (`$JS.API.INFO`). Read as plain JSON rather
@@ -209,6 +223,8 @@ struct Relay {
     members: Members,
     /// This host's own presence entries (what a joining peer is sent).
     own: Presence,
+    /// This host's own nodes (likewise).
+    own_nodes: NodeRegistry,
     view: View,
     /// The next beat says `hello` (first after connecting).
     hello: bool,
@@ -222,13 +238,7 @@ struct Relay {
 }
 
 impl Relay {
-    async fn serve(
-        &mut self,
-        mut events: Subscriber,
-        mut presence: Subscriber,
-        mut beats: Subscriber,
-        mut conn_events: mpsc::UnboundedReceiver<Event>,
-    ) {
+    async fn serve(&mut self, mut subs: Subs, mut conn_events: mpsc::UnboundedReceiver<Event>) {
         let mut tick = tokio::time::interval(Duration::from_millis(BEAT_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outbox = self.handle.outbox.clone();
@@ -240,9 +250,11 @@ impl Relay {
                         self.publish_out(m).await;
                     }
                 }
-                Some(m) = events.next() => self.on_event(&m.payload),
-                Some(m) = presence.next() => self.on_presence(&m.payload),
-                Some(m) = beats.next() => self.on_beat(&m.payload).await,
+                Some(m) = subs.events.next() => self.on_event(&m.payload),
+                Some(m) = subs.presence.next() => self.on_presence(&m.payload),
+                Some(m) = subs.beats.next() => self.on_beat(&m.payload).await,
+                Some(m) = subs.nodes.next() => self.on_nodes(&m.payload),
+                Some(m) = subs.direct.next() => self.on_invoke(&m.payload),
                 Some(e) = conn_events.recv() => self.on_conn_event(e).await,
                 _ = tick.tick() => {
                     if self.attach.globals.stopping.load(Ordering::Acquire) {
@@ -281,6 +293,42 @@ impl Relay {
                     self.publish(self.subjects.presence.clone(), bytes).await;
                 }
             }
+            Out::Node(d) => {
+                self.own_nodes.apply(&d);
+                let msg = NodeMsg::delta(&self.cfg.name, &d);
+                if let Ok(bytes) = serde_json::to_vec(&msg) {
+                    self.publish(self.subjects.nodes.clone(), bytes).await;
+                }
+            }
+            Out::Invoke(r) => {
+                if let Some((host, bytes)) = wire::encode_invoke(&self.cfg.name, &r) {
+                    self.publish(self.subjects.host(&host), bytes).await;
+                }
+            }
+        }
+    }
+
+    fn on_nodes(&mut self, payload: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<NodeMsg>(payload) else {
+            self.malformed("node registry");
+            return;
+        };
+        if msg.o == self.cfg.name {
+            return;
+        }
+        let bus = &self.attach.bus;
+        for d in msg.deltas() {
+            for shard in 0..bus.shards() {
+                bus.push_waiting(shard, BusMsg::Node(d.clone()));
+            }
+        }
+    }
+
+    fn on_invoke(&mut self, payload: &[u8]) {
+        let bus = &self.attach.bus;
+        match wire::decode_invoke(payload, bus.shards()) {
+            Some((shard, msg)) => bus.push_waiting(shard, BusMsg::Invoke(Box::new(msg))),
+            None => self.malformed("invoke"),
         }
     }
 
@@ -358,12 +406,17 @@ impl Relay {
                             .bus
                             .push_waiting(0, BusMsg::RemotePresence(deltas));
                     }
+                    let host: Arc<str> = host.into();
+                    let bus = &self.attach.bus;
+                    for shard in 0..bus.shards() {
+                        bus.push_waiting(shard, BusMsg::HostGone(host.clone()));
+                    }
                 }
             }
         }
     }
 
-    /// Publishes this host's whole presence table.
+    /// Publishes this host's whole presence table and node registry.
     async fn send_snapshot(&mut self) {
         let entries: Vec<PresenceEntry> = self
             .own
@@ -382,6 +435,22 @@ impl Relay {
             };
             if let Ok(bytes) = serde_json::to_vec(&msg) {
                 self.publish(self.subjects.presence.clone(), bytes).await;
+            }
+        }
+        let nodes: Vec<_> = self
+            .own_nodes
+            .live
+            .values()
+            .map(|n| (**n).clone())
+            .collect();
+        for chunk in nodes.chunks(100) {
+            let msg = NodeMsg {
+                o: self.cfg.name.clone(),
+                up: chunk.to_vec(),
+                down: Vec::new(),
+            };
+            if let Ok(bytes) = serde_json::to_vec(&msg) {
+                self.publish(self.subjects.nodes.clone(), bytes).await;
             }
         }
     }

@@ -131,6 +131,10 @@ pub enum Out {
     Event(Arc<EventTemplate>),
     /// A presence change of one of this host's clients.
     Presence(Delta),
+    /// A node connected to or left this host.
+    Node(crate::nodes::registry::NodeDelta),
+    /// `node.invoke` traffic for a caller or node on another host.
+    Invoke(crate::nodes::invoke::Remote),
 }
 
 /// Messages the link's queue holds before shards drop (and count) what they hand it. The link

@@ -12,6 +12,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    nodes::{
+        invoke::{InvokeMsg, Outcome, Place, Remote},
+        registry::{NodeDelta, NodeInfo},
+    },
     proto::frame::{EventMeta, EventTemplate, LiveKey},
     state::presence::{Delta, Entry},
 };
@@ -22,6 +26,8 @@ pub struct Subjects {
     pub events: String,
     pub presence: String,
     pub beats: String,
+    pub nodes: String,
+    prefix: String,
 }
 
 impl Subjects {
@@ -30,7 +36,14 @@ impl Subjects {
             events: format!("{prefix}.events"),
             presence: format!("{prefix}.presence"),
             beats: format!("{prefix}.beats"),
+            nodes: format!("{prefix}.nodes"),
+            prefix: prefix.to_owned(),
         }
+    }
+
+    /// The subject only `host` listens on (messages addressed to it: invoke traffic).
+    pub fn host(&self, host: &str) -> String {
+        format!("{}.host.{host}", self.prefix)
     }
 }
 
@@ -199,6 +212,171 @@ impl PresenceMsg {
     }
 }
 
+/// Node registry changes of one host (one change, or all its nodes for a peer that joined).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeMsg {
+    pub o: String,
+    #[serde(default)]
+    pub up: Vec<NodeInfo>,
+    /// `(node id, connection id, at ms)`.
+    #[serde(default)]
+    pub down: Vec<(String, String, u64)>,
+}
+
+impl NodeMsg {
+    pub fn delta(origin: &str, d: &NodeDelta) -> Self {
+        let mut m = NodeMsg {
+            o: origin.to_owned(),
+            up: Vec::new(),
+            down: Vec::new(),
+        };
+        match d {
+            NodeDelta::Up(n) => m.up.push((**n).clone()),
+            NodeDelta::Down {
+                node_id,
+                conn_id,
+                at_ms,
+            } => m.down.push((node_id.clone(), conn_id.clone(), *at_ms)),
+        }
+        m
+    }
+
+    /// The deltas to apply on this host: every node marked as living on the origin host.
+    pub fn deltas(self) -> Vec<NodeDelta> {
+        let host: Arc<str> = self.o.into();
+        let mut out: Vec<NodeDelta> = self
+            .up
+            .into_iter()
+            .map(|mut n| {
+                n.host = Some(host.clone());
+                NodeDelta::Up(Arc::new(n))
+            })
+            .collect();
+        out.extend(
+            self.down
+                .into_iter()
+                .map(|(node_id, conn_id, at_ms)| NodeDelta::Down {
+                    node_id,
+                    conn_id,
+                    at_ms,
+                }),
+        );
+        out
+    }
+}
+
+/// `node.invoke` traffic addressed to one host (`Timeout` never travels: deadlines are the
+/// caller's own).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "lowercase")]
+enum InvokeWire {
+    Request {
+        o: String,
+        to: usize,
+        from: usize,
+        id: String,
+        conn: u64,
+        node: String,
+        head: String,
+        tail: String,
+    },
+    Cancel {
+        o: String,
+        to: usize,
+        id: String,
+        node: String,
+    },
+    Done {
+        o: String,
+        to: usize,
+        id: String,
+        outcome: Outcome,
+    },
+}
+
+/// Encodes an invoke message of `origin` for its destination host; returns that host too.
+pub fn encode_invoke(origin: &str, r: &Remote) -> Option<(Arc<str>, Vec<u8>)> {
+    let (o, to) = (origin.to_owned(), r.shard);
+    let w = match &r.msg {
+        InvokeMsg::Request {
+            id,
+            origin: from,
+            node_conn,
+            node_id,
+            event,
+        } => {
+            let (h, t) = event.pieces();
+            InvokeWire::Request {
+                o,
+                to,
+                from: from.shard,
+                id: id.clone(),
+                conn: *node_conn,
+                node: node_id.clone(),
+                head: std::str::from_utf8(h).ok()?.to_owned(),
+                tail: std::str::from_utf8(t).ok()?.to_owned(),
+            }
+        }
+        InvokeMsg::Cancel { id, node_id } => InvokeWire::Cancel {
+            o,
+            to,
+            id: id.clone(),
+            node: node_id.clone(),
+        },
+        InvokeMsg::Done { id, outcome } => InvokeWire::Done {
+            o,
+            to,
+            id: id.clone(),
+            outcome: outcome.clone(),
+        },
+        InvokeMsg::Timeout { .. } => return None,
+    };
+    Some((r.host.clone(), serde_json::to_vec(&w).ok()?))
+}
+
+/// Decodes an invoke message addressed to this host: the shard it is for (below `shards`)
+/// and the message, its origin named as the sending host.
+pub fn decode_invoke(bytes: &[u8], shards: usize) -> Option<(usize, InvokeMsg)> {
+    let w: InvokeWire = serde_json::from_slice(bytes).ok()?;
+    let (to, msg) = match w {
+        InvokeWire::Request {
+            o,
+            to,
+            from,
+            id,
+            conn,
+            node,
+            head,
+            tail,
+        } => {
+            let event = EventTemplate::from_pieces(
+                "node.invoke.request",
+                head.as_bytes(),
+                tail.as_bytes(),
+                EventMeta::default(),
+            )?;
+            (
+                to,
+                InvokeMsg::Request {
+                    id,
+                    origin: Place {
+                        host: Some(o.into()),
+                        shard: from,
+                    },
+                    node_conn: conn,
+                    node_id: node,
+                    event: Arc::new(event),
+                },
+            )
+        }
+        InvokeWire::Cancel { to, id, node, .. } => (to, InvokeMsg::Cancel { id, node_id: node }),
+        InvokeWire::Done {
+            to, id, outcome, ..
+        } => (to, InvokeMsg::Done { id, outcome }),
+    };
+    (to < shards).then_some((to, msg))
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -267,5 +445,65 @@ mod tests {
         let mut long = back;
         long.entries[0].key = "k".repeat(MAX_PRESENCE_KEY + 1);
         assert_eq!(long.deltas().count(), 0);
+    }
+
+    #[test]
+    fn invoke_traffic_names_its_origin_and_stays_in_range() {
+        let ev = EventTemplate::new("node.invoke.request", &json!({"id": "i1"}), None);
+        let r = Remote {
+            host: "host-c".into(),
+            shard: 1,
+            msg: InvokeMsg::Request {
+                id: "i1".into(),
+                origin: Place::here(0),
+                node_conn: 9,
+                node_id: "n".into(),
+                event: Arc::new(ev.clone()),
+            },
+        };
+        let (to_host, bytes) = encode_invoke("host-a", &r).unwrap();
+        assert_eq!(&*to_host, "host-c");
+        let (shard, msg) = decode_invoke(&bytes, 2).unwrap();
+        assert_eq!(shard, 1);
+        let InvokeMsg::Request {
+            origin,
+            node_conn,
+            event,
+            ..
+        } = msg
+        else {
+            panic!()
+        };
+        assert_eq!(
+            origin,
+            Place {
+                host: Some("host-a".into()),
+                shard: 0
+            }
+        );
+        assert_eq!(node_conn, 9);
+        assert_eq!(event.to_vec(None), ev.to_vec(None));
+        assert!(
+            decode_invoke(&bytes, 1).is_none(),
+            "no shard 1 on a one-shard host"
+        );
+        let done = Remote {
+            host: "host-a".into(),
+            shard: 0,
+            msg: InvokeMsg::Done {
+                id: "i1".into(),
+                outcome: Outcome::Failed {
+                    code: "X".into(),
+                    message: "m".into(),
+                    dispatched: true,
+                },
+            },
+        };
+        let (_, bytes) = encode_invoke("host-c", &done).unwrap();
+        assert!(matches!(
+            decode_invoke(&bytes, 2),
+            Some((0, InvokeMsg::Done { .. }))
+        ));
+        assert!(decode_invoke(b"{\"k\":\"request\"}", 2).is_none());
     }
 }

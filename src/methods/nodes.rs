@@ -349,6 +349,7 @@ fn invoke_call(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
     let _ = now;
     let req = invoke::Request {
         node_id: node_id.to_owned(),
+        node_host: node.host.clone(),
         node_shard: node.shard,
         node_conn: node.conn,
         command: command.to_owned(),

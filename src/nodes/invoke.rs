@@ -6,6 +6,11 @@
 //! Sans-IO: both sides are [`Invokes`], whose steps push effects (messages for the other
 //! shard as [`Effect::Route`], the request and cancel events to the node's connection, the
 //! deadline as a timer) for the shard's driver.
+//!
+//! In a cluster the node may be connected to another host: its [`Place`] names that host, and
+//! messages for it leave as [`Effect::Do`]`(`[`Remote`]`)`, which the driver hands to the
+//! cluster link. The protocol between the two sides is the same messages either way; a host
+//! that dies fails the invokes waiting on its nodes ([`Invokes::host_gone`]).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -22,17 +27,38 @@ use crate::{
 /// Default invoke deadline (`node.invoke` without `timeoutMs`).
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
+/// Where one side of an invoke lives: a shard of this host (`host: None`) or of another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub host: Option<Arc<str>>,
+    pub shard: usize,
+}
+
+impl Place {
+    pub fn here(shard: usize) -> Place {
+        Place { host: None, shard }
+    }
+}
+
+/// A message for the same owner on another host.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub host: Arc<str>,
+    pub shard: usize,
+    pub msg: InvokeMsg,
+}
+
 /// An invoke waiting on this (the caller's) shard.
 pub struct Pending {
     caller: Caller,
     node_id: String,
     command: String,
-    node_shard: usize,
+    node: Place,
 }
 
 /// An invoke this (the node's) shard delivered and its node has not answered.
 pub struct Forwarded {
-    origin: usize,
+    origin: Place,
     node_conn: u64,
 }
 
@@ -42,8 +68,8 @@ pub struct Invokes {
     forwarded: HashMap<String, Forwarded>,
 }
 
-/// How an invoke ended, reported to the caller's shard.
-#[derive(Debug, Clone)]
+/// How an invoke ended, reported to the caller's shard (and across hosts as JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     Ok {
         payload: Value,
@@ -67,7 +93,7 @@ pub enum InvokeMsg {
     },
     Request {
         id: String,
-        origin: usize,
+        origin: Place,
         node_conn: u64,
         node_id: String,
         event: Arc<EventTemplate>,
@@ -90,12 +116,26 @@ pub struct Env<'a> {
     pub conn_live: &'a dyn Fn(u64) -> bool,
 }
 
-type Fx = Effects<InvokeMsg>;
+pub type Fx = Effects<InvokeMsg, Remote>;
+
+/// Sends `msg` to the invokes of `to`: over the bus, or to another host.
+fn route(to: &Place, msg: InvokeMsg, fx: &mut Fx) {
+    match &to.host {
+        None => fx.push(Effect::Route(to.shard, msg)),
+        Some(host) => fx.push(Effect::Do(Remote {
+            host: host.clone(),
+            shard: to.shard,
+            msg,
+        })),
+    }
+}
 
 /// What an invoke asks of a node.
 #[derive(Debug)]
 pub struct Request {
     pub node_id: String,
+    /// The node's host (`None`: this one) and shard.
+    pub node_host: Option<Arc<str>>,
     pub node_shard: usize,
     pub node_conn: u64,
     pub command: String,
@@ -126,29 +166,34 @@ impl Invokes {
             payload["sessionKey"] = json!(k);
         }
         let event = Arc::new(EventTemplate::new("node.invoke.request", &payload, None));
+        let node = Place {
+            host: req.node_host,
+            shard: req.node_shard,
+        };
         self.pending.insert(
             id.clone(),
             Pending {
                 caller,
                 node_id: req.node_id.clone(),
                 command: req.command,
-                node_shard: req.node_shard,
+                node: node.clone(),
             },
         );
         fx.push(Effect::Timer(
             req.timeout_ms,
             InvokeMsg::Timeout { id: id.clone() },
         ));
-        fx.push(Effect::Route(
-            req.node_shard,
+        route(
+            &node,
             InvokeMsg::Request {
                 id,
-                origin: env.shard,
+                origin: Place::here(env.shard),
                 node_conn: req.node_conn,
                 node_id: req.node_id,
                 event,
             },
-        ));
+            fx,
+        );
     }
 
     /// Answers the caller of a finished invoke.
@@ -220,7 +265,7 @@ impl Invokes {
                         message: format!("node {node_id} is not connected"),
                         dispatched: false,
                     };
-                    fx.push(Effect::Route(origin, InvokeMsg::Done { id, outcome }));
+                    route(&origin, InvokeMsg::Done { id, outcome }, fx);
                 }
             }
             InvokeMsg::Cancel { id, node_id } => {
@@ -238,14 +283,14 @@ impl Invokes {
                 let Some(p) = self.pending.get(&id) else {
                     return;
                 };
-                let (shard, node_id) = (p.node_shard, p.node_id.clone());
+                let (node, node_id) = (p.node.clone(), p.node_id.clone());
                 let outcome = Outcome::Failed {
                     code: "TIMEOUT".into(),
                     message: "node invoke timed out".into(),
                     dispatched: true,
                 };
                 self.finish(&id, outcome, fx);
-                fx.push(Effect::Route(shard, InvokeMsg::Cancel { id, node_id }));
+                route(&node, InvokeMsg::Cancel { id, node_id }, fx);
             }
         }
     }
@@ -257,7 +302,7 @@ impl Invokes {
         let Some(f) = self.forwarded.get(id).filter(|f| f.node_conn == node_conn) else {
             return json!({"ok": true, "ignored": true});
         };
-        let origin = f.origin;
+        let origin = f.origin.clone();
         self.forwarded.remove(id);
         let outcome = if p["ok"].as_bool() == Some(true) {
             let payload_json = p["payloadJSON"].as_str().map(str::to_owned);
@@ -283,7 +328,7 @@ impl Invokes {
             }
         };
         let id = id.to_owned();
-        fx.push(Effect::Route(origin, InvokeMsg::Done { id, outcome }));
+        route(&origin, InvokeMsg::Done { id, outcome }, fx);
         json!({"ok": true})
     }
 
@@ -305,7 +350,7 @@ impl Invokes {
                 message: "node disconnected".into(),
                 dispatched: true,
             };
-            fx.push(Effect::Route(f.origin, InvokeMsg::Done { id, outcome }));
+            route(&f.origin, InvokeMsg::Done { id, outcome }, fx);
         }
         let waiting: Vec<String> = self
             .pending
@@ -319,9 +364,31 @@ impl Invokes {
                     id,
                     node_id: p.node_id,
                 };
-                fx.push(Effect::Route(p.node_shard, cancel));
+                route(&p.node, cancel, fx);
             }
         }
+    }
+
+    /// Host `host` left the cluster: invokes waiting on its nodes fail now (as when a node
+    /// disconnects), and requests its callers sent here are forgotten — nobody would hear
+    /// the answers.
+    pub fn host_gone(&mut self, host: &str, fx: &mut Fx) {
+        let waiting: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.node.host.as_deref() == Some(host))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in waiting {
+            let outcome = Outcome::Failed {
+                code: "DISCONNECTED".into(),
+                message: format!("node host {host} left the cluster"),
+                dispatched: true,
+            };
+            self.finish(&id, outcome, fx);
+        }
+        self.forwarded
+            .retain(|_, f| f.origin.host.as_deref() != Some(host));
     }
 }
 
@@ -341,6 +408,7 @@ mod tests {
     fn request(timeout_ms: u64) -> Request {
         Request {
             node_id: "n1".into(),
+            node_host: None,
             node_shard: 1,
             node_conn: NODE_CONN,
             command: "system.run".into(),
@@ -497,6 +565,118 @@ mod tests {
         let (_, _) = started(&mut a, &mut b);
         let mut fx = Fx::default();
         a.closed(&env(1), 3, &mut fx);
+        assert!(fx.is_empty());
+    }
+
+    fn only_remote(fx: Fx) -> Remote {
+        let mut v = fx.0;
+        assert_eq!(v.len(), 1, "{v:?}");
+        match v.pop() {
+            Some(Effect::Do(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_node_on_another_host_is_reached_through_the_link_both_ways() {
+        let (mut a, mut b) = (Invokes::default(), Invokes::default());
+        let mut req = request(5_000);
+        req.node_host = Some("host-c".into());
+        let mut fx = Fx::default();
+        a.start(&env(0), caller(), req, &mut fx);
+        let out = fx.0.pop();
+        let Some(Effect::Do(Remote {
+            host,
+            shard: 1,
+            msg,
+        })) = out
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(&*host, "host-c");
+        // The link on host-c delivers it with the origin seen from there.
+        let InvokeMsg::Request {
+            id,
+            node_conn,
+            node_id,
+            event,
+            ..
+        } = msg
+        else {
+            panic!()
+        };
+        let arrived = InvokeMsg::Request {
+            id: id.clone(),
+            origin: Place {
+                host: Some("host-a".into()),
+                shard: 0,
+            },
+            node_conn,
+            node_id,
+            event,
+        };
+        let mut fx = Fx::default();
+        b.resume(&env(1), arrived, &mut fx);
+        assert!(matches!(&fx.0[..], [Effect::Event(NODE_CONN, _)]), "{fx:?}");
+        let mut fx = Fx::default();
+        b.result(
+            NODE_CONN,
+            &json!({"id": id, "ok": true, "payload": 5}),
+            &mut fx,
+        );
+        let back = only_remote(fx);
+        assert_eq!((&*back.host, back.shard), ("host-a", 0));
+        let mut fx = Fx::default();
+        a.resume(&env(0), back.msg, &mut fx);
+        let [Effect::Reply(_, Ok(v))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(v["payload"], 5);
+    }
+
+    #[test]
+    fn a_lost_host_fails_what_waits_on_its_nodes_and_forgets_its_callers() {
+        let mut a = Invokes::default();
+        let mut req = request(5_000);
+        req.node_host = Some("host-c".into());
+        let mut fx = Fx::default();
+        a.start(&env(0), caller(), req, &mut fx);
+        // An invoke on a local node is untouched.
+        a.start(
+            &env(0),
+            Caller::conn(0, 4, "r2"),
+            request(5_000),
+            &mut Fx::default(),
+        );
+        let mut fx = Fx::default();
+        a.host_gone("host-c", &mut fx);
+        let [Effect::Reply(c, Err(e))] = &fx.0[..] else {
+            panic!("{fx:?}")
+        };
+        assert_eq!(c, &caller());
+        assert!(e.message.starts_with("DISCONNECTED"), "{}", e.message);
+        assert_eq!(a.pending(), 1);
+
+        let mut b = Invokes::default();
+        let mut fx = Fx::default();
+        b.resume(
+            &env(1),
+            InvokeMsg::Request {
+                id: "x".into(),
+                origin: Place {
+                    host: Some("host-a".into()),
+                    shard: 0,
+                },
+                node_conn: NODE_CONN,
+                node_id: "n1".into(),
+                event: Arc::new(EventTemplate::new("node.invoke.request", &json!({}), None)),
+            },
+            &mut fx,
+        );
+        b.host_gone("host-a", &mut Fx::default());
+        let mut fx = Fx::default();
+        let ans = b.result(NODE_CONN, &json!({"id": "x", "ok": true}), &mut fx);
+        assert_eq!(ans["ignored"], true, "nobody is waiting any more");
         assert!(fx.is_empty());
     }
 }

@@ -6,11 +6,15 @@ use std::{collections::HashMap, sync::Arc};
 
 use serde_json::{json, Value};
 
-/// A connected node, as declared at connect.
-#[derive(Debug, Clone, PartialEq)]
+/// A connected node, as declared at connect. It crosses to other hosts of a cluster as JSON;
+/// `host` is filled in by the receiving host.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NodeInfo {
     pub node_id: String,
-    /// Where the node's connection lives.
+    /// The cluster host the node is connected to (`None`: this one).
+    #[serde(skip)]
+    pub host: Option<Arc<str>>,
+    /// Where the node's connection lives (a shard of `host`).
     pub shard: usize,
     pub conn: u64,
     pub conn_id: String,
@@ -75,6 +79,23 @@ impl NodeRegistry {
     }
 }
 
+impl NodeRegistry {
+    /// Host `host` left the cluster: its nodes are gone (their ids, for `node.presence`).
+    pub fn remove_host(&mut self, host: &str, at_ms: u64) -> Vec<String> {
+        let gone: Vec<String> = self
+            .live
+            .iter()
+            .filter(|(_, n)| n.host.as_deref() == Some(host))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.live.remove(id);
+            self.last_disconnected.insert(id.clone(), at_ms);
+        }
+        gone
+    }
+}
+
 /// The `node.presence` event payload for a change.
 pub fn presence_payload(d: &NodeDelta) -> Value {
     match d {
@@ -95,6 +116,7 @@ mod tests {
     fn node(id: &str, conn_id: &str) -> Arc<NodeInfo> {
         Arc::new(NodeInfo {
             node_id: id.into(),
+            host: None,
             shard: 0,
             conn: 1,
             conn_id: conn_id.into(),

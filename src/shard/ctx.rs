@@ -275,6 +275,9 @@ impl ShardCtx {
         let mut n = (**n).clone();
         n.host_stats = Some(stats.clone());
         let d = crate::nodes::registry::NodeDelta::Up(Arc::new(n));
+        if let Some(c) = &self.cluster {
+            c.send(crate::cluster::Out::Node(d.clone()));
+        }
         self.nodes.apply(&d);
         self.sender.to_others(BusMsg::Node(d));
         self.broadcast(EventTemplate::new(
@@ -284,9 +287,37 @@ impl ShardCtx {
         ));
     }
 
-    /// Applies a node registry change here, announces it on every other shard and broadcasts
-    /// `node.presence`.
+    /// A cluster host left: forget its nodes (shard 0 tells this host's clients with
+    /// `node.presence`; every shard holds the same replica) and fail invokes waiting on them.
+    fn host_gone(&mut self, host: &str) {
+        let gone = self.nodes.remove_host(host, now_ms());
+        if self.id == 0 {
+            for node_id in gone {
+                let d = crate::nodes::registry::NodeDelta::Down {
+                    node_id,
+                    conn_id: String::new(),
+                    at_ms: now_ms(),
+                };
+                let ev = EventTemplate::new(
+                    "node.presence",
+                    &crate::nodes::registry::presence_payload(&d),
+                    None,
+                );
+                // This host's shards only: every host makes the same announcement.
+                let ev = Arc::new(ev);
+                self.fanout(&ev);
+                self.sender.to_others(BusMsg::Broadcast(ev));
+            }
+        }
+        super::drive::invoke_host_gone(self, host);
+    }
+
+    /// Applies a node registry change here, announces it on every other shard (and host) and
+    /// broadcasts `node.presence`.
     pub fn node_change(&mut self, d: crate::nodes::registry::NodeDelta) {
+        if let Some(c) = &self.cluster {
+            c.send(crate::cluster::Out::Node(d.clone()));
+        }
         self.nodes.apply(&d);
         let ev = EventTemplate::new(
             "node.presence",
@@ -743,6 +774,7 @@ impl ShardCtx {
             BusMsg::Metrics(g) => g.offer(self.metrics_snapshot()),
             BusMsg::RemotePresence(deltas) => self.remote_presence(deltas),
             BusMsg::Cluster(view) => self.cluster_view = Some(view),
+            BusMsg::HostGone(host) => self.host_gone(&host),
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;
                 super::drive::send_report(self, key, report)

@@ -463,6 +463,7 @@ fn open(
             .as_ref()
             .map(|d| d.device_id.clone())
             .unwrap_or_else(|| acc.client.id.clone()),
+        host: None,
         shard: ctx.id,
         conn: c.id,
         conn_id: c.conn_id.clone(),

@@ -223,17 +223,28 @@ fn runs_resume(ctx: &mut ShardCtx, r: runs::Resume, _: Option<OpResult>) {
     apply(ctx, fx, &RUNS);
 }
 
-const INVOKES: Owner<InvokeMsg> = Owner {
+const INVOKES: Owner<InvokeMsg, invoke::Remote> = Owner {
     resume: invoke_resume,
     bus: Some(BusMsg::Invoke),
-    act: no_action,
+    act: invoke_remote,
 };
 
+/// Hands a message for a node or caller on another host to the cluster link.
+fn invoke_remote(ctx: &mut ShardCtx, r: invoke::Remote) {
+    match &ctx.cluster {
+        Some(c) => c.send(crate::cluster::Out::Invoke(r)),
+        // Only a cluster names other hosts.
+        None => tracing::error!(host = %r.host, "an invoke for another host without a cluster"),
+    }
+}
+
+/// Host `host` left the cluster: fail what waits on its nodes.
+pub fn invoke_host_gone(ctx: &mut ShardCtx, host: &str) {
+    invokes(ctx, |i, _, fx| i.host_gone(host, fx));
+}
+
 /// Runs one step of this shard's invokes with its clock and client table, then applies it.
-fn invokes(
-    ctx: &mut ShardCtx,
-    step: impl FnOnce(&mut Invokes, &invoke::Env, &mut Effects<InvokeMsg>),
-) {
+fn invokes(ctx: &mut ShardCtx, step: impl FnOnce(&mut Invokes, &invoke::Env, &mut invoke::Fx)) {
     let mut fx = Effects::default();
     let clients = &ctx.clients;
     let live = |conn: u64| {
