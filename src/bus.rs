@@ -202,7 +202,7 @@ impl crate::store::Publish for Bus {
     fn to_every_shard(&self, n: crate::store::Notice) {
         use crate::store::Notice;
         let m = match n {
-            Notice::Device(d) => BusMsg::Device(d),
+            Notice::Device(d) | Notice::DeviceSynced(d) => BusMsg::Device(d),
             Notice::Broadcast(ev) => BusMsg::Broadcast(ev),
             Notice::Sessions(s) => BusMsg::Sessions(s),
             Notice::Config(c) => BusMsg::Config(c),

@@ -396,3 +396,111 @@ fn openclaw() -> Option<std::path::PathBuf> {
         }
     }
 }
+
+/// Connects with a device identity from `seed`; `auth` replaces the connect params' `auth`.
+fn connect_device(server: &Server, seed: u8, auth: Value) -> (common::Ws, common::Incoming) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let (mut ws, ch) = common::open(server);
+    let nonce = ch["payload"]["nonce"].as_str().unwrap().to_owned();
+    let ts = ch["payload"]["ts"].as_u64().unwrap();
+    let mut p = common::connect_params();
+    p["auth"] = auth;
+    common::add_device(&mut p, &key, &nonce, ts);
+    let first = common::send_connect(&mut ws, &p);
+    (ws, first)
+}
+
+fn hello_of(first: common::Incoming) -> Value {
+    match first {
+        common::Incoming::Json(v) if v["ok"] == true => v["payload"].clone(),
+        other => panic!("expected hello-ok, got {other:?}"),
+    }
+}
+
+/// Connects with the device token until `server` knows the device (the shared record reaches
+/// it within moments), returning the open connection.
+fn connect_with_token_eventually(server: &Server, seed: u8, token: &str) -> common::Ws {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ws, first) = connect_device(server, seed, json!({"deviceToken": token}));
+        match first {
+            common::Incoming::Json(v) if v["ok"] == true => {
+                assert_eq!(v["payload"]["auth"]["method"], "device-token", "{v}");
+                return ws;
+            }
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "never accepted on {}: {other:?}",
+                    server.url()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_device_paired_on_one_host_is_known_to_all_and_revoked_everywhere() {
+    let nats = Nats::start();
+    let [a, b, c] = three(&nats);
+    wait_alive(&mut asker(&a), 3, Duration::from_secs(10));
+    // Paired on A (silently: a loopback device), with a device token.
+    let (_on_a, first) = connect_device(&a, 21, json!({"token": common::TOKEN}));
+    let token = hello_of(first)["auth"]["deviceToken"]
+        .as_str()
+        .expect("deviceToken")
+        .to_owned();
+    let device_id = common::device_id(
+        &ed25519_dalek::SigningKey::from_bytes(&[21; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
+    // B and C accept the device token alone, and list the device.
+    let mut on_b = connect_with_token_eventually(&b, 21, &token);
+    let mut on_c = connect_with_token_eventually(&c, 21, &token);
+    let listed = asker(&b).call("device.pair.list", None);
+    assert!(
+        listed["paired"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|d| d["deviceId"] == device_id.as_str())),
+        "{listed}"
+    );
+
+    // Revoked on A: the connections on B and C close with 4001, and the token is refused there.
+    let r = asker(&a).call(
+        "device.token.revoke",
+        Some(json!({"deviceId": device_id, "role": "operator"})),
+    );
+    assert!(r["revokedAtMs"].is_u64(), "{r}");
+    for ws in [&mut on_b, &mut on_c] {
+        assert_eq!(
+            common::expect_close(ws, Duration::from_secs(10)),
+            (4001, "device removed".to_owned())
+        );
+    }
+    let (_ws, first) = connect_device(&b, 21, json!({"deviceToken": token}));
+    match first {
+        common::Incoming::Json(v) => assert_eq!(
+            v["error"]["details"]["code"], "AUTH_DEVICE_TOKEN_MISMATCH",
+            "{v}"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // Removed on B (the other direction): gone from A's list too.
+    asker(&b).call("device.pair.remove", Some(json!({"deviceId": device_id})));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ask_a = asker(&a);
+    loop {
+        let list = ask_a.call("device.pair.list", None);
+        if !list["paired"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|d| d["deviceId"] == device_id.as_str()))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still paired on A: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{Client, ConnectOptions, Event, Subscriber};
+use async_nats::{jetstream::kv, Client, ConnectOptions, Event, Subscriber};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -36,6 +36,8 @@ const BEAT_MS: u64 = 1_000;
 /// What the link needs from the gateway once the shards exist.
 pub struct Attach {
     pub bus: Arc<Bus>,
+    /// Where device changes from the shared record are applied.
+    pub store: crate::store::Store,
     pub globals: Arc<Globals>,
     /// `ws://addr:port` of this host, for the member list.
     pub url: String,
@@ -139,6 +141,23 @@ async fn run(
         )));
         return;
     }
+    let js = async_nats::jetstream::new(client.clone());
+    let devices = match open_bucket(
+        &js,
+        &format!("{}_devices", cfg.prefix.replace('.', "_")),
+        cfg.replicas,
+    )
+    .await
+    {
+        Ok(kv) => kv,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "cannot open the shared device record on {}: {e}",
+                cfg.nats
+            )));
+            return;
+        }
+    };
     let subjects = Subjects::new(&cfg.prefix);
     let subs = async {
         Ok::<_, async_nats::SubscribeError>(Subs {
@@ -173,6 +192,8 @@ async fn run(
             malformed: 0,
         },
         hello: true,
+        devices,
+        device_watch: None,
         publish_failures: 0,
         logged_drops: 0,
         subjects,
@@ -218,6 +239,44 @@ async fn check_jetstream(client: &Client, timeout: Duration) -> Result<(), Strin
     }
 }
 
+/// Opens (creating on first use) a key-value bucket; a host that loses the creation race to
+/// another opens the winner's (creating an identical stream again is not an error).
+async fn open_bucket(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+    replicas: usize,
+) -> Result<kv::Store, String> {
+    if let Ok(kv) = js.get_key_value(name).await {
+        return Ok(kv);
+    }
+    // The bucket's stream, as `async-nats` would create it: its own `create_key_value` first
+    // reads the account info in a shape newer than Debian's nats-server 2.9 sends.
+    use async_nats::jetstream::stream;
+    let config = stream::Config {
+        name: format!("KV_{name}"),
+        subjects: vec![format!("$KV.{name}.>")],
+        max_messages_per_subject: 1,
+        max_messages: -1,
+        max_bytes: -1,
+        max_message_size: -1,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: stream::DiscardPolicy::New,
+        ..Default::default()
+    };
+    let created = js.create_stream(config).await;
+    match js.get_key_value(name).await {
+        Ok(kv) => Ok(kv),
+        Err(open) => Err(match created {
+            Err(e) => e.to_string(),
+            Ok(_) => open.to_string(),
+        }),
+    }
+}
+
 /// The link's state while serving.
 struct Relay {
     members: Members,
@@ -228,6 +287,10 @@ struct Relay {
     view: View,
     /// The next beat says `hello` (first after connecting).
     hello: bool,
+    /// The shared record of paired devices (JetStream key-value, one key per device).
+    devices: kv::Store,
+    /// Its watch (replays every device, then follows changes); re-opened when it ends.
+    device_watch: Option<kv::Watch>,
     publish_failures: u64,
     logged_drops: u64,
     subjects: Subjects,
@@ -243,8 +306,18 @@ impl Relay {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outbox = self.handle.outbox.clone();
         let mut batch = Vec::new();
+        self.open_device_watch().await;
         loop {
+            let mut watch = self.device_watch.take();
+            let next_device = async {
+                match &mut watch {
+                    Some(w) => w.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut device_entry = None;
             tokio::select! {
+                entry = next_device => device_entry = Some(entry),
                 _ = outbox.recv_all(&mut batch) => {
                     for m in std::mem::take(&mut batch) {
                         self.publish_out(m).await;
@@ -265,7 +338,14 @@ impl Relay {
                     let changes = self.members.tick(now_ms());
                     self.apply(changes).await;
                     self.push_view();
+                    if watch.is_none() {
+                        watch = self.reopen_device_watch().await;
+                    }
                 }
+            }
+            self.device_watch = watch;
+            if let Some(entry) = device_entry {
+                self.on_device_entry(entry);
             }
         }
     }
@@ -300,11 +380,75 @@ impl Relay {
                     self.publish(self.subjects.nodes.clone(), bytes).await;
                 }
             }
+            Out::Device(d) => self.put_device(d).await,
             Out::Invoke(r) => {
                 if let Some((host, bytes)) = wire::encode_invoke(&self.cfg.name, &r) {
                     self.publish(self.subjects.host(&host), bytes).await;
                 }
             }
+        }
+    }
+
+    async fn open_device_watch(&mut self) {
+        self.device_watch = self.reopen_device_watch().await;
+    }
+
+    /// A watch from the start of the record: every device is replayed (applying one already
+    /// held changes nothing), then changes follow.
+    async fn reopen_device_watch(&self) -> Option<kv::Watch> {
+        match self.devices.watch_with_history(">").await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the shared device record; retrying");
+                None
+            }
+        }
+    }
+
+    /// A device as the shared record holds it: applied here unless this host wrote it.
+    fn on_device_entry(&mut self, entry: Option<Result<kv::Entry, kv::WatcherError>>) {
+        let entry = match entry {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "shared device record watch failed; re-opening");
+                self.device_watch = None;
+                return;
+            }
+            None => {
+                self.device_watch = None;
+                return;
+            }
+        };
+        let delta = match entry.operation {
+            kv::Operation::Put => {
+                match serde_json::from_slice::<wire::DeviceRecord>(&entry.value) {
+                    Ok(r) if r.o == self.cfg.name => return,
+                    Ok(r) => match r.into_delta(&entry.key) {
+                        Some(d) => d,
+                        None => return self.malformed("device record"),
+                    },
+                    Err(_) => return self.malformed("device record"),
+                }
+            }
+            kv::Operation::Delete | kv::Operation::Purge => {
+                crate::store::DeviceDelta::Removed(entry.key.clone())
+            }
+        };
+        self.attach
+            .store
+            .submit(crate::store::Op::DeviceSync(delta));
+    }
+
+    /// Writes a device change of this host to the shared record (a removal as a tombstone
+    /// naming this host, so its own echo is recognised).
+    async fn put_device(&mut self, d: crate::store::DeviceDelta) {
+        let (key, record) = wire::DeviceRecord::of(&self.cfg.name, &d);
+        let Ok(bytes) = serde_json::to_vec(&record) else {
+            return;
+        };
+        if let Err(e) = self.devices.put(&key, bytes.into()).await {
+            self.publish_failures += 1;
+            tracing::error!(device = %key, error = %e, "cannot write a device change to the shared record");
         }
     }
 

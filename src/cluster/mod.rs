@@ -135,6 +135,26 @@ pub enum Out {
     Node(crate::nodes::registry::NodeDelta),
     /// `node.invoke` traffic for a caller or node on another host.
     Invoke(crate::nodes::invoke::Remote),
+    /// A paired-device change made on this host (already durable here), for the shared
+    /// record.
+    Device(crate::store::DeviceDelta),
+}
+
+/// The storage thread's notices in a cluster: to this host's shards as always, and device
+/// changes made here also to the cluster's shared record (changes that came from it are not
+/// sent back).
+pub struct ClusterPublish {
+    pub bus: Arc<crate::bus::Bus>,
+    pub cluster: Handle,
+}
+
+impl crate::store::Publish for ClusterPublish {
+    fn to_every_shard(&self, n: crate::store::Notice) {
+        if let crate::store::Notice::Device(d) = &n {
+            self.cluster.send(Out::Device(d.clone()));
+        }
+        self.bus.to_every_shard(n);
+    }
 }
 
 /// Messages the link's queue holds before shards drop (and count) what they hand it. The link

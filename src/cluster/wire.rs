@@ -212,6 +212,52 @@ impl PresenceMsg {
     }
 }
 
+/// One device in the shared record (a JetStream key-value entry keyed by device id): the
+/// device as paired, or a tombstone; `o` names the host that wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub o: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<crate::pairing::PairedDevice>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub removed: bool,
+}
+
+impl DeviceRecord {
+    /// The key and record for a change of `origin`.
+    pub fn of(origin: &str, d: &crate::store::DeviceDelta) -> (String, DeviceRecord) {
+        use crate::store::DeviceDelta;
+        match d {
+            DeviceDelta::Upsert(dev) => (
+                dev.device_id.clone(),
+                DeviceRecord {
+                    o: origin.to_owned(),
+                    device: Some((**dev).clone()),
+                    removed: false,
+                },
+            ),
+            DeviceDelta::Removed(id) => (
+                id.clone(),
+                DeviceRecord {
+                    o: origin.to_owned(),
+                    device: None,
+                    removed: true,
+                },
+            ),
+        }
+    }
+
+    /// The change to apply for key `key`; `None` when the record contradicts its key.
+    pub fn into_delta(self, key: &str) -> Option<crate::store::DeviceDelta> {
+        use crate::store::DeviceDelta;
+        match (self.removed, self.device) {
+            (true, _) => Some(DeviceDelta::Removed(key.to_owned())),
+            (false, Some(d)) if d.device_id == key => Some(DeviceDelta::Upsert(Arc::new(d))),
+            _ => None,
+        }
+    }
+}
+
 /// Node registry changes of one host (one change, or all its nodes for a peer that joined).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeMsg {

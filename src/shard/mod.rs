@@ -201,7 +201,14 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
     }
     let bus = Bus::new(n);
     let hub = crate::channels::hub::ChannelHub::build(&config)?;
-    let (store, boot) = Store::open(Arc::new(config.clone()), hub.clone(), bus.clone())
+    let publish: Arc<dyn crate::store::Publish> = match &link {
+        Some(l) => Arc::new(crate::cluster::ClusterPublish {
+            bus: bus.clone(),
+            cluster: l.handle.clone(),
+        }),
+        None => bus.clone(),
+    };
+    let (store, boot) = Store::open(Arc::new(config.clone()), hub.clone(), publish)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let devices = Arc::new(boot.devices);
     let recent_runs = Arc::new(boot.recent_runs);
@@ -215,6 +222,7 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
         let h = l.handle.clone();
         l.attach(crate::cluster::link::Attach {
             bus: bus.clone(),
+            store: store.clone(),
             globals: globals.clone(),
             url: format!("ws://{addr}"),
         });

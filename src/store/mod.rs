@@ -82,6 +82,9 @@ pub enum Op {
         pending: Box<PendingRequest>,
         silent: bool,
     },
+    /// A paired-device change made on another host of the cluster (from the shared record):
+    /// applied here and announced to this host's shards, never sent back to the cluster.
+    DeviceSync(DeviceDelta),
     /// A paired device connects without a reusable token: mint one.
     EnsureToken {
         device_id: String,
@@ -646,8 +649,12 @@ fn load(conn: &Connection) -> Result<HashMap<String, PairedDevice>, String> {
 /// What the storage thread announces to every shard after a commit.
 #[derive(Debug, Clone)]
 pub enum Notice {
-    /// A paired-device change (already durable), for the shards' replicas.
+    /// A paired-device change (already durable), for the shards' replicas (and, in a
+    /// cluster, the shared record).
     Device(DeviceDelta),
+    /// A paired-device change that came from the cluster's shared record (already durable
+    /// here), for the shards' replicas only.
+    DeviceSynced(DeviceDelta),
     /// An event to fan out.
     Broadcast(Arc<crate::proto::frame::EventTemplate>),
     /// Session counts and the newest sessions.
@@ -682,6 +689,11 @@ struct StoreState {
 struct Changes {
     upserts: Vec<String>,
     removed: Vec<String>,
+    /// The device changes came from the cluster's shared record (not to be sent back).
+    from_cluster: bool,
+    /// Of a batch: device changes synced from the cluster.
+    synced_upserts: Vec<String>,
+    synced_removed: Vec<String>,
     events: Vec<EventTemplate>,
     /// Sessions created, touched or deleted (for the sessions summary).
     sessions: Vec<sessions_summary::Change>,
@@ -689,6 +701,14 @@ struct Changes {
 
 impl Changes {
     fn absorb(&mut self, other: Changes) {
+        if other.from_cluster {
+            // Kept apart: a batch's own changes go to the cluster, synced ones do not.
+            self.synced_upserts.extend(other.upserts);
+            self.synced_removed.extend(other.removed);
+            self.events.extend(other.events);
+            self.sessions.extend(other.sessions);
+            return;
+        }
         self.upserts.extend(other.upserts);
         self.removed.extend(other.removed);
         self.events.extend(other.events);
@@ -1123,15 +1143,25 @@ impl StoreState {
         for c in changes.sessions {
             self.sessions.note(c);
         }
-        for id in changes.upserts {
+        let own = changes.upserts.into_iter().map(|id| (id, true));
+        let synced = changes.synced_upserts.into_iter().map(|id| (id, false));
+        for (id, own) in own.chain(synced) {
             if let Some(d) = self.devices.get(&id) {
-                let n = Notice::Device(DeviceDelta::Upsert(Arc::new(d.clone())));
-                self.publish.to_every_shard(n);
+                let d = DeviceDelta::Upsert(Arc::new(d.clone()));
+                self.publish.to_every_shard(if own {
+                    Notice::Device(d)
+                } else {
+                    Notice::DeviceSynced(d)
+                });
             }
         }
         for id in changes.removed {
             self.publish
                 .to_every_shard(Notice::Device(DeviceDelta::Removed(id)));
+        }
+        for id in changes.synced_removed {
+            self.publish
+                .to_every_shard(Notice::DeviceSynced(DeviceDelta::Removed(id)));
         }
         for ev in changes.events {
             self.publish.to_every_shard(Notice::Broadcast(Arc::new(ev)));
@@ -1232,6 +1262,24 @@ impl StoreState {
         match op {
             Op::RequestPairing { pending, silent } => {
                 self.request_pairing((**pending).clone(), *silent, now, ch)
+            }
+            Op::DeviceSync(delta) => {
+                match delta {
+                    DeviceDelta::Upsert(d) => {
+                        if self.devices.get(&d.device_id) != Some(&**d) {
+                            self.devices.insert(d.device_id.clone(), (**d).clone());
+                            ch.upserts.push(d.device_id.clone());
+                            ch.from_cluster = true;
+                        }
+                    }
+                    DeviceDelta::Removed(id) => {
+                        if self.devices.remove(id).is_some() {
+                            ch.removed.push(id.clone());
+                            ch.from_cluster = true;
+                        }
+                    }
+                }
+                OpResult::Json(Value::Null)
             }
             Op::EnsureToken {
                 device_id,
