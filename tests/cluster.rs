@@ -504,3 +504,123 @@ fn a_device_paired_on_one_host_is_known_to_all_and_revoked_everywhere() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `openclaw <args> --url <server> --token T --json`, parsed (bounded by the CLI's own
+/// timeouts).
+fn cli_json(oc: &std::path::Path, home: &std::path::Path, server: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = Command::new(oc)
+        .args(args)
+        .args(["--json", "--url"])
+        .arg(server.url())
+        .args(["--token", common::TOKEN])
+        .env("HOME", home)
+        .env("OPENCLAW_CLIENT_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("OPENCLAW_GATEWAY_URL")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let start = text.find(['{', '[']).unwrap_or(text.len());
+    let v = serde_json::from_str(text[start..].trim()).unwrap_or(Value::Null);
+    let all = format!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), v, all)
+}
+
+#[test]
+fn node_invoke_from_one_host_reaches_a_real_node_host_on_another() {
+    let Some(oc) = openclaw() else { return };
+    let nats = Nats::start();
+    let [a, b, c] = three(&nats);
+    wait_alive(&mut asker(&a), 3, Duration::from_secs(10));
+    let home = TempDir::new("node-cli");
+    let node_home = TempDir::new("node-host");
+    let port = c.addr.port().to_string();
+    let mut node = Command::new(&oc)
+        .args(["node", "run", "--host", "127.0.0.1", "--port", &port])
+        .env("HOME", node_home.path())
+        .env("OPENCLAW_CLIENT_HOME", node_home.path())
+        .env("OPENCLAW_GATEWAY_TOKEN", common::TOKEN)
+        .env_remove("OPENCLAW_GATEWAY_URL")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openclaw node run");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Kill(&mut node);
+
+    // The node host asks C for its capabilities; an operator approves there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let (_, list, _) = cli_json(&oc, home.path(), &c, &["nodes", "pending"]);
+        if list.as_array().is_some_and(|l| !l.is_empty()) {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "no pending node request on C");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let request_id = pending[0]["requestId"].as_str().unwrap().to_owned();
+    let node_id = pending[0]["nodeId"].as_str().unwrap().to_owned();
+    let (code, _, all) = cli_json(&oc, home.path(), &c, &["nodes", "approve", &request_id]);
+    assert_eq!(code, Some(0), "{all}");
+
+    // A and B list it as connected, and invoke it through C.
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, list, _) = cli_json(&oc, home.path(), server, &["nodes", "list"]);
+            let connected = list["paired"].as_array().is_some_and(|p| {
+                p.iter()
+                    .any(|n| n["nodeId"] == node_id.as_str() && n["connected"] == true)
+            });
+            if connected {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node not connected via {}: {list}", server.url());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (code, res, all) = cli_json(
+            &oc,
+            home.path(),
+            server,
+            &["nodes", "invoke", "--node", &node_id, "--command", "system.which", "--params", r#"{"bins":["sh"]}"#],
+        );
+        assert_eq!(code, Some(0), "{all}");
+        assert_eq!(res["ok"], true, "{res}");
+        assert!(
+            res["payload"]["bins"]["sh"].as_str().is_some_and(|p| p.ends_with("/sh")),
+            "the node's real answer through another host: {res}"
+        );
+    }
+
+    // C goes away: A no longer lists the node, and an invoke says it is not connected.
+    let mut c = c;
+    c.kill9();
+    let mut ask = asker(&a);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = ask.call("node.list", None);
+        let live = list["nodes"].as_array().is_some_and(|l| {
+            l.iter().any(|n| n["nodeId"] == node_id.as_str() && n["connected"] == true)
+        });
+        if !live {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node still listed after its host died: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let err = ask.call_err(
+        "node.invoke",
+        Some(json!({"nodeId": node_id, "command": "system.which", "params": {"bins": ["sh"]}, "idempotencyKey": "k-after"})),
+    );
+    assert_eq!(err["details"]["code"], "NOT_CONNECTED", "{err}");
+}
