@@ -32,6 +32,14 @@ pub enum Caller {
         shard: usize,
         waiter: Waiter,
     },
+    /// A request on a connection of another cluster host (its answer goes back through the
+    /// cluster link as a response frame).
+    Remote {
+        host: Arc<str>,
+        shard: usize,
+        conn: u64,
+        req_id: String,
+    },
 }
 
 /// An in-process waiter: which owner waits, and its token (the owner's own request id).
@@ -56,15 +64,17 @@ impl Caller {
     /// The shard the answer goes to.
     pub fn shard(&self) -> usize {
         match self {
-            Caller::Conn { shard, .. } | Caller::Internal { shard, .. } => *shard,
+            Caller::Conn { shard, .. }
+            | Caller::Internal { shard, .. }
+            | Caller::Remote { shard, .. } => *shard,
         }
     }
 
-    /// The connection that asked, if a connection did.
+    /// The connection of this host that asked, if one did.
     pub fn conn_id(&self) -> Option<u64> {
         match self {
             Caller::Conn { conn, .. } => Some(*conn),
-            Caller::Internal { .. } => None,
+            Caller::Internal { .. } | Caller::Remote { .. } => None,
         }
     }
 

@@ -507,7 +507,12 @@ fn a_device_paired_on_one_host_is_known_to_all_and_revoked_everywhere() {
 
 /// `openclaw <args> --url <server> --token T --json`, parsed (bounded by the CLI's own
 /// timeouts).
-fn cli_json(oc: &std::path::Path, home: &std::path::Path, server: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
+fn cli_json(
+    oc: &std::path::Path,
+    home: &std::path::Path,
+    server: &Server,
+    args: &[&str],
+) -> (Option<i32>, Value, String) {
     let out = Command::new(oc)
         .args(args)
         .args(["--json", "--url"])
@@ -585,19 +590,34 @@ fn node_invoke_from_one_host_reaches_a_real_node_host_on_another() {
             if connected {
                 break;
             }
-            assert!(Instant::now() < deadline, "node not connected via {}: {list}", server.url());
+            assert!(
+                Instant::now() < deadline,
+                "node not connected via {}: {list}",
+                server.url()
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
         let (code, res, all) = cli_json(
             &oc,
             home.path(),
             server,
-            &["nodes", "invoke", "--node", &node_id, "--command", "system.which", "--params", r#"{"bins":["sh"]}"#],
+            &[
+                "nodes",
+                "invoke",
+                "--node",
+                &node_id,
+                "--command",
+                "system.which",
+                "--params",
+                r#"{"bins":["sh"]}"#,
+            ],
         );
         assert_eq!(code, Some(0), "{all}");
         assert_eq!(res["ok"], true, "{res}");
         assert!(
-            res["payload"]["bins"]["sh"].as_str().is_some_and(|p| p.ends_with("/sh")),
+            res["payload"]["bins"]["sh"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/sh")),
             "the node's real answer through another host: {res}"
         );
     }
@@ -610,12 +630,16 @@ fn node_invoke_from_one_host_reaches_a_real_node_host_on_another() {
     loop {
         let list = ask.call("node.list", None);
         let live = list["nodes"].as_array().is_some_and(|l| {
-            l.iter().any(|n| n["nodeId"] == node_id.as_str() && n["connected"] == true)
+            l.iter()
+                .any(|n| n["nodeId"] == node_id.as_str() && n["connected"] == true)
         });
         if !live {
             break;
         }
-        assert!(Instant::now() < deadline, "node still listed after its host died: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "node still listed after its host died: {list}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let err = ask.call_err(
@@ -623,4 +647,48 @@ fn node_invoke_from_one_host_reaches_a_real_node_host_on_another() {
         Some(json!({"nodeId": node_id, "command": "system.which", "params": {"bins": ["sh"]}, "idempotencyKey": "k-after"})),
     );
     assert_eq!(err["details"]["code"], "NOT_CONNECTED", "{err}");
+}
+
+#[test]
+fn an_exec_approval_requested_on_one_host_is_resolved_from_another() {
+    let nats = Nats::start();
+    let [a, b, c] = three(&nats);
+    let mut on_a = asker(&a);
+    wait_alive(&mut on_a, 3, Duration::from_secs(10));
+    // The approver is on B; the requester on C; the table lives on A (the smallest name).
+    let mut p = common::connect_params();
+    p["caps"] = json!(["exec-approvals"]);
+    let mut approver = Client::connect_with(&b, &p);
+    // C learns of B's approver from B's heartbeat.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut req = asker(&c);
+    let id = req.send_request(
+        "exec.approval.request",
+        Some(json!({"id": "ap-x", "command": "rm -rf /tmp/x", "cwd": "/tmp", "twoPhase": true})),
+    );
+    let accepted = req.wait_response(&id, Duration::from_secs(10));
+    assert_eq!(accepted["payload"]["status"], "accepted", "{accepted}");
+    assert_eq!(accepted["payload"]["deliveryRoute"], "approval-client");
+    let ev = approver.wait_event("exec.approval.requested", Duration::from_secs(10));
+    assert_eq!(ev["payload"]["id"], "ap-x");
+    // Listed from every host (they all ask A).
+    for asker_ in [&mut on_a, &mut approver] {
+        let list = asker_.call("exec.approval.list", Some(json!({})));
+        assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    }
+    let ok = approver.call(
+        "exec.approval.resolve",
+        Some(json!({"id": "ap-x", "decision": "allow-once"})),
+    );
+    assert_eq!(ok, json!({"ok": true}));
+    let fin = req.wait_response(&id, Duration::from_secs(10));
+    assert_eq!(fin["payload"]["decision"], "allow-once", "{fin}");
+    let again = approver.call_err(
+        "exec.approval.resolve",
+        Some(json!({"id": "ap-x", "decision": "deny"})),
+    );
+    assert_eq!(
+        again["details"]["reason"], "APPROVAL_ALREADY_RESOLVED",
+        "one table: {again}"
+    );
 }

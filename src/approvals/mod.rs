@@ -31,7 +31,7 @@ pub const RESOLVED_GRACE_MS: u64 = 15_000;
 pub const DECISIONS: &[&str] = &["allow-once", "allow-always", "deny"];
 
 /// A request for the approvals owner.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ApprovalOp {
     Request {
         id: Option<String>,

@@ -381,6 +381,21 @@ impl Relay {
                 }
             }
             Out::Device(d) => self.put_device(d).await,
+            Out::Reply {
+                host,
+                shard,
+                conn,
+                frame,
+            } => {
+                if let Some(bytes) = wire::encode_reply(shard, conn, &frame) {
+                    self.publish(self.subjects.host(&host), bytes).await;
+                }
+            }
+            Out::Approval { host, call } => {
+                if let Some(bytes) = wire::encode_approval(&self.cfg.name, &call) {
+                    self.publish(self.subjects.host(&host), bytes).await;
+                }
+            }
             Out::Invoke(r) => {
                 if let Some((host, bytes)) = wire::encode_invoke(&self.cfg.name, &r) {
                     self.publish(self.subjects.host(&host), bytes).await;
@@ -470,9 +485,18 @@ impl Relay {
 
     fn on_invoke(&mut self, payload: &[u8]) {
         let bus = &self.attach.bus;
-        match wire::decode_invoke(payload, bus.shards()) {
-            Some((shard, msg)) => bus.push_waiting(shard, BusMsg::Invoke(Box::new(msg))),
-            None => self.malformed("invoke"),
+        match wire::decode_direct(payload, bus.shards()) {
+            Some(wire::Direct::Invoke(shard, msg)) => {
+                bus.push_waiting(shard, BusMsg::Invoke(Box::new(msg)))
+            }
+            Some(wire::Direct::Reply { shard, conn, frame }) => {
+                bus.push_waiting(shard, BusMsg::Reply { conn, frame })
+            }
+            Some(wire::Direct::Approval(call)) => {
+                let owner = crate::placement::Placement::new(bus.shards()).approvals();
+                bus.push_waiting(owner, BusMsg::Approval(Box::new(call)))
+            }
+            None => self.malformed("direct message"),
         }
     }
 
@@ -606,6 +630,7 @@ impl Relay {
             hello: self.hello,
             leaving: false,
             connections: self.attach.globals.connections.load(Ordering::Relaxed) as u64,
+            approvers: self.attach.globals.approval_clients() as u64,
             url: self.attach.url.clone(),
         }
     }

@@ -28,6 +28,9 @@ pub struct Beat {
     /// Authenticated connections on the host.
     #[serde(default)]
     pub connections: u64,
+    /// Approval clients connected to the host (an approval request needs one somewhere).
+    #[serde(default)]
+    pub approvers: u64,
     /// Where clients reach the host (`ws://addr:port`).
     #[serde(default)]
     pub url: String,
@@ -60,6 +63,7 @@ pub struct MemberView {
     pub alive: bool,
     pub url: String,
     pub connections: u64,
+    pub approvers: u64,
     pub last_seen_ms: u64,
     pub started_ms: u64,
 }
@@ -195,6 +199,7 @@ impl Members {
                 alive: p.alive,
                 url: p.beat.url.clone(),
                 connections: p.beat.connections,
+                approvers: p.beat.approvers,
                 last_seen_ms: p.last_seen_ms,
                 started_ms: p.beat.started_ms,
             })
@@ -215,6 +220,7 @@ mod tests {
             hello: false,
             leaving: false,
             connections: 0,
+            approvers: 0,
             url: String::new(),
         }
     }

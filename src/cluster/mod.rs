@@ -138,6 +138,18 @@ pub enum Out {
     /// A paired-device change made on this host (already durable here), for the shared
     /// record.
     Device(crate::store::DeviceDelta),
+    /// A response frame for a connection of another host.
+    Reply {
+        host: Arc<str>,
+        shard: usize,
+        conn: u64,
+        frame: Vec<u8>,
+    },
+    /// An exec-approval call for the host that holds the approvals table.
+    Approval {
+        host: Arc<str>,
+        call: crate::approvals::ApprovalCall,
+    },
 }
 
 /// The storage thread's notices in a cluster: to this host's shards as always, and device

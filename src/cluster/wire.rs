@@ -311,11 +311,12 @@ impl NodeMsg {
     }
 }
 
-/// `node.invoke` traffic addressed to one host (`Timeout` never travels: deadlines are the
-/// caller's own).
+/// Messages addressed to one host: `node.invoke` traffic (`Timeout` never travels: deadlines
+/// are the caller's own), response frames for its connections, and approval calls for the
+/// host holding the approvals table.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "lowercase")]
-enum InvokeWire {
+enum DirectWire {
     Request {
         o: String,
         to: usize,
@@ -338,6 +339,64 @@ enum InvokeWire {
         id: String,
         outcome: Outcome,
     },
+    Reply {
+        to: usize,
+        conn: u64,
+        frame: String,
+    },
+    Approval {
+        o: String,
+        from: usize,
+        conn: u64,
+        req: String,
+        op: crate::approvals::ApprovalOp,
+    },
+}
+
+/// A message addressed to this host, decoded.
+#[derive(Debug)]
+pub enum Direct {
+    /// For the invokes of shard `.0`.
+    Invoke(usize, InvokeMsg),
+    /// A response frame for connection `conn` of shard `shard`.
+    Reply {
+        shard: usize,
+        conn: u64,
+        frame: Vec<u8>,
+    },
+    /// For this host's approvals owner; the caller is a connection of the sending host.
+    Approval(crate::approvals::ApprovalCall),
+}
+
+/// Encodes a response frame for connection `conn` of `shard` on another host.
+pub fn encode_reply(shard: usize, conn: u64, frame: &[u8]) -> Option<Vec<u8>> {
+    serde_json::to_vec(&DirectWire::Reply {
+        to: shard,
+        conn,
+        frame: std::str::from_utf8(frame).ok()?.to_owned(),
+    })
+    .ok()
+}
+
+/// Encodes an approval call of a connection of `origin` for the approvals host. Only a
+/// connection's call can travel (an in-process waiter has no address on another host).
+pub fn encode_approval(origin: &str, call: &crate::approvals::ApprovalCall) -> Option<Vec<u8>> {
+    let crate::effects::Caller::Conn {
+        shard,
+        conn,
+        req_id,
+    } = &call.caller
+    else {
+        return None;
+    };
+    serde_json::to_vec(&DirectWire::Approval {
+        o: origin.to_owned(),
+        from: *shard,
+        conn: *conn,
+        req: req_id.clone(),
+        op: call.op.clone(),
+    })
+    .ok()
 }
 
 /// Encodes an invoke message of `origin` for its destination host; returns that host too.
@@ -352,7 +411,7 @@ pub fn encode_invoke(origin: &str, r: &Remote) -> Option<(Arc<str>, Vec<u8>)> {
             event,
         } => {
             let (h, t) = event.pieces();
-            InvokeWire::Request {
+            DirectWire::Request {
                 o,
                 to,
                 from: from.shard,
@@ -363,13 +422,13 @@ pub fn encode_invoke(origin: &str, r: &Remote) -> Option<(Arc<str>, Vec<u8>)> {
                 tail: std::str::from_utf8(t).ok()?.to_owned(),
             }
         }
-        InvokeMsg::Cancel { id, node_id } => InvokeWire::Cancel {
+        InvokeMsg::Cancel { id, node_id } => DirectWire::Cancel {
             o,
             to,
             id: id.clone(),
             node: node_id.clone(),
         },
-        InvokeMsg::Done { id, outcome } => InvokeWire::Done {
+        InvokeMsg::Done { id, outcome } => DirectWire::Done {
             o,
             to,
             id: id.clone(),
@@ -380,12 +439,12 @@ pub fn encode_invoke(origin: &str, r: &Remote) -> Option<(Arc<str>, Vec<u8>)> {
     Some((r.host.clone(), serde_json::to_vec(&w).ok()?))
 }
 
-/// Decodes an invoke message addressed to this host: the shard it is for (below `shards`)
-/// and the message, its origin named as the sending host.
-pub fn decode_invoke(bytes: &[u8], shards: usize) -> Option<(usize, InvokeMsg)> {
-    let w: InvokeWire = serde_json::from_slice(bytes).ok()?;
+/// Decodes a message addressed to this host, for one of its `shards`; `None` for anything
+/// malformed or out of range.
+pub fn decode_direct(bytes: &[u8], shards: usize) -> Option<Direct> {
+    let w: DirectWire = serde_json::from_slice(bytes).ok()?;
     let (to, msg) = match w {
-        InvokeWire::Request {
+        DirectWire::Request {
             o,
             to,
             from,
@@ -415,12 +474,44 @@ pub fn decode_invoke(bytes: &[u8], shards: usize) -> Option<(usize, InvokeMsg)> 
                 },
             )
         }
-        InvokeWire::Cancel { to, id, node, .. } => (to, InvokeMsg::Cancel { id, node_id: node }),
-        InvokeWire::Done {
+        DirectWire::Cancel { to, id, node, .. } => (to, InvokeMsg::Cancel { id, node_id: node }),
+        DirectWire::Done {
             to, id, outcome, ..
         } => (to, InvokeMsg::Done { id, outcome }),
+        DirectWire::Reply { to, conn, frame } => {
+            let ok = to < shards && frame.starts_with("{\"type\":\"res\",");
+            return ok.then(|| Direct::Reply {
+                shard: to,
+                conn,
+                frame: frame.into_bytes(),
+            });
+        }
+        DirectWire::Approval {
+            o,
+            from,
+            conn,
+            req,
+            mut op,
+        } => {
+            if let crate::approvals::ApprovalOp::Request {
+                from: requester, ..
+            } = &mut op
+            {
+                // The requester is not a connection of this host: exclude nobody here.
+                *requester = (usize::MAX, u64::MAX);
+            }
+            return Some(Direct::Approval(crate::approvals::ApprovalCall {
+                caller: crate::effects::Caller::Remote {
+                    host: o.into(),
+                    shard: from,
+                    conn,
+                    req_id: req,
+                },
+                op,
+            }));
+        }
     };
-    (to < shards).then_some((to, msg))
+    (to < shards).then_some(Direct::Invoke(to, msg))
 }
 
 #[cfg(test)]
@@ -509,7 +600,9 @@ mod tests {
         };
         let (to_host, bytes) = encode_invoke("host-a", &r).unwrap();
         assert_eq!(&*to_host, "host-c");
-        let (shard, msg) = decode_invoke(&bytes, 2).unwrap();
+        let Some(Direct::Invoke(shard, msg)) = decode_direct(&bytes, 2) else {
+            panic!()
+        };
         assert_eq!(shard, 1);
         let InvokeMsg::Request {
             origin,

@@ -383,6 +383,18 @@ impl ShardCtx {
                 };
                 self.reply(*shard, *conn, frame);
             }
+            Caller::Remote {
+                host,
+                shard,
+                conn,
+                req_id,
+            } => {
+                let frame = match &a {
+                    Answer::Ok(v) => crate::proto::frame::res_ok(req_id, v),
+                    Answer::Failed(v, e) => crate::proto::frame::res_err_with_payload(req_id, v, e),
+                };
+                self.reply_remote(host, *shard, *conn, frame);
+            }
             Caller::Internal { shard, waiter } => {
                 let r = match a {
                     Answer::Ok(v) => Ok(v),
@@ -402,6 +414,17 @@ impl ShardCtx {
                 conn,
                 req_id,
             } => self.reply(*shard, *conn, crate::proto::frame::res_ok(req_id, payload)),
+            Caller::Remote {
+                host,
+                shard,
+                conn,
+                req_id,
+            } => self.reply_remote(
+                host,
+                *shard,
+                *conn,
+                crate::proto::frame::res_ok(req_id, payload),
+            ),
             Caller::Internal { shard, waiter } => {
                 self.answer_waiter(*shard, *waiter, Ok(payload.clone()))
             }
@@ -417,8 +440,58 @@ impl ShardCtx {
                 conn,
                 req_id,
             } => self.reply(*shard, *conn, crate::proto::frame::res_err(req_id, &e)),
+            Caller::Remote {
+                host,
+                shard,
+                conn,
+                req_id,
+            } => self.reply_remote(
+                host,
+                *shard,
+                *conn,
+                crate::proto::frame::res_err(req_id, &e),
+            ),
             Caller::Internal { shard, waiter } => self.answer_waiter(*shard, *waiter, Err(e)),
         }
+    }
+
+    /// Sends a response frame to a connection of another host.
+    fn reply_remote(&mut self, host: &Arc<str>, shard: usize, conn: u64, frame: Vec<u8>) {
+        match &self.cluster {
+            Some(c) => c.send(crate::cluster::Out::Reply {
+                host: host.clone(),
+                shard,
+                conn,
+                frame,
+            }),
+            None => tracing::error!(%host, "a reply for another host without a cluster"),
+        }
+    }
+
+    /// The cluster host that holds the exec-approvals table (`None`: this one). One host
+    /// holds it, so a request made on one host can be resolved from any: the live host with
+    /// the smallest name.
+    pub fn approvals_host(&self) -> Option<Arc<str>> {
+        let v = self.cluster_view.as_ref()?;
+        let first = v
+            .members
+            .iter()
+            .filter(|m| m.alive)
+            .map(|m| m.name.as_str())
+            .min()?;
+        (first < v.host.as_str()).then(|| first.into())
+    }
+
+    /// Approval clients connected to any host of the cluster (this one included).
+    pub fn approval_clients_everywhere(&self) -> usize {
+        let here = self.globals.approval_clients();
+        here + self.cluster_view.as_ref().map_or(0, |v| {
+            v.members
+                .iter()
+                .filter(|m| m.alive)
+                .map(|m| m.approvers as usize)
+                .sum()
+        })
     }
 
     fn answer_waiter(

@@ -101,7 +101,7 @@ const APPROVALS: Owner<approvals::Resume> = Owner {
 fn approvals_env(ctx: &ShardCtx) -> approvals::Env {
     approvals::Env {
         now_ms: now_ms(),
-        routed: ctx.globals.approval_clients() > 0,
+        routed: ctx.approval_clients_everywhere() > 0,
     }
 }
 
@@ -122,6 +122,10 @@ fn approval_resume(ctx: &mut ShardCtx, r: approvals::Resume, res: Option<OpResul
 
 /// Sends an approval call to the approvals owner (or serves it here).
 pub fn route_approval(ctx: &mut ShardCtx, call: ApprovalCall) {
+    if let (Some(host), Some(c)) = (ctx.approvals_host(), &ctx.cluster) {
+        c.send(crate::cluster::Out::Approval { host, call });
+        return;
+    }
     let owner = ctx.placement().approvals();
     ctx.route(owner, call, approval, BusMsg::Approval);
 }
