@@ -623,7 +623,7 @@ mod tests {
         assert_eq!(node_conn, 9);
         assert_eq!(event.to_vec(None), ev.to_vec(None));
         assert!(
-            decode_invoke(&bytes, 1).is_none(),
+            decode_direct(&bytes, 1).is_none(),
             "no shard 1 on a one-shard host"
         );
         let done = Remote {
@@ -640,9 +640,22 @@ mod tests {
         };
         let (_, bytes) = encode_invoke("host-c", &done).unwrap();
         assert!(matches!(
-            decode_invoke(&bytes, 2),
-            Some((0, InvokeMsg::Done { .. }))
+            decode_direct(&bytes, 2),
+            Some(Direct::Invoke(0, InvokeMsg::Done { .. }))
         ));
-        assert!(decode_invoke(b"{\"k\":\"request\"}", 2).is_none());
+        assert!(decode_direct(b"{\"k\":\"request\"}", 2).is_none());
+        // Replies must be response frames, for a shard that exists.
+        let reply = encode_reply(1, 7, b"{\"type\":\"res\",\"id\":\"1\",\"ok\":true}").unwrap();
+        assert!(matches!(
+            decode_direct(&reply, 2),
+            Some(Direct::Reply {
+                shard: 1,
+                conn: 7,
+                ..
+            })
+        ));
+        assert!(decode_direct(&reply, 1).is_none());
+        let junk = encode_reply(0, 7, b"{\"type\":\"event\"}").unwrap();
+        assert!(decode_direct(&junk, 2).is_none());
     }
 }
