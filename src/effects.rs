@@ -33,13 +33,17 @@ pub enum Caller {
         waiter: Waiter,
     },
     /// A request on a connection of another cluster host (its answer goes back through the
-    /// cluster link as a response frame).
-    Remote {
-        host: Arc<str>,
-        shard: usize,
-        conn: u64,
-        req_id: String,
-    },
+    /// cluster link as a response frame). Boxed: rare, and every owner stores callers.
+    Remote(Box<RemoteCaller>),
+}
+
+/// A connection of another cluster host that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCaller {
+    pub host: Arc<str>,
+    pub shard: usize,
+    pub conn: u64,
+    pub req_id: String,
 }
 
 /// An in-process waiter: which owner waits, and its token (the owner's own request id).
@@ -64,9 +68,8 @@ impl Caller {
     /// The shard the answer goes to.
     pub fn shard(&self) -> usize {
         match self {
-            Caller::Conn { shard, .. }
-            | Caller::Internal { shard, .. }
-            | Caller::Remote { shard, .. } => *shard,
+            Caller::Conn { shard, .. } | Caller::Internal { shard, .. } => *shard,
+            Caller::Remote(r) => r.shard,
         }
     }
 
@@ -74,7 +77,7 @@ impl Caller {
     pub fn conn_id(&self) -> Option<u64> {
         match self {
             Caller::Conn { conn, .. } => Some(*conn),
-            Caller::Internal { .. } | Caller::Remote { .. } => None,
+            Caller::Internal { .. } | Caller::Remote(_) => None,
         }
     }
 

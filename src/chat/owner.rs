@@ -1077,7 +1077,7 @@ fn record_run(
             ..
         } => "cron",
         Caller::Internal { .. } => "webhook",
-        Caller::Conn { .. } | Caller::Remote { .. } => "user",
+        Caller::Conn { .. } | Caller::Remote(_) => "user",
     };
     let channel = reply_channel.unwrap_or(if trigger == "webhook" {
         "webhook"

@@ -501,12 +501,12 @@ pub fn decode_direct(bytes: &[u8], shards: usize) -> Option<Direct> {
                 *requester = (usize::MAX, u64::MAX);
             }
             return Some(Direct::Approval(crate::approvals::ApprovalCall {
-                caller: crate::effects::Caller::Remote {
+                caller: crate::effects::Caller::Remote(Box::new(crate::effects::RemoteCaller {
                     host: o.into(),
                     shard: from,
                     conn,
                     req_id: req,
-                },
+                })),
                 op,
             }));
         }

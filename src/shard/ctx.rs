@@ -383,17 +383,14 @@ impl ShardCtx {
                 };
                 self.reply(*shard, *conn, frame);
             }
-            Caller::Remote {
-                host,
-                shard,
-                conn,
-                req_id,
-            } => {
+            Caller::Remote(r) => {
                 let frame = match &a {
-                    Answer::Ok(v) => crate::proto::frame::res_ok(req_id, v),
-                    Answer::Failed(v, e) => crate::proto::frame::res_err_with_payload(req_id, v, e),
+                    Answer::Ok(v) => crate::proto::frame::res_ok(&r.req_id, v),
+                    Answer::Failed(v, e) => {
+                        crate::proto::frame::res_err_with_payload(&r.req_id, v, e)
+                    }
                 };
-                self.reply_remote(host, *shard, *conn, frame);
+                self.reply_remote(r, frame);
             }
             Caller::Internal { shard, waiter } => {
                 let r = match a {
@@ -414,17 +411,9 @@ impl ShardCtx {
                 conn,
                 req_id,
             } => self.reply(*shard, *conn, crate::proto::frame::res_ok(req_id, payload)),
-            Caller::Remote {
-                host,
-                shard,
-                conn,
-                req_id,
-            } => self.reply_remote(
-                host,
-                *shard,
-                *conn,
-                crate::proto::frame::res_ok(req_id, payload),
-            ),
+            Caller::Remote(r) => {
+                self.reply_remote(r, crate::proto::frame::res_ok(&r.req_id, payload))
+            }
             Caller::Internal { shard, waiter } => {
                 self.answer_waiter(*shard, *waiter, Ok(payload.clone()))
             }
@@ -440,31 +429,21 @@ impl ShardCtx {
                 conn,
                 req_id,
             } => self.reply(*shard, *conn, crate::proto::frame::res_err(req_id, &e)),
-            Caller::Remote {
-                host,
-                shard,
-                conn,
-                req_id,
-            } => self.reply_remote(
-                host,
-                *shard,
-                *conn,
-                crate::proto::frame::res_err(req_id, &e),
-            ),
+            Caller::Remote(r) => self.reply_remote(r, crate::proto::frame::res_err(&r.req_id, &e)),
             Caller::Internal { shard, waiter } => self.answer_waiter(*shard, *waiter, Err(e)),
         }
     }
 
     /// Sends a response frame to a connection of another host.
-    fn reply_remote(&mut self, host: &Arc<str>, shard: usize, conn: u64, frame: Vec<u8>) {
+    fn reply_remote(&mut self, r: &crate::effects::RemoteCaller, frame: Vec<u8>) {
         match &self.cluster {
             Some(c) => c.send(crate::cluster::Out::Reply {
-                host: host.clone(),
-                shard,
-                conn,
+                host: r.host.clone(),
+                shard: r.shard,
+                conn: r.conn,
                 frame,
             }),
-            None => tracing::error!(%host, "a reply for another host without a cluster"),
+            None => tracing::error!(host = %r.host, "a reply for another host without a cluster"),
         }
     }
 
