@@ -692,3 +692,88 @@ fn an_exec_approval_requested_on_one_host_is_resolved_from_another() {
         "one table: {again}"
     );
 }
+
+/// Publishes raw messages to NATS (the text protocol), as a misbehaving or hostile peer would.
+fn nats_publish(nats: &Nats, msgs: &[(&str, Vec<u8>)]) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    let mut info = String::new();
+    BufReader::new(s.try_clone().unwrap())
+        .read_line(&mut info)
+        .unwrap();
+    assert!(info.starts_with("INFO"), "{info}");
+    s.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+        .unwrap();
+    for (subject, payload) in msgs {
+        s.write_all(format!("PUB {subject} {}\r\n", payload.len()).as_bytes())
+            .unwrap();
+        s.write_all(payload).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    s.write_all(b"PING\r\n").unwrap();
+    let mut pong = String::new();
+    BufReader::new(s).read_line(&mut pong).unwrap();
+}
+
+#[test]
+fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
+    let nats = Nats::start();
+    let [a, b, _c] = three(&nats);
+    let mut ask_a = asker(&a);
+    wait_alive(&mut ask_a, 3, Duration::from_secs(10));
+    let mut msgs: Vec<(&str, Vec<u8>)> = vec![
+        ("ringgate.events", b"not json".to_vec()),
+        ("ringgate.events", b"{\"o\":\"x\",\"n\":\"chat\"}\n{\"type\":\"res\"}\n}".to_vec()),
+        ("ringgate.events", vec![0xff; 4096]),
+        ("ringgate.presence", b"{\"o\":\"x\",\"entries\":7}".to_vec()),
+        ("ringgate.beats", b"{\"host\":5}".to_vec()),
+        ("ringgate.nodes", b"[1,2,3]".to_vec()),
+        ("ringgate.host.host-a", b"{\"k\":\"reply\",\"to\":99,\"conn\":1,\"frame\":\"x\"}".to_vec()),
+        ("ringgate.host.host-a", b"{\"k\":\"done\",\"o\":\"x\",\"to\":0,\"id\":\"nope\",\"outcome\":{\"Ok\":{\"payload\":1,\"payload_json\":null}}}".to_vec()),
+        ("$KV.ringgate_devices.abc", b"{\"o\":\"x\",\"device\":{\"deviceId\":\"other\"}}".to_vec()),
+    ];
+    // A presence entry with an oversized key, and a flood of beats from made-up hosts.
+    let long_key = format!(
+        "{{\"o\":\"x\",\"entries\":[{{\"key\":\"{}\",\"fields\":{{}},\"ts\":1}}]}}",
+        "k".repeat(10_000)
+    );
+    msgs.push(("ringgate.presence", long_key.into_bytes()));
+    let beats: Vec<String> = (0..2_000)
+        .map(|i| format!("{{\"host\":\"fake-{i}\",\"startedMs\":1,\"started_ms\":1}}"))
+        .collect();
+    for b in &beats {
+        msgs.push(("ringgate.beats", b.clone().into_bytes()));
+    }
+    nats_publish(&nats, &msgs);
+
+    // Every host is up, counted what it refused, and still works as a cluster.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cluster = loop {
+        let v = cluster_of(&mut ask_a);
+        if v["malformed"].as_u64().unwrap_or(0) >= 8 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "malformed messages not counted: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let members = cluster["members"].as_array().unwrap().len();
+    assert!(members <= 1024, "the member table is bounded: {members}");
+    let _on_b = ui_client(&b, "after-garbage");
+    wait_presence(&mut ask_a, "after-garbage", Duration::from_secs(5), |e| {
+        e.is_some_and(|e| e["reason"] == "connect")
+    });
+    let list = ask_a.call("system-presence", None);
+    assert!(
+        !list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.to_string().contains("kkkkkkkkkk")),
+        "the oversized key was refused"
+    );
+    let _ = ask_a.call("device.pair.list", None);
+    assert_eq!(ask_a.call("health", None)["ok"], true);
+}

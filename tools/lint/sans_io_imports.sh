@@ -19,6 +19,8 @@ SANS_IO=(
   src/proto
   src/shard/subs.rs
   src/worker
+  src/cluster/members.rs
+  src/cluster/wire.rs
 )
 bad=$(grep -rnE 'crate::(shard|bus)\b|\bmonoio::|\bShardCtx\b' "${SANS_IO[@]}" \
   | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
@@ -38,3 +40,13 @@ if [ -n "$bad" ]; then
   exit 1
 fi
 echo "runtime seam: ok (no runtime crate named outside src/rt/)"
+
+# The cluster link's runtime: Tokio and async-nats run on the link thread only.
+bad=$(grep -rnE '\b(tokio|async_nats)::|use (tokio|async_nats)\b' src --include='*.rs' \
+  | grep -v '^src/cluster/link.rs' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+if [ -n "$bad" ]; then
+  echo "only src/cluster/link.rs may name tokio or async_nats (the link thread's runtime):"
+  echo "$bad"
+  exit 1
+fi
+echo "cluster link: ok (tokio and async-nats only on the link thread)"

@@ -543,7 +543,10 @@ pub fn run_chat(a: ChatArgs) -> Result<(), String> {
     wait_until(setup_limit(nconns, a.rate, a.c.timeout), || {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= all
     });
-    let (t0, meter) = (Instant::now(), crate::cpu::Meter::start(a.c.server_pid()));
+    let (t0, meter) = (
+        Instant::now(),
+        crate::cpu::Meter::start_all(a.c.server_pids()),
+    );
     sh.phase.store(1, Release);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         let c = sh.connected.load(Relaxed);
@@ -843,7 +846,10 @@ pub fn run_fanout(a: FanoutArgs) -> Result<(), String> {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= w as u64
             && (sh.sender_ready.load(Relaxed) || sh.sender_done.load(Relaxed))
     });
-    let (t0, meter) = (Instant::now(), crate::cpu::Meter::start(a.c.server_pid()));
+    let (t0, meter) = (
+        Instant::now(),
+        crate::cpu::Meter::start_all(a.c.server_pids()),
+    );
     sh.phase.store(1, Release);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         sh.sender_done.load(Acquire)

@@ -30,7 +30,8 @@ pub fn process_s(pid: u32) -> Option<f64> {
 
 /// Server and loadgen CPU over one measured phase.
 pub struct Meter {
-    pid: Option<u32>,
+    /// Every server process measured (several hosts of a cluster on this machine).
+    pids: Vec<u32>,
     t0: Instant,
     server0: Option<f64>,
     self0: f64,
@@ -45,17 +46,18 @@ pub struct Spent {
 }
 
 impl Meter {
-    pub fn start(pid: Option<u32>) -> Meter {
+    /// Measures the sum of several server processes.
+    pub fn start_all(pids: Vec<u32>) -> Meter {
         Meter {
-            pid,
+            server0: total_s(&pids),
+            pids,
             t0: Instant::now(),
-            server0: pid.and_then(process_s),
             self0: self_s(),
         }
     }
 
     pub fn stop(&self) -> Spent {
-        let server = self.pid.and_then(process_s);
+        let server = total_s(&self.pids);
         Spent {
             wall_s: self.t0.elapsed().as_secs_f64(),
             server_s: match (self.server0, server) {
@@ -65,6 +67,14 @@ impl Meter {
             loadgen_s: self_s() - self.self0,
         }
     }
+}
+
+/// CPU seconds of all `pids` (`None` when there are none or one is unreadable).
+fn total_s(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| process_s(p)).sum()
 }
 
 impl Spent {

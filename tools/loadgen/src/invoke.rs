@@ -9,6 +9,10 @@
 //! `--placement same|cross` picks connections until the operator is on the node's shard (or
 //! on another one), read from the `s<shard>-` prefix of `hello-ok.server.connId` (ringgate's
 //! connection ids), so both routing paths can be measured on a multi-shard gateway.
+//!
+//! With several `--url`s (hosts of a cluster) the node connects to the second and the
+//! operator to the first, so every invoke crosses hosts; the capability request is approved
+//! on the node's host, and the measurement starts once the operator's host knows the node.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,9 +81,14 @@ fn shard_of(hello: &Value) -> Option<usize> {
 
 /// Opens a connection and completes the handshake with `params(nonce, ts)`; returns the
 /// socket and the hello-ok response.
-async fn connect(sh: &Shared, params: impl Fn(&str, u64) -> Value) -> Result<(Ws, Value), String> {
+async fn connect(
+    sh: &Shared,
+    opts: crate::ws::SockOpts,
+    params: impl Fn(&str, u64) -> Value,
+) -> Result<(Ws, Value), String> {
     let cfg = &sh.cfg;
-    let mut ws = Ws::connect(&cfg.target, Default::default(), 4096, cfg.timeout)
+    let opts = crate::ws::SockOpts { src: None, ..opts };
+    let mut ws = Ws::connect(&cfg.target, opts, 4096, cfg.timeout)
         .await
         .map_err(|e| e.kind())?;
     let ch = next_json(&mut ws, |v| v["event"] == "connect.challenge").await?;
@@ -135,9 +144,9 @@ impl Node {
     }
 }
 
-async fn operator(sh: &Shared) -> Result<(Ws, Option<usize>), String> {
+async fn operator(sh: &Shared, host: usize) -> Result<(Ws, Option<usize>), String> {
     let token = sh.cfg.token.clone();
-    let (ws, hello) = connect(sh, |_, _| {
+    let (ws, hello) = connect(sh, sh.sock_on(host), |_, _| {
         json!({
             "minProtocol": 4, "maxProtocol": 4,
             "client": {"id": "cli", "version": "loadgen", "platform": "linux", "mode": "cli"},
@@ -174,12 +183,15 @@ async fn invoke_thread(sh: Arc<Shared>, a: InvokeArgs) -> ThreadOut {
 async fn run(sh: &Shared, a: &InvokeArgs, out: &mut ThreadOut) -> Result<(), String> {
     let node = Node::new();
     let token = sh.cfg.token.clone();
-    let (mut nws, hello) = connect(sh, |nonce, ts| node.params(&token, nonce, ts)).await?;
+    let (mut nws, hello) = connect(sh, sh.sock_on(1), |nonce, ts| {
+        node.params(&token, nonce, ts)
+    })
+    .await?;
     let node_shard = shard_of(&hello);
     // An operator placed as asked.
     let mut found = None;
     for _ in 0..a.attempts.max(1) {
-        let (ws, shard) = operator(sh).await?;
+        let (ws, shard) = operator(sh, 0).await?;
         let ok = match (a.placement.as_str(), shard, node_shard) {
             ("same", Some(s), Some(n)) => s == n,
             ("cross", Some(s), Some(n)) => s != n,
@@ -200,12 +212,14 @@ async fn run(sh: &Shared, a: &InvokeArgs, out: &mut ThreadOut) -> Result<(), Str
     };
     out.inc("node_shard", node_shard.map_or(u64::MAX, |s| s as u64));
     out.inc("operator_shard", op_shard.map_or(u64::MAX, |s| s as u64));
-    // Approve the node's capability request (it is recorded right after the node's hello).
+    // Approve the node's capability request (it is recorded right after the node's hello) on
+    // the node's host.
+    let (mut aws, _) = operator(sh, 1).await?;
     let mut next_id = 10u64;
     let deadline = Instant::now() + sh.cfg.timeout;
     let request_id = loop {
         next_id += 1;
-        let list = request(&mut ows, next_id, "node.pair.list", json!({})).await?;
+        let list = request(&mut aws, next_id, "node.pair.list", json!({})).await?;
         let hit = list["pending"]
             .as_array()
             .and_then(|p| p.iter().find(|r| r["nodeId"] == node.id.as_str()))
@@ -220,12 +234,32 @@ async fn run(sh: &Shared, a: &InvokeArgs, out: &mut ThreadOut) -> Result<(), Str
     };
     next_id += 1;
     request(
-        &mut ows,
+        &mut aws,
         next_id,
         "node.pair.approve",
         json!({"requestId": request_id}),
     )
     .await?;
+    aws.close(Duration::from_millis(100)).await;
+    // The operator's host learns of the approval (at once on one host; through the cluster's
+    // shared record on another).
+    let deadline = Instant::now() + sh.cfg.timeout;
+    loop {
+        next_id += 1;
+        let list = request(&mut ows, next_id, "node.list", json!({})).await?;
+        let ready = list["nodes"].as_array().is_some_and(|l| {
+            l.iter().any(|n| {
+                n["nodeId"] == node.id.as_str() && n["connected"] == true && n["paired"] == true
+            })
+        });
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the operator's host never listed the approved node".into());
+        }
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
     let start = Instant::now();
     let dur = Duration::from_secs_f64(a.c.duration);
     while start.elapsed() < dur {

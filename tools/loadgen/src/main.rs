@@ -42,7 +42,9 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Target URL (loopback IPv4 only)
+    /// Target URL (loopback IPv4 only). Several, comma-separated, are hosts of one cluster:
+    /// connections are spread over them round-robin (a scenario's single sender or operator
+    /// uses the first), and server CPU is the sum over all of them.
     #[arg(long, default_value = "ws://127.0.0.1:18789/")]
     url: String,
     /// Gateway shared token (auth.token)
@@ -85,13 +87,35 @@ struct Common {
 }
 
 impl Common {
-    /// The server process to measure.
+    /// The server process to measure (the first target's).
     fn server_pid(&self) -> Option<u32> {
         self.pid.or_else(|| {
-            Target::parse(&self.url)
+            Target::parse(self.first_url())
                 .ok()
                 .and_then(|t| pid_of_port(t.addr.port()))
         })
+    }
+
+    /// Every server process to measure: `--pid`, else each target's.
+    fn server_pids(&self) -> Vec<u32> {
+        if let Some(p) = self.pid {
+            return vec![p];
+        }
+        let mut pids: Vec<u32> = self
+            .urls()
+            .filter_map(|u| Target::parse(u).ok())
+            .filter_map(|t| pid_of_port(t.addr.port()))
+            .collect();
+        pids.dedup();
+        pids
+    }
+
+    fn urls(&self) -> impl Iterator<Item = &str> {
+        self.url.split(',').map(str::trim).filter(|u| !u.is_empty())
+    }
+
+    fn first_url(&self) -> &str {
+        self.urls().next().unwrap_or(&self.url)
     }
 }
 
@@ -232,6 +256,9 @@ struct SlowArgs {
 /// State shared by all worker threads and the coordinating main thread.
 struct Shared {
     cfg: ConnCfg,
+    /// Every host's address (one unless `--url` names a cluster).
+    addrs: Vec<std::net::SocketAddrV4>,
+    addr_ctr: AtomicU32,
     base: Instant,
     rotate_src: bool,
     src_ctr: AtomicU32,
@@ -253,9 +280,15 @@ struct Shared {
 
 impl Shared {
     fn new(c: &Common, read_buf: usize) -> Result<Shared, String> {
-        let target = Target::parse(&c.url)?;
+        let target = Target::parse(c.first_url())?;
         let rotate_src = !c.no_src_rotate && target.addr.ip().octets()[0] == 127;
+        let addrs = c
+            .urls()
+            .map(|u| Target::parse(u).map(|t| t.addr))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Shared {
+            addrs,
+            addr_ctr: AtomicU32::new(0),
             cfg: ConnCfg {
                 target,
                 token: c.token.clone(),
@@ -293,7 +326,22 @@ impl Shared {
             let n = self.src_ctr.fetch_add(1, Relaxed);
             Ipv4Addr::new(127, 0, 0, 2 + (n % 249) as u8)
         });
-        SockOpts { src, rcvbuf: None }
+        let addr = (self.addrs.len() > 1).then(|| {
+            let n = self.addr_ctr.fetch_add(1, Relaxed) as usize;
+            self.addrs[n % self.addrs.len()]
+        });
+        SockOpts {
+            src,
+            rcvbuf: None,
+            addr,
+        }
+    }
+
+    /// [`Shared::sock`] on host `i` of the cluster (the first for a scenario's single sender).
+    fn sock_on(&self, i: usize) -> SockOpts {
+        let mut o = self.sock();
+        o.addr = self.addrs.get(i).copied();
+        o
     }
 
     fn now_ns(&self) -> u64 {
@@ -527,7 +575,7 @@ fn run_handshake(a: HandshakeArgs) -> Result<(), String> {
     let dur = Duration::from_secs_f64(a.c.duration);
     let threads = a.c.threads.max(1);
     let conc = a.concurrency;
-    let (t0, meter) = (Instant::now(), cpu::Meter::start(a.c.server_pid()));
+    let (t0, meter) = (Instant::now(), cpu::Meter::start_all(a.c.server_pids()));
     let hs = run_workers(&a.c, sh.clone(), move |tid, sh| {
         handshake_thread(tid, sh, share(conc, threads, tid), dur)
     });
@@ -771,7 +819,7 @@ fn run_rpc(a: RpcArgs) -> Result<(), String> {
     wait_until(setup_limit(clients, a.rate, a.c.timeout), || {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= all
     });
-    let (t0, meter) = (Instant::now(), cpu::Meter::start(a.c.server_pid()));
+    let (t0, meter) = (Instant::now(), cpu::Meter::start_all(a.c.server_pids()));
     sh.phase.store(1, Relaxed);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         sh.dropped.load(Relaxed) >= sh.connected.load(Relaxed)
@@ -1035,7 +1083,7 @@ async fn broadcaster(
     interval_ms: u64,
     same_entry: bool,
 ) {
-    let mut ws = match proto::open(&sh.cfg, sh.sock()).await {
+    let mut ws = match proto::open(&sh.cfg, sh.sock_on(0)).await {
         Ok(ws) => ws,
         Err(e) => {
             out.borrow_mut().err(format!("sender-connect:{}", e.kind()));
@@ -1158,7 +1206,7 @@ fn run_broadcast(a: BroadcastArgs) -> Result<(), String> {
         sh.connected.load(Relaxed) + sh.failed.load(Relaxed) >= all
             && (sh.sender_ready.load(Relaxed) || sh.sender_done.load(Relaxed))
     });
-    let (t0, meter) = (Instant::now(), cpu::Meter::start(a.c.server_pid()));
+    let (t0, meter) = (Instant::now(), cpu::Meter::start_all(a.c.server_pids()));
     sh.phase.store(1, Release);
     wait_until(Duration::from_secs_f64(a.c.duration), || {
         sh.sender_done.load(Acquire)
@@ -1222,7 +1270,7 @@ async fn slow_client(sh: Arc<Shared>, out: Rc<RefCell<ThreadOut>>, rcvbuf: u32, 
 }
 
 async fn slow_sender(sh: Arc<Shared>, out: Rc<RefCell<ThreadOut>>, text: String) {
-    let mut ws = match proto::open(&sh.cfg, sh.sock()).await {
+    let mut ws = match proto::open(&sh.cfg, sh.sock_on(0)).await {
         Ok(ws) => ws,
         Err(e) => {
             out.borrow_mut().err(format!("sender-connect:{}", e.kind()));

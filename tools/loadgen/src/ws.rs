@@ -104,6 +104,9 @@ pub struct SockOpts {
     pub src: Option<Ipv4Addr>,
     /// SO_RCVBUF, if set (used for slow consumers).
     pub rcvbuf: Option<u32>,
+    /// Connect here instead of the target's address (another host of a cluster; the
+    /// request line and `Host` stay the target's).
+    pub addr: Option<SocketAddrV4>,
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -229,7 +232,12 @@ impl Ws {
         read_buf: usize,
         timeout: Duration,
     ) -> Result<Ws, WsError> {
-        let stream = match monoio::time::timeout(timeout, tcp_connect(target.addr, opts)).await {
+        let stream = match monoio::time::timeout(
+            timeout,
+            tcp_connect(opts.addr.unwrap_or(target.addr), opts),
+        )
+        .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(WsError::Connect(e)),
             Err(_) => return Err(WsError::Timeout),
