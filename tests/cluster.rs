@@ -246,6 +246,23 @@ fn health_lists_members_and_a_lost_host_takes_its_clients_with_it() {
     let mb = member(&cluster, "host-b");
     assert_eq!(mb["alive"], true);
     assert_eq!(mb["url"], format!("ws://{}", b.addr));
+    // The same in the Prometheus exposition.
+    let scrape = common::http_raw(
+        a.addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer T\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    for line in [
+        "ringgate_cluster_link_up 1",
+        "ringgate_cluster_members{state=\"alive\"} 3",
+        "ringgate_cluster_members{state=\"dead\"} 0",
+    ] {
+        assert!(
+            scrape.body.lines().any(|l| l == line),
+            "no `{line}` in:\n{}",
+            scrape.body
+        );
+    }
 
     // kill -9: no goodbye; A notices the silence after deadAfterMs and marks C's client gone.
     let _on_c = ui_client(&c, "inst-c");

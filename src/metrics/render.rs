@@ -65,6 +65,8 @@ pub struct Scrape {
     pub shards: Vec<Snapshot>,
     pub loops: Vec<Loop>,
     pub store: Store,
+    /// The cluster as this host sees it (`None`: not in a cluster).
+    pub cluster: Option<std::sync::Arc<crate::cluster::View>>,
 }
 
 impl Scrape {
@@ -548,6 +550,39 @@ impl Scrape {
             "node.invoke requests finished, by outcome.",
             self.by_label("outcome", |m| &m.invokes),
         )?;
+        if let Some(c) = &self.cluster {
+            gauge(
+                enc,
+                "ringgate_cluster_link_up",
+                "1 while this host's link to NATS is connected.",
+                [(Labels::new(), u64::from(c.connected))],
+            )?;
+            let alive = c.members.iter().filter(|m| m.alive).count() as u64;
+            gauge(
+                enc,
+                "ringgate_cluster_members",
+                "Hosts of the cluster as this host sees them (itself included in alive).",
+                [
+                    (vec![("state", "alive".to_owned())], alive + 1),
+                    (
+                        vec![("state", "dead".to_owned())],
+                        c.members.len() as u64 - alive,
+                    ),
+                ],
+            )?;
+            counter(
+                enc,
+                "ringgate_cluster_messages_dropped",
+                "Messages for other hosts that were dropped (link queue full, or NATS refused them).",
+                [(Labels::new(), c.dropped)],
+            )?;
+            counter(
+                enc,
+                "ringgate_cluster_messages_malformed",
+                "Messages from the cluster refused as malformed.",
+                [(Labels::new(), c.malformed)],
+            )?;
+        }
         let st = &self.store;
         gauge(
             enc,

@@ -109,8 +109,39 @@ mod tests {
                 commit_seconds: super::super::hist::Hist::new(super::super::hist::LATENCY_SECONDS),
                 failed_commits: 0,
             },
+            cluster: Some(std::sync::Arc::new(crate::cluster::View {
+                host: "a".into(),
+                nats: "nats://x".into(),
+                connected: true,
+                since_ms: 0,
+                members: ["b", "c"]
+                    .iter()
+                    .map(|n| crate::cluster::members::MemberView {
+                        name: (*n).into(),
+                        alive: *n == "b",
+                        url: String::new(),
+                        connections: 0,
+                        approvers: 0,
+                        last_seen_ms: 0,
+                        started_ms: 0,
+                    })
+                    .collect(),
+                dropped: 3,
+                malformed: 0,
+            })),
         };
         let s = parse(&scrape.encode());
+        let members = |state: &str| {
+            s.iter()
+                .find(|x| x.name == "ringgate_cluster_members" && x.label("state") == Some(state))
+                .map(|x| x.value)
+        };
+        assert_eq!((members("alive"), members("dead")), (Some(2.0), Some(1.0)));
+        let dropped = s
+            .iter()
+            .find(|x| x.name == "ringgate_cluster_messages_dropped_total")
+            .map(|x| x.value);
+        assert_eq!(dropped, Some(3.0));
         let frames = s
             .iter()
             .find(|x| x.name == "ringgate_frames_received_total")

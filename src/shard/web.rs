@@ -267,6 +267,7 @@ async fn metrics(shared: &super::conn::Shared) -> Response {
                 logs_suppressed: load(&g.logs_suppressed),
             },
             shards: got,
+            cluster: ctx.cluster_view.clone(),
             loops: g
                 .loops
                 .iter()
