@@ -794,3 +794,55 @@ fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
     let _ = ask_a.call("device.pair.list", None);
     assert_eq!(ask_a.call("health", None)["ok"], true);
 }
+
+#[test]
+fn devices_paired_before_joining_are_added_to_the_shared_record() {
+    let nats = Nats::start();
+    let state = TempDir::new("joining-host");
+    // Paired while the host ran alone.
+    let mut alone = Server::opts().state_dir(state.path()).start();
+    let (_ws, first) = connect_device(&alone, 33, json!({"token": common::TOKEN}));
+    let token = hello_of(first)["auth"]["deviceToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(_ws);
+    alone.sigterm();
+    alone.wait_exit(Duration::from_secs(10));
+    // The same state joins a cluster: the other host accepts the device's token.
+    let _a = host_in(&nats, "host-a", Some(state.path()));
+    let b = host(&nats, "host-b");
+    let _ws = connect_with_token_eventually(&b, 33, &token);
+}
+
+/// While sessions are per host, a session's events stay on the host serving it: a client of
+/// another host watching the same key sees none of them (its host's session of that key is a
+/// different transcript).
+#[test]
+fn a_sessions_events_stay_on_the_host_serving_it() {
+    let nats = Nats::start();
+    let a = host(&nats, "host-a");
+    let b = host(&nats, "host-b");
+    wait_alive(&mut asker(&a), 2, Duration::from_secs(10));
+    let mut on_a = asker(&a);
+    let mut on_b = asker(&b);
+    on_a.call(
+        "chat.send",
+        Some(json!({"sessionKey": "shared-name", "message": "hello a", "idempotencyKey": "run-a"})),
+    );
+    on_a.wait_event_where("chat", Duration::from_secs(10), |e| {
+        e["payload"]["state"] == "final"
+    });
+    // Something that does cross, sent after, proves B's link delivered everything before it.
+    let node = Client::connect_node(&a, 9, &["system.run"], 0);
+    on_b.wait_event("node.presence", Duration::from_secs(5));
+    node.close();
+    assert!(
+        !on_b
+            .events
+            .iter()
+            .any(|e| e["event"] == "chat" || e["event"] == "agent"),
+        "another host's session events leaked: {:?}",
+        on_b.events
+    );
+}

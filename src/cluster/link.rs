@@ -36,6 +36,9 @@ const BEAT_MS: u64 = 1_000;
 /// What the link needs from the gateway once the shards exist.
 pub struct Attach {
     pub bus: Arc<Bus>,
+    /// The devices this host's store held at start: any the shared record lacks (paired
+    /// before the host joined, or written just before a crash) are added to it.
+    pub devices: Arc<Vec<Arc<crate::pairing::PairedDevice>>>,
     /// Where device changes from the shared record are applied.
     pub store: crate::store::Store,
     pub globals: Arc<Globals>,
@@ -306,6 +309,7 @@ impl Relay {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outbox = self.handle.outbox.clone();
         let mut batch = Vec::new();
+        self.upload_missing_devices().await;
         self.open_device_watch().await;
         loop {
             let mut watch = self.device_watch.take();
@@ -401,6 +405,28 @@ impl Relay {
                     self.publish(self.subjects.host(&host), bytes).await;
                 }
             }
+        }
+    }
+
+    /// Adds this host's devices that the shared record has never held. A device the record
+    /// holds — or holds a removal of — is left to the record.
+    async fn upload_missing_devices(&mut self) {
+        let mut added = 0usize;
+        for d in self.attach.devices.clone().iter() {
+            match self.devices.entry(&d.device_id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    self.put_device(crate::store::DeviceDelta::Upsert(d.clone()))
+                        .await;
+                    added += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(device = %d.device_id, error = %e, "cannot read the shared device record");
+                }
+            }
+        }
+        if added > 0 {
+            tracing::info!(added, "this host's devices added to the shared record");
         }
     }
 

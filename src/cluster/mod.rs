@@ -7,12 +7,15 @@
 //! ordinary bus. What travels (subjects in [`wire`]):
 //!
 //! * every broadcast event an owner on this host emits (except the host's own `health` and
-//!   `tick`), fanned out on every other host to its own connections, each stamping its own
-//!   gap-free `seq`;
+//!   `tick`, and a session's events while sessions are per host), fanned out on every other
+//!   host to its own connections, each stamping its own gap-free `seq`;
 //! * presence changes of this host's clients, applied on every host as the same commutative
 //!   upserts that cross shards, under each host's own `stateVersion.presence`;
 //! * heartbeats, from which [`members`] decides who is alive: a host silent for
-//!   `deadAfterMs` is dead, and its clients' presence entries are marked disconnected.
+//!   `deadAfterMs` is dead, and its clients' presence entries are marked disconnected;
+//! * the node registry, and `node.invoke` traffic, response frames and exec-approval calls
+//!   addressed to one host;
+//! * paired devices and their tokens, in a JetStream key-value bucket (the durable record).
 //!
 //! Without `ringgate.cluster` none of this exists and the gateway runs alone.
 
@@ -192,9 +195,16 @@ impl Handle {
     }
 
     /// Whether this event is for the other hosts too. A host's own `health` and `tick`
-    /// describe that host; presence crosses as changes, never as a list.
-    pub fn crosses(name: &str) -> bool {
-        !matches!(name, "health" | "tick" | "presence" | "shutdown")
+    /// describe that host; presence crosses as changes, never as a list. A session's events
+    /// (chat, agent, `session.*`, `sessions.changed`) stay on the host that serves the
+    /// session while sessions are per host: another host's session of the same key is a
+    /// different transcript, and its watchers must not see this one's turns.
+    pub fn crosses(ev: &EventTemplate) -> bool {
+        ev.meta.session.is_none()
+            && !matches!(
+                ev.name.as_str(),
+                "health" | "tick" | "presence" | "shutdown"
+            )
     }
 }
 
@@ -282,11 +292,17 @@ mod tests {
     }
 
     #[test]
-    fn health_and_ticks_stay_home() {
-        assert!(!Handle::crosses("health"));
-        assert!(!Handle::crosses("tick"));
-        assert!(!Handle::crosses("presence"));
-        assert!(Handle::crosses("chat"));
-        assert!(Handle::crosses("node.presence"));
+    fn health_ticks_and_session_events_stay_home() {
+        let ev = |name: &str| EventTemplate::new(name, &json!({}), None);
+        assert!(!Handle::crosses(&ev("health")));
+        assert!(!Handle::crosses(&ev("tick")));
+        assert!(!Handle::crosses(&ev("presence")));
+        assert!(Handle::crosses(&ev("node.presence")));
+        assert!(Handle::crosses(&ev("exec.approval.requested")));
+        let chat = ev("chat").with_meta(crate::proto::frame::EventMeta {
+            session: Some("agent:main:main".into()),
+            ..Default::default()
+        });
+        assert!(!Handle::crosses(&chat));
     }
 }

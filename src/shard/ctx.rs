@@ -652,7 +652,7 @@ impl ShardCtx {
     pub fn broadcast_arc(&mut self, ev: Arc<EventTemplate>) {
         self.fanout(&ev);
         if let Some(c) = &self.cluster {
-            if crate::cluster::Handle::crosses(&ev.name) {
+            if crate::cluster::Handle::crosses(&ev) {
                 c.send(crate::cluster::Out::Event(ev.clone()));
             }
         }

@@ -222,6 +222,7 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
         let h = l.handle.clone();
         l.attach(crate::cluster::link::Attach {
             bus: bus.clone(),
+            devices: devices.clone(),
             store: store.clone(),
             globals: globals.clone(),
             url: format!("ws://{addr}"),
