@@ -39,6 +39,15 @@ fn three(nats: &Nats) -> [Server; 3] {
     ]
 }
 
+/// NATS and three hosts, with a client of the first that has seen all three alive.
+fn three_alive() -> (Nats, [Server; 3], Client) {
+    let nats = Nats::start();
+    let hosts = three(&nats);
+    let mut ask = asker(&hosts[0]);
+    wait_alive(&mut ask, 3, Duration::from_secs(10));
+    (nats, hosts, ask)
+}
+
 /// A presence-tracked operator client (mode `ui`) with this instance id. Without a device
 /// identity it holds no scopes (as on the original), so it receives no events.
 fn ui_client(server: &Server, instance: &str) -> Client {
@@ -161,10 +170,7 @@ fn without_nats_or_jetstream_the_host_does_not_start() {
 
 #[test]
 fn presence_and_broadcasts_reach_every_host_with_gap_free_seq() {
-    let nats = Nats::start();
-    let [a, b, c] = three(&nats);
-    let mut ask_a = asker(&a);
-    wait_alive(&mut ask_a, 3, Duration::from_secs(10));
+    let (_nats, [a, b, c], mut ask_a) = three_alive();
     // A watcher on A: every event it gets carries the next seq, whichever host it came from.
     let mut watcher = asker(&a);
     let mut seen: Vec<u64> = Vec::new();
@@ -459,9 +465,7 @@ fn connect_with_token_eventually(server: &Server, seed: u8, token: &str) -> comm
 
 #[test]
 fn a_device_paired_on_one_host_is_known_to_all_and_revoked_everywhere() {
-    let nats = Nats::start();
-    let [a, b, c] = three(&nats);
-    wait_alive(&mut asker(&a), 3, Duration::from_secs(10));
+    let (_nats, [a, b, c], _) = three_alive();
     // Paired on A (silently: a loopback device), with a device token.
     let (_on_a, first) = connect_device(&a, 21, json!({"token": common::TOKEN}));
     let token = hello_of(first)["auth"]["deviceToken"]
@@ -553,9 +557,7 @@ fn cli_json(
 #[test]
 fn node_invoke_from_one_host_reaches_a_real_node_host_on_another() {
     let Some(oc) = openclaw() else { return };
-    let nats = Nats::start();
-    let [a, b, c] = three(&nats);
-    wait_alive(&mut asker(&a), 3, Duration::from_secs(10));
+    let (_nats, [a, b, c], _) = three_alive();
     let home = TempDir::new("node-cli");
     let node_home = TempDir::new("node-host");
     let port = c.addr.port().to_string();
@@ -668,10 +670,7 @@ fn node_invoke_from_one_host_reaches_a_real_node_host_on_another() {
 
 #[test]
 fn an_exec_approval_requested_on_one_host_is_resolved_from_another() {
-    let nats = Nats::start();
-    let [a, b, c] = three(&nats);
-    let mut on_a = asker(&a);
-    wait_alive(&mut on_a, 3, Duration::from_secs(10));
+    let (_nats, [_a, b, c], mut on_a) = three_alive();
     // The approver is on B; the requester on C; the table lives on A (the smallest name).
     let mut p = common::connect_params();
     p["caps"] = json!(["exec-approvals"]);
@@ -734,10 +733,7 @@ fn nats_publish(nats: &Nats, msgs: &[(&str, Vec<u8>)]) {
 
 #[test]
 fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
-    let nats = Nats::start();
-    let [a, b, _c] = three(&nats);
-    let mut ask_a = asker(&a);
-    wait_alive(&mut ask_a, 3, Duration::from_secs(10));
+    let (nats, [_a, b, _c], mut ask_a) = three_alive();
     let mut msgs: Vec<(&str, Vec<u8>)> = vec![
         ("ringgate.events", b"not json".to_vec()),
         ("ringgate.events", b"{\"o\":\"x\",\"n\":\"chat\"}\n{\"type\":\"res\"}\n}".to_vec()),
