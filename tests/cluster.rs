@@ -374,27 +374,14 @@ fn the_real_cli_sees_the_whole_cluster_from_any_host() {
     });
     let home = TempDir::new("cli-home");
     for server in [&a, &b] {
-        let out = Command::new(&oc)
-            .args(["gateway", "call", "system-presence", "--json", "--url"])
-            .arg(server.url())
-            .args(["--token", common::TOKEN])
-            .env("HOME", home.path())
-            .env("OPENCLAW_CLIENT_HOME", home.path())
-            .env("NO_COLOR", "1")
-            .env_remove("OPENCLAW_GATEWAY_URL")
-            .env_remove("OPENCLAW_GATEWAY_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (code, list, all) = cli_json(
+            &oc,
+            home.path(),
+            server,
+            &["gateway", "call", "system-presence"],
         );
-        let start = text.find('[').expect("a JSON list");
-        let list: Value = serde_json::from_str(text[start..].trim()).expect("JSON");
+        assert_eq!(code, Some(0), "{all}");
+        assert!(list.is_array(), "a JSON list: {all}");
         let entry = list
             .as_array()
             .unwrap()

@@ -363,6 +363,13 @@ impl Relay {
         }
     }
 
+    /// Publishes a JSON message (this crate's own types always encode).
+    async fn publish_json(&mut self, subject: String, msg: &impl serde::Serialize) {
+        if let Ok(bytes) = serde_json::to_vec(msg) {
+            self.publish(subject, bytes).await;
+        }
+    }
+
     async fn publish_out(&mut self, m: Out) {
         match m {
             Out::Event(ev) => {
@@ -373,16 +380,13 @@ impl Relay {
             Out::Presence(d) => {
                 self.own.apply(&d);
                 let msg = PresenceMsg::delta(&self.cfg.name, &d);
-                if let Ok(bytes) = serde_json::to_vec(&msg) {
-                    self.publish(self.subjects.presence.clone(), bytes).await;
-                }
+                self.publish_json(self.subjects.presence.clone(), &msg)
+                    .await;
             }
             Out::Node(d) => {
                 self.own_nodes.apply(&d);
                 let msg = NodeMsg::delta(&self.cfg.name, &d);
-                if let Ok(bytes) = serde_json::to_vec(&msg) {
-                    self.publish(self.subjects.nodes.clone(), bytes).await;
-                }
+                self.publish_json(self.subjects.nodes.clone(), &msg).await;
             }
             Out::Device(d) => self.put_device(d).await,
             Out::Reply {
@@ -573,6 +577,8 @@ impl Relay {
         }
         let changes = self.members.on_beat(beat, now_ms());
         self.apply(changes).await;
+        // At once, not at the next tick: the approvals host routes by the peers' approver
+        // counts, which a beat just refreshed.
         self.push_view();
     }
 
@@ -627,9 +633,8 @@ impl Relay {
                 o: self.cfg.name.clone(),
                 entries: chunk.to_vec(),
             };
-            if let Ok(bytes) = serde_json::to_vec(&msg) {
-                self.publish(self.subjects.presence.clone(), bytes).await;
-            }
+            self.publish_json(self.subjects.presence.clone(), &msg)
+                .await;
         }
         let nodes: Vec<_> = self
             .own_nodes
@@ -643,9 +648,7 @@ impl Relay {
                 up: chunk.to_vec(),
                 down: Vec::new(),
             };
-            if let Ok(bytes) = serde_json::to_vec(&msg) {
-                self.publish(self.subjects.nodes.clone(), bytes).await;
-            }
+            self.publish_json(self.subjects.nodes.clone(), &msg).await;
         }
     }
 
@@ -663,10 +666,8 @@ impl Relay {
 
     async fn beat(&mut self) {
         let beat = self.my_beat();
-        if let Ok(bytes) = serde_json::to_vec(&beat) {
-            self.publish(self.subjects.beats.clone(), bytes).await;
-            self.hello = false;
-        }
+        self.publish_json(self.subjects.beats.clone(), &beat).await;
+        self.hello = false;
     }
 
     /// Tells the peers this host is going (they mark its clients disconnected at once instead
@@ -674,9 +675,7 @@ impl Relay {
     async fn leave(&mut self) {
         let mut beat = self.my_beat();
         beat.leaving = true;
-        if let Ok(bytes) = serde_json::to_vec(&beat) {
-            self.publish(self.subjects.beats.clone(), bytes).await;
-        }
+        self.publish_json(self.subjects.beats.clone(), &beat).await;
         let _ = tokio::time::timeout(Duration::from_millis(500), self.client.flush()).await;
     }
 

@@ -77,9 +77,7 @@ impl NodeRegistry {
             }
         }
     }
-}
 
-impl NodeRegistry {
     /// Host `host` left the cluster: its nodes are gone (their ids, for `node.presence`).
     pub fn remove_host(&mut self, host: &str, at_ms: u64) -> Vec<String> {
         let gone: Vec<String> = self
