@@ -147,6 +147,10 @@ fn without_nats_or_jetstream_the_host_does_not_start() {
     );
     assert!(!out.contains("listening"), "it must not serve alone: {out}");
 
+    let (code, err, _) = run("http://127.0.0.1:1");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not a NATS URL"), "{err}");
+
     let plain = Nats::without_jetstream();
     let (code, err, _) = run(&plain.url());
     assert_eq!(code, Some(2), "{err}");

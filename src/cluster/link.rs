@@ -126,7 +126,13 @@ async fn run(
     let client = match tokio::time::timeout(timeout, opts.connect(cfg.nats.as_str())).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            let _ = ready.send(Err(format!("NATS at {} is unreachable: {e}", cfg.nats)));
+            let why = match e.kind() {
+                async_nats::ConnectErrorKind::ServerParse => "is not a NATS URL",
+                async_nats::ConnectErrorKind::Authentication
+                | async_nats::ConnectErrorKind::AuthorizationViolation => "refused this host",
+                _ => "is unreachable",
+            };
+            let _ = ready.send(Err(format!("NATS at {} {why}: {e}", cfg.nats)));
             return;
         }
         Err(_) => {
