@@ -78,8 +78,15 @@ pub enum BusMsg {
     AuthSuccess { ip: std::net::IpAddr },
     /// Presence changes of clients on other hosts (for shard 0, which announces them here).
     RemotePresence(Vec<Delta>),
-    /// A cluster host left: its nodes are gone, invokes waiting on them fail.
+    /// A cluster host left: its nodes are gone, invokes waiting on them fail, and the
+    /// sessions it owned are looked up again.
     HostGone(Arc<str>),
+    /// The cluster link found the owner host of the session of a call this shard asked
+    /// about (or why it could not): the call goes on from here.
+    Owner {
+        host: Result<Arc<str>, String>,
+        call: Box<crate::chat::SessionCall>,
+    },
     /// The cluster as the link sees it now.
     Cluster(Arc<crate::cluster::View>),
     /// A scrape asks for this shard's metrics.

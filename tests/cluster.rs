@@ -21,8 +21,23 @@ fn host(nats: &Nats, name: &str) -> Server {
 }
 
 fn host_in(nats: &Nats, name: &str, state: Option<&std::path::Path>) -> Server {
+    host_configured(nats, name, state, "")
+}
+
+/// A host with more of `ringgate`'s config (`extra`: keys of the `ringgate` object, each
+/// followed by a comma).
+fn host_with(nats: &Nats, name: &str, extra: &str) -> Server {
+    host_configured(nats, name, None, extra)
+}
+
+fn host_configured(
+    nats: &Nats,
+    name: &str,
+    state: Option<&std::path::Path>,
+    extra: &str,
+) -> Server {
     let mut opts = Server::opts().config(&format!(
-        "{{ ringgate: {{ cluster: {{ nats: \"{}\", name: \"{name}\", deadAfterMs: {DEAD_AFTER_MS} }} }} }}",
+        "{{ ringgate: {{ {extra} cluster: {{ nats: \"{}\", name: \"{name}\", deadAfterMs: {DEAD_AFTER_MS} }} }} }}",
         nats.url()
     ));
     if let Some(dir) = state {
@@ -805,31 +820,295 @@ fn devices_paired_before_joining_are_added_to_the_shared_record() {
 /// While sessions are per host, a session's events stay on the host serving it: a client of
 /// another host watching the same key sees none of them (its host's session of that key is a
 /// different transcript).
+fn texts(h: &Value) -> Vec<String> {
+    h["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| match &m["content"] {
+                    Value::String(s) => s.clone(),
+                    v => v[0]["text"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `chat.history` of `key` on `c` until its texts are `want` (another host's writes
+/// reach this host's cache a moment after their acknowledgement).
+fn wait_history(c: &mut Client, key: &str, want: &[&str], within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let h = c.call("chat.history", Some(json!({"sessionKey": key})));
+        if texts(&h) == want {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history of {key} never became {want:?}: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends a chat turn and waits for its final event; returns the ack.
+fn turn(c: &mut Client, key: &str, message: &str, run: &str) -> Value {
+    let ack = c.call(
+        "chat.send",
+        Some(json!({"sessionKey": key, "message": message, "idempotencyKey": run})),
+    );
+    c.wait_event_where("chat", Duration::from_secs(15), |e| {
+        e["payload"]["runId"] == run && e["payload"]["state"] == "final"
+    });
+    ack
+}
+
+/// A session is owned by the first host that serves it; a client of another host chats in
+/// it through that owner (its ack and the run's events come back across), and every host
+/// reads the same transcript, the real CLI included.
 #[test]
-fn a_sessions_events_stay_on_the_host_serving_it() {
+fn a_chat_turn_through_one_host_runs_on_the_sessions_owner() {
+    let (_nats, hosts, mut on_a) = three_alive();
+    turn(&mut on_a, "shared", "hello from a", "run-a");
+    let mut on_b = asker(&hosts[1]);
+    let ack = turn(&mut on_b, "shared", "hello from b", "run-b");
+    assert_eq!(ack["runId"], "run-b", "{ack}");
+    // B's client saw the run stream from A: the deltas and final carry A's reply.
+    let want = [
+        "hello from a",
+        "echo: hello from a",
+        "hello from b",
+        "echo: hello from b",
+    ];
+    let h = wait_history(&mut on_b, "shared", &want, Duration::from_secs(10));
+    assert_eq!(h["sessionInfo"]["key"], "agent:main:shared", "{h}");
+    let mut on_c = asker(&hosts[2]);
+    wait_history(&mut on_c, "shared", &want, Duration::from_secs(10));
+    // Watchers on A see B's turn too (the events are the owner's, wherever asked).
+    on_a.wait_event_where("chat", Duration::from_secs(5), |e| {
+        e["payload"]["runId"] == "run-b" && e["payload"]["state"] == "final"
+    });
+    // Any host's run index knows the owner's runs.
+    let w = on_c.call(
+        "agent.wait",
+        Some(json!({"runId": "run-b", "timeoutMs": 2_000})),
+    );
+    assert_eq!(w["status"], "ok", "{w}");
+    // The same idempotency key through a third host is the same run, not a second turn.
+    let again = on_c.call(
+        "chat.send",
+        Some(json!({"sessionKey": "shared", "message": "hello from b", "idempotencyKey": "run-b"})),
+    );
+    assert_eq!(again["runId"], "run-b", "{again}");
+    wait_history(&mut on_c, "shared", &want, Duration::from_secs(5));
+    let listed = on_c.call("sessions.list", None);
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["key"] == "agent:main:shared")),
+        "{listed}"
+    );
+    if let Some(oc) = openclaw() {
+        let home = TempDir::new("cluster-cli-chat");
+        let params = json!({"sessionKey": "shared"}).to_string();
+        for server in [&hosts[0], &hosts[1]] {
+            let (code, v, all) = cli_json(
+                &oc,
+                home.path(),
+                server,
+                &["gateway", "call", "chat.history", "--params", &params],
+            );
+            assert_eq!(code, Some(0), "{all}");
+            assert_eq!(texts(&v), want, "{all}");
+        }
+    }
+}
+
+/// The owner host dies with a turn in flight: after the cluster declares it dead, the
+/// session continues on a survivor, whose transcript holds every acknowledged message (the
+/// cut-off reply was never acknowledged) and whose run record says the turn was interrupted.
+#[test]
+fn the_session_of_a_killed_owner_continues_on_a_survivor_with_every_acknowledged_message() {
     let nats = Nats::start();
+    let slow = "agents: { main: { runtime: 'echo', chunkDelayMs: 150, chunkChars: 1 } },";
+    let mut a = host_with(&nats, "host-a", slow);
+    let b = host_with(&nats, "host-b", slow);
+    let mut on_b = asker(&b);
+    wait_alive(&mut on_b, 2, Duration::from_secs(10));
+    let mut on_a = asker(&a);
+    turn(&mut on_a, "k", "one", "t-1");
+    // Through B, owned by A: acknowledged, then A is killed while the reply streams.
+    on_b.call(
+        "chat.send",
+        Some(
+            json!({"sessionKey": "k", "message": "two is a long message", "idempotencyKey": "t-2"}),
+        ),
+    );
+    on_b.wait_event_where("chat", Duration::from_secs(10), |e| {
+        e["payload"]["runId"] == "t-2" && e["payload"]["state"] == "delta"
+    });
+    a.kill9();
+    // A request sent to the dead owner before the cluster notices is answered when it does.
+    let lost = on_b.send_request(
+        "chat.send",
+        Some(json!({"sessionKey": "k", "message": "lost", "idempotencyKey": "t-lost"})),
+    );
+    let res = on_b.wait_response(&lost, Duration::from_secs(10));
+    assert_eq!(res["ok"], false, "{res}");
+    assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+    assert!(
+        res["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("host-a") && m.contains("lost")),
+        "{res}"
+    );
+    let cluster = wait_alive(&mut on_b, 1, Duration::from_secs(10));
+    assert_eq!(member(&cluster, "host-a")["alive"], false, "{cluster}");
+    // B takes the session over on the next call: the acknowledged turns are all there, the
+    // cut-off reply (never acknowledged) is not, and the session goes on.
+    let id = on_b.send_request(
+        "chat.send",
+        Some(json!({"sessionKey": "k", "message": "three", "idempotencyKey": "t-3"})),
+    );
+    let res = on_b.wait_response(&id, Duration::from_secs(20));
+    assert_eq!(res["ok"], true, "{res}\n{}", b.stderr());
+    on_b.wait_event_where("chat", Duration::from_secs(15), |e| {
+        e["payload"]["runId"] == "t-3" && e["payload"]["state"] == "final"
+    });
+    let h = wait_history(
+        &mut on_b,
+        "k",
+        &[
+            "one",
+            "echo: one",
+            "two is a long message",
+            "three",
+            "echo: three",
+        ],
+        Duration::from_secs(5),
+    );
+    assert_eq!(h["sessionInfo"]["hasActiveRun"], false, "{h}");
+    // The cut-off run ended as interrupted, on every host's run index.
+    let w = on_b.call(
+        "agent.wait",
+        Some(json!({"runId": "t-2", "timeoutMs": 2_000})),
+    );
+    assert_eq!(w["status"], "error", "{w}");
+    assert!(
+        w["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("interrupted")),
+        "{w}"
+    );
+    // A retry does not run it again.
+    let retry = on_b.request(
+        "chat.send",
+        Some(
+            json!({"sessionKey": "k", "message": "two is a long message", "idempotencyKey": "t-2"}),
+        ),
+    );
+    assert_eq!(retry["ok"], false, "{retry}");
+    assert!(
+        retry["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("interrupted")),
+        "{retry}"
+    );
+    let mut logs = b.stderr();
+    logs.retain(|c| c != '\r');
+    assert!(
+        logs.contains("took over a session of a lost host"),
+        "B says it took the session over: {logs}"
+    );
+}
+
+/// NATS restarts while two hosts take chat turns: acknowledgements wait for the record
+/// (or a turn is refused), and afterwards every acknowledged turn is in the transcript on
+/// both hosts.
+#[test]
+fn a_nats_restart_under_chat_load_loses_no_acknowledged_turn() {
+    let mut nats = Nats::start();
     let a = host(&nats, "host-a");
     let b = host(&nats, "host-b");
-    wait_alive(&mut asker(&a), 2, Duration::from_secs(10));
     let mut on_a = asker(&a);
+    wait_alive(&mut on_a, 2, Duration::from_secs(10));
     let mut on_b = asker(&b);
-    on_a.call(
-        "chat.send",
-        Some(json!({"sessionKey": "shared-name", "message": "hello a", "idempotencyKey": "run-a"})),
-    );
-    on_a.wait_event_where("chat", Duration::from_secs(10), |e| {
-        e["payload"]["state"] == "final"
-    });
-    // Something that does cross, sent after, proves B's link delivered everything before it.
-    let node = Client::connect_node(&a, 9, &["system.run"], 0);
-    on_b.wait_event("node.presence", Duration::from_secs(5));
-    node.close();
+    let mut acked: Vec<(&str, String)> = Vec::new();
+    let started = Instant::now();
+    let keys = ["load-a", "load-b"];
+    let send = |c: &mut Client, key: &'static str, i: usize| {
+        let msg = format!("m{i}");
+        let id = c.send_request(
+            "chat.send",
+            Some(
+                json!({"sessionKey": key, "message": msg, "idempotencyKey": format!("{key}-{i}")}),
+            ),
+        );
+        (id, key, msg)
+    };
+    let settle = |c: &mut Client,
+                  (id, key, msg): (String, &'static str, String),
+                  acked: &mut Vec<(&str, String)>| {
+        let res = c.wait_response(&id, Duration::from_secs(40));
+        if res["ok"] == true {
+            acked.push((key, msg));
+        } else {
+            assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+        }
+    };
+    for i in 0..30 {
+        if i == 10 {
+            // Turns sent while NATS is down wait for the record, then are acknowledged.
+            nats.kill();
+            let sa = send(&mut on_a, keys[0], i);
+            let sb = send(&mut on_b, keys[1], i);
+            std::thread::sleep(Duration::from_millis(1500));
+            nats.restart();
+            settle(&mut on_a, sa, &mut acked);
+            settle(&mut on_b, sb, &mut acked);
+            continue;
+        }
+        let sa = send(&mut on_a, keys[0], i);
+        let sb = send(&mut on_b, keys[1], i);
+        settle(&mut on_a, sa, &mut acked);
+        settle(&mut on_b, sb, &mut acked);
+    }
     assert!(
-        !on_b
-            .events
-            .iter()
-            .any(|e| e["event"] == "chat" || e["event"] == "agent"),
-        "another host's session events leaked: {:?}",
-        on_b.events
+        acked.len() >= 40,
+        "most turns were acknowledged: {}",
+        acked.len()
     );
+    assert!(
+        acked.iter().any(|(_, m)| m == "m10"),
+        "a turn sent while NATS was down was acknowledged once it was back: {acked:?}"
+    );
+    for c in [&mut on_a, &mut on_b] {
+        for key in ["load-a", "load-b"] {
+            let want: Vec<&str> = acked
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, m)| m.as_str())
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let h = c.call(
+                    "chat.history",
+                    Some(json!({"sessionKey": key, "limit": 1000})),
+                );
+                let users: Vec<String> = texts(&h)
+                    .into_iter()
+                    .filter(|t| !t.starts_with("echo: "))
+                    .collect();
+                if want.iter().all(|m| users.iter().any(|u| u == m)) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "acknowledged turns of {key} missing after {:?}: want {want:?}, have {users:?}",
+                    started.elapsed()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ use self::key::SessionKey;
 pub const PACE_MS: u64 = 75;
 
 /// What kind of request started a run (decides its answers).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SendKind {
     /// `chat.send`: one ack `{runId, status:"started"}`.
     Chat,
@@ -53,7 +53,9 @@ impl SendKind {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Serialisable so a call can travel to the session's owner host (a cluster); a channel
+/// reply route stays on the host of its channel.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SendReq {
     pub kind: SendKind,
     pub message: String,
@@ -64,11 +66,12 @@ pub struct SendReq {
     /// The caller named the session (the `agent` ack then echoes `sessionKey`).
     pub key_given: bool,
     /// Deliver the reply through a channel too (a message that came in through one).
+    #[serde(skip)]
     pub reply_to: Option<crate::channels::ReplyRoute>,
 }
 
 /// Which method asked for an abort (the two answer differently).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AbortVia {
     /// `chat.abort`: `{ok, aborted, runIds}`.
     Chat,
@@ -77,7 +80,7 @@ pub enum AbortVia {
 }
 
 /// A request for a session's owner.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum SessionOp {
     Send(SendReq),
     /// Abort the active run (or the named one).
@@ -94,7 +97,9 @@ pub enum SessionOp {
     Delete {
         transcript: bool,
     },
-    /// A worker's call for its run (`crate::worker`).
+    /// A worker's call for its run (`crate::worker`): made on the owner's own host, never
+    /// sent to another.
+    #[serde(skip)]
     Worker(Box<WorkerCall>),
 }
 

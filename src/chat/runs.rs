@@ -85,12 +85,7 @@ impl RunIndex {
 /// Remembers a run that ended before this start (read from the store), so `agent.wait`
 /// answers it — an interrupted run as an error saying so — instead of waiting in vain.
 pub fn restore(idx: &mut RunIndex, r: &crate::store::sessions::RecentRun) {
-    let status = match r.status.as_str() {
-        "ok" => "ok",
-        "aborted" => "aborted",
-        "interrupted" => "interrupted",
-        _ => "error",
-    };
+    let status = status_named(&r.status);
     let id: Arc<str> = Arc::from(r.run_id.as_str());
     idx.ended.insert(
         id.clone(),
@@ -109,6 +104,16 @@ pub fn restore(idx: &mut RunIndex, r: &crate::store::sessions::RecentRun) {
         }),
     );
     idx.ended_order.push_back(id);
+}
+
+/// A stored (or received) run status as one of [`RunSummary::status`]'s values.
+pub fn status_named(s: &str) -> &'static str {
+    match s {
+        "ok" => "ok",
+        "aborted" => "aborted",
+        "interrupted" => "interrupted",
+        _ => "error",
+    }
 }
 
 /// The `agent.wait` answer for an ended run.

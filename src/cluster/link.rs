@@ -11,16 +11,18 @@
 //! presence, and sends its own.
 
 use std::{
+    collections::HashSet,
     sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
 use async_nats::{jetstream::kv, Client, ConnectOptions, Event, Subscriber};
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{
     members::{Beat, Change, Members},
+    record,
     wire::{self, NodeMsg, PresenceEntry, PresenceMsg, Subjects},
     ClusterConfig, Handle, Out, View, OUTBOX_CAPACITY,
 };
@@ -69,10 +71,12 @@ impl Link {
 /// Starts the link thread and waits until it has connected to NATS and checked JetStream.
 /// Errors are one line for the operator (`ringgate: cannot join the cluster: …`).
 pub fn connect(config: &ClusterConfig) -> Result<Link, String> {
+    let (replicas_tx, replicas_rx) = mpsc::unbounded_channel();
     let handle = Handle {
         outbox: Arc::new(Inbox::with_capacity(OUTBOX_CAPACITY)),
         host: config.name.as_str().into(),
         dropped: Default::default(),
+        replicas: Arc::new(record::Replicas(replicas_tx)),
     };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (attach_tx, attach_rx) = oneshot::channel();
@@ -90,7 +94,7 @@ pub fn connect(config: &ClusterConfig) -> Result<Link, String> {
                     return;
                 }
             };
-            rt.block_on(run(cfg, h, ready_tx, attach_rx));
+            rt.block_on(run(cfg, h, ready_tx, attach_rx, replicas_rx));
         })
         .map_err(|e| format!("cannot start its thread: {e}"))?;
     match ready_rx.recv() {
@@ -110,6 +114,7 @@ async fn run(
     handle: Handle,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
     attach: oneshot::Receiver<Attach>,
+    replicas: mpsc::UnboundedReceiver<crate::store::replica::Replica>,
 ) {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let timeout = Duration::from_millis(cfg.connect_timeout_ms);
@@ -167,6 +172,16 @@ async fn run(
             return;
         }
     };
+    let sessions = match record::open(&js, &cfg.prefix, cfg.replicas).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!(
+                "cannot open the shared session record on {}: {e}",
+                cfg.nats
+            )));
+            return;
+        }
+    };
     let subjects = Subjects::new(&cfg.prefix);
     let subs = async {
         Ok::<_, async_nats::SubscribeError>(Subs {
@@ -174,6 +189,7 @@ async fn run(
             presence: client.subscribe(subjects.presence.clone()).await?,
             beats: client.subscribe(subjects.beats.clone()).await?,
             nodes: client.subscribe(subjects.nodes.clone()).await?,
+            runs: client.subscribe(subjects.runs.clone()).await?,
             direct: client.subscribe(subjects.host(&cfg.name)).await?,
         })
     };
@@ -187,7 +203,23 @@ async fn run(
     let _ = ready.send(Ok(()));
     let Ok(attach) = attach.await else { return };
     tracing::info!(host = %cfg.name, nats = %cfg.nats, "joined the cluster");
+    let (alive_tx, alive_rx) = watch::channel(Arc::new(HashSet::from([cfg.name.clone()])));
+    let record = record::Record::new(
+        js,
+        client.clone(),
+        sessions,
+        &cfg.prefix,
+        cfg.name.clone(),
+        attach.globals.started_ms,
+        alive_rx,
+        attach.store.clone(),
+        attach.bus.clone(),
+    );
+    tokio::spawn(record.clone().publish_changes(replicas));
+    tokio::spawn(record.clone().follow());
     let mut relay = Relay {
+        record,
+        alive: alive_tx,
         members: Members::new(cfg.name.clone(), cfg.dead_after_ms),
         own: Presence::default(),
         own_nodes: NodeRegistry::default(),
@@ -220,6 +252,7 @@ struct Subs {
     presence: Subscriber,
     beats: Subscriber,
     nodes: Subscriber,
+    runs: Subscriber,
     /// Messages addressed to this host.
     direct: Subscriber,
 }
@@ -250,7 +283,7 @@ async fn check_jetstream(client: &Client, timeout: Duration) -> Result<(), Strin
 
 /// Opens (creating on first use) a key-value bucket; a host that loses the creation race to
 /// another opens the winner's (creating an identical stream again is not an error).
-async fn open_bucket(
+pub(super) async fn open_bucket(
     js: &async_nats::jetstream::Context,
     name: &str,
     replicas: usize,
@@ -288,6 +321,10 @@ async fn open_bucket(
 
 /// The link's state while serving.
 struct Relay {
+    /// Sessions: their owners and their durable record.
+    record: Arc<record::Record>,
+    /// The hosts alive now, for deciding whether a session's owner is gone.
+    alive: watch::Sender<Arc<HashSet<String>>>,
     members: Members,
     /// This host's own presence entries (what a joining peer is sent).
     own: Presence,
@@ -337,6 +374,7 @@ impl Relay {
                 Some(m) = subs.presence.next() => self.on_presence(&m.payload),
                 Some(m) = subs.beats.next() => self.on_beat(&m.payload).await,
                 Some(m) = subs.nodes.next() => self.on_nodes(&m.payload),
+                Some(m) = subs.runs.next() => self.on_note(&m.payload),
                 Some(m) = subs.direct.next() => self.on_invoke(&m.payload),
                 Some(e) = conn_events.recv() => self.on_conn_event(e).await,
                 _ = tick.tick() => {
@@ -410,6 +448,18 @@ impl Relay {
                     self.publish(self.subjects.host(&host), bytes).await;
                 }
             }
+            Out::Note(note) => {
+                if let Some(bytes) = wire::encode_note(&self.cfg.name, &note) {
+                    self.publish(self.subjects.runs.clone(), bytes).await;
+                }
+            }
+            Out::Claim { shard, call } => {
+                tokio::spawn(self.record.clone().claim(shard, call));
+            }
+            Out::Session { host, call } => match wire::encode_session(&self.cfg.name, &call) {
+                Some(bytes) => self.publish(self.subjects.host(&host), bytes).await,
+                None => self.malformed("session call"),
+            },
             Out::Invoke(r) => {
                 if let Some((host, bytes)) = wire::encode_invoke(&self.cfg.name, &r) {
                     self.publish(self.subjects.host(&host), bytes).await;
@@ -519,6 +569,20 @@ impl Relay {
         }
     }
 
+    fn on_note(&mut self, payload: &[u8]) {
+        let Some((origin, note)) = wire::decode_note(payload) else {
+            self.malformed("run note");
+            return;
+        };
+        if origin == self.cfg.name {
+            return;
+        }
+        let bus = &self.attach.bus;
+        for shard in 0..bus.shards() {
+            bus.push_waiting(shard, BusMsg::RunNote(note.clone()));
+        }
+    }
+
     fn on_invoke(&mut self, payload: &[u8]) {
         let bus = &self.attach.bus;
         match wire::decode_direct(payload, bus.shards()) {
@@ -531,6 +595,11 @@ impl Relay {
             Some(wire::Direct::Approval(call)) => {
                 let owner = crate::placement::Placement::new(bus.shards()).approvals();
                 bus.push_waiting(owner, BusMsg::Approval(Box::new(call)))
+            }
+            Some(wire::Direct::Session(call)) => {
+                let owner =
+                    crate::placement::Placement::new(bus.shards()).session(&call.key.canonical);
+                bus.push_waiting(owner, BusMsg::SessionCall(Box::new(call)))
             }
             None => self.malformed("direct message"),
         }
@@ -719,6 +788,17 @@ impl Relay {
     /// Sends every shard the current view.
     fn push_view(&mut self) {
         self.view.members = self.members.view();
+        let alive: HashSet<String> = self
+            .view
+            .members
+            .iter()
+            .filter(|m| m.alive)
+            .map(|m| m.name.clone())
+            .chain([self.cfg.name.clone()])
+            .collect();
+        if **self.alive.borrow() != alive {
+            self.alive.send_replace(Arc::new(alive));
+        }
         self.view.dropped = self.handle.dropped.load(Ordering::Relaxed) + self.publish_failures;
         if self.view.dropped > self.logged_drops {
             tracing::warn!(

@@ -7,20 +7,25 @@
 //! ordinary bus. What travels (subjects in [`wire`]):
 //!
 //! * every broadcast event an owner on this host emits (except the host's own `health` and
-//!   `tick`, and a session's events while sessions are per host), fanned out on every other
-//!   host to its own connections, each stamping its own gap-free `seq`;
+//!   `tick`), fanned out on every other host to its own connections, each stamping its own
+//!   gap-free `seq`;
 //! * presence changes of this host's clients, applied on every host as the same commutative
 //!   upserts that cross shards, under each host's own `stateVersion.presence`;
 //! * heartbeats, from which [`members`] decides who is alive: a host silent for
 //!   `deadAfterMs` is dead, and its clients' presence entries are marked disconnected;
 //! * the node registry, and `node.invoke` traffic, response frames and exec-approval calls
 //!   addressed to one host;
-//! * paired devices and their tokens, in a JetStream key-value bucket (the durable record).
+//! * paired devices and their tokens, in a JetStream key-value bucket (the durable record);
+//! * sessions: each has one owner host, named in a key-value bucket (taken over by compare-
+//!   and-set when its owner dies); calls go to the owner, whose every committed session write
+//!   is stored in a JetStream stream before its caller hears of it, and which every host
+//!   applies to its SQLite (a cache any host reads; see [`crate::store::replica`]).
 //!
 //! Without `ringgate.cluster` none of this exists and the gateway runs alone.
 
 pub mod link;
 pub mod members;
+pub mod record;
 pub mod wire;
 
 use std::sync::{
@@ -153,6 +158,19 @@ pub enum Out {
         host: Arc<str>,
         call: crate::approvals::ApprovalCall,
     },
+    /// A session call whose owner host shard `shard` does not know yet: the link finds (or
+    /// becomes) the owner and hands the call back with the answer ([`crate::bus::BusMsg::Owner`]).
+    Claim {
+        shard: usize,
+        call: Box<crate::chat::SessionCall>,
+    },
+    /// A run of a session this host owns started or ended (for the other hosts' run index).
+    Note(crate::chat::runs::RunNote),
+    /// A session call of a connection of this host, for the session's owner host.
+    Session {
+        host: Arc<str>,
+        call: Box<crate::chat::SessionCall>,
+    },
 }
 
 /// The storage thread's notices in a cluster: to this host's shards as always, and device
@@ -170,6 +188,14 @@ impl crate::store::Publish for ClusterPublish {
         }
         self.bus.to_every_shard(n);
     }
+
+    fn replicates(&self) -> bool {
+        true
+    }
+
+    fn replicate(&self, r: crate::store::replica::Replica) {
+        self.cluster.replicas.replicate(r);
+    }
 }
 
 /// Messages the link's queue holds before shards drop (and count) what they hand it. The link
@@ -183,6 +209,8 @@ pub struct Handle {
     pub host: Arc<str>,
     /// Messages dropped because the queue was full.
     pub dropped: Arc<AtomicU64>,
+    /// Where the storage thread's session changes go (never dropped: their callers wait).
+    pub replicas: Arc<dyn crate::store::replica::Replicate>,
 }
 
 impl Handle {
@@ -194,17 +222,34 @@ impl Handle {
         }
     }
 
+    /// Asks the link for the owner host of `call`'s session ([`Out::Claim`]); gives the call
+    /// back when the queue is full (counted), so its caller can be answered.
+    pub fn claim(
+        &self,
+        shard: usize,
+        call: Box<crate::chat::SessionCall>,
+    ) -> Result<(), Box<crate::chat::SessionCall>> {
+        match self.outbox.push(Out::Claim { shard, call }) {
+            Ok(()) => Ok(()),
+            Err(m) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                match m {
+                    Out::Claim { call, .. } => Err(call),
+                    _ => unreachable!("the queue gives back what it was given"),
+                }
+            }
+        }
+    }
+
     /// Whether this event is for the other hosts too. A host's own `health` and `tick`
     /// describe that host; presence crosses as changes, never as a list. A session's events
-    /// (chat, agent, `session.*`, `sessions.changed`) stay on the host that serves the
-    /// session while sessions are per host: another host's session of the same key is a
-    /// different transcript, and its watchers must not see this one's turns.
+    /// cross: each session has one owner host in the cluster, and its watchers may be on
+    /// any host.
     pub fn crosses(ev: &EventTemplate) -> bool {
-        ev.meta.session.is_none()
-            && !matches!(
-                ev.name.as_str(),
-                "health" | "tick" | "presence" | "shutdown"
-            )
+        !matches!(
+            ev.name.as_str(),
+            "health" | "tick" | "presence" | "shutdown"
+        )
     }
 }
 
@@ -292,7 +337,7 @@ mod tests {
     }
 
     #[test]
-    fn health_ticks_and_session_events_stay_home() {
+    fn health_and_ticks_stay_home_and_session_events_cross() {
         let ev = |name: &str| EventTemplate::new(name, &json!({}), None);
         assert!(!Handle::crosses(&ev("health")));
         assert!(!Handle::crosses(&ev("tick")));
@@ -303,6 +348,6 @@ mod tests {
             session: Some("agent:main:main".into()),
             ..Default::default()
         });
-        assert!(!Handle::crosses(&chat));
+        assert!(Handle::crosses(&chat));
     }
 }

@@ -27,6 +27,7 @@ pub struct Subjects {
     pub presence: String,
     pub beats: String,
     pub nodes: String,
+    pub runs: String,
     prefix: String,
 }
 
@@ -37,6 +38,7 @@ impl Subjects {
             presence: format!("{prefix}.presence"),
             beats: format!("{prefix}.beats"),
             nodes: format!("{prefix}.nodes"),
+            runs: format!("{prefix}.runs"),
             prefix: prefix.to_owned(),
         }
     }
@@ -45,6 +47,18 @@ impl Subjects {
     pub fn host(&self, host: &str) -> String {
         format!("{}.host.{host}", self.prefix)
     }
+}
+
+/// A session's token in subjects and key-value keys: the FNV-1a hash of its key in hex. Keys
+/// may hold characters subjects cannot; two keys sharing a token share an owner host and a
+/// subject, which is harmless.
+pub fn session_token(key: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -311,6 +325,108 @@ impl NodeMsg {
     }
 }
 
+/// A run-index change of a session owner on some host (`<prefix>.runs`), so `agent.wait`
+/// and `sessions.abort {runId}` find a run on any host.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "lowercase")]
+enum NoteWire {
+    Started {
+        o: String,
+        run: String,
+        key: String,
+        at: u64,
+    },
+    Ended {
+        o: String,
+        run: String,
+        status: String,
+        started: u64,
+        ended: u64,
+        error: Option<String>,
+        stop: String,
+    },
+}
+
+/// Longest run id, error text and stop reason a run note may carry.
+const MAX_RUN_ID: usize = 512;
+const MAX_RUN_ERROR: usize = 4096;
+const MAX_STOP_REASON: usize = 64;
+
+pub fn encode_note(origin: &str, note: &crate::chat::runs::RunNote) -> Option<Vec<u8>> {
+    use crate::chat::runs::RunNote;
+    let o = origin.to_owned();
+    let w = match note {
+        RunNote::Started {
+            run_id,
+            key,
+            started_at,
+        } => NoteWire::Started {
+            o,
+            run: run_id.to_string(),
+            key: key.to_string(),
+            at: *started_at,
+        },
+        RunNote::Ended(s) => NoteWire::Ended {
+            o,
+            run: s.run_id.to_string(),
+            status: s.status.to_owned(),
+            started: s.started_at,
+            ended: s.ended_at,
+            error: s.error.clone(),
+            stop: s.stop_reason.clone(),
+        },
+    };
+    serde_json::to_vec(&w).ok()
+}
+
+/// Decodes a run note: its origin host and the note; `None` for anything malformed or over
+/// the bounds.
+pub fn decode_note(bytes: &[u8]) -> Option<(String, crate::chat::runs::RunNote)> {
+    use crate::chat::runs::{RunNote, RunSummary};
+    let w: NoteWire = serde_json::from_slice(bytes).ok()?;
+    match w {
+        NoteWire::Started { o, run, key, at } => {
+            let ok = run.len() <= MAX_RUN_ID && key.len() <= crate::chat::key::MAX_KEY_LEN;
+            ok.then(|| {
+                (
+                    o,
+                    RunNote::Started {
+                        run_id: run.into(),
+                        key: key.into(),
+                        started_at: at,
+                    },
+                )
+            })
+        }
+        NoteWire::Ended {
+            o,
+            run,
+            status,
+            started,
+            ended,
+            error,
+            stop,
+        } => {
+            let ok = run.len() <= MAX_RUN_ID
+                && error.as_ref().is_none_or(|e| e.len() <= MAX_RUN_ERROR)
+                && stop.len() <= MAX_STOP_REASON;
+            ok.then(|| {
+                (
+                    o,
+                    RunNote::Ended(Arc::new(RunSummary {
+                        run_id: run.into(),
+                        status: crate::chat::runs::status_named(&status),
+                        started_at: started,
+                        ended_at: ended,
+                        error,
+                        stop_reason: stop,
+                    })),
+                )
+            })
+        }
+    }
+}
+
 /// Messages addressed to one host: `node.invoke` traffic (`Timeout` never travels: deadlines
 /// are the caller's own), response frames for its connections, and approval calls for the
 /// host holding the approvals table.
@@ -351,6 +467,15 @@ enum DirectWire {
         req: String,
         op: crate::approvals::ApprovalOp,
     },
+    Session {
+        o: String,
+        from: usize,
+        conn: u64,
+        req: String,
+        key: String,
+        agent: String,
+        op: crate::chat::SessionOp,
+    },
 }
 
 /// A message addressed to this host, decoded.
@@ -366,6 +491,8 @@ pub enum Direct {
     },
     /// For this host's approvals owner; the caller is a connection of the sending host.
     Approval(crate::approvals::ApprovalCall),
+    /// For the owner of a session this host owns; the caller is a connection of the sender.
+    Session(crate::chat::SessionCall),
 }
 
 /// Encodes a response frame for connection `conn` of `shard` on another host.
@@ -394,6 +521,32 @@ pub fn encode_approval(origin: &str, call: &crate::approvals::ApprovalCall) -> O
         from: *shard,
         conn: *conn,
         req: req_id.clone(),
+        op: call.op.clone(),
+    })
+    .ok()
+}
+
+/// Encodes a session call of a connection of `origin` for the session's owner host (as
+/// approvals: an in-process waiter or a worker's call cannot travel).
+pub fn encode_session(origin: &str, call: &crate::chat::SessionCall) -> Option<Vec<u8>> {
+    let crate::effects::Caller::Conn {
+        shard,
+        conn,
+        req_id,
+    } = &call.caller
+    else {
+        return None;
+    };
+    if matches!(call.op, crate::chat::SessionOp::Worker(_)) {
+        return None;
+    }
+    serde_json::to_vec(&DirectWire::Session {
+        o: origin.to_owned(),
+        from: *shard,
+        conn: *conn,
+        req: req_id.clone(),
+        key: call.key.canonical.clone(),
+        agent: call.key.agent_id.clone(),
         op: call.op.clone(),
     })
     .ok()
@@ -501,17 +654,43 @@ pub fn decode_direct(bytes: &[u8], shards: usize) -> Option<Direct> {
                 *requester = (usize::MAX, u64::MAX);
             }
             return Some(Direct::Approval(crate::approvals::ApprovalCall {
-                caller: crate::effects::Caller::Remote(Box::new(crate::effects::RemoteCaller {
-                    host: o.into(),
-                    shard: from,
-                    conn,
-                    req_id: req,
-                })),
+                caller: remote(o, from, conn, req),
+                op,
+            }));
+        }
+        DirectWire::Session {
+            o,
+            from,
+            conn,
+            req,
+            key,
+            agent,
+            op,
+        } => {
+            // The key as its sender parsed it; parsed again here, so a forged one is refused
+            // as it would be from a client of this host.
+            let parsed = crate::chat::key::resolve(&key, Some(&agent), &agent).ok()?;
+            if parsed.canonical != key || parsed.agent_id != agent {
+                return None;
+            }
+            return Some(Direct::Session(crate::chat::SessionCall {
+                caller: remote(o, from, conn, req),
+                key: parsed,
                 op,
             }));
         }
     };
     (to < shards).then_some(Direct::Invoke(to, msg))
+}
+
+/// A connection `conn` of shard `shard` of host `host`, asking with request `req`.
+fn remote(host: String, shard: usize, conn: u64, req: String) -> crate::effects::Caller {
+    crate::effects::Caller::Remote(Box::new(crate::effects::RemoteCaller {
+        host: host.into(),
+        shard,
+        conn,
+        req_id: req,
+    }))
 }
 
 #[cfg(test)]

@@ -740,6 +740,7 @@ async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
     let mut ctx = shared.borrow_mut();
     ctx.clients.remove(&id);
     ctx.awaiting_reply.remove(&id);
+    ctx.forwarded.remove(&id);
     if let Some(s) = c.borrow().session.as_deref() {
         for key in &s.message_subs {
             ctx.subs.unsubscribe(key, id);

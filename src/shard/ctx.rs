@@ -122,6 +122,12 @@ pub struct ShardCtx {
     pub cluster: Option<crate::cluster::Handle>,
     /// The cluster as the link last reported it.
     pub cluster_view: Option<Arc<crate::cluster::View>>,
+    /// The owner host of each session this shard has routed a call for (a cluster only;
+    /// an entry goes when its host dies).
+    pub session_owners: HashMap<String, Arc<str>>,
+    /// Requests of this shard's connections sent to another host's session owner, not yet
+    /// answered: if that host dies first they are answered here, never left hanging.
+    pub forwarded: HashMap<u64, Vec<(String, Arc<str>)>>,
     /// The cron service (on the shard [`crate::placement`] names).
     pub cron: crate::cron::service::CronService,
     /// `send`s whose idempotency key this shard owns.
@@ -214,6 +220,8 @@ impl ShardCtx {
             channels: crate::channels::hub::ChannelHub::empty(),
             cluster: None,
             cluster_view: None,
+            session_owners: HashMap::new(),
+            forwarded: HashMap::new(),
             sends: Default::default(),
             cron: Default::default(),
             http_waiters: HashMap::new(),
@@ -290,6 +298,26 @@ impl ShardCtx {
     /// A cluster host left: forget its nodes (shard 0 tells this host's clients with
     /// `node.presence`; every shard holds the same replica) and fail invokes waiting on them.
     fn host_gone(&mut self, host: &str) {
+        self.session_owners.retain(|_, h| &**h != host);
+        let mut lost = Vec::new();
+        self.forwarded.retain(|conn, reqs| {
+            reqs.retain(|(req, h)| {
+                let gone = &**h == host;
+                if gone {
+                    lost.push((*conn, req.clone()));
+                }
+                !gone
+            });
+            !reqs.is_empty()
+        });
+        for (conn, req_id) in lost {
+            let e = ErrorShape::new(
+                crate::proto::errors::code::UNAVAILABLE,
+                format!("cluster host {host}, which served this session, was lost before answering; retry with the same idempotency key"),
+            )
+            .retryable(true);
+            self.reply_err(&crate::effects::Caller::conn(self.id, conn, req_id), e);
+        }
         let gone = self.nodes.remove_host(host, now_ms());
         if self.id == 0 {
             for node_id in gone {
@@ -505,6 +533,35 @@ impl ShardCtx {
         c.push_text(frame);
         drop(c);
         self.first_reply(conn, frame);
+        self.answered_forward(conn, frame);
+    }
+
+    /// Notes a request sent to session owner `host` for connection `conn` (bounded per
+    /// connection; past the bound a request is simply not tracked).
+    pub fn track_forward(&mut self, conn: u64, req_id: &str, host: Arc<str>) {
+        const MAX_TRACKED: usize = 256;
+        let reqs = self.forwarded.entry(conn).or_default();
+        if reqs.len() < MAX_TRACKED {
+            reqs.push((req_id.to_owned(), host));
+        }
+    }
+
+    /// A response reached `conn`: a forwarded request it ends is no longer waiting (an
+    /// `agent` request's interim `accepted` does not end it).
+    fn answered_forward(&mut self, conn: u64, frame: &[u8]) {
+        let Some(reqs) = self.forwarded.get_mut(&conn) else {
+            return;
+        };
+        let Some((id, ok)) = crate::proto::frame::res_id(frame) else {
+            return;
+        };
+        let interim = ok && frame.windows(19).any(|w| w == b"\"status\":\"accepted\"");
+        if !interim {
+            reqs.retain(|(r, _)| *r != id);
+        }
+        if reqs.is_empty() {
+            self.forwarded.remove(&conn);
+        }
     }
 
     /// Records the first response of a routed request when its answer reaches the connection.
@@ -827,6 +884,7 @@ impl ShardCtx {
             BusMsg::RemotePresence(deltas) => self.remote_presence(deltas),
             BusMsg::Cluster(view) => self.cluster_view = Some(view),
             BusMsg::HostGone(host) => self.host_gone(&host),
+            BusMsg::Owner { host, call } => super::drive::session_owner(self, host, *call),
             BusMsg::ChannelReport(r) => {
                 let (key, report) = *r;
                 super::drive::send_report(self, key, report)

@@ -23,7 +23,7 @@ use crate::{
     effects::{Answer, Caller, Effect, Effects, Never, Waiter},
     methods::Routed,
     nodes::invoke::{self, InvokeMsg, Invokes},
-    proto::errors::ErrorShape,
+    proto::errors::{code, ErrorShape},
     proto::frame::EventTemplate,
     state::now_ms,
     store::OpResult,
@@ -479,6 +479,9 @@ fn chat_act(ctx: &mut ShardCtx, a: owner::Action) {
         owner::Action::Infer(r) => infer(ctx, *r),
         owner::Action::Note(note) => {
             ctx.sender.to_others(BusMsg::RunNote(note.clone()));
+            if let Some(c) = &ctx.cluster {
+                c.send(crate::cluster::Out::Note(note.clone()));
+            }
             run_note(ctx, note);
         }
         owner::Action::ForwardReply {
@@ -584,9 +587,76 @@ fn forward(
     key: crate::chat::key::SessionKey,
     op: crate::chat::SessionOp,
 ) {
-    let owner = ctx.placement().session(&key.canonical);
-    let call = SessionCall { caller, key, op };
+    route_session(ctx, SessionCall { caller, key, op });
+}
+
+/// Sessions whose owner host a shard remembers at most; past it the table starts over (an
+/// entry is only a shortcut: the link looks the owner up again).
+const MAX_KNOWN_OWNERS: usize = 65_536;
+
+/// Sends a session call to its owner: in a cluster first to the owner host (asking the link
+/// which host that is when this shard does not know), then to the owner shard there.
+fn route_session(ctx: &mut ShardCtx, call: SessionCall) {
+    if let Some(c) = &ctx.cluster {
+        match ctx.session_owners.get(&call.key.canonical) {
+            Some(h) if *h == c.host => {}
+            Some(h) => {
+                let host = h.clone();
+                return to_owner_host(ctx, host, call);
+            }
+            None => {
+                if let Err(call) = c.claim(ctx.id, Box::new(call)) {
+                    let e =
+                        ErrorShape::new(code::UNAVAILABLE, "the cluster link is overloaded; retry")
+                            .retryable(true);
+                    ctx.reply_err(&call.caller, e);
+                }
+                return;
+            }
+        }
+    }
+    let owner = ctx.placement().session(&call.key.canonical);
     ctx.route(owner, call, session_call, BusMsg::SessionCall);
+}
+
+/// The link's answer to a claim: remember the owner host and go on.
+pub fn session_owner(ctx: &mut ShardCtx, host: Result<Arc<str>, String>, call: SessionCall) {
+    match host {
+        Ok(host) => {
+            if ctx.session_owners.len() >= MAX_KNOWN_OWNERS {
+                ctx.session_owners.clear();
+            }
+            ctx.session_owners.insert(call.key.canonical.clone(), host);
+            route_session(ctx, call);
+        }
+        Err(why) => {
+            let e = ErrorShape::new(code::UNAVAILABLE, why).retryable(true);
+            ctx.reply_err(&call.caller, e);
+        }
+    }
+}
+
+/// A call for a session another host owns. Only a connection's call can travel: a cron
+/// run or an inbound channel message of this host is refused with the owner's name.
+fn to_owner_host(ctx: &mut ShardCtx, host: Arc<str>, call: SessionCall) {
+    if let Caller::Conn { conn, req_id, .. } = &call.caller {
+        ctx.track_forward(*conn, req_id, host.clone());
+        if let Some(c) = &ctx.cluster {
+            c.send(crate::cluster::Out::Session {
+                host,
+                call: Box::new(call),
+            });
+        }
+        return;
+    }
+    let e = ErrorShape::new(
+        code::UNAVAILABLE,
+        format!(
+            "session {} is served by cluster host {host}; run it there",
+            call.key.canonical
+        ),
+    );
+    ctx.reply_err(&call.caller, e);
 }
 
 /// Serves a request a method handler routed (the caller's connection is no longer borrowed).

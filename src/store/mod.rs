@@ -11,6 +11,7 @@ pub mod config;
 pub mod cron;
 pub mod oneshot;
 pub mod prefs;
+pub mod replica;
 pub mod sessions;
 pub mod sessions_summary;
 pub mod usage;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     prefs::MIGRATION,
     sessions::MIGRATION_ROW_SUMMARY,
     approvals::MIGRATION_HISTORY,
+    "CREATE TABLE cluster_cursor (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);",
 ];
 
 pub use crate::config::STORE_FILE;
@@ -146,6 +148,20 @@ pub enum Op {
         key: String,
         transcript: bool,
     },
+    /// This host takes over a session whose owner host died: the runs it had going were cut
+    /// off and end as `interrupted` (like a restart's, for one session). Answers
+    /// `{interrupted: [{runId, startedAt}], at}`.
+    AdoptSession {
+        key: String,
+    },
+    /// Another host's committed session change, number `seq` of the cluster's record: applied
+    /// to this cache, and the record's position remembered in the same transaction.
+    SessionSync {
+        seq: u64,
+        rows: Vec<u8>,
+    },
+    /// How far this cache has applied the cluster's record (`OpResult::Json(seq)`).
+    SyncCursor,
     /// A node connected declaring this surface: record a pending request unless the approved
     /// surface already covers it.
     RequestNodeSurface(Box<crate::nodes::surface::PendingSurface>),
@@ -431,6 +447,11 @@ impl Store {
                 source,
             })?;
         let sessions = sessions_summary::Tracker::load(&conn).map_err(db_err)?;
+        let capture = publish
+            .replicates()
+            .then(|| replica::Capture::install(&conn))
+            .transpose()
+            .map_err(db_err)?;
         let state = StoreState {
             conn,
             devices,
@@ -441,6 +462,7 @@ impl Store {
             stats: stats.clone(),
             sessions,
             summary_at_ms: 0,
+            capture,
         };
         std::thread::Builder::new()
             .name("ringgate-store".into())
@@ -525,6 +547,20 @@ impl Op {
         )
     }
 
+    /// The session a write to the session tables is for (these are the writes a cluster
+    /// replicates).
+    fn session_key(&self) -> Option<&str> {
+        match self {
+            Op::Append(a) => Some(&a.key),
+            Op::Commit(c) => Some(&c.key),
+            Op::PatchSession { key, .. }
+            | Op::ResetSession { key, .. }
+            | Op::DeleteSession { key, .. }
+            | Op::AdoptSession { key } => Some(key),
+            _ => None,
+        }
+    }
+
     /// Reads the database without writing: served after the batch's transaction commits, so
     /// a read never delays the acknowledgement of a write.
     fn is_read(&self) -> bool {
@@ -542,6 +578,7 @@ impl Op {
                 | Op::ApprovalHistory { .. }
                 | Op::CronLoad
                 | Op::CronRuns { .. }
+                | Op::SyncCursor
         )
     }
 
@@ -668,6 +705,18 @@ pub enum Notice {
 /// type, so the storage layer sits below the shards.
 pub trait Publish: Send + Sync {
     fn to_every_shard(&self, n: Notice);
+
+    /// Whether session writes go to a replicated record before their callers hear of them
+    /// (a cluster, [`replica`]).
+    fn replicates(&self) -> bool {
+        false
+    }
+
+    /// Hands a batch's session changes to the replicated record; the record delivers the
+    /// held results once it has them.
+    fn replicate(&self, r: replica::Replica) {
+        r.complete();
+    }
 }
 
 struct StoreState {
@@ -682,6 +731,8 @@ struct StoreState {
     sessions: sessions_summary::Tracker,
     /// When the last summary was sent.
     summary_at_ms: u64,
+    /// In a cluster: session writes are captured for its record ([`replica`]).
+    capture: Option<replica::Capture>,
 }
 
 /// What one op changed, to publish after commit.
@@ -870,9 +921,19 @@ impl StoreState {
             return;
         }
         let mut changes = Changes::default();
+        let capture = self.capture.is_some();
+        let mut captured: Vec<Option<replica::SessionChange>> = Vec::with_capacity(batch.len());
         let results: Vec<OpResult> = batch
             .iter()
-            .map(|c| self.apply_in_savepoint(&c.op, now, &mut changes))
+            .map(|c| {
+                let (r, change) = if capture && c.op.session_key().is_some() {
+                    self.apply_captured(&c.op, now, &mut changes)
+                } else {
+                    (self.apply_in_savepoint(&c.op, now, &mut changes), None)
+                };
+                captured.push(change);
+                r
+            })
             .collect();
         let commit_started = std::time::Instant::now();
         let committed = self.conn.execute_batch("COMMIT");
@@ -883,8 +944,20 @@ impl StoreState {
         match committed {
             Ok(()) => {
                 self.publish(changes);
-                for (cmd, r) in batch.into_iter().zip(results) {
-                    cmd.done.complete(r);
+                // Results of ops whose session changes go to the cluster's record wait for
+                // it; the others are delivered now.
+                let mut replica = replica::Replica::new();
+                for ((cmd, r), change) in batch.into_iter().zip(results).zip(captured) {
+                    match change {
+                        Some(change) => {
+                            replica.changes.push(change);
+                            replica.hold(cmd.done, r);
+                        }
+                        None => cmd.done.complete(r),
+                    }
+                }
+                if !replica.is_empty() {
+                    self.publish.replicate(replica);
                 }
             }
             Err(e) => {
@@ -901,6 +974,41 @@ impl StoreState {
                     cmd.done
                         .complete(OpResult::Failed(format!("state store write failed: {e}")));
                 }
+            }
+        }
+    }
+
+    /// A session write whose rows are captured for the cluster's record (`None` when it
+    /// failed or wrote nothing: its result is delivered at commit).
+    fn apply_captured(
+        &mut self,
+        op: &Op,
+        now: u64,
+        batch: &mut Changes,
+    ) -> (OpResult, Option<replica::SessionChange>) {
+        if let Err(e) = replica::Capture::clear(&self.conn) {
+            return (
+                OpResult::Failed(format!("state store write failed: {e}")),
+                None,
+            );
+        }
+        let r = self.apply_in_savepoint(op, now, batch);
+        if matches!(r, OpResult::Failed(_)) {
+            return (r, None);
+        }
+        match replica::Capture::take(&self.conn) {
+            Ok(rows) if rows.is_empty() => (r, None),
+            Ok(rows) => {
+                let key = op.session_key().unwrap_or_default().to_owned();
+                (r, Some(replica::SessionChange { key, rows }))
+            }
+            Err(e) => {
+                // Written here but not capturable: the caller must not hear it was kept.
+                tracing::error!(error = %e, "cannot capture a session change for the cluster");
+                (
+                    OpResult::Failed(format!("cannot capture the change for the cluster: {e}")),
+                    None,
+                )
             }
         }
     }
@@ -1015,6 +1123,80 @@ impl StoreState {
             ch.sessions.push(sessions_summary::Change::Touched(recent));
         }
         r
+    }
+
+    /// Applies another host's session change from the cluster's record and notes what it
+    /// did to the sessions summary. A changeset SQLite refuses is counted as applied (the
+    /// record cannot be corrected from here; the next change to those rows replaces them).
+    fn apply_sync(&mut self, seq: u64, rows: &[u8], ch: &mut Changes) -> OpResult {
+        let Some(capture) = self.capture.clone() else {
+            return OpResult::Invalid("not in a cluster".into());
+        };
+        let keys = replica::Capture::keys(rows);
+        let mut before = Vec::with_capacity(keys.len());
+        for k in &keys {
+            match sessions::agent_of(&self.conn, k) {
+                Ok(a) => before.push(a),
+                Err(e) => return OpResult::Failed(format!("state store read failed: {e}")),
+            }
+        }
+        // All of the change or none of it: a malformed one is skipped whole.
+        let applied = self
+            .conn
+            .execute_batch("SAVEPOINT sync")
+            .map_err(|e| e.to_string())
+            .and_then(|()| capture.apply(&self.conn, rows));
+        let _ = match applied {
+            Ok(_) => self.conn.execute_batch("RELEASE sync"),
+            Err(e) => {
+                tracing::error!(seq, error = %e, "a session change from the cluster's record cannot be applied; skipped");
+                self.conn.execute_batch("ROLLBACK TO sync; RELEASE sync")
+            }
+        };
+        // Rows from the record are not this host's to send back.
+        if let Err(e) = replica::Capture::clear(&self.conn) {
+            return OpResult::Failed(format!("state store write failed: {e}"));
+        }
+        for (key, agent_before) in keys.into_iter().zip(before) {
+            match sessions::row(&self.conn, &key) {
+                Ok(Some(row)) => {
+                    if let Some(recent) = sessions_summary::Recent::from_row(&row) {
+                        if agent_before.is_none() {
+                            ch.sessions.push(sessions_summary::Change::Created {
+                                agent: recent.agent_id.clone(),
+                            });
+                        }
+                        ch.sessions.push(sessions_summary::Change::Touched(recent));
+                    }
+                }
+                Ok(None) => {
+                    if let Some(agent) = agent_before {
+                        ch.sessions
+                            .push(sessions_summary::Change::Deleted { agent, key });
+                    }
+                }
+                Err(e) => return OpResult::Failed(format!("state store read failed: {e}")),
+            }
+        }
+        match self.conn.execute(
+            "INSERT OR REPLACE INTO cluster_cursor (stream, seq) VALUES ('sessions', ?1)",
+            params![seq as i64],
+        ) {
+            Ok(_) => OpResult::Json(json!(seq)),
+            Err(e) => OpResult::Failed(format!("state store write failed: {e}")),
+        }
+    }
+
+    /// How far this cache has applied the cluster's session record (0: nothing yet).
+    fn sync_cursor(&self) -> rusqlite::Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT seq FROM cluster_cursor WHERE stream = 'sessions'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|s| s.unwrap_or(0).max(0) as u64)
     }
 
     /// Runs a session op against the open transaction.
@@ -1424,6 +1606,21 @@ impl StoreState {
             | Op::PatchSession { .. }
             | Op::ResetSession { .. }
             | Op::DeleteSession { .. } => self.apply_session_write(op, now, ch),
+            Op::AdoptSession { key } => match sessions::adopt(&self.conn, key, now) {
+                Ok(cut) => OpResult::Json(json!({
+                    "interrupted": cut
+                        .into_iter()
+                        .map(|(run, at)| json!({"runId": run, "startedAt": at}))
+                        .collect::<Vec<_>>(),
+                    "at": now,
+                })),
+                Err(e) => OpResult::Failed(format!("state store write failed: {e}")),
+            },
+            Op::SessionSync { seq, rows } => self.apply_sync(*seq, rows, ch),
+            Op::SyncCursor => match self.sync_cursor() {
+                Ok(seq) => OpResult::Json(json!(seq)),
+                Err(e) => OpResult::Failed(format!("state store read failed: {e}")),
+            },
             Op::History(_)
             | Op::HistoryDelta(_)
             | Op::Branches { .. }
@@ -1662,6 +1859,7 @@ pub(crate) mod memory {
             publish: Arc::new(Discard),
             sessions: Default::default(),
             summary_at_ms: 0,
+            capture: None,
             config: config::ConfigKeeper::new(
                 Arc::new(crate::config::Config {
                     config_path: Some(std::env::temp_dir().join("rg-none/ringgate.json5")),

@@ -816,6 +816,28 @@ pub fn recover(conn: &Connection, now: u64) -> rusqlite::Result<usize> {
     Ok(n)
 }
 
+/// [`recover`] for one session: its owner host died, so the runs it had going were cut off.
+/// Returns those runs (id, start time).
+pub fn adopt(conn: &Connection, key: &str, now: u64) -> rusqlite::Result<Vec<(String, u64)>> {
+    let cut: Vec<(String, u64)> = conn
+        .prepare_cached(
+            "SELECT run_id, started_at_ms FROM runs WHERE status = 'running' AND session_key = ?1",
+        )?
+        .query_map([key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    conn.execute(
+        "UPDATE runs SET status = 'interrupted', ended_at_ms = ?1, error = ?2 WHERE status = 'running' AND session_key = ?3",
+        params![now as i64, INTERRUPTED_ERROR, key],
+    )?;
+    conn.execute(
+        "UPDATE sessions SET active_run = NULL WHERE key = ?1 AND active_run IS NOT NULL",
+        [key],
+    )?;
+    Ok(cut)
+}
+
 /// Runs that ended at or after `since_ms`, oldest first, with their reply text.
 pub fn recent_runs(conn: &Connection, since_ms: u64) -> rusqlite::Result<Vec<RecentRun>> {
     let mut stmt = conn.prepare(&format!(
