@@ -750,6 +750,13 @@ fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
         ("ringgate.host.host-a", b"{\"k\":\"reply\",\"to\":99,\"conn\":1,\"frame\":\"x\"}".to_vec()),
         ("ringgate.host.host-a", b"{\"k\":\"done\",\"o\":\"x\",\"to\":0,\"id\":\"nope\",\"outcome\":{\"Ok\":{\"payload\":1,\"payload_json\":null}}}".to_vec()),
         ("$KV.ringgate_devices.abc", b"{\"o\":\"x\",\"device\":{\"deviceId\":\"other\"}}".to_vec()),
+        ("ringgate.runs", b"{\"k\":\"ended\",\"o\":\"x\"}".to_vec()),
+        ("ringgate.runs", format!("{{\"k\":\"started\",\"o\":\"x\",\"run\":\"{}\",\"key\":\"k\",\"at\":1}}", "r".repeat(5_000)).into_bytes()),
+        // A session call whose key is not in canonical form.
+        ("ringgate.host.host-a", b"{\"k\":\"session\",\"o\":\"x\",\"from\":0,\"conn\":1,\"req\":\"r\",\"key\":\"AGENT:Main:X\",\"agent\":\"main\",\"op\":\"Reset\"}".to_vec()),
+        // The session record: not rows, and rows of a table that is not a session table.
+        ("ringgate.sess.0000", b"not rows".to_vec()),
+        ("ringgate.sess.0001", b"[[\"devices\",0,{\"device_id\":\"x\",\"row\":\"{}\",\"updated_at_ms\":1}]]".to_vec()),
     ];
     // A presence entry with an oversized key, and a flood of beats from made-up hosts.
     let long_key = format!(
@@ -769,7 +776,7 @@ fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let cluster = loop {
         let v = cluster_of(&mut ask_a);
-        if v["malformed"].as_u64().unwrap_or(0) >= 8 {
+        if v["malformed"].as_u64().unwrap_or(0) >= 11 {
             break v;
         }
         assert!(
@@ -795,6 +802,19 @@ fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
     );
     let _ = ask_a.call("device.pair.list", None);
     assert_eq!(ask_a.call("health", None)["ok"], true);
+    // Sessions still work across hosts after the junk in their record.
+    turn(&mut ask_a, "after-garbage", "still here", "g-1");
+    wait_history(
+        &mut asker(&b),
+        "after-garbage",
+        &["still here", "echo: still here"],
+        Duration::from_secs(10),
+    );
+    let devices = ask_a.call("device.pair.list", None).to_string();
+    assert!(
+        !devices.contains("\"deviceId\":\"x\""),
+        "rows of another table in the session record were refused: {devices}"
+    );
 }
 
 #[test]
@@ -868,7 +888,7 @@ fn turn(c: &mut Client, key: &str, message: &str, run: &str) -> Value {
 /// reads the same transcript, the real CLI included.
 #[test]
 fn a_chat_turn_through_one_host_runs_on_the_sessions_owner() {
-    let (_nats, hosts, mut on_a) = three_alive();
+    let (nats, hosts, mut on_a) = three_alive();
     turn(&mut on_a, "shared", "hello from a", "run-a");
     let mut on_b = asker(&hosts[1]);
     let ack = turn(&mut on_b, "shared", "hello from b", "run-b");
@@ -908,6 +928,19 @@ fn a_chat_turn_through_one_host_runs_on_the_sessions_owner() {
             .is_some_and(|s| s.iter().any(|s| s["key"] == "agent:main:shared")),
         "{listed}"
     );
+    // A host that has just started has not heard every heartbeat yet: it must not take a
+    // live owner's session over, only send it its calls.
+    let d = host(&nats, "host-d");
+    let mut on_d = asker(&d);
+    turn(&mut on_d, "shared", "hello from d", "run-d");
+    assert!(
+        !d.stderr().contains("took over"),
+        "a new host stole a live owner's session: {}",
+        d.stderr()
+    );
+    let mut want_d = want.to_vec();
+    want_d.extend(["hello from d", "echo: hello from d"]);
+    wait_history(&mut on_a, "shared", &want_d, Duration::from_secs(10));
     if let Some(oc) = openclaw() {
         let home = TempDir::new("cluster-cli-chat");
         let params = json!({"sessionKey": "shared"}).to_string();
@@ -919,7 +952,7 @@ fn a_chat_turn_through_one_host_runs_on_the_sessions_owner() {
                 &["gateway", "call", "chat.history", "--params", &params],
             );
             assert_eq!(code, Some(0), "{all}");
-            assert_eq!(texts(&v), want, "{all}");
+            assert_eq!(texts(&v), want_d, "{all}");
         }
     }
 }

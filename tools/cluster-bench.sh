@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One ringgate host against a three-host cluster (one NATS server with JetStream), on this
-# machine, in the same session: broadcast fan-out, handshakes, node.invoke and chat turns.
+# machine, in the same session: broadcast fan-out, handshakes, node.invoke and chat turns
+# (sessions owned by the client's host, and owned by another host).
 # Every host runs one shard. Each scenario runs RUNS times, interleaved (solo, cluster, solo,
 # …); the table gives medians, with server CPU (the sum over the hosts) and NATS's CPU.
 #
@@ -38,6 +39,7 @@ PC=$(start c --cluster-nats "$NATS_URL" --cluster-name host-c)
 SOLO="ws://127.0.0.1:$PS/"
 CLUSTER="ws://127.0.0.1:$PA/,ws://127.0.0.1:$PB/,ws://127.0.0.1:$PC/"
 CROSS="ws://127.0.0.1:$PA/,ws://127.0.0.1:$PC/"
+ROTATED="ws://127.0.0.1:$PB/,ws://127.0.0.1:$PC/,ws://127.0.0.1:$PA/"
 sleep 2
 
 nats_cpu() { awk '{print ($14+$15)}' "/proc/$NATS_PID/stat"; }
@@ -59,6 +61,10 @@ for i in $(seq "$RUNS"); do
   run "invoke across hosts" invoke "$CROSS"
   run "chat one host" chat "$SOLO" --sessions 32
   run "chat 3 hosts" chat "$CLUSTER" --sessions 32
+  # Every session owned by another host than its client's: claimed through one URL order,
+  # then driven through the rotated one (each turn crosses to the owner and back).
+  "$LG" chat --url "$CLUSTER" --token T --duration 1 --sessions 32 --key-prefix "x$i" >/dev/null 2>&1
+  run "chat across hosts" chat "$ROTATED" --sessions 32 --key-prefix "x$i"
 done
 python3 - "$OUT" <<'PY'
 import json, sys, statistics

@@ -203,7 +203,10 @@ async fn run(
     let _ = ready.send(Ok(()));
     let Ok(attach) = attach.await else { return };
     tracing::info!(host = %cfg.name, nats = %cfg.nats, "joined the cluster");
-    let (alive_tx, alive_rx) = watch::channel(Arc::new(HashSet::from([cfg.name.clone()])));
+    let (alive_tx, alive_rx) = watch::channel(Arc::new(record::Liveness {
+        alive: HashSet::from([cfg.name.clone()]),
+        settled_at_ms: now_ms() + cfg.dead_after_ms + BEAT_MS,
+    }));
     let record = record::Record::new(
         js,
         client.clone(),
@@ -324,7 +327,7 @@ struct Relay {
     /// Sessions: their owners and their durable record.
     record: Arc<record::Record>,
     /// The hosts alive now, for deciding whether a session's owner is gone.
-    alive: watch::Sender<Arc<HashSet<String>>>,
+    alive: watch::Sender<Arc<record::Liveness>>,
     members: Members,
     /// This host's own presence entries (what a joining peer is sent).
     own: Presence,
@@ -796,8 +799,18 @@ impl Relay {
             .map(|m| m.name.clone())
             .chain([self.cfg.name.clone()])
             .collect();
-        if **self.alive.borrow() != alive {
-            self.alive.send_replace(Arc::new(alive));
+        // Trusted once a full round of heartbeats can have arrived since the link (re)connected.
+        let settled_at_ms = if self.view.connected {
+            self.view.since_ms + self.cfg.dead_after_ms + BEAT_MS
+        } else {
+            u64::MAX
+        };
+        let live = record::Liveness {
+            alive,
+            settled_at_ms,
+        };
+        if **self.alive.borrow() != live {
+            self.alive.send_replace(Arc::new(live));
         }
         self.view.dropped = self.handle.dropped.load(Ordering::Relaxed) + self.publish_failures;
         if self.view.dropped > self.logged_drops {

@@ -38,6 +38,16 @@ const RECORD_PATIENCE: Duration = Duration::from_secs(30);
 /// How long a host taking a session over waits for its cache to catch up with the record.
 const CATCH_UP: Duration = Duration::from_secs(10);
 
+/// Which hosts are alive, and from when that judgement can be trusted: a host that has just
+/// started or reconnected to NATS has not yet heard every peer's heartbeat, so until
+/// `settled_at_ms` a peer missing from `alive` may well be alive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Liveness {
+    pub alive: HashSet<String>,
+    /// `u64::MAX` while this host has no NATS connection.
+    pub settled_at_ms: u64,
+}
+
 /// The storage thread's side of the record: batches of session changes, in commit order.
 pub struct Replicas(pub(super) mpsc::UnboundedSender<Replica>);
 
@@ -64,7 +74,7 @@ pub struct Record {
     /// The highest stream sequence handed to the storage thread (it applies in order).
     applied: watch::Sender<u64>,
     /// The hosts alive now (this one included), as the membership decides.
-    alive: watch::Receiver<Arc<HashSet<String>>>,
+    alive: watch::Receiver<Arc<Liveness>>,
     store: Store,
     bus: Arc<Bus>,
 }
@@ -113,7 +123,7 @@ impl Record {
         prefix: &str,
         host: String,
         started_ms: u64,
-        alive: watch::Receiver<Arc<HashSet<String>>>,
+        alive: watch::Receiver<Arc<Liveness>>,
         store: Store,
         bus: Arc<Bus>,
     ) -> Arc<Record> {
@@ -139,13 +149,12 @@ impl Record {
     pub async fn publish_changes(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Replica>) {
         let mut n: u64 = 0;
         let mut failures: u64 = 0;
-        while let Some(batch) = rx.recv().await {
+        while let Some(mut batch) = rx.recv().await {
             let started = tokio::time::Instant::now();
+            let changes = std::mem::take(&mut batch.changes);
             let mut batch = Some(batch);
-            let changes = batch
-                .as_ref()
-                .map(|b| b.changes.clone())
-                .unwrap_or_default();
+            // One at a time, each after the previous one's acknowledgement: a retried
+            // publish must never land after a later change of the same session.
             for ch in changes {
                 n += 1;
                 let id = format!("{}.{}.{n}", self.host, self.started_ms);
@@ -274,8 +283,19 @@ impl Record {
             if holder == self.host {
                 return Ok(holder.into());
             }
-            if self.alive.borrow().contains(&holder) {
+            let live = self.alive.borrow().clone();
+            if live.alive.contains(&holder) {
                 return Ok(holder.into());
+            }
+            // Not alive as far as this host knows; a judgement made before this host has
+            // heard a full round of heartbeats would steal a live host's sessions.
+            let now = crate::state::now_ms();
+            if now < live.settled_at_ms {
+                if live.settled_at_ms == u64::MAX {
+                    return Err("this host has lost its link to the cluster; retry".into());
+                }
+                tokio::time::sleep(Duration::from_millis(live.settled_at_ms - now)).await;
+                continue;
             }
             // Its owner is gone: take it over, unless another host does first.
             if self

@@ -749,6 +749,104 @@ mod tests {
     }
 
     #[test]
+    fn a_session_call_travels_with_its_asker_and_a_forged_key_is_refused() {
+        use crate::chat::{key::resolve, SendKind, SendReq, SessionCall, SessionOp};
+        let call = SessionCall {
+            caller: crate::effects::Caller::conn(1, 42, "req-7"),
+            key: resolve("work", None, "main").unwrap(),
+            op: SessionOp::Send(SendReq {
+                kind: SendKind::Agent,
+                message: "hi".into(),
+                run_id: "r1".into(),
+                fingerprint: 99,
+                key_given: true,
+                reply_to: None,
+            }),
+        };
+        let bytes = encode_session("host-b", &call).unwrap();
+        let Some(Direct::Session(back)) = decode_direct(&bytes, 1) else {
+            panic!("{}", String::from_utf8_lossy(&bytes))
+        };
+        assert_eq!(back.key, call.key);
+        let crate::effects::Caller::Remote(r) = &back.caller else {
+            panic!("{:?}", back.caller)
+        };
+        assert_eq!(
+            (&*r.host, r.shard, r.conn, r.req_id.as_str()),
+            ("host-b", 1, 42, "req-7")
+        );
+        let SessionOp::Send(s) = back.op else {
+            panic!()
+        };
+        assert_eq!(
+            (s.kind, s.run_id.as_str(), s.fingerprint),
+            (SendKind::Agent, "r1", 99)
+        );
+        // An in-process caller has no address on another host.
+        let internal = SessionCall {
+            caller: crate::effects::Caller::Internal {
+                shard: 0,
+                waiter: crate::effects::Waiter::Cron(1),
+            },
+            ..call
+        };
+        assert!(encode_session("host-b", &internal).is_none());
+        for key in [
+            "AGENT:main:work",
+            "agent:main:",
+            "agent:other:work",
+            "x".repeat(600).as_str(),
+        ] {
+            let forged = format!(
+                r#"{{"k":"session","o":"h","from":0,"conn":1,"req":"r","key":"{key}","agent":"main","op":"Reset"}}"#
+            );
+            assert!(decode_direct(forged.as_bytes(), 1).is_none(), "{key}");
+        }
+    }
+
+    #[test]
+    fn run_notes_round_trip_and_are_bounded() {
+        use crate::chat::runs::{RunNote, RunSummary};
+        let ended = RunNote::Ended(Arc::new(RunSummary {
+            run_id: "r1".into(),
+            status: "interrupted",
+            started_at: 1,
+            ended_at: 2,
+            error: Some("cut".into()),
+            stop_reason: "error".into(),
+        }));
+        let (o, back) = decode_note(&encode_note("host-a", &ended).unwrap()).unwrap();
+        assert_eq!(o, "host-a");
+        let (RunNote::Ended(a), RunNote::Ended(b)) = (&ended, &back) else {
+            panic!()
+        };
+        assert_eq!(a, b);
+        let odd = br#"{"k":"ended","o":"h","run":"r","status":"weird","started":1,"ended":2,"error":null,"stop":"x"}"#;
+        let Some((_, RunNote::Ended(s))) = decode_note(odd) else {
+            panic!()
+        };
+        assert_eq!(s.status, "error", "an unknown status is an error");
+        let long = format!(
+            r#"{{"k":"started","o":"h","run":"{}","key":"k","at":1}}"#,
+            "r".repeat(MAX_RUN_ID + 1)
+        );
+        assert!(decode_note(long.as_bytes()).is_none());
+        assert!(decode_note(b"[]").is_none());
+    }
+
+    #[test]
+    fn session_tokens_are_stable_and_subject_safe() {
+        assert_eq!(
+            session_token("agent:main:main"),
+            session_token("agent:main:main")
+        );
+        assert_ne!(session_token("agent:main:a"), session_token("agent:main:b"));
+        let t = session_token("agent:main:with.dots *and> spaces");
+        assert_eq!(t.len(), 16);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
     fn presence_messages_round_trip_and_bound_keys() {
         let d = Delta::Upsert {
             key: "conn-1".into(),

@@ -400,7 +400,9 @@ async fn chat_drive(
                     s.turn += 1;
                     s.req = next_id;
                     next_id += 1;
-                    s.run_id = format!("{}-t{}", s.key, s.turn);
+                    // The process id keeps run ids (idempotency keys) unique across runs
+                    // that reuse session keys (`--key-prefix`).
+                    s.run_id = format!("{}-p{}-t{}", s.key, std::process::id(), s.turn);
                     let msg = message(&s.run_id, msg_bytes);
                     s.reply = format!("echo: {msg}").into_bytes();
                     ws.queue_text(&chat_send(s.req, &s.key, &msg, &s.run_id));
