@@ -156,6 +156,12 @@ async fn run(
         return;
     }
     let js = async_nats::jetstream::new(client.clone());
+    let refuse = |what: &str, e: String| {
+        let _ = ready.send(Err(format!(
+            "cannot open the shared {what} on {}: {e}",
+            cfg.nats
+        )));
+    };
     let devices = match open_bucket(
         &js,
         &format!("{}_devices", cfg.prefix.replace('.', "_")),
@@ -164,23 +170,11 @@ async fn run(
     .await
     {
         Ok(kv) => kv,
-        Err(e) => {
-            let _ = ready.send(Err(format!(
-                "cannot open the shared device record on {}: {e}",
-                cfg.nats
-            )));
-            return;
-        }
+        Err(e) => return refuse("device record", e),
     };
     let sessions = match record::open(&js, &cfg.prefix, cfg.replicas).await {
         Ok(s) => s,
-        Err(e) => {
-            let _ = ready.send(Err(format!(
-                "cannot open the shared session record on {}: {e}",
-                cfg.nats
-            )));
-            return;
-        }
+        Err(e) => return refuse("session record", e),
     };
     let subjects = Subjects::new(&cfg.prefix);
     let subs = async {

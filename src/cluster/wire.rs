@@ -508,43 +508,42 @@ pub fn encode_reply(shard: usize, conn: u64, frame: &[u8]) -> Option<Vec<u8>> {
 /// Encodes an approval call of a connection of `origin` for the approvals host. Only a
 /// connection's call can travel (an in-process waiter has no address on another host).
 pub fn encode_approval(origin: &str, call: &crate::approvals::ApprovalCall) -> Option<Vec<u8>> {
-    let crate::effects::Caller::Conn {
-        shard,
-        conn,
-        req_id,
-    } = &call.caller
-    else {
-        return None;
-    };
+    let (from, conn, req) = conn_address(&call.caller)?;
     serde_json::to_vec(&DirectWire::Approval {
         o: origin.to_owned(),
-        from: *shard,
-        conn: *conn,
-        req: req_id.clone(),
+        from,
+        conn,
+        req,
         op: call.op.clone(),
     })
     .ok()
 }
 
+/// A connection caller's address (shard, connection, request id); other callers have none
+/// on another host.
+fn conn_address(caller: &crate::effects::Caller) -> Option<(usize, u64, String)> {
+    match caller {
+        crate::effects::Caller::Conn {
+            shard,
+            conn,
+            req_id,
+        } => Some((*shard, *conn, req_id.clone())),
+        _ => None,
+    }
+}
+
 /// Encodes a session call of a connection of `origin` for the session's owner host (as
 /// approvals: an in-process waiter or a worker's call cannot travel).
 pub fn encode_session(origin: &str, call: &crate::chat::SessionCall) -> Option<Vec<u8>> {
-    let crate::effects::Caller::Conn {
-        shard,
-        conn,
-        req_id,
-    } = &call.caller
-    else {
-        return None;
-    };
+    let (from, conn, req) = conn_address(&call.caller)?;
     if matches!(call.op, crate::chat::SessionOp::Worker(_)) {
         return None;
     }
     serde_json::to_vec(&DirectWire::Session {
         o: origin.to_owned(),
-        from: *shard,
-        conn: *conn,
-        req: req_id.clone(),
+        from,
+        conn,
+        req,
         key: call.key.canonical.clone(),
         agent: call.key.agent_id.clone(),
         op: call.op.clone(),
