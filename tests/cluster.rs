@@ -1145,3 +1145,78 @@ fn a_nats_restart_under_chat_load_loses_no_acknowledged_turn() {
         }
     }
 }
+
+/// `started` events of cron job `id` that reach `c` within `window`.
+fn cron_starts(c: &mut Client, id: &str, window: Duration) -> usize {
+    c.events.clear();
+    std::thread::sleep(window);
+    c.call("health", None);
+    c.events
+        .iter()
+        .filter(|e| {
+            e["event"] == "cron"
+                && e["payload"]["jobId"] == id
+                && e["payload"]["action"] == "started"
+        })
+        .count()
+}
+
+/// Cron is one book for the cluster: a job added through any host is listed from every host
+/// and runs on one host only (the live host with the smallest name); when that host dies, the
+/// next one runs the job from the shared record.
+#[test]
+fn cron_jobs_are_shared_and_each_run_happens_once() {
+    let (_nats, [mut a, b, c], _ask) = three_alive();
+    let mut on_b = asker(&b);
+    let mut on_c = asker(&c);
+    let add = json!({"name": "tick", "schedule": {"kind": "every", "everyMs": 1000},
+        "sessionTarget": "main", "wakeMode": "now",
+        "payload": {"kind": "systemEvent", "text": "tick-from-cron"}});
+    // Until the cluster view has settled, the cron host is not chosen yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let job = loop {
+        let res = on_b.request("cron.add", Some(add.clone()));
+        if res["ok"] == true {
+            break res["payload"].clone();
+        }
+        assert_eq!(res["error"]["code"], "UNAVAILABLE", "{res}");
+        assert!(
+            Instant::now() < deadline,
+            "cron never became available: {res}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let id = job["id"].as_str().unwrap().to_owned();
+    let listed = on_c.call("cron.list", None);
+    assert!(listed.to_string().contains(&id), "{listed}");
+    // Once a second, by one host: three hosts running it would start it about three times
+    // as often.
+    let n = cron_starts(&mut on_c, &id, Duration::from_secs(4));
+    assert!((2..=6).contains(&n), "{n} starts in 4 s");
+    assert!(a
+        .stderr()
+        .contains("this host runs the cluster's cron jobs now"));
+    assert!(!b
+        .stderr()
+        .contains("this host runs the cluster's cron jobs now"));
+    // The cron host dies: the next host by name runs the job from the shared record.
+    a.kill9();
+    wait_alive(&mut on_b, 2, Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b
+        .stderr()
+        .contains("this host runs the cluster's cron jobs now")
+    {
+        assert!(Instant::now() < deadline, "B never took cron over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let n = cron_starts(&mut on_c, &id, Duration::from_secs(4));
+    assert!((2..=6).contains(&n), "{n} starts in 4 s after the failover");
+    let listed = on_c.call("cron.list", None);
+    assert!(listed.to_string().contains(&id), "{listed}");
+    let runs = on_c.call("cron.runs", Some(json!({"id": id})));
+    assert!(
+        runs["total"].as_u64().unwrap_or(0) >= 4,
+        "the run log is shared and holds both hosts' runs: {runs}"
+    );
+}

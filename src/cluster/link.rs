@@ -228,6 +228,7 @@ async fn run(
             members: Vec::new(),
             dropped: 0,
             malformed: 0,
+            settled: false,
         },
         hello: true,
         devices,
@@ -445,6 +446,10 @@ impl Relay {
                     self.publish(self.subjects.host(&host), bytes).await;
                 }
             }
+            Out::Cron { host, call } => match wire::encode_cron(&self.cfg.name, &call) {
+                Some(bytes) => self.publish(self.subjects.host(&host), bytes).await,
+                None => self.malformed("cron call"),
+            },
             Out::Note(note) => {
                 if let Some(bytes) = wire::encode_note(&self.cfg.name, &note) {
                     self.publish(self.subjects.runs.clone(), bytes).await;
@@ -592,6 +597,10 @@ impl Relay {
             Some(wire::Direct::Approval(call)) => {
                 let owner = crate::placement::Placement::new(bus.shards()).approvals();
                 bus.push_waiting(owner, BusMsg::Approval(Box::new(call)))
+            }
+            Some(wire::Direct::Cron(call)) => {
+                let owner = crate::placement::Placement::new(bus.shards()).cron();
+                bus.push_waiting(owner, BusMsg::Cron(Box::new(call)))
             }
             Some(wire::Direct::Session(call)) => {
                 let owner =
@@ -799,6 +808,7 @@ impl Relay {
         } else {
             u64::MAX
         };
+        self.view.settled = now_ms() >= settled_at_ms;
         let live = record::Liveness {
             alive,
             settled_at_ms,

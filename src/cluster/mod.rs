@@ -164,6 +164,11 @@ pub enum Out {
         shard: usize,
         call: Box<crate::chat::SessionCall>,
     },
+    /// A `cron.*` call of a connection of this host, for the host that runs cron.
+    Cron {
+        host: Arc<str>,
+        call: crate::cron::service::CronCall,
+    },
     /// A run of a session this host owns started or ended (for the other hosts' run index).
     Note(crate::chat::runs::RunNote),
     /// A session call of a connection of this host, for the session's owner host.
@@ -266,6 +271,9 @@ pub struct View {
     pub dropped: u64,
     /// Incoming messages refused as malformed so far.
     pub malformed: u64,
+    /// A full round of heartbeats has arrived since the link (re)connected: `members` can be
+    /// trusted to name every live host (until then a peer may be alive but not yet heard).
+    pub settled: bool,
 }
 
 impl View {

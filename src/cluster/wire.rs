@@ -476,6 +476,14 @@ enum DirectWire {
         agent: String,
         op: crate::chat::SessionOp,
     },
+    Cron {
+        o: String,
+        from: usize,
+        conn: u64,
+        req: String,
+        method: String,
+        params: serde_json::Value,
+    },
 }
 
 /// A message addressed to this host, decoded.
@@ -493,6 +501,8 @@ pub enum Direct {
     Approval(crate::approvals::ApprovalCall),
     /// For the owner of a session this host owns; the caller is a connection of the sender.
     Session(crate::chat::SessionCall),
+    /// For this host's cron service (it runs cron for the cluster).
+    Cron(crate::cron::service::CronCall),
 }
 
 /// Encodes a response frame for connection `conn` of `shard` on another host.
@@ -547,6 +557,20 @@ pub fn encode_session(origin: &str, call: &crate::chat::SessionCall) -> Option<V
         key: call.key.canonical.clone(),
         agent: call.key.agent_id.clone(),
         op: call.op.clone(),
+    })
+    .ok()
+}
+
+/// Encodes a `cron.*` call of a connection of `origin` for the host that runs cron.
+pub fn encode_cron(origin: &str, call: &crate::cron::service::CronCall) -> Option<Vec<u8>> {
+    let (from, conn, req) = conn_address(&call.caller)?;
+    serde_json::to_vec(&DirectWire::Cron {
+        o: origin.to_owned(),
+        from,
+        conn,
+        req,
+        method: call.method.clone(),
+        params: call.params.clone(),
     })
     .ok()
 }
@@ -677,6 +701,25 @@ pub fn decode_direct(bytes: &[u8], shards: usize) -> Option<Direct> {
                 key: parsed,
                 op,
             }));
+        }
+        DirectWire::Cron {
+            o,
+            from,
+            conn,
+            req,
+            method,
+            params,
+        } => {
+            // Only the methods the cron service serves (their params were checked by the
+            // sender's schema, as a client's of this host would be).
+            let known = crate::methods::cron::METHODS.contains(&method.as_str());
+            return known.then(|| {
+                Direct::Cron(crate::cron::service::CronCall {
+                    caller: remote(o, from, conn, req),
+                    method,
+                    params,
+                })
+            });
         }
     };
     (to < shards).then_some(Direct::Invoke(to, msg))

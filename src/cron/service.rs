@@ -68,6 +68,10 @@ pub struct CronService {
     /// Agent turns of runs in progress, by waiter token.
     turns: HashMap<u64, TurnWait>,
     next_token: u64,
+    /// Serving: loading or loaded the jobs (in a cluster, only the host chosen to run cron).
+    leading: bool,
+    /// The tick timer is armed (it re-arms itself; never twice).
+    ticking: bool,
 }
 
 /// What a step needs of the gateway.
@@ -152,10 +156,29 @@ impl CronService {
         self.book.as_mut()
     }
 
-    /// On the owner shard at start: load the jobs, then tick.
+    /// On the owner shard at start (in a cluster, when this host becomes the one that runs
+    /// cron): load the jobs, then tick.
     pub fn start(&mut self, fx: &mut Fx) {
+        if self.leading {
+            return;
+        }
+        self.leading = true;
         fx.push(Effect::Store(Op::CronLoad, Resume::Loaded));
-        fx.push(Effect::Timer(TICK_MS, Resume::Tick));
+        if !self.ticking {
+            self.ticking = true;
+            fx.push(Effect::Timer(TICK_MS, Resume::Tick));
+        }
+    }
+
+    /// Another host runs cron now: forget the jobs (they stay in the shared record), so no
+    /// job is due here until this host leads again and loads them afresh.
+    pub fn stop(&mut self) {
+        self.leading = false;
+        self.book = None;
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading
     }
 
     /// Serves a `cron.*` request.
@@ -301,6 +324,9 @@ impl CronService {
     }
 
     fn loaded(&mut self, env: &Env, res: Option<OpResult>) {
+        if !self.leading {
+            return;
+        }
         let jobs: Vec<Job> = match res {
             Some(OpResult::Json(Value::Array(rows))) => rows
                 .into_iter()

@@ -128,6 +128,7 @@ mod tests {
                     .collect(),
                 dropped: 3,
                 malformed: 0,
+                settled: true,
             })),
         };
         let s = parse(&scrape.encode());

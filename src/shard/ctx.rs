@@ -475,10 +475,11 @@ impl ShardCtx {
         }
     }
 
-    /// The cluster host that holds the exec-approvals table (`None`: this one). One host
-    /// holds it, so a request made on one host can be resolved from any: the live host with
-    /// the smallest name.
-    pub fn approvals_host(&self) -> Option<Arc<str>> {
+    /// The cluster host that holds what one host must hold for all — the exec-approvals
+    /// table, and cron (`None`: this one): the live host with the smallest name. One host
+    /// holds the approvals, so a request made on one host can be resolved from any; one runs
+    /// cron, so each job runs once.
+    pub fn leader_host(&self) -> Option<Arc<str>> {
         let v = self.cluster_view.as_ref()?;
         let first = v
             .members
@@ -487,6 +488,17 @@ impl ShardCtx {
             .map(|m| m.name.as_str())
             .min()?;
         (first < v.host.as_str()).then(|| first.into())
+    }
+
+    /// Whether this host runs cron: alone, always; in a cluster, when it is the leader by a
+    /// settled view (a host that has not yet heard every peer must not start running jobs
+    /// another host already runs).
+    pub fn cron_here(&self) -> bool {
+        match (&self.cluster, &self.cluster_view) {
+            (None, _) => true,
+            (Some(_), Some(v)) => v.settled && self.leader_host().is_none(),
+            (Some(_), None) => false,
+        }
     }
 
     /// Approval clients connected to any host of the cluster (this one included).
@@ -882,7 +894,10 @@ impl ShardCtx {
             }
             BusMsg::Metrics(g) => g.offer(self.metrics_snapshot()),
             BusMsg::RemotePresence(deltas) => self.remote_presence(deltas),
-            BusMsg::Cluster(view) => self.cluster_view = Some(view),
+            BusMsg::Cluster(view) => {
+                self.cluster_view = Some(view);
+                super::drive::cron_leadership(self);
+            }
             BusMsg::HostGone(host) => self.host_gone(&host),
             BusMsg::Owner { host, call } => super::drive::session_owner(self, host, *call),
             BusMsg::ChannelReport(r) => {

@@ -122,7 +122,7 @@ fn approval_resume(ctx: &mut ShardCtx, r: approvals::Resume, res: Option<OpResul
 
 /// Sends an approval call to the approvals owner (or serves it here).
 pub fn route_approval(ctx: &mut ShardCtx, call: ApprovalCall) {
-    if let (Some(host), Some(c)) = (ctx.approvals_host(), &ctx.cluster) {
+    if let (Some(host), Some(c)) = (ctx.leader_host(), &ctx.cluster) {
         c.send(crate::cluster::Out::Approval { host, call });
         return;
     }
@@ -317,15 +317,45 @@ fn cron_step(
     apply(ctx, fx, &CRON);
 }
 
-/// On the cron owner at start: load the jobs and start ticking.
+/// On the cron owner at start: load the jobs and start ticking (in a cluster, only once
+/// this host is the one that runs cron: [`cron_leadership`]).
 pub fn cron_start(ctx: &mut ShardCtx) {
-    if ctx.id == ctx.placement().cron() {
+    if ctx.id == ctx.placement().cron() && ctx.cron_here() {
         cron_step(ctx, |c, _, fx| c.start(fx));
     }
 }
 
-/// Sends a `cron.*` request to the cron owner (or serves it here).
+/// The cluster view changed: the cron owner starts running jobs when this host has become
+/// the one that runs cron, and stops when another host has.
+pub fn cron_leadership(ctx: &mut ShardCtx) {
+    if ctx.id != ctx.placement().cron() {
+        return;
+    }
+    match (ctx.cron_here(), ctx.cron.leading()) {
+        (true, false) => {
+            tracing::info!("this host runs the cluster's cron jobs now");
+            cron_step(ctx, |c, _, fx| c.start(fx));
+        }
+        (false, true) => {
+            tracing::info!("another cluster host runs the cron jobs now");
+            ctx.cron.stop();
+        }
+        _ => {}
+    }
+}
+
+/// Sends a `cron.*` request to the cron owner (or serves it here); in a cluster, to the
+/// host that runs cron.
 pub fn route_cron(ctx: &mut ShardCtx, call: cron::CronCall) {
+    if let (Some(host), true) = (ctx.leader_host(), ctx.cluster.is_some()) {
+        if let Caller::Conn { conn, req_id, .. } = &call.caller {
+            ctx.track_forward(*conn, req_id, host.clone());
+            if let Some(c) = &ctx.cluster {
+                c.send(crate::cluster::Out::Cron { host, call });
+            }
+            return;
+        }
+    }
     let owner = ctx.placement().cron();
     ctx.route(owner, call, cron_call, BusMsg::Cron);
 }

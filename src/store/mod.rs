@@ -547,10 +547,13 @@ impl Op {
         )
     }
 
-    /// The session a write to the session tables is for (these are the writes a cluster
-    /// replicates).
-    fn session_key(&self) -> Option<&str> {
+    /// The record key of a write a cluster replicates: the session a write to the session
+    /// tables is for, or [`replica::CRON_KEY`] for cron's.
+    fn record_key(&self) -> Option<&str> {
         match self {
+            Op::CronSave { .. } | Op::CronDelete { .. } | Op::CronFinish { .. } => {
+                Some(replica::CRON_KEY)
+            }
             Op::Append(a) => Some(&a.key),
             Op::Commit(c) => Some(&c.key),
             Op::PatchSession { key, .. }
@@ -926,7 +929,7 @@ impl StoreState {
         let results: Vec<OpResult> = batch
             .iter()
             .map(|c| {
-                let (r, change) = if capture && c.op.session_key().is_some() {
+                let (r, change) = if capture && c.op.record_key().is_some() {
                     self.apply_captured(&c.op, now, &mut changes)
                 } else {
                     (self.apply_in_savepoint(&c.op, now, &mut changes), None)
@@ -999,7 +1002,7 @@ impl StoreState {
         match replica::Capture::take(&self.conn) {
             Ok(rows) if rows.is_empty() => (r, None),
             Ok(rows) => {
-                let key = op.session_key().unwrap_or_default().to_owned();
+                let key = op.record_key().unwrap_or_default().to_owned();
                 (r, Some(replica::SessionChange { key, rows }))
             }
             Err(e) => {

@@ -18,8 +18,12 @@ use serde_json::Value;
 
 use super::{oneshot::Oneshot, OpResult};
 
-/// The tables a session's state lives in (rows, transcripts, run records).
-pub const TABLES: [&str; 3] = ["sessions", "messages", "runs"];
+/// The tables a cluster shares: a session's state (rows, transcripts, run records) and the
+/// cron jobs with their run log.
+pub const TABLES: [&str; 5] = ["sessions", "messages", "runs", "cron_jobs", "cron_runs"];
+
+/// The record key of cron writes (one subject for all of them: one host runs cron).
+pub const CRON_KEY: &str = "cron";
 
 /// The committed changes of one op to one session.
 #[derive(Debug, Clone)]
@@ -259,6 +263,7 @@ mod tests {
                 super::super::sessions::MIGRATION,
                 super::super::sessions::MIGRATION_RUN_IDEMPOTENCY,
                 super::super::sessions::MIGRATION_ROW_SUMMARY,
+                super::super::cron::MIGRATION,
             ]
             .concat(),
         )
