@@ -107,6 +107,12 @@ pub fn is_secret_path(path: &str) -> bool {
     matches!(last, "token" | "password" | "apiKey" | "secret")
 }
 
+/// Whether the string at `path` is a secret: a secret key's value, or NATS URLs carrying a
+/// login (`nats://user:pass@host`).
+fn is_secret(path: &str, s: &str) -> bool {
+    !s.is_empty() && (is_secret_path(path) || (path == "ringgate.cluster.nats" && s.contains('@')))
+}
+
 fn join(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_owned()
@@ -128,7 +134,7 @@ fn redact_at(v: &Value, path: &str) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(|v| redact_at(v, path)).collect()),
-        Value::String(s) if !s.is_empty() && is_secret_path(path) => json!(REDACTED),
+        Value::String(s) if is_secret(path, s) => json!(REDACTED),
         other => other.clone(),
     }
 }
@@ -138,7 +144,7 @@ fn secrets(v: &Value, path: &str, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => m.iter().for_each(|(k, v)| secrets(v, &join(path, k), out)),
         Value::Array(a) => a.iter().for_each(|v| secrets(v, path, out)),
-        Value::String(s) if !s.is_empty() && is_secret_path(path) => out.push(s.clone()),
+        Value::String(s) if is_secret(path, s) => out.push(s.clone()),
         _ => {}
     }
 }
@@ -353,6 +359,15 @@ mod tests {
         assert_eq!(r["gateway"]["auth"]["token"], REDACTED);
         assert_eq!(r["gateway"]["auth"]["mode"], "token");
         assert_eq!(r["ringgate"]["agents"]["a"]["apiKey"], REDACTED);
+        let nats = |url: &str| redact(&json!({"ringgate": {"cluster": {"nats": url}}}));
+        assert_eq!(
+            nats("nats://rg:pw@10.0.0.5:4222")["ringgate"]["cluster"]["nats"],
+            REDACTED
+        );
+        assert_eq!(
+            nats("nats://10.0.0.5:4222")["ringgate"]["cluster"]["nats"],
+            "nats://10.0.0.5:4222"
+        );
         assert_eq!(r["ringgate"]["agents"]["a"]["model"], "m");
         // Writing the redacted document back keeps the secrets.
         assert_eq!(restore_redacted(&r, &doc).unwrap(), doc);

@@ -187,6 +187,49 @@ fn without_nats_or_jetstream_the_host_does_not_start() {
     );
 }
 
+/// NATS with a password: a host without it is refused at start (exit 2, saying so); a host
+/// with it in the URL joins, and the password shows in neither `health` nor the logs.
+#[test]
+fn a_nats_login_in_the_url_is_used_and_never_shown() {
+    let nats = Nats::with_login("rg", "s3cret-pw");
+    let dir = TempDir::new("cluster-login");
+    let out = Command::new(common::bin())
+        .args(["run", "--port", "0", "--token", "T", "--state-dir"])
+        .arg(dir.path())
+        .args(["--cluster-nats", &nats.url(), "--cluster-name", "nologin"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused this host"), "{err}");
+    let url = format!("nats://rg:s3cret-pw@127.0.0.1:{}", nats.port);
+    let server = Server::opts()
+        .config(&format!(
+            "{{ ringgate: {{ cluster: {{ nats: \"{url}\", name: \"with-login\" }} }} }}"
+        ))
+        .start();
+    let mut c = asker(&server);
+    let cluster = cluster_of(&mut c);
+    assert_eq!(cluster["connected"], true, "{cluster}");
+    assert_eq!(
+        cluster["nats"],
+        format!("nats://127.0.0.1:{}", nats.port),
+        "{cluster}"
+    );
+    turn(&mut c, "with-login", "hi", "l-1");
+    assert!(
+        !server.stderr().contains("s3cret-pw"),
+        "{}",
+        server.stderr()
+    );
+    let config = c.call("config.get", None).to_string();
+    assert!(
+        !config.contains("s3cret-pw"),
+        "config.get redacts it: {config}"
+    );
+}
+
 #[test]
 fn presence_and_broadcasts_reach_every_host_with_gap_free_seq() {
     let (_nats, [a, b, c], mut ask_a) = three_alive();

@@ -116,6 +116,8 @@ async fn run(
     attach: oneshot::Receiver<Attach>,
     replicas: mpsc::UnboundedReceiver<crate::store::replica::Replica>,
 ) {
+    let mut cfg = cfg;
+    let login = cfg.take_login();
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let timeout = Duration::from_millis(cfg.connect_timeout_ms);
     let opts = ConnectOptions::new()
@@ -128,6 +130,10 @@ async fn run(
                 let _ = tx.send(e);
             }
         });
+    let opts = match login {
+        Some((user, pass)) => opts.user_and_password(user, pass),
+        None => opts,
+    };
     let client = match tokio::time::timeout(timeout, opts.connect(cfg.nats.as_str())).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {

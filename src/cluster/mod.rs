@@ -66,6 +66,35 @@ impl ClusterConfig {
         }
     }
 
+    /// Takes a user and password written in the NATS URLs (`nats://user:pass@host:4222`) out
+    /// of them: returned for the connection, and gone from `nats`, which logs and `health`
+    /// show. (The NATS client does not read them from the URL itself.)
+    pub fn take_login(&mut self) -> Option<(String, String)> {
+        let mut login = None;
+        let urls: Vec<String> = self
+            .nats
+            .split(',')
+            .map(|u| {
+                let u = u.trim();
+                let (scheme, rest) = u.split_once("://").unwrap_or(("", u));
+                match rest.rsplit_once('@') {
+                    Some((userinfo, host)) if !userinfo.contains('/') => {
+                        let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                        login.get_or_insert((user.to_owned(), pass.to_owned()));
+                        if scheme.is_empty() {
+                            host.to_owned()
+                        } else {
+                            format!("{scheme}://{host}")
+                        }
+                    }
+                    _ => u.to_owned(),
+                }
+            })
+            .collect();
+        self.nats = urls.join(",");
+        login
+    }
+
     /// Parses `ringgate.cluster` (`nats` is required; `name` defaults to the machine's host
     /// name).
     pub fn parse(v: &Value, path: &str) -> Result<ClusterConfig, ConfigError> {
@@ -342,6 +371,19 @@ mod tests {
         .is_err());
         assert!(ClusterConfig::parse(&json!({"nats": "nats://x", "replicas": 0}), "c").is_err());
         assert!(ClusterConfig::parse(&json!({"nats": "nats://x", "bogus": 1}), "c").is_err());
+    }
+
+    #[test]
+    fn a_login_in_the_nats_urls_is_taken_out_of_them() {
+        let mut c = ClusterConfig::new(
+            "nats://ringgate:s3cret@10.0.0.5:4222, nats://ringgate:s3cret@10.0.0.6:4222".into(),
+            "a".into(),
+        );
+        assert_eq!(c.take_login(), Some(("ringgate".into(), "s3cret".into())));
+        assert_eq!(c.nats, "nats://10.0.0.5:4222,nats://10.0.0.6:4222");
+        let mut plain = ClusterConfig::new("nats://127.0.0.1:4222".into(), "a".into());
+        assert_eq!(plain.take_login(), None);
+        assert_eq!(plain.nats, "nats://127.0.0.1:4222");
     }
 
     #[test]

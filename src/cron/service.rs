@@ -72,6 +72,8 @@ pub struct CronService {
     leading: bool,
     /// The tick timer is armed (it re-arms itself; never twice).
     ticking: bool,
+    /// Another host runs cron now ([`CronService::stop`]).
+    stopped: bool,
 }
 
 /// What a step needs of the gateway.
@@ -163,6 +165,7 @@ impl CronService {
             return;
         }
         self.leading = true;
+        self.stopped = false;
         fx.push(Effect::Store(Op::CronLoad, Resume::Loaded));
         if !self.ticking {
             self.ticking = true;
@@ -174,6 +177,7 @@ impl CronService {
     /// job is due here until this host leads again and loads them afresh.
     pub fn stop(&mut self) {
         self.leading = false;
+        self.stopped = true;
         self.book = None;
     }
 
@@ -324,7 +328,8 @@ impl CronService {
     }
 
     fn loaded(&mut self, env: &Env, res: Option<OpResult>) {
-        if !self.leading {
+        if self.stopped {
+            // Loaded for a lead this host has given up since.
             return;
         }
         let jobs: Vec<Job> = match res {
@@ -697,6 +702,36 @@ mod tests {
             ..Default::default()
         };
         assert!(tick(&mut c, &off, NOW + 10 * 60_000).is_empty());
+    }
+
+    #[test]
+    fn a_host_that_stops_leading_runs_nothing_and_reloads_when_it_leads_again() {
+        let cfg = config();
+        let mut c = CronService::default();
+        let mut fx = Fx::default();
+        c.start(&mut fx);
+        assert_eq!(fx.0.len(), 2, "a load and the first tick");
+        c.start(&mut fx);
+        assert_eq!(fx.0.len(), 2, "leading twice loads once");
+        c.stop();
+        // The load answered after stepping down is dropped: no book, nothing due.
+        c.resume(
+            &env(&cfg, NOW),
+            Resume::Loaded,
+            no_jobs(),
+            &mut Fx::default(),
+        );
+        assert!(c.book_mut().is_none());
+        let mut fx = Fx::default();
+        c.start(&mut fx);
+        assert_eq!(fx.0.len(), 1, "a fresh load; the tick is still armed");
+        c.resume(
+            &env(&cfg, NOW),
+            Resume::Loaded,
+            no_jobs(),
+            &mut Fx::default(),
+        );
+        assert!(c.book_mut().is_some());
     }
 
     #[test]

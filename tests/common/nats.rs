@@ -16,6 +16,8 @@ pub struct Nats {
     child: Option<Child>,
     pub port: u16,
     jetstream: bool,
+    /// A user and password the server requires.
+    login: Option<(String, String)>,
     store: TempDir,
 }
 
@@ -31,11 +33,25 @@ impl Nats {
         Self::start_with(false)
     }
 
+    /// With JetStream, requiring this user and password.
+    pub fn with_login(user: &str, pass: &str) -> Nats {
+        let mut n = Nats {
+            child: None,
+            port: 0,
+            jetstream: true,
+            login: Some((user.into(), pass.into())),
+            store: TempDir::new("nats"),
+        };
+        n.spawn(None);
+        n
+    }
+
     fn start_with(jetstream: bool) -> Nats {
         let mut n = Nats {
             child: None,
             port: 0,
             jetstream,
+            login: None,
             store: TempDir::new("nats"),
         };
         n.spawn(None);
@@ -53,6 +69,9 @@ impl Nats {
         cmd.args(["-a", "127.0.0.1", "-p", &port_arg]);
         if self.jetstream {
             cmd.arg("-js").arg("-sd").arg(self.store.path());
+        }
+        if let Some((user, pass)) = &self.login {
+            cmd.args(["--user", user, "--pass", pass]);
         }
         let mut child = cmd
             .stdin(Stdio::null())
