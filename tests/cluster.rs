@@ -914,12 +914,16 @@ fn wait_history(c: &mut Client, key: &str, want: &[&str], within: Duration) -> V
     }
 }
 
-/// Sends a chat turn and waits for its final event; returns the ack.
+/// Sends a chat turn and waits for its final event; returns the ack. The ack may take a few
+/// seconds on a host that has just started (it settles its view of the cluster first).
 fn turn(c: &mut Client, key: &str, message: &str, run: &str) -> Value {
-    let ack = c.call(
+    let id = c.send_request(
         "chat.send",
         Some(json!({"sessionKey": key, "message": message, "idempotencyKey": run})),
     );
+    let res = c.wait_response(&id, Duration::from_secs(20));
+    assert_eq!(res["ok"], true, "chat.send failed: {res}");
+    let ack = res["payload"].clone();
     c.wait_event_where("chat", Duration::from_secs(15), |e| {
         e["payload"]["runId"] == run && e["payload"]["state"] == "final"
     });
