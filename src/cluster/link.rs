@@ -211,7 +211,7 @@ async fn run(
         js,
         client.clone(),
         sessions,
-        &cfg.prefix,
+        &subjects,
         cfg.name.clone(),
         attach.globals.started_ms,
         alive_rx,
@@ -454,7 +454,8 @@ impl Relay {
             }
             Out::Cron { host, call } => match wire::encode_cron(&self.cfg.name, &call) {
                 Some(bytes) => self.publish(self.subjects.host(&host), bytes).await,
-                None => self.malformed("cron call"),
+                // Only a connection's call is sent here, and this crate's types encode.
+                None => self.publish_failures += 1,
             },
             Out::Note(note) => {
                 if let Some(bytes) = wire::encode_note(&self.cfg.name, &note) {
@@ -466,7 +467,8 @@ impl Relay {
             }
             Out::Session { host, call } => match wire::encode_session(&self.cfg.name, &call) {
                 Some(bytes) => self.publish(self.subjects.host(&host), bytes).await,
-                None => self.malformed("session call"),
+                // Only a connection's call is sent here, and this crate's types encode.
+                None => self.publish_failures += 1,
             },
             Out::Invoke(r) => {
                 if let Some((host, bytes)) = wire::encode_invoke(&self.cfg.name, &r) {

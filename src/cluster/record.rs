@@ -89,7 +89,7 @@ pub async fn open(
     let stream = format!("{}_sessions", prefix.replace('.', "_"));
     let config = stream::Config {
         name: stream.clone(),
-        subjects: vec![format!("{prefix}.sess.>")],
+        subjects: vec![format!("{}.>", wire::Subjects::new(prefix).sessions)],
         storage: stream::StorageType::File,
         num_replicas: replicas,
         // Retried publishes of one change are stored once.
@@ -120,7 +120,7 @@ impl Record {
         js: jetstream::Context,
         client: async_nats::Client,
         (stream, owners): (String, kv::Store),
-        prefix: &str,
+        subjects: &wire::Subjects,
         host: String,
         started_ms: u64,
         alive: watch::Receiver<Arc<Liveness>>,
@@ -132,8 +132,8 @@ impl Record {
             client,
             owners,
             stream,
-            subject: format!("{prefix}.sess"),
-            runs: format!("{prefix}.runs"),
+            subject: subjects.sessions.clone(),
+            runs: subjects.runs.clone(),
             host,
             started_ms,
             applied: watch::channel(0).0,

@@ -28,6 +28,8 @@ pub struct Subjects {
     pub beats: String,
     pub nodes: String,
     pub runs: String,
+    /// The session record's subjects start with this (`.<token>` follows).
+    pub sessions: String,
     prefix: String,
 }
 
@@ -39,6 +41,7 @@ impl Subjects {
             beats: format!("{prefix}.beats"),
             nodes: format!("{prefix}.nodes"),
             runs: format!("{prefix}.runs"),
+            sessions: format!("{prefix}.sess"),
             prefix: prefix.to_owned(),
         }
     }

@@ -313,7 +313,7 @@ impl ShardCtx {
         for (conn, req_id) in lost {
             let e = ErrorShape::new(
                 crate::proto::errors::code::UNAVAILABLE,
-                format!("cluster host {host}, which served this session, was lost before answering; retry with the same idempotency key"),
+                format!("cluster host {host}, which served this request, was lost before answering; retry (with the same idempotency key, if it had one)"),
             )
             .retryable(true);
             self.reply_err(&crate::effects::Caller::conn(self.id, conn, req_id), e);
@@ -561,6 +561,10 @@ impl ShardCtx {
     /// A response reached `conn`: a forwarded request it ends is no longer waiting (an
     /// `agent` request's interim `accepted` does not end it).
     fn answered_forward(&mut self, conn: u64, frame: &[u8]) {
+        // Every reply passes here: without a forwarded request (always, alone) no lookup.
+        if self.forwarded.is_empty() {
+            return;
+        }
         let Some(reqs) = self.forwarded.get_mut(&conn) else {
             return;
         };

@@ -122,9 +122,13 @@ fn approval_resume(ctx: &mut ShardCtx, r: approvals::Resume, res: Option<OpResul
 
 /// Sends an approval call to the approvals owner (or serves it here).
 pub fn route_approval(ctx: &mut ShardCtx, call: ApprovalCall) {
-    if let (Some(host), Some(c)) = (ctx.leader_host(), &ctx.cluster) {
-        c.send(crate::cluster::Out::Approval { host, call });
-        return;
+    if let Some(host) = ctx.leader_host() {
+        let caller = call.caller.clone();
+        let out = crate::cluster::Out::Approval {
+            host: host.clone(),
+            call,
+        };
+        return to_host(ctx, host, &caller, out, "the exec approvals");
     }
     let owner = ctx.placement().approvals();
     ctx.route(owner, call, approval, BusMsg::Approval);
@@ -347,14 +351,13 @@ pub fn cron_leadership(ctx: &mut ShardCtx) {
 /// Sends a `cron.*` request to the cron owner (or serves it here); in a cluster, to the
 /// host that runs cron.
 pub fn route_cron(ctx: &mut ShardCtx, call: cron::CronCall) {
-    if let (Some(host), true) = (ctx.leader_host(), ctx.cluster.is_some()) {
-        if let Caller::Conn { conn, req_id, .. } = &call.caller {
-            ctx.track_forward(*conn, req_id, host.clone());
-            if let Some(c) = &ctx.cluster {
-                c.send(crate::cluster::Out::Cron { host, call });
-            }
-            return;
-        }
+    if let Some(host) = ctx.leader_host() {
+        let caller = call.caller.clone();
+        let out = crate::cluster::Out::Cron {
+            host: host.clone(),
+            call,
+        };
+        return to_host(ctx, host, &caller, out, "cron");
     }
     let owner = ctx.placement().cron();
     ctx.route(owner, call, cron_call, BusMsg::Cron);
@@ -631,8 +634,13 @@ fn route_session(ctx: &mut ShardCtx, call: SessionCall) {
         match ctx.session_owners.get(&call.key.canonical) {
             Some(h) if *h == c.host => {}
             Some(h) => {
-                let host = h.clone();
-                return to_owner_host(ctx, host, call);
+                let (host, caller) = (h.clone(), call.caller.clone());
+                let what = format!("session {}", call.key.canonical);
+                let out = crate::cluster::Out::Session {
+                    host: host.clone(),
+                    call: Box::new(call),
+                };
+                return to_host(ctx, host, &caller, out, &what);
             }
             None => {
                 if let Err(call) = c.claim(ctx.id, Box::new(call)) {
@@ -666,27 +674,28 @@ pub fn session_owner(ctx: &mut ShardCtx, host: Result<Arc<str>, String>, call: S
     }
 }
 
-/// A call for a session another host owns. Only a connection's call can travel: a cron
-/// run or an inbound channel message of this host is refused with the owner's name.
-fn to_owner_host(ctx: &mut ShardCtx, host: Arc<str>, call: SessionCall) {
-    if let Caller::Conn { conn, req_id, .. } = &call.caller {
-        ctx.track_forward(*conn, req_id, host.clone());
-        if let Some(c) = &ctx.cluster {
-            c.send(crate::cluster::Out::Session {
-                host,
-                call: Box::new(call),
-            });
-        }
-        return;
+/// Sends a connection's request (`out`) to cluster host `host`, which serves `what`; its
+/// answer comes back as a response frame, and if `host` dies first the request is answered
+/// here ([`ShardCtx::track_forward`]). An in-process caller (a cron run, an inbound channel
+/// message) has no address on another host: it is refused, naming the host.
+fn to_host(
+    ctx: &mut ShardCtx,
+    host: Arc<str>,
+    caller: &Caller,
+    out: crate::cluster::Out,
+    what: &str,
+) {
+    let Caller::Conn { conn, req_id, .. } = caller else {
+        let e = ErrorShape::new(
+            code::UNAVAILABLE,
+            format!("{what} is served by cluster host {host}; run it there"),
+        );
+        return ctx.reply_err(caller, e);
+    };
+    ctx.track_forward(*conn, req_id, host);
+    if let Some(c) = &ctx.cluster {
+        c.send(out);
     }
-    let e = ErrorShape::new(
-        code::UNAVAILABLE,
-        format!(
-            "session {} is served by cluster host {host}; run it there",
-            call.key.canonical
-        ),
-    );
-    ctx.reply_err(&call.caller, e);
 }
 
 /// Serves a request a method handler routed (the caller's connection is no longer borrowed).

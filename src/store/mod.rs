@@ -754,6 +754,28 @@ struct Changes {
 }
 
 impl Changes {
+    /// A session's row after a write, for the sessions summary (`created`: it was not there
+    /// before).
+    fn session_row(&mut self, created: bool, row: &Value) {
+        if let Some(recent) = sessions_summary::Recent::from_row(row) {
+            if created {
+                self.sessions.push(sessions_summary::Change::Created {
+                    agent: recent.agent_id.clone(),
+                });
+            }
+            self.sessions
+                .push(sessions_summary::Change::Touched(recent));
+        }
+    }
+
+    /// A session of agent `agent` (if it existed) is gone.
+    fn session_deleted(&mut self, agent: Option<String>, key: String) {
+        if let Some(agent) = agent {
+            self.sessions
+                .push(sessions_summary::Change::Deleted { agent, key });
+        }
+    }
+
     fn absorb(&mut self, other: Changes) {
         if other.from_cluster {
             // Kept apart: a batch's own changes go to the cluster, synced ones do not.
@@ -1107,24 +1129,12 @@ impl StoreState {
             },
             (OpResult::Session(row), _) => (before.is_none(), row),
             (OpResult::Deleted(true), Op::DeleteSession { key, .. }) => {
-                if let Some(agent) = before {
-                    ch.sessions.push(sessions_summary::Change::Deleted {
-                        agent,
-                        key: key.clone(),
-                    });
-                }
+                ch.session_deleted(before, key.clone());
                 return r;
             }
             _ => return r,
         };
-        if let Some(recent) = sessions_summary::Recent::from_row(row) {
-            if created {
-                ch.sessions.push(sessions_summary::Change::Created {
-                    agent: recent.agent_id.clone(),
-                });
-            }
-            ch.sessions.push(sessions_summary::Change::Touched(recent));
-        }
+        ch.session_row(created, row);
         r
     }
 
@@ -1162,22 +1172,8 @@ impl StoreState {
         }
         for (key, agent_before) in keys.into_iter().zip(before) {
             match sessions::row(&self.conn, &key) {
-                Ok(Some(row)) => {
-                    if let Some(recent) = sessions_summary::Recent::from_row(&row) {
-                        if agent_before.is_none() {
-                            ch.sessions.push(sessions_summary::Change::Created {
-                                agent: recent.agent_id.clone(),
-                            });
-                        }
-                        ch.sessions.push(sessions_summary::Change::Touched(recent));
-                    }
-                }
-                Ok(None) => {
-                    if let Some(agent) = agent_before {
-                        ch.sessions
-                            .push(sessions_summary::Change::Deleted { agent, key });
-                    }
-                }
+                Ok(Some(row)) => ch.session_row(agent_before.is_none(), &row),
+                Ok(None) => ch.session_deleted(agent_before, key),
                 Err(e) => return OpResult::Failed(format!("state store read failed: {e}")),
             }
         }
