@@ -794,7 +794,7 @@ fn garbage_on_the_cluster_subjects_is_counted_and_changes_nothing() {
         ("ringgate.host.host-a", b"{\"k\":\"done\",\"o\":\"x\",\"to\":0,\"id\":\"nope\",\"outcome\":{\"Ok\":{\"payload\":1,\"payload_json\":null}}}".to_vec()),
         ("$KV.ringgate_devices.abc", b"{\"o\":\"x\",\"device\":{\"deviceId\":\"other\"}}".to_vec()),
         ("ringgate.runs", b"{\"k\":\"ended\",\"o\":\"x\"}".to_vec()),
-        ("ringgate.runs", format!("{{\"k\":\"started\",\"o\":\"x\",\"run\":\"{}\",\"key\":\"k\",\"at\":1}}", "r".repeat(5_000)).into_bytes()),
+        ("ringgate.runs", format!("{{\"k\":\"started\",\"o\":\"x\",\"run\":\"r\",\"key\":\"{}\",\"at\":1}}", "k".repeat(5_000)).into_bytes()),
         // A session call whose key is not in canonical form.
         ("ringgate.host.host-a", b"{\"k\":\"session\",\"o\":\"x\",\"from\":0,\"conn\":1,\"req\":\"r\",\"key\":\"AGENT:Main:X\",\"agent\":\"main\",\"op\":\"Reset\"}".to_vec()),
         // The session record: not rows, and rows of a table that is not a session table.

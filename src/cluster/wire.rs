@@ -350,10 +350,23 @@ enum NoteWire {
     },
 }
 
-/// Longest run id, error text and stop reason a run note may carry.
-const MAX_RUN_ID: usize = 512;
+/// Longest error text and stop reason a run note carries (longer ones are cut).
+/// (A run id is as long as the idempotency key its origin accepted — the protocol bounds it
+/// only by the frame — and NATS's payload limit bounds the note.)
 const MAX_RUN_ERROR: usize = 4096;
 const MAX_STOP_REASON: usize = 64;
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
 
 pub fn encode_note(origin: &str, note: &crate::chat::runs::RunNote) -> Option<Vec<u8>> {
     use crate::chat::runs::RunNote;
@@ -389,8 +402,7 @@ pub fn decode_note(bytes: &[u8]) -> Option<(String, crate::chat::runs::RunNote)>
     let w: NoteWire = serde_json::from_slice(bytes).ok()?;
     match w {
         NoteWire::Started { o, run, key, at } => {
-            let ok = run.len() <= MAX_RUN_ID && key.len() <= crate::chat::key::MAX_KEY_LEN;
-            ok.then(|| {
+            (key.len() <= crate::chat::key::MAX_KEY_LEN).then(|| {
                 (
                     o,
                     RunNote::Started {
@@ -409,24 +421,17 @@ pub fn decode_note(bytes: &[u8]) -> Option<(String, crate::chat::runs::RunNote)>
             ended,
             error,
             stop,
-        } => {
-            let ok = run.len() <= MAX_RUN_ID
-                && error.as_ref().is_none_or(|e| e.len() <= MAX_RUN_ERROR)
-                && stop.len() <= MAX_STOP_REASON;
-            ok.then(|| {
-                (
-                    o,
-                    RunNote::Ended(Arc::new(RunSummary {
-                        run_id: run.into(),
-                        status: crate::chat::runs::status_named(&status),
-                        started_at: started,
-                        ended_at: ended,
-                        error,
-                        stop_reason: stop,
-                    })),
-                )
-            })
-        }
+        } => Some((
+            o,
+            RunNote::Ended(Arc::new(RunSummary {
+                run_id: run.into(),
+                status: crate::chat::runs::status_named(&status),
+                started_at: started,
+                ended_at: ended,
+                error: error.map(|e| clip(e, MAX_RUN_ERROR)),
+                stop_reason: clip(stop, MAX_STOP_REASON),
+            })),
+        )),
     }
 }
 
@@ -871,12 +876,36 @@ mod tests {
             panic!()
         };
         assert_eq!(s.status, "error", "an unknown status is an error");
-        let long = format!(
-            r#"{{"k":"started","o":"h","run":"{}","key":"k","at":1}}"#,
-            "r".repeat(MAX_RUN_ID + 1)
+        // A run id as long as a host accepts as an idempotency key crosses whole; a session
+        // key over the protocol's bound does not cross at all.
+        let long_run = "r".repeat(5_000);
+        let started = format!(r#"{{"k":"started","o":"h","run":"{long_run}","key":"k","at":1}}"#);
+        let Some((_, RunNote::Started { run_id, .. })) = decode_note(started.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(&*run_id, long_run);
+        let long_key = format!(
+            r#"{{"k":"started","o":"h","run":"r","key":"{}","at":1}}"#,
+            "k".repeat(crate::chat::key::MAX_KEY_LEN + 1)
         );
-        assert!(decode_note(long.as_bytes()).is_none());
+        assert!(decode_note(long_key.as_bytes()).is_none());
+        // An error text over the bound is cut (on a character boundary), not refused.
+        let long_error = format!(
+            r#"{{"k":"ended","o":"h","run":"r","status":"error","started":1,"ended":2,"error":"{}","stop":"{}"}}"#,
+            "é".repeat(MAX_RUN_ERROR),
+            "s".repeat(1_000)
+        );
+        let Some((_, RunNote::Ended(s))) = decode_note(long_error.as_bytes()) else {
+            panic!()
+        };
+        assert!(s.error.as_ref().unwrap().len() <= MAX_RUN_ERROR);
+        assert_eq!(s.stop_reason.len(), MAX_STOP_REASON);
         assert!(decode_note(b"[]").is_none());
+        let negative = br#"{"k":"started","o":"h","run":"r","key":"k","at":-1}"#;
+        assert!(
+            decode_note(negative).is_none(),
+            "a negative time is malformed"
+        );
     }
 
     #[test]
