@@ -210,7 +210,7 @@ fn a_nats_login_in_the_url_is_used_and_never_shown() {
         ))
         .start();
     let mut c = asker(&server);
-    let cluster = cluster_of(&mut c);
+    let cluster = wait_alive(&mut c, 1, Duration::from_secs(10));
     assert_eq!(cluster["connected"], true, "{cluster}");
     assert_eq!(
         cluster["nats"],

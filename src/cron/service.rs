@@ -74,7 +74,12 @@ pub struct CronService {
     ticking: bool,
     /// Another host runs cron now ([`CronService::stop`]).
     stopped: bool,
+    /// Calls that arrived while the jobs were loading, served once they are.
+    waiting: Vec<CronCall>,
 }
+
+/// Calls held while the jobs load at most; past it a call is asked to retry.
+const MAX_WAITING: usize = 256;
 
 /// What a step needs of the gateway.
 pub struct Env<'a> {
@@ -175,10 +180,17 @@ impl CronService {
 
     /// Another host runs cron now: forget the jobs (they stay in the shared record), so no
     /// job is due here until this host leads again and loads them afresh.
-    pub fn stop(&mut self) {
+    pub fn stop(&mut self, fx: &mut Fx) {
         self.leading = false;
         self.stopped = true;
         self.book = None;
+        for call in std::mem::take(&mut self.waiting) {
+            let e = ErrorShape::new(
+                code::UNAVAILABLE,
+                "another cluster host runs cron now; retry",
+            );
+            fx.err(&call.caller, e);
+        }
     }
 
     pub fn leading(&self) -> bool {
@@ -189,6 +201,10 @@ impl CronService {
     pub fn handle(&mut self, env: &Env, call: CronCall, fx: &mut Fx) {
         let now = env.now_ms;
         let Some(book) = self.book.as_mut() else {
+            if self.leading && self.waiting.len() < MAX_WAITING {
+                self.waiting.push(call);
+                return;
+            }
             fx.err(
                 &call.caller,
                 ErrorShape::new(code::UNAVAILABLE, "cron jobs are still loading; retry"),
@@ -247,7 +263,21 @@ impl CronService {
 
     pub fn resume(&mut self, env: &Env, r: Resume, res: Option<OpResult>, fx: &mut Fx) {
         match r {
-            Resume::Loaded => self.loaded(env, res),
+            Resume::Loaded => {
+                self.loaded(env, res);
+                // Calls that came during the load are served now (or, if it failed, told so).
+                for call in std::mem::take(&mut self.waiting) {
+                    if self.book.is_none() {
+                        let e = ErrorShape::new(
+                            code::UNAVAILABLE,
+                            "cron jobs could not be loaded; retry",
+                        );
+                        fx.err(&call.caller, e);
+                    } else {
+                        self.handle(env, call, fx);
+                    }
+                }
+            }
             Resume::Tick => {
                 fx.push(Effect::Timer(TICK_MS, Resume::Tick));
                 if !env.config.cron_enabled || env.shutting_down {
@@ -713,7 +743,7 @@ mod tests {
         assert_eq!(fx.0.len(), 2, "a load and the first tick");
         c.start(&mut fx);
         assert_eq!(fx.0.len(), 2, "leading twice loads once");
-        c.stop();
+        c.stop(&mut Fx::default());
         // The load answered after stepping down is dropped: no book, nothing due.
         c.resume(
             &env(&cfg, NOW),
@@ -732,6 +762,24 @@ mod tests {
             &mut Fx::default(),
         );
         assert!(c.book_mut().is_some());
+    }
+
+    #[test]
+    fn a_call_during_the_load_is_served_once_the_jobs_are_loaded() {
+        let cfg = config();
+        let mut c = CronService::default();
+        let mut fx = Fx::default();
+        c.start(&mut fx);
+        let mut fx = Fx::default();
+        let payload = json!({"kind": "systemEvent", "text": "t"});
+        c.handle(&env(&cfg, NOW), add(payload), &mut fx);
+        assert!(fx.0.is_empty(), "held, not refused: {:?}", fx.0);
+        c.resume(&env(&cfg, NOW), Resume::Loaded, no_jobs(), &mut fx);
+        assert!(
+            matches!(fx.0.last(), Some(Effect::Store(Op::CronSave { .. }, _))),
+            "served after the load: {:?}",
+            fx.0
+        );
     }
 
     #[test]

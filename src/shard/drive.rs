@@ -342,7 +342,7 @@ pub fn cron_leadership(ctx: &mut ShardCtx) {
         }
         (false, true) => {
             tracing::info!("another cluster host runs the cron jobs now");
-            ctx.cron.stop();
+            cron_step(ctx, |c, _, fx| c.stop(fx));
         }
         _ => {}
     }
