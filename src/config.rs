@@ -123,6 +123,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The Control UI served on the gateway port (`gateway.controlUi.*`).
     pub control_ui: ControlUiConfig,
+    /// HTTPS and WSS on the gateway port (`gateway.tls.*`).
+    pub tls: crate::tls::TlsConfig,
     /// Shards (threads); 0 = one per online CPU.
     pub shards: usize,
     pub driver: Driver,
@@ -312,6 +314,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "gateway.controlUi.enabled",
     "gateway.controlUi.basePath",
     "gateway.controlUi.root",
+    "gateway.tls",
     "ringgate.shards",
     "ringgate.driver",
     "ringgate.stateDir",
@@ -334,6 +337,7 @@ impl Default for Config {
             auth: AuthMode::Token(String::new()),
             allowed_origins: Vec::new(),
             control_ui: ControlUiConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
             shards: 0,
             driver: Driver::Auto,
             state_dir: default_state_dir(),
@@ -493,6 +497,7 @@ pub fn defaults_doc() -> Value {
             "bind": "loopback",
             "auth": {"mode": "token"},
             "controlUi": {"enabled": true, "basePath": "", "allowedOrigins": []},
+            "tls": {"enabled": false, "autoGenerate": true},
             "nodes": {"pairing": {"autoApproveLocal": true}},
         },
         "ringgate": {
@@ -591,10 +596,13 @@ impl Config {
                     }
                 }
                 "gateway" => {
-                    for (k, v, key) in
-                        fields(v, &key, &["port", "bind", "auth", "controlUi", "nodes"])?
-                    {
+                    for (k, v, key) in fields(
+                        v,
+                        &key,
+                        &["port", "bind", "auth", "controlUi", "nodes", "tls"],
+                    )? {
                         match k {
+                            "tls" => self.tls = crate::tls::TlsConfig::parse(v, &key)?,
                             "port" => self.port = as_u64(&key, v, 0, 65535)? as u16,
                             "bind" => self.bind = parse_bind(&key, as_str(&key, v)?)?,
                             "auth" => {

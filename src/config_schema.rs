@@ -92,6 +92,13 @@ pub fn schema() -> &'static Value {
                         "root": {"type": "string", "description": "Directory of the Control UI build (index.html, assets/); default: the installed OpenClaw package's (restart)."},
                         "allowedOrigins": strings("Browser origins allowed to connect."),
                     }), "Browser clients and the Control UI."),
+                    "tls": object(json!({
+                        "enabled": {"type": "boolean", "description": "Serve HTTPS and WSS (TLS 1.3) instead of HTTP and WS on the gateway port (restart)."},
+                        "autoGenerate": {"type": "boolean", "description": "Generate a self-signed certificate and key when both files are missing (restart)."},
+                        "certPath": {"type": "string", "description": "PEM certificate chain; default <stateDir>/gateway/tls/gateway-cert.pem. Replacing the file renews the certificate without a restart."},
+                        "keyPath": {"type": "string", "description": "PEM private key; default <stateDir>/gateway/tls/gateway-key.pem."},
+                        "caPath": {"type": "string", "description": "PEM CA bundle served after the certificate to complete its chain."},
+                    }), "TLS on the gateway port (restart)."),
                     "nodes": object(json!({
                         "pairing": object(json!({
                             "autoApproveLocal": {"type": "boolean", "description": "Approve pairing of loopback devices silently."},

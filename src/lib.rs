@@ -79,4 +79,5 @@ pub mod skills;
 pub mod state;
 pub mod store;
 pub mod sysinfo;
+pub mod tls;
 pub mod worker;
