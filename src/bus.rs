@@ -67,6 +67,8 @@ pub enum BusMsg {
     Cron(Box<crate::cron::service::CronCall>),
     /// How many sessions there are and the newest (from the storage thread).
     Sessions(Arc<crate::store::sessions_summary::Summary>),
+    /// A renewed TLS certificate for new connections (from the renewal thread).
+    Tls(Arc<crate::tls::Acceptor>),
     /// A new live config (from the storage thread, already on disk).
     Config(Arc<crate::store::config::ConfigUpdate>),
     /// An exec-approval request for the approvals owner shard.

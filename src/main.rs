@@ -259,13 +259,21 @@ fn main() -> ExitCode {
     let gw = match shard::start(cfg, link) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("ringgate: cannot listen: {e}");
+            eprintln!("ringgate: cannot start: {e}");
             return ExitCode::from(1);
         }
     };
     tracing::info!(shards, driver = ?driver, "ringgate {} started", env!("CARGO_PKG_VERSION"));
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening on ws://{}", gw.addr);
+    let (ws, http) = match gw.tls_fingerprint {
+        Some(_) => ("wss", "https"),
+        None => ("ws", "http"),
+    };
+    let _ = writeln!(out, "listening on {ws}://{}", gw.addr);
+    if let Some(fp) = &gw.tls_fingerprint {
+        // The pin the original's clients take (`--tls-fingerprint`, `gateway.remote.tlsFingerprint`).
+        let _ = writeln!(out, "tls: sha256 {fp}");
+    }
     let ui = &gw.control_ui;
     let dashboard = ui.index.as_ref().map(|_| {
         // Bound to every interface: this host reaches it on loopback.
@@ -273,14 +281,14 @@ fn main() -> ExitCode {
         if at.ip().is_unspecified() {
             at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        format!("http://{at}{}/", ui.base_path)
+        format!("{http}://{at}{}/", ui.base_path)
     });
     match (&auth, token_file) {
         (AuthMode::Token(t), Some(path)) => {
             let _ = writeln!(out, "token: {t}  (stored in {})", path.display());
             let _ = writeln!(
                 out,
-                "connect: openclaw gateway call health --url ws://{} --token {t} --json",
+                "connect: openclaw gateway call health --url {ws}://{} --token {t} --json",
                 gw.addr
             );
             if let Some(url) = &dashboard {

@@ -93,6 +93,9 @@ type Labels = Vec<(&'static str, String)>;
 
 /// Every reason a socket is refused before its handshake (exported from zero, so a rate
 /// exists before the first refusal).
+/// `ringgate_tls_handshakes` outcomes (a TLS port only).
+const TLS_OUTCOMES: [&str; 5] = ["full", "resumed", "failed", "plain_http", "gone"];
+
 const PREAUTH_REASONS: [&str; 4] = [
     "per_ip_cap",
     "shard_budget",
@@ -425,6 +428,22 @@ impl Scrape {
                         .find(|(k, _)| k == r)
                         .map_or(0, |x| x.1);
                     (with(shard(s.shard), "reason", r), n)
+                })
+            }),
+        )?;
+        counter(
+            enc,
+            "ringgate_tls_handshakes",
+            "TLS handshakes on the gateway port by outcome: full, resumed (a session ticket), failed, plain_http (plain HTTP to the TLS port, answered 400), gone (closed or timed out mid-handshake).",
+            self.shards.iter().flat_map(|s| {
+                TLS_OUTCOMES.iter().map(move |r| {
+                    let n = s
+                        .metrics
+                        .tls_handshakes
+                        .iter()
+                        .find(|(k, _)| k == r)
+                        .map_or(0, |x| x.1);
+                    (with(shard(s.shard), "outcome", r), n)
                 })
             }),
         )?;

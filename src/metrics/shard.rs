@@ -147,6 +147,8 @@ pub struct ShardMetrics {
     pub handshakes_refused: Vec<(&'static str, u64)>,
     /// Sockets refused before any handshake (per-IP cap, shard budget, draining, …).
     pub preauth_refused: Vec<(&'static str, u64)>,
+    /// TLS handshakes by outcome (`full`, `resumed`, `failed`, `plain_http`, `gone`).
+    pub tls_handshakes: Vec<(&'static str, u64)>,
     pub frames_in: u64,
     pub bytes_in: u64,
     pub frames_out: u64,
@@ -194,6 +196,7 @@ impl ShardMetrics {
             handshakes_accepted: 0,
             handshakes_refused: Vec::new(),
             preauth_refused: Vec::new(),
+            tls_handshakes: Vec::new(),
             frames_in: 0,
             bytes_in: 0,
             frames_out: 0,
@@ -280,6 +283,15 @@ impl ShardMetrics {
             &mut self.preauth_refused,
             &mut self.series_dropped,
             reason,
+            1,
+        );
+    }
+
+    pub fn tls_handshake(&mut self, outcome: &'static str) {
+        Self::bump(
+            &mut self.tls_handshakes,
+            &mut self.series_dropped,
+            outcome,
             1,
         );
     }
@@ -376,6 +388,9 @@ impl ShardMetrics {
         }
         for (k, n) in &o.preauth_refused {
             Self::bump(&mut self.preauth_refused, d, *k, *n);
+        }
+        for (k, n) in &o.tls_handshakes {
+            Self::bump(&mut self.tls_handshakes, d, *k, *n);
         }
         for (k, n) in &o.closes {
             Self::bump(&mut self.closes, d, *k, *n);

@@ -168,6 +168,9 @@ pub struct Client {
     pub replies_in_flight: u32,
     /// A close that waits for those replies to be queued first.
     pub close_when_answered: Option<Box<(u16, String)>>,
+    /// TLS record protection (a connection on a `gateway.tls` port): `out` then holds
+    /// frames not yet sealed, and the sealed bytes wait in here.
+    pub tls: Option<Box<super::tls_io::ClientTls>>,
     /// Live-text frames held back while this client is slow (newest per key; see
     /// [`crate::proto::frame::LiveKey`]).
     pub held: Vec<(
@@ -215,6 +218,7 @@ impl Client {
             signalled: false,
             replies_in_flight: 0,
             close_when_answered: None,
+            tls: None,
             held: Vec::new(),
         }
     }
@@ -230,7 +234,16 @@ impl Client {
 
     /// Bytes queued and not yet written to the socket.
     pub fn unsent(&self) -> usize {
-        self.out.len() - self.out_pos
+        self.out.len() - self.out_pos + self.tls.as_ref().map_or(0, |t| t.unsent())
+    }
+
+    /// One non-blocking read into `buf`'s end (decrypted on a TLS connection); `Ok(0)` is
+    /// the end of the stream.
+    pub fn receive(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        match &mut self.tls {
+            None => recv_into(self.fd, buf),
+            Some(t) => t.receive(self.fd, buf),
+        }
     }
 
     /// The session while the connection is open (not once it is closing).
@@ -274,6 +287,10 @@ impl Client {
         let [head, seq_part, tail] = ev.parts(seq, &mut seq_buf);
         let parts = [hdr, head, seq_part, tail];
         let total = hdr.len() + len;
+        if self.tls.is_some() {
+            self.push_sealed(&parts);
+            return total;
+        }
         let sent = if self.unsent() == 0 && self.fd >= 0 && self.end.is_none() {
             send_vectored(self.fd, &parts)
         } else {
@@ -297,6 +314,35 @@ impl Client {
             self.signal();
         }
         total
+    }
+
+    /// [`Client::push_event`] on a TLS connection: the frame is sealed as one record straight
+    /// from the template (behind any frames still waiting to be sealed, which keep their
+    /// order) and offered to the socket at once.
+    fn push_sealed(&mut self, parts: &[&[u8]; 4]) {
+        crate::metrics::record(|m| m.frames_out += 1);
+        if self.out_pos < self.out.len() || self.fd < 0 || self.end.is_some() {
+            for p in parts {
+                self.out.extend_from_slice(p);
+            }
+            self.signal();
+            return;
+        }
+        let Some(t) = self.tls.as_mut() else { return };
+        let was_idle = t.unsent() == 0;
+        if t.seal(parts).is_err() {
+            self.terminate();
+            return;
+        }
+        if was_idle {
+            if let Err(e) = t.flush(self.fd) {
+                // The task sees it again on its next flush and ends the connection.
+                tracing::trace!(error = %e, "tls write failed");
+            }
+        }
+        if t.unsent() > 0 {
+            self.signal();
+        }
     }
 
     /// Queues a close frame with a code and reason, then ends after flushing.
@@ -355,6 +401,9 @@ impl Client {
 
     /// Writes as much of the outbox as the socket takes. `Ok(true)` when everything was sent.
     pub fn flush_socket(&mut self) -> io::Result<bool> {
+        if self.tls.is_some() {
+            return self.flush_sealed();
+        }
         while self.out_pos < self.out.len() {
             match crate::rt::sys_send(self.fd, &self.out[self.out_pos..]) {
                 Ok(n) => {
@@ -377,12 +426,47 @@ impl Client {
         Ok(true)
     }
 
+    /// [`Client::flush_socket`] on a TLS connection: sealed bytes first, then the frames
+    /// waiting to be sealed, a bounded piece at a time (so a large backlog is not sealed
+    /// into a second copy of itself while the socket is full).
+    fn flush_sealed(&mut self) -> io::Result<bool> {
+        const SEAL_STEP: usize = 64 * 1024;
+        let Some(t) = self.tls.as_mut() else {
+            return Ok(true);
+        };
+        loop {
+            if !t.flush(self.fd)? {
+                self.compact();
+                return Ok(false);
+            }
+            if self.out_pos == self.out.len() {
+                break;
+            }
+            let end = self.out.len().min(self.out_pos + SEAL_STEP);
+            t.seal(&[&self.out[self.out_pos..end]])?;
+            self.out_pos = end;
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        if self.out.capacity() > 64 * 1024 {
+            self.out = Vec::new();
+        }
+        if t.near_limit() && self.end.is_none() {
+            // Re-keying is not implemented; a clean close lets the client reconnect.
+            self.close(1012, "TLS record limit reached; reconnect");
+        }
+        Ok(true)
+    }
+
     /// Frees the outbox of a connection with nothing to send, so idle connections hold no
     /// write buffer (called by the shard's housekeeping timer, a few times a second).
     pub fn trim(&mut self) {
         if self.unsent() == 0 && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
+        }
+        if let Some(t) = self.tls.as_mut() {
+            t.trim();
         }
     }
 
@@ -398,11 +482,18 @@ impl Client {
 /// own (glommio).
 impl crate::rt::Outbox for Client {
     fn unsent_bytes(&self) -> &[u8] {
-        &self.out[self.out_pos.min(self.out.len())..]
+        match &self.tls {
+            // Sealed bytes only: the task's flush seals before it waits.
+            Some(t) => t.unsent_bytes(),
+            None => &self.out[self.out_pos.min(self.out.len())..],
+        }
     }
 
     fn sent(&mut self, n: usize) {
-        self.out_pos = (self.out_pos + n).min(self.out.len());
+        match &mut self.tls {
+            Some(t) => t.sent(n),
+            None => self.out_pos = (self.out_pos + n).min(self.out.len()),
+        }
         crate::metrics::record(|m| m.bytes_out += n as u64);
     }
 }
@@ -411,7 +502,10 @@ impl crate::rt::Outbox for Client {
 /// unparsed bytes, ahead of anything its own `recv` reads next.
 impl crate::rt::Inbox for Client {
     fn received(&mut self, bytes: &[u8]) {
-        self.partial.extend_from_slice(bytes);
+        match &mut self.tls {
+            Some(t) => t.absorb(bytes, &mut self.partial),
+            None => self.partial.extend_from_slice(bytes),
+        }
         crate::metrics::record(|m| m.bytes_in += bytes.len() as u64);
     }
 }

@@ -20,6 +20,7 @@ use super::{
     client::{Client, End, Phase, CLOSE_GRACE_MS},
     ctx::{ClientRef, ShardCtx},
     dispatch::{self, presence_disconnect, PendingConnect, UpgradeInfo},
+    tls_io::{HandshakeEnd, Sock},
 };
 use crate::http::head::{self as http, Request};
 use crate::proto::{
@@ -79,15 +80,14 @@ pub(super) async fn write_all(
 
 /// After an answer that may have left request bytes unread (a refused body): stop sending and
 /// drain briefly, so closing does not reset the connection before the client reads the answer.
-async fn linger(stream: &TcpStream) {
+async fn linger(sock: &Sock<'_>) {
     const MAX_DRAIN: usize = 1 << 20;
-    // SAFETY: the fd is the connection's open socket.
-    unsafe { libc::shutdown(stream.fd(), libc::SHUT_WR) };
     let deadline = Instant::now() + Duration::from_secs(2);
+    sock.shutdown_write(deadline).await;
     let mut chunk = vec![0u8; 16 * 1024];
     let mut drained = 0;
     while drained < MAX_DRAIN {
-        match recv_some(stream, &mut chunk, deadline).await {
+        match recv_some(sock.stream, &mut chunk, deadline).await {
             Some(n) => drained += n,
             None => return,
         }
@@ -97,7 +97,7 @@ async fn linger(stream: &TcpStream) {
 /// Reads the HTTP request head, bounded in size and time; `head` holds bytes already read
 /// (the start of a pipelined request on a kept-alive connection).
 async fn read_head(
-    stream: &TcpStream,
+    sock: &Sock<'_>,
     mut head: Vec<u8>,
     deadline: Instant,
 ) -> Option<(Request, Vec<u8>)> {
@@ -110,7 +110,7 @@ async fn read_head(
     // On the heap: a stack array here would live in every connection's task for its lifetime.
     let mut chunk = vec![0u8; 2048];
     loop {
-        let n = recv_some(stream, &mut chunk, deadline).await?;
+        let n = sock.recv_some(&mut chunk, deadline).await?;
         head.extend_from_slice(&chunk[..n]);
         if let Some((req, used)) = http::parse(&head) {
             let rest = head.split_off(used);
@@ -118,6 +118,21 @@ async fn read_head(
         }
         if head.len() > http::MAX_HEAD {
             return Some((Request::Refused(http::HEADERS_TOO_LARGE), Vec::new()));
+        }
+    }
+}
+
+/// Logs (within the shard's log budget) and counts a TLS handshake that did not finish.
+fn handshake_failed(shared: &Shared, ip: IpAddr, end: HandshakeEnd) {
+    let reason = match &end {
+        HandshakeEnd::PlainHttp => "plain_http",
+        HandshakeEnd::Gone => "gone",
+        HandshakeEnd::Failed(_) => "failed",
+    };
+    crate::metrics::record(|m| m.tls_handshake(reason));
+    if let HandshakeEnd::Failed(why) = end {
+        if shared.borrow().globals.log_allowed() {
+            tracing::info!(%ip, error = %why, "TLS handshake failed");
         }
     }
 }
@@ -171,29 +186,47 @@ async fn upgrade(
         (ctx.config.limits.clone(), ctx.globals.clone())
     };
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
-    // The per-IP pre-auth budget counts a socket from accept, so slow request heads count too.
-    if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
+    let acceptor = shared.borrow().tls.clone();
+    // The per-IP pre-auth budget counts a socket from accept, so slow request heads (and slow
+    // TLS handshakes) count too.
+    let admitted = globals.acquire_preauth(ip, limits.max_preauth_per_ip);
+    let slot = PreauthSlot {
+        globals: &globals,
+        ip,
+        held: admitted,
+    };
+    let sock = match &acceptor {
+        None => Sock::plain(stream),
+        Some(a) => match Box::pin(Sock::accept_tls(stream, a, deadline)).await {
+            Ok((sock, resumed)) => {
+                crate::metrics::record(|m| {
+                    m.tls_handshake(if resumed { "resumed" } else { "full" })
+                });
+                sock
+            }
+            Err(end) => {
+                handshake_failed(shared, ip, end);
+                return None;
+            }
+        },
+    };
+    if !admitted {
         crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
         let r = http::response(
             "503 Service Unavailable",
             "text/plain; charset=utf-8",
             "Too many unauthenticated sockets",
         );
-        let _ = write_all(stream, &r, deadline).await;
+        let _ = sock.write_all(&r, deadline).await;
         return None;
     }
-    let slot = PreauthSlot {
-        globals: &globals,
-        ip,
-        held: true,
-    };
     // Plain HTTP requests (probes, the Control UI) may follow one another on a kept-alive
     // connection; the first other request ends the loop.
     let mut pending = Vec::new();
     let mut head_deadline = deadline;
     let mut served = 0;
     let (req, leftover) = loop {
-        let (req, leftover) = Box::pin(read_head(stream, pending, head_deadline)).await?;
+        let (req, leftover) = Box::pin(read_head(&sock, pending, head_deadline)).await?;
         let Request::Plain(plain) = req else {
             break (req, leftover);
         };
@@ -204,11 +237,13 @@ async fn upgrade(
         let mut resp = Box::pin(super::web::serve_plain(shared, ip, &plain)).await;
         resp.close |= !keep;
         let write_deadline = Instant::now() + super::web::WRITE_TIMEOUT;
-        let mut ok = write_all(stream, &resp.encode_head(), write_deadline)
+        let mut ok = sock
+            .write_all(&resp.encode_head(), write_deadline)
             .await
             .is_ok();
         if ok && !resp.body_bytes().is_empty() {
-            ok = write_all(stream, resp.body_bytes(), write_deadline)
+            ok = sock
+                .write_all(resp.body_bytes(), write_deadline)
                 .await
                 .is_ok();
         }
@@ -216,7 +251,7 @@ async fn upgrade(
             return None;
         }
         if resp.close {
-            linger(stream).await;
+            linger(&sock).await;
             return None;
         }
         served += 1;
@@ -254,33 +289,43 @@ async fn upgrade(
                 None
             };
             if let Some(r) = refusal {
-                let _ = write_all(stream, &r, deadline).await;
+                let _ = sock.write_all(&r, deadline).await;
                 return None;
             }
             (accept, info)
         }
         Request::Inbound(head) => {
-            let r = super::inbound::serve(shared, stream, head, leftover, deadline).await;
-            if write_all(stream, &r, deadline).await.is_ok() {
-                linger(stream).await;
+            let r = super::inbound::serve(shared, &sock, head, leftover, deadline).await;
+            if sock.write_all(&r, deadline).await.is_ok() {
+                linger(&sock).await;
             }
             return None;
         }
         Request::Plain(_) => unreachable!("served above"),
         Request::Refused(status) => {
             let r = http::response(status, "text/plain; charset=utf-8", status);
-            if write_all(stream, &r, deadline).await.is_ok() {
-                linger(stream).await;
+            if sock.write_all(&r, deadline).await.is_ok() {
+                linger(&sock).await;
             }
             return None;
         }
     };
-    if write_all(stream, &http::switching_protocols(&accept), deadline)
+    if sock
+        .write_all(&http::switching_protocols(&accept), deadline)
         .await
         .is_err()
     {
         return None;
     }
+    // The record layer moves to the client, with any WebSocket bytes it already decrypted.
+    let (tls, mut leftover) = match sock.into_tls() {
+        Some((tls, early)) => {
+            let mut l = leftover;
+            l.extend_from_slice(&early);
+            (Some(tls), l)
+        }
+        None => (None, leftover),
+    };
     // From here the client record holds the slot (released at hello-ok or on close).
     slot.disarm();
     let client = {
@@ -295,8 +340,9 @@ async fn upgrade(
             nonce.clone(),
             now,
             limits.max_preauth_payload,
-            leftover,
+            std::mem::take(&mut leftover),
         );
+        c.tls = tls;
         // The shard prefix tells operators (and tests) where a connection lives.
         c.conn_id = format!("s{}-{}", ctx.id, c.conn_id);
         // A worker's first frame is its `connect`; it takes no challenge (its credential is
@@ -487,7 +533,7 @@ fn read_pass(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> Pass {
                     pos = 0;
                 }
                 buf.reserve(need.saturating_sub(buf.len()).clamp(READ_SPACE, 1 << 20));
-                match super::client::recv_into(cl.fd, &mut buf) {
+                match cl.receive(&mut buf) {
                     Ok(0) => cl.peer_eof = true,
                     Ok(_) => continue,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -711,10 +757,17 @@ async fn on_readable(shared: &Shared, c: &ClientRef, info: &UpgradeInfo) -> bool
 async fn finish(shared: &Shared, c: &ClientRef, stream: &TcpStream) {
     let graceful = {
         let mut cb = c.borrow_mut();
+        let graceful = cb.end != Some(End::Now);
+        let fd = cb.fd;
+        if let (true, Some(t)) = (graceful, cb.tls.as_mut()) {
+            // The TLS end of the stream, behind the close frame already flushed.
+            t.close_notify();
+            let _ = t.flush(fd);
+        }
         // Nothing more is written to this socket from here (fan-out writes straight to it
         // while the client is in the table, until the removal below).
         cb.fd = -1;
-        cb.end != Some(End::Now)
+        graceful
     };
     if graceful {
         // SAFETY: the fd is the connection's open socket.

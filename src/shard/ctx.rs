@@ -91,6 +91,9 @@ pub struct ShardCtx {
     pub store: Store,
     /// The Control UI this gateway serves (located once at start).
     pub control_ui: Arc<crate::http::control_ui::ControlUi>,
+    /// What new connections handshake with on a TLS port (replaced when the certificate is
+    /// renewed; established connections keep their keys).
+    pub tls: Option<Arc<crate::tls::Acceptor>>,
     /// The thread that reads files for HTTP responses.
     pub files: crate::http::files::Files,
     /// Replica of the paired devices, kept current by deltas from the storage thread.
@@ -203,6 +206,7 @@ impl ShardCtx {
             removed_devices: HashMap::new(),
             store,
             control_ui,
+            tls: None,
             files,
             devices: devices
                 .iter()
@@ -897,6 +901,7 @@ impl ShardCtx {
                 self.limiter.record_success(ip);
             }
             BusMsg::Metrics(g) => g.offer(self.metrics_snapshot()),
+            BusMsg::Tls(a) => self.tls = Some(a),
             BusMsg::RemotePresence(deltas) => self.remote_presence(deltas),
             BusMsg::Cluster(view) => {
                 self.cluster_view = Some(view);

@@ -6,10 +6,9 @@
 
 use std::time::Instant;
 
-use crate::rt::Stream as TcpStream;
 use serde_json::{json, Value};
 
-use super::conn::{recv_some, Shared};
+use super::{conn::Shared, tls_io::Sock};
 use crate::http::head::{self as http, Inbound};
 use crate::{
     channels::{webhook, ReplyRoute},
@@ -42,14 +41,14 @@ fn status_line(code: u16) -> &'static str {
 
 /// Reads the body: `len` bytes, some of which may already have arrived with the head.
 async fn read_body(
-    stream: &TcpStream,
+    sock: &Sock<'_>,
     mut body: Vec<u8>,
     len: usize,
     deadline: Instant,
 ) -> Option<Vec<u8>> {
     let mut chunk = vec![0u8; 8192];
     while body.len() < len {
-        let n = recv_some(stream, &mut chunk, deadline).await?;
+        let n = sock.recv_some(&mut chunk, deadline).await?;
         body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(len);
@@ -61,13 +60,13 @@ async fn read_body(
 /// error.
 pub async fn serve(
     shared: &Shared,
-    stream: &TcpStream,
+    sock: &Sock<'_>,
     head: Inbound,
     leftover: Vec<u8>,
     deadline: Instant,
 ) -> Vec<u8> {
     let started = Instant::now();
-    let r = serve_request(shared, stream, head, leftover, deadline).await;
+    let r = serve_request(shared, sock, head, leftover, deadline).await;
     let ok = r.get(9) == Some(&b'2');
     let secs = started.elapsed().as_secs_f64();
     crate::metrics::record(|m| m.webhook(webhook::CHANNEL_ID, ok, secs));
@@ -76,7 +75,7 @@ pub async fn serve(
 
 async fn serve_request(
     shared: &Shared,
-    stream: &TcpStream,
+    sock: &Sock<'_>,
     head: Inbound,
     leftover: Vec<u8>,
     deadline: Instant,
@@ -115,7 +114,7 @@ async fn serve_request(
             &format!("body of {len} bytes is over this account's limit of {limit}"),
         );
     }
-    let Some(body) = read_body(stream, leftover, len, deadline).await else {
+    let Some(body) = read_body(sock, leftover, len, deadline).await else {
         return error("400 Bad Request", "body incomplete");
     };
     let headers = webhook::InboundHeaders {

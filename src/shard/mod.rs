@@ -12,6 +12,7 @@ pub mod hello;
 pub mod inbound;
 pub mod subs;
 pub mod timer;
+pub mod tls_io;
 pub mod web;
 pub mod worker;
 
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub control_ui: Arc<crate::http::control_ui::ControlUi>,
     pub bus: Arc<Bus>,
     pub globals: Arc<Globals>,
+    /// The certificate's SHA-256 fingerprint when the port speaks TLS (as served at start).
+    pub tls_fingerprint: Option<Arc<str>>,
     threads: Vec<JoinHandle<()>>,
     store: Store,
 }
@@ -217,6 +220,7 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
     let config = Arc::new(config);
     let globals = Arc::new(Globals::with_shards(n));
     globals.port.store(addr.port(), Ordering::Relaxed);
+    let tls = start_tls(&config, &bus, &globals)?;
     let workers = crate::agent::openai::Workers::start(config.agent_workers);
     let cluster = link.map(|l| {
         let h = l.handle.clone();
@@ -240,6 +244,7 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
         let (control_ui, files) = (control_ui.clone(), files.clone());
         let hub = hub.clone();
         let cluster = cluster.clone();
+        let tls = tls.clone();
         let t = std::thread::Builder::new()
             .name(format!("ringgate-shard-{id}"))
             .spawn(move || {
@@ -252,6 +257,7 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
                     control_ui,
                     files,
                     cluster,
+                    tls,
                 };
                 let name = format!("ringgate-shard-{id}");
                 let r = crate::rt::run_pinned(kind, id % cores, &name, move || {
@@ -269,12 +275,58 @@ pub fn start(mut config: Config, link: Option<crate::cluster::link::Link>) -> io
     start_watchdog(globals.clone(), store.clone())?;
     Ok(Gateway {
         addr,
+        tls_fingerprint: tls.as_ref().map(|a| a.fingerprint.clone()),
         control_ui,
         bus,
         globals,
         threads,
         store,
     })
+}
+
+/// With `gateway.tls.enabled`: the certificate (generated if asked), its first acceptor, and
+/// the renewal thread that hands every shard the next one. A certificate that cannot be
+/// served stops the start: the gateway never falls back to plain text.
+fn start_tls(
+    config: &Config,
+    bus: &Arc<Bus>,
+    globals: &Arc<Globals>,
+) -> io::Result<Option<Arc<crate::tls::Acceptor>>> {
+    let cfg = &config.tls;
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let (material, generated) =
+        crate::tls::start(cfg, &config.state_dir).map_err(io::Error::other)?;
+    if let Some(path) = generated {
+        tracing::info!(path = %path.display(), "gateway tls: generated a self-signed certificate");
+    }
+    let ticketer = rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+    let acceptor = Arc::new(
+        material
+            .acceptor(ticketer.clone())
+            .map_err(io::Error::other)?,
+    );
+    tracing::info!(
+        fingerprint = %acceptor.fingerprint,
+        cert = %cfg.cert_file(&config.state_dir).display(),
+        "gateway tls: serving HTTPS and WSS (TLS 1.3); pin clients with this SHA-256 fingerprint"
+    );
+    let bus = bus.clone();
+    let globals = globals.clone();
+    crate::tls::watch::start(
+        cfg.clone(),
+        config.state_dir.clone(),
+        material,
+        ticketer,
+        move || globals.stopping.load(Ordering::Acquire),
+        move |a| {
+            for shard in 0..bus.shards() {
+                bus.push_waiting(shard, BusMsg::Tls(a.clone()));
+            }
+        },
+    )?;
+    Ok(Some(acceptor))
 }
 
 /// A shard whose housekeeping pass has not run for this long has stalled (a stuck loop, a
@@ -367,6 +419,7 @@ struct Boot {
     control_ui: Arc<crate::http::control_ui::ControlUi>,
     files: crate::http::files::Files,
     cluster: Option<crate::cluster::Handle>,
+    tls: Option<Arc<crate::tls::Acceptor>>,
 }
 
 async fn shard_main(
@@ -395,6 +448,7 @@ async fn shard_main(
     ctx.borrow_mut().me = Rc::downgrade(&ctx);
     ctx.borrow_mut().channels = boot.hub;
     ctx.borrow_mut().cluster = boot.cluster;
+    ctx.borrow_mut().tls = boot.tls;
     {
         // Runs that ended before this start: `agent.wait` on any shard answers them, and
         // each session's owner remembers their idempotency keys.

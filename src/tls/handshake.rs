@@ -28,7 +28,7 @@ pub enum Step {
     /// More bytes from the peer are needed.
     More,
     /// Established: the records layer, and ciphertext received after the handshake.
-    Done(Established),
+    Done(Box<Established>),
     /// The peer speaks plain HTTP to the TLS port (answered in plain text, then closed).
     NotTls,
     /// The handshake failed (the alert for the peer, if any, is in the output).
@@ -117,12 +117,12 @@ impl Handshake {
         let resumed = matches!(conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
         match conn.dangerous_extract_secrets() {
             Ok(secrets) => match Records::new(secrets) {
-                Some(records) => Step::Done(Established {
+                Some(records) => Step::Done(Box::new(Established {
                     records,
                     leftover: std::mem::take(&mut self.pending),
                     suite,
                     resumed,
-                }),
+                })),
                 None => Step::Failed(format!("cipher suite {suite} not supported")),
             },
             Err(e) => Step::Failed(format!("taking over the keys failed: {e}")),
@@ -171,7 +171,7 @@ mod tests {
         server: &Arc<rustls::ServerConfig>,
         client: &Arc<rustls::ClientConfig>,
         early: &[u8],
-    ) -> (Established, rustls::ClientConnection) {
+    ) -> (Box<Established>, rustls::ClientConnection) {
         let mut c = rustls::ClientConnection::new(
             client.clone(),
             ServerName::try_from("localhost").unwrap(),

@@ -6,7 +6,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{atomic::Ordering, Arc},
+    sync::Arc,
     time::{Duration, SystemTime},
 };
 
@@ -33,14 +33,14 @@ fn stamp(p: &Path) -> Stamp {
     }))
 }
 
-/// Starts the renewal thread. `publish` hands a new acceptor to every shard; it stops when
-/// `stopping` is set.
+/// Starts the renewal thread. `publish` hands a new acceptor to every shard; the thread ends
+/// once `stopping` says so.
 pub fn start(
     cfg: TlsConfig,
     state_dir: PathBuf,
     current: Material,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
-    stopping: Arc<std::sync::atomic::AtomicBool>,
+    stopping: impl Fn() -> bool + Send + 'static,
     publish: impl Fn(Arc<Acceptor>) + Send + 'static,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -58,7 +58,7 @@ pub fn start(
             let mut seen = stamps();
             let mut serving = current.files;
             let mut refused: Option<material::Files> = None;
-            while !stopping.load(Ordering::Acquire) {
+            while !stopping() {
                 std::thread::sleep(POLL);
                 let now = stamps();
                 if now == seen {
