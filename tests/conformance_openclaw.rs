@@ -409,6 +409,17 @@ fn suite_driver() -> Option<&'static str> {
         .find(|d| crate_name == format!("conformance_{d}"))
 }
 
+impl Gateway {
+    /// The state directory of a gateway this suite started.
+    fn state_dir(&self) -> PathBuf {
+        self._dir
+            .as_ref()
+            .expect("a gateway started by the suite")
+            .path()
+            .join("state")
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -427,11 +438,15 @@ impl Drop for Gateway {
     }
 }
 
-/// `listening on ws://127.0.0.1:PORT` → `ws://127.0.0.1:PORT`.
+/// `listening on ws://127.0.0.1:PORT` → `ws://127.0.0.1:PORT` (or `wss://` on a TLS port).
 fn parse_listening_line(line: &str) -> Option<String> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
     let url = rest.split_whitespace().next()?.trim_end_matches('/');
-    let port = url.strip_prefix("ws://")?.rsplit(':').next()?;
+    let port = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))?
+        .rsplit(':')
+        .next()?;
     (port.parse::<u16>().ok()? != 0).then(|| url.to_string())
 }
 
@@ -465,12 +480,18 @@ impl Harness {
 
     /// `openclaw <args…> --url <gateway> --token <token>`
     fn openclaw(&self, args: &[&str]) -> Output {
+        self.openclaw_with(args, &[])
+    }
+
+    /// [`Harness::openclaw`] with extra environment variables.
+    fn openclaw_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(self.oc.openclaw_bin());
         cmd.args(args)
             .args(["--url", &self.gw.url, "--token", &self.gw.token])
             .env("OPENCLAW_CLIENT_HOME", self.home.path())
             .env("NO_COLOR", "1");
         scrub(&mut cmd);
+        cmd.envs(env.iter().copied());
         run_bounded(cmd, &format!("openclaw {}", args.join(" ")))
     }
 
@@ -1203,6 +1224,11 @@ struct NodeHost {
 
 impl NodeHost {
     fn start(h: &Harness) -> NodeHost {
+        NodeHost::start_with(h, &[])
+    }
+
+    /// [`NodeHost::start`] with extra flags (`--tls-fingerprint …`).
+    fn start_with(h: &Harness, extra: &[&str]) -> NodeHost {
         let home = TempDir::new("node-host");
         let port =
             h.gw.url
@@ -1211,15 +1237,17 @@ impl NodeHost {
                 .unwrap()
                 .trim_end_matches('/')
                 .to_owned();
+        let log = File::create(home.path().join("node.log")).expect("node log");
         let mut cmd = Command::new(h.oc.openclaw_bin());
         scrub(&mut cmd);
         cmd.args(["node", "run", "--host", "127.0.0.1", "--port", &port])
+            .args(extra)
             .env("OPENCLAW_CLIENT_HOME", home.path())
             .env("OPENCLAW_GATEWAY_TOKEN", &h.gw.token)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
-            .stdout(File::create(home.path().join("node.log")).expect("node log"))
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().expect("node log"))
+            .stderr(log)
             .process_group(0);
         let child = cmd.spawn().expect("spawn openclaw node run");
         NodeHost { child, home }
@@ -2298,4 +2326,122 @@ fn listening_line_parser() {
     );
     assert_eq!(parse_listening_line("listening on ws://127.0.0.1:0"), None);
     assert_eq!(parse_listening_line("starting"), None);
+}
+
+/// The certificate's SHA-256 fingerprint as the original's clients pin it (64 lowercase hex).
+fn cert_fingerprint(pem: &Path) -> String {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let der = CertificateDer::from_pem_file(pem).expect("certificate PEM");
+    ringgate::tls::material::fingerprint(&der)
+}
+
+/// Waits until `openclaw nodes pending` (through `h`) lists a request, or panics with `why`.
+fn wait_pending_node(h: &Harness, env: &[(&str, &str)], node: &NodeHost) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = h.openclaw_with(&["nodes", "pending", "--json"], env);
+        if out.code == Some(0) {
+            let list = parse_cli_json(&out);
+            if list.as_array().is_some_and(|a| !a.is_empty()) {
+                return list;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pending node request within 40 s\n{}\n--- node host ---\n{}",
+            out.describe(),
+            node.log()
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `gateway.tls`: the real CLI over `wss://` (verifying the generated certificate, and pinning
+/// it the original's way from the local certificate file), and the real node host pinning the
+/// fingerprint ringgate printed; a wrong pin is refused by the node host.
+#[test]
+fn real_clients_speak_wss_to_a_tls_gateway() {
+    // Once, on the default driver (the Rust-side TLS tests cover every driver).
+    if suite_driver().is_some() {
+        return;
+    }
+    let Some(h) = Harness::start_with_config(Some("{gateway: {tls: {enabled: true}}}")) else {
+        return;
+    };
+    assert!(h.gw.url.starts_with("wss://"), "{}", h.gw.url);
+    let cert = h.gw.state_dir().join("gateway/tls/gateway-cert.pem");
+    let cert_s = cert.to_str().unwrap().to_owned();
+    let fp = cert_fingerprint(&cert);
+
+    // A client that does not trust the self-signed certificate is refused by Node's TLS.
+    let out = h.openclaw(&["gateway", "call", "health", "--json"]);
+    assert_ne!(
+        out.code,
+        Some(0),
+        "an untrusted certificate was accepted\n{}",
+        out.describe()
+    );
+    let text = format!("{}{}", out.stdout, out.stderr).to_lowercase();
+    assert!(
+        text.contains("certificate") || text.contains("self-signed"),
+        "{}",
+        out.describe()
+    );
+
+    // Trusting it (its names include 127.0.0.1), the same call works.
+    let trust = [("NODE_EXTRA_CA_CERTS", cert_s.as_str())];
+    let out = h.openclaw_with(&["gateway", "call", "health", "--json"], &trust);
+    assert_eq!(out.code, Some(0), "health over wss\n{}", out.describe());
+    assert_eq!(parse_cli_json(&out)["ok"], true, "{}", out.describe());
+
+    // The original's own pin: a local config with gateway.tls makes the CLI pin the
+    // certificate file's fingerprint for its loopback target.
+    let port = h.gw.url.rsplit(':').next().unwrap().to_owned();
+    let state = TempDir::new("pin-state");
+    std::fs::write(
+        state.path().join("openclaw.json"),
+        json!({"gateway": {"port": port.parse::<u16>().unwrap(),
+                           "tls": {"enabled": true, "certPath": cert_s}}})
+        .to_string(),
+    )
+    .unwrap();
+    let mut cmd = Command::new(h.oc.openclaw_bin());
+    cmd.args([
+        "gateway",
+        "call",
+        "health",
+        "--json",
+        "--token",
+        &h.gw.token,
+    ]);
+    scrub(&mut cmd);
+    cmd.env("OPENCLAW_STATE_DIR", state.path())
+        .env("OPENCLAW_CLIENT_HOME", h.home.path())
+        .env("NO_COLOR", "1");
+    let out = run_bounded(cmd, "openclaw gateway call health (local pin)");
+    assert_eq!(
+        out.code,
+        Some(0),
+        "health with the local pin\n{}",
+        out.describe()
+    );
+
+    // The node host pins the fingerprint ringgate printed and pairs over wss.
+    let node = NodeHost::start_with(&h, &["--tls-fingerprint", &fp]);
+    let pending = wait_pending_node(&h, &trust, &node);
+    assert_eq!(pending[0]["clientId"], "node-host", "{pending}");
+    drop(node);
+
+    // A node host given another fingerprint refuses the gateway before it upgrades.
+    let wrong: String = fp.chars().rev().collect();
+    let bad = NodeHost::start_with(&h, &["--tls-fingerprint", &wrong]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bad.log().contains("fingerprint mismatch") {
+        assert!(
+            Instant::now() < deadline,
+            "the node host did not refuse a wrong pin\n{}",
+            bad.log()
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
 }
