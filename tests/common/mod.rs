@@ -169,6 +169,9 @@ impl ServerOpts {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// `ws`, or `wss` on a TLS port.
+    scheme: String,
+    tls_fingerprint: Option<String>,
     stderr: Arc<Mutex<String>>,
     exited: Option<ExitStatus>,
     _dir: Option<TempDir>,
@@ -274,13 +277,18 @@ impl Server {
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(rest) = line.strip_prefix("listening on ws://") {
+                if let Some(rest) = line.strip_prefix("listening on ") {
                     let _ = tx.send(rest.trim().to_owned());
+                } else if let Some(fp) = line.strip_prefix("tls: sha256 ") {
+                    let _ = tx.send(format!("fingerprint {}", fp.trim()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(a) => a.parse().expect("listening address"),
+        let (scheme, addr) = match rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(a) => {
+                let (scheme, addr) = a.split_once("://").expect("listening URL");
+                (scheme.to_owned(), addr.parse().expect("listening address"))
+            }
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -290,9 +298,18 @@ impl Server {
                 );
             }
         };
+        // A TLS port prints its certificate's fingerprint next.
+        let tls_fingerprint = (scheme == "wss").then(|| {
+            rx.recv_timeout(Duration::from_secs(5))
+                .ok()
+                .and_then(|l| l.strip_prefix("fingerprint ").map(str::to_owned))
+                .expect("a TLS gateway prints `tls: sha256 <fingerprint>`")
+        });
         Server {
             child,
             addr,
+            scheme,
+            tls_fingerprint,
             stderr,
             exited: None,
             _dir: dir,
@@ -301,6 +318,16 @@ impl Server {
 
     pub fn url(&self) -> String {
         format!("ws://{}/", self.addr)
+    }
+
+    /// `ws`, or `wss` when the gateway serves TLS.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// The certificate fingerprint a TLS gateway printed at start.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls_fingerprint.clone()
     }
 
     pub fn pid(&self) -> i32 {
