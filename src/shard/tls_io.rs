@@ -43,6 +43,8 @@ struct TlsIo {
     /// Decrypted bytes not yet handed to the reader.
     plain: Vec<u8>,
     closed: bool,
+    /// Handshake bytes (the session ticket) sent ahead of the first write.
+    unsent: Vec<u8>,
 }
 
 impl<'a> Sock<'a> {
@@ -66,7 +68,9 @@ impl<'a> Sock<'a> {
                 .ok_or(HandshakeEnd::Gone)?;
             out.clear();
             let step = hs.feed(&chunk[..n], &mut out);
-            if !out.is_empty() {
+            // The last flight (the session ticket) waits for the first response, so the
+            // two leave in one segment.
+            if !out.is_empty() && !matches!(step, Step::Done(_)) {
                 let _ = write_all(stream, &out, deadline).await;
             }
             match step {
@@ -83,6 +87,7 @@ impl<'a> Sock<'a> {
                         cipher: Vec::new(),
                         plain: Vec::new(),
                         closed: false,
+                        unsent: std::mem::take(&mut out),
                     };
                     io.absorb(est.leftover)
                         .map_err(|e| HandshakeEnd::Failed(e.to_string()))?;
@@ -140,7 +145,7 @@ impl<'a> Sock<'a> {
         };
         // A bounded piece at a time: a large file is not sealed into one copy of itself.
         for piece in bytes.chunks(64 * 1024) {
-            let mut sealed = Vec::new();
+            let mut sealed = std::mem::take(&mut tls.borrow_mut().unsent);
             tls.borrow_mut()
                 .records
                 .seal(&[piece], &mut sealed)
@@ -153,7 +158,7 @@ impl<'a> Sock<'a> {
     /// Ends our side of the stream: TLS `close_notify`, then the TCP half-close.
     pub async fn shutdown_write(&self, deadline: Instant) {
         if let Some(tls) = &self.tls {
-            let mut a = Vec::new();
+            let mut a = std::mem::take(&mut tls.borrow_mut().unsent);
             tls.borrow_mut().records.alert(alert::CLOSE_NOTIFY, &mut a);
             let _ = write_all(self.stream, &a, deadline).await;
         }
@@ -179,7 +184,7 @@ impl<'a> Sock<'a> {
             Box::new(ClientTls {
                 records: t.records,
                 cipher: t.cipher,
-                out: Vec::new(),
+                out: t.unsent,
                 out_pos: 0,
                 closed: t.closed,
                 failed: None,

@@ -38,6 +38,10 @@ use ws::{SockOpts, Target, Ws, WsError, OP_BINARY, OP_CLOSE, OP_TEXT};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// With `wss://` targets: every TLS handshake is a full one (no session resumption). By
+    /// default a connection resumes the session of an earlier one, as browsers and Node do.
+    #[arg(long, global = true)]
+    tls_no_resume: bool,
 }
 
 #[derive(Args, Clone)]
@@ -1414,6 +1418,7 @@ fn run_slow(a: SlowArgs) -> Result<(), String> {
 
 fn main() {
     let cli = Cli::parse();
+    ws::tls_init(!cli.tls_no_resume);
     let res = match cli.cmd {
         Cmd::Handshake(a) => run_handshake(a),
         Cmd::Rpc(a) => run_rpc(a),

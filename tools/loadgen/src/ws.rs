@@ -1,5 +1,7 @@
 //! Minimal client-side WebSocket (RFC 6455) over monoio: HTTP upgrade, masked
 //! frames out, unmasked frames in. No extensions, no fragmentation on send.
+//! `wss://` runs it over rustls (TLS 1.3 as the gateway serves it; any certificate is
+//! accepted: this is a loopback benchmark tool, not a client to trust).
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -59,19 +61,90 @@ fn errno_name(e: &io::Error) -> String {
     }
 }
 
-/// Parsed WS URL: only `ws://IPv4:PORT/path` (loopback only, enforced by caller).
+/// Parsed WS URL: only `ws://IPv4:PORT/path` or `wss://…` (loopback only, enforced by caller).
 #[derive(Clone, Debug)]
 pub struct Target {
     pub addr: SocketAddrV4,
     pub host: String,
     pub path: String,
+    /// `wss://`: TLS.
+    pub tls: bool,
+}
+
+static TLS_CONFIG: std::sync::OnceLock<std::sync::Arc<rustls::ClientConfig>> =
+    std::sync::OnceLock::new();
+
+/// Sets up the TLS client every `wss://` connection of this process uses. With `resume`, a
+/// connection resumes the session of an earlier one (a session ticket; the "resumed" rows);
+/// without, every handshake is a full one.
+pub fn tls_init(resume: bool) {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !resume {
+        cfg.resumption = rustls::client::Resumption::disabled();
+    } else {
+        cfg.resumption = rustls::client::Resumption::in_memory_sessions(65_536);
+    }
+    let _ = TLS_CONFIG.set(std::sync::Arc::new(cfg));
+}
+
+/// Accepts the gateway's certificate whatever it is (signatures are still checked).
+#[derive(Debug)]
+struct AnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("TLS 1.2 is not used".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("only ws:// URLs are supported: {url}"))?;
+        let (tls, rest) = match url.strip_prefix("wss://") {
+            Some(rest) => (true, rest),
+            None => (
+                false,
+                url.strip_prefix("ws://")
+                    .ok_or_else(|| format!("only ws:// and wss:// URLs are supported: {url}"))?,
+            ),
+        };
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -93,6 +166,7 @@ impl Target {
             addr: SocketAddrV4::new(ip, port),
             host: hostport.to_string(),
             path: path.to_string(),
+            tls,
         })
     }
 }
@@ -221,6 +295,10 @@ pub struct Ws {
     min_read: usize,
     rng: u32,
     pub bytes_in: u64,
+    /// `wss://`: the TLS session (plaintext in `rbuf`/`wbuf`, ciphertext on the socket).
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// Ciphertext read buffer (TLS only).
+    tls_in: Vec<u8>,
 }
 
 impl Ws {
@@ -251,7 +329,16 @@ impl Ws {
             min_read: read_buf.max(256),
             rng: rand::random::<u32>() | 1,
             bytes_in: 0,
+            tls: None,
+            tls_in: Vec::new(),
         };
+        if target.tls {
+            match monoio::time::timeout(timeout, ws.tls_handshake(target)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(WsError::Timeout),
+            }
+        }
         match monoio::time::timeout(timeout, ws.upgrade(target)).await {
             Ok(r) => r.map(|_| ws),
             Err(_) => Err(WsError::Timeout),
@@ -287,6 +374,94 @@ impl Ws {
         }
     }
 
+    /// The TLS handshake (before the HTTP upgrade).
+    async fn tls_handshake(&mut self, target: &Target) -> Result<(), WsError> {
+        let cfg = TLS_CONFIG.get().expect("tls_init").clone();
+        let name = rustls::pki_types::ServerName::IpAddress(
+            std::net::IpAddr::V4(*target.addr.ip()).into(),
+        );
+        let mut conn =
+            rustls::ClientConnection::new(cfg, name).map_err(|_| WsError::Protocol("tls-setup"))?;
+        conn.set_buffer_limit(None);
+        self.tls = Some(Box::new(conn));
+        self.tls_in = Vec::with_capacity(16 * 1024);
+        loop {
+            self.tls_send().await?;
+            if !self.tls.as_ref().unwrap().is_handshaking() {
+                return Ok(());
+            }
+            self.tls_read().await?;
+        }
+    }
+
+    /// Writes what rustls has to send.
+    async fn tls_send(&mut self) -> Result<(), WsError> {
+        let tls = self.tls.as_mut().unwrap();
+        if !tls.wants_write() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut out).map_err(WsError::Io)?;
+        }
+        let (res, _) = self.stream.write_all(out).await;
+        res.map(|_| ()).map_err(WsError::Io)
+    }
+
+    /// Reads ciphertext from the socket and decrypts it (plaintext stays in rustls).
+    async fn tls_read(&mut self) -> Result<(), WsError> {
+        let mut buf = std::mem::take(&mut self.tls_in);
+        buf.clear();
+        let (res, buf) = self.stream.read(buf).await;
+        self.tls_in = buf;
+        match res {
+            Ok(0) => return Err(WsError::Eof),
+            Ok(_) => {}
+            Err(e) => return Err(WsError::Io(e)),
+        }
+        let tls = self.tls.as_mut().unwrap();
+        let mut slice = &self.tls_in[..];
+        while !slice.is_empty() {
+            tls.read_tls(&mut slice).map_err(WsError::Io)?;
+            tls.process_new_packets()
+                .map_err(|_| WsError::Protocol("tls"))?;
+        }
+        Ok(())
+    }
+
+    /// [`Ws::fill`] over TLS: decrypted bytes into `rbuf`.
+    async fn fill_tls(&mut self) -> Result<(), WsError> {
+        use std::io::Read;
+        loop {
+            let len = self.rbuf.len();
+            self.rbuf.resize(len + self.min_read.max(16 * 1024), 0);
+            let r = self
+                .tls
+                .as_mut()
+                .unwrap()
+                .reader()
+                .read(&mut self.rbuf[len..]);
+            match r {
+                Ok(0) => {
+                    self.rbuf.truncate(len);
+                    return Err(WsError::Eof);
+                }
+                Ok(n) => {
+                    self.rbuf.truncate(len + n);
+                    self.bytes_in += n as u64;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.rbuf.truncate(len),
+                Err(e) => {
+                    self.rbuf.truncate(len);
+                    return Err(WsError::Io(e));
+                }
+            }
+            self.tls_read().await?;
+            self.tls_send().await?;
+        }
+    }
+
     /// Read more bytes from the socket into `rbuf`.
     async fn fill(&mut self) -> Result<(), WsError> {
         if self.rpos > 0 {
@@ -300,6 +475,9 @@ impl Ws {
                 self.rbuf.drain(..self.rpos);
             }
             self.rpos = 0;
+        }
+        if self.tls.is_some() {
+            return self.fill_tls().await;
         }
         let len = self.rbuf.len();
         if self.rbuf.capacity() - len < self.min_read {
@@ -483,6 +661,12 @@ impl Ws {
         if self.wbuf.is_empty() {
             return Ok(());
         }
+        if let Some(tls) = self.tls.as_mut() {
+            use std::io::Write;
+            tls.writer().write_all(&self.wbuf).map_err(WsError::Io)?;
+            self.wbuf.clear();
+            return self.tls_send().await;
+        }
         let buf = std::mem::take(&mut self.wbuf);
         let (res, mut buf) = self.stream.write_all(buf).await;
         buf.clear();
@@ -562,7 +746,9 @@ mod tests {
         assert_eq!(t.addr.port(), 18999);
         assert_eq!(t.path, "/");
         assert!(Target::parse("ws://10.0.0.1:1/").is_err());
-        assert!(Target::parse("wss://127.0.0.1:1/").is_err());
+        assert!(Target::parse("wss://127.0.0.1:1/").unwrap().tls);
+        assert!(!t.tls);
+        assert!(Target::parse("http://127.0.0.1:1/").is_err());
     }
 
     #[test]
