@@ -79,16 +79,18 @@ fn prerequisites() -> Result<(PathBuf, PathBuf), String> {
 /// `None` when the prerequisites are missing and not required.
 /// Runs a browser script against a fresh gateway, after `seed` has put data in it.
 fn run_script(script: &str, seed: fn(&Server)) -> Option<(Server, Value, PathBuf)> {
-    run_script_with(script, "{}", &[], seed)
+    run_script_with(script, "", "{}", &[], seed)
 }
 
 /// One browser at a time: Chromium instances and agent workers in parallel on a 2-core
 /// machine made page loads time out.
 static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// [`run_script`] with a `ringgate` config section and environment for the script.
+/// [`run_script`] with extra `gateway` keys (`", tls: {…}"`), a `ringgate` config section and
+/// environment for the script.
 fn run_script_with(
     script: &str,
+    gateway_extra: &str,
     ringgate: &str,
     env: &[(&str, &str)],
     seed: fn(&Server),
@@ -106,7 +108,7 @@ fn run_script_with(
     };
     let server = Server::opts()
         .config(&format!(
-            r#"{{gateway: {{controlUi: {{root: {:?}}}}}, ringgate: {ringgate}}}"#,
+            r#"{{gateway: {{controlUi: {{root: {:?}}}{gateway_extra}}}, ringgate: {ringgate}}}"#,
             ui.display().to_string()
         ))
         .start();
@@ -147,6 +149,27 @@ fn chat_in_the_control_ui_end_to_end() {
     let Some((server, report, screens)) = run_script("chat.mjs", |_| {}) else {
         return;
     };
+    check_chat(&server, &report, &screens);
+}
+
+/// The same chat with the gateway on TLS: the dashboard over `https://`, its socket over
+/// `wss://` (the browser told to accept the self-signed certificate).
+#[test]
+fn chat_in_the_control_ui_over_https() {
+    let Some((server, report, screens)) = run_script_with(
+        "chat.mjs",
+        ", tls: {enabled: true}",
+        "{}",
+        &[("RINGGATE_SCHEME", "https")],
+        |s| assert_eq!(s.scheme(), "wss"),
+    ) else {
+        return;
+    };
+    check_chat(&server, &report, &screens);
+}
+
+/// What a chat in the dashboard must have shown and done (see `tests/browser/chat.mjs`).
+fn check_chat(server: &Server, report: &Value, screens: &Path) {
     // Every method the UI called, with its result (the issue's note lists these).
     let mut calls: Vec<String> = report["calls"]
         .as_array()
@@ -168,7 +191,7 @@ fn chat_in_the_control_ui_end_to_end() {
         calls.join("\n  ")
     );
     eprintln!("screenshots in {}", screens.display());
-    let fail = |what: &str| -> ! { browser_failure(what, &report, &server, &screens) };
+    let fail = |what: &str| -> ! { browser_failure(what, report, server, screens) };
     if !report["errors"].as_array().unwrap().is_empty() {
         fail("the browser flow failed");
     }
@@ -328,7 +351,7 @@ fn a_worker_agents_tool_call_in_the_control_ui() {
         ("CHAT_TOOL_TEXT", "hello.txt"),
     ];
     let Some((server, report, screens)) =
-        run_script_with("chat.mjs", &agents.to_string(), &env, |_| {})
+        run_script_with("chat.mjs", "", &agents.to_string(), &env, |_| {})
     else {
         return;
     };

@@ -8,7 +8,8 @@
 import { openPage, watchFrames } from "./launch.mjs";
 
 const [port, token, outdir] = process.argv.slice(2);
-const base = `http://127.0.0.1:${port}`;
+// RINGGATE_SCHEME=https: the gateway serves TLS (gateway.tls; its self-signed certificate).
+const base = `${process.env.RINGGATE_SCHEME || "http"}://127.0.0.1:${port}`;
 // The echo agent by default; CHAT_MESSAGE / CHAT_REPLY / CHAT_TOOL_TEXT for another agent
 // (CHAT_TOOL_TEXT: text of a tool call the page must show, e.g. its argument).
 const MESSAGE = process.env.CHAT_MESSAGE || "hello from playwright";
