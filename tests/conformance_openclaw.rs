@@ -1270,25 +1270,7 @@ fn node_host_pairs_and_is_invoked() {
     let Some(h) = Harness::start() else { return };
     let node = NodeHost::start(&h);
     // `nodes pending` shows the node host's capability request once it connected.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let pending = loop {
-        let out = h.openclaw(&["nodes", "pending", "--json"]);
-        let list = if out.code == Some(0) {
-            parse_cli_json(&out)
-        } else {
-            Value::Null
-        };
-        if list.as_array().is_some_and(|a| !a.is_empty()) {
-            break list;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no pending node request within 30 s\n{}\n--- node host ---\n{}",
-            out.describe(),
-            node.log()
-        );
-        thread::sleep(Duration::from_millis(500));
-    };
+    let pending = wait_pending_node(&h, &[], &node);
     let request_id = pending[0]["requestId"]
         .as_str()
         .expect("requestId")

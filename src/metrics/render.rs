@@ -419,33 +419,13 @@ impl Scrape {
             enc,
             "ringgate_preauth_refusals",
             "Sockets refused before a handshake: per-IP unauthenticated-socket cap, shard send-buffer budget (503), draining, proxied without attribution.",
-            self.shards.iter().flat_map(|s| {
-                PREAUTH_REASONS.iter().map(move |r| {
-                    let n = s
-                        .metrics
-                        .preauth_refused
-                        .iter()
-                        .find(|(k, _)| k == r)
-                        .map_or(0, |x| x.1);
-                    (with(shard(s.shard), "reason", r), n)
-                })
-            }),
+            self.every_label("reason", &PREAUTH_REASONS, |m| &m.preauth_refused),
         )?;
         counter(
             enc,
             "ringgate_tls_handshakes",
             "TLS handshakes on the gateway port by outcome: full, resumed (a session ticket), failed, plain_http (plain HTTP to the TLS port, answered 400), gone (closed or timed out mid-handshake).",
-            self.shards.iter().flat_map(|s| {
-                TLS_OUTCOMES.iter().map(move |r| {
-                    let n = s
-                        .metrics
-                        .tls_handshakes
-                        .iter()
-                        .find(|(k, _)| k == r)
-                        .map_or(0, |x| x.1);
-                    (with(shard(s.shard), "outcome", r), n)
-                })
-            }),
+            self.every_label("outcome", &TLS_OUTCOMES, |m| &m.tls_handshakes),
         )?;
         counter(
             enc,
@@ -682,6 +662,28 @@ impl Scrape {
 
     fn by_reason(&self, f: fn(&ShardMetrics) -> &Vec<(&'static str, u64)>) -> Vec<(Labels, u64)> {
         self.by_label("reason", f)
+    }
+
+    /// Every shard's count for each of a fixed set of label values (zero where none), so a
+    /// series exists before its first event.
+    fn every_label(
+        &self,
+        name: &'static str,
+        values: &'static [&'static str],
+        f: fn(&ShardMetrics) -> &Vec<(&'static str, u64)>,
+    ) -> Vec<(Labels, u64)> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                values.iter().map(move |v| {
+                    let n = f(&s.metrics)
+                        .iter()
+                        .find(|(k, _)| k == v)
+                        .map_or(0, |x| x.1);
+                    (with(shard(s.shard), name, v), n)
+                })
+            })
+            .collect()
     }
 }
 
