@@ -430,8 +430,8 @@ fn wait_for_fingerprint(server: &Server, want: &str) -> String {
 }
 
 /// Hostile TLS: junk instead of a hello, a record longer than TLS allows, a stalled
-/// handshake, a tampered record after the handshake, a flood of tiny records. Each costs its
-/// own connection only; the gateway goes on serving.
+/// handshake, a tampered record after the handshake, a request in one-byte records. Each
+/// costs its own connection only; the gateway goes on serving.
 #[test]
 fn hostile_tls_input_costs_only_its_connection() {
     let state = TempDir::new("tls-hostile");
@@ -471,12 +471,14 @@ fn hostile_tls_input_costs_only_its_connection() {
         "expected an (encrypted) alert record: {back:?}"
     );
 
-    // A flood of empty application-data records, then a request: still answered.
+    // A request in one-byte records (rustls seals each write as a record of its own):
+    // reassembled and answered. (A run of records without data is refused past 32: unit
+    // test `a_run_of_empty_records_is_bounded`.)
     let mut s = tls_connect(&server, &trust, "localhost").unwrap();
-    for _ in 0..2000 {
-        s.conn.writer().write_all(b"").unwrap();
+    for b in get("/healthz").as_bytes() {
+        s.conn.writer().write_all(&[*b]).unwrap();
     }
-    s.write_all(get("/healthz").as_bytes()).unwrap();
+    s.flush().unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
@@ -487,4 +489,27 @@ fn hostile_tls_input_costs_only_its_connection() {
     let (code, metrics) = https(&server, &trust, &get("/metrics"));
     assert_eq!(code, 200);
     assert!(metrics.contains("outcome=\"failed\""), "{metrics}");
+}
+
+/// Over the per-IP cap of unauthenticated sockets, a TLS socket is refused before its
+/// handshake costs anything: a plain-text fatal alert, which the client reports.
+#[test]
+fn the_per_ip_cap_refuses_before_the_handshake() {
+    let state = TempDir::new("tls-cap");
+    let server = Server::opts()
+        .config("{gateway: {tls: {enabled: true}}, ringgate: {limits: {maxPreauthPerIp: 1}}}")
+        .state_dir(state.path())
+        .start();
+    let trust = trusting(&cert_of(state.path()));
+    // One socket that never speaks holds the IP's only slot.
+    let _held = TcpStream::connect(server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let err = tls_connect(&server, &trust, "localhost").expect_err("admitted over the cap");
+    assert!(err.to_string().contains("InternalError"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    drop(_held);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = Wss::open(&server, &trust);
+    assert_eq!(c.call("health", json!({}))["ok"], true);
 }

@@ -329,6 +329,14 @@ impl Client {
             return;
         }
         let Some(t) = self.tls.as_mut() else { return };
+        if t.near_limit() {
+            // The task's flush closes the connection cleanly before the key runs out.
+            for p in parts {
+                self.out.extend_from_slice(p);
+            }
+            self.signal();
+            return;
+        }
         let was_idle = t.unsent() == 0;
         if t.seal(parts).is_err() {
             self.terminate();
@@ -431,6 +439,11 @@ impl Client {
     /// into a second copy of itself while the socket is full).
     fn flush_sealed(&mut self) -> io::Result<bool> {
         const SEAL_STEP: usize = 64 * 1024;
+        if self.tls.as_ref().is_some_and(|t| t.near_limit()) && self.end.is_none() {
+            // Re-keying is not implemented; a clean close (sealed below, with what is
+            // queued ahead of it) lets the client reconnect.
+            self.close(1012, "TLS record limit reached; reconnect");
+        }
         let Some(t) = self.tls.as_mut() else {
             return Ok(true);
         };
@@ -450,10 +463,6 @@ impl Client {
         self.out_pos = 0;
         if self.out.capacity() > 64 * 1024 {
             self.out = Vec::new();
-        }
-        if t.near_limit() && self.end.is_none() {
-            // Re-keying is not implemented; a clean close lets the client reconnect.
-            self.close(1012, "TLS record limit reached; reconnect");
         }
         Ok(true)
     }

@@ -196,6 +196,13 @@ async fn upgrade(
         held: admitted,
     };
     let sock = match &acceptor {
+        // Over its cap, a TLS socket is refused before the handshake costs anything: a
+        // plain-text fatal alert (internal_error), then close.
+        Some(_) if !admitted => {
+            crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
+            let _ = write_all(stream, &[21, 3, 3, 0, 2, 2, 80], deadline).await;
+            return None;
+        }
         None => Sock::plain(stream),
         Some(a) => match Box::pin(Sock::accept_tls(stream, a, deadline)).await {
             Ok((sock, resumed)) => {

@@ -89,8 +89,14 @@ impl<'a> Sock<'a> {
                         closed: false,
                         unsent: std::mem::take(&mut out),
                     };
-                    io.absorb(est.leftover)
-                        .map_err(|e| HandshakeEnd::Failed(e.to_string()))?;
+                    if let Err(e) = io.absorb(&est.leftover) {
+                        let mut a = std::mem::take(&mut io.unsent);
+                        if let Some(d) = e.alert() {
+                            io.records.alert(d, &mut a);
+                        }
+                        let _ = write_all(stream, &a, deadline).await;
+                        return Err(HandshakeEnd::Failed(e.to_string()));
+                    }
                     return Ok((
                         Sock {
                             stream,
@@ -113,8 +119,12 @@ impl<'a> Sock<'a> {
         let Some(tls) = &self.tls else {
             return recv_some(self.stream, buf, deadline).await;
         };
-        let mut chunk = Vec::new();
+        let mut chunk = vec![0u8; 8192];
         loop {
+            if Instant::now() >= deadline {
+                // A peer that keeps sending records without data is cut off here too.
+                return None;
+            }
             {
                 let mut t = tls.borrow_mut();
                 if !t.plain.is_empty() {
@@ -127,10 +137,8 @@ impl<'a> Sock<'a> {
                     return None;
                 }
             }
-            chunk.resize(8192, 0);
             let n = recv_some(self.stream, &mut chunk, deadline).await?;
-            chunk.truncate(n);
-            let failed = tls.borrow_mut().absorb(std::mem::take(&mut chunk)).err();
+            let failed = tls.borrow_mut().absorb(&chunk[..n]).err();
             if let Some(e) = failed {
                 self.send_alert(e).await;
                 return None;
@@ -169,7 +177,8 @@ impl<'a> Sock<'a> {
     async fn send_alert(&self, e: RecordError) {
         let Some(tls) = &self.tls else { return };
         if let Some(d) = e.alert() {
-            let mut a = Vec::new();
+            // Behind the held ticket: the alert's sequence number follows it.
+            let mut a = std::mem::take(&mut tls.borrow_mut().unsent);
             tls.borrow_mut().records.alert(d, &mut a);
             let deadline = Instant::now() + std::time::Duration::from_millis(200);
             let _ = write_all(self.stream, &a, deadline).await;
@@ -196,14 +205,9 @@ impl<'a> Sock<'a> {
 
 impl TlsIo {
     /// Decrypts `bytes` (after any incomplete record held) into `plain`.
-    fn absorb(&mut self, bytes: Vec<u8>) -> Result<(), RecordError> {
-        let mut input = if self.cipher.is_empty() {
-            bytes
-        } else {
-            let mut c = std::mem::take(&mut self.cipher);
-            c.extend_from_slice(&bytes);
-            c
-        };
+    fn absorb(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let mut input = std::mem::take(&mut self.cipher);
+        input.extend_from_slice(bytes);
         let o = self.records.open(&mut input, &mut self.plain)?;
         self.closed |= o.closed;
         if !o.closed && o.used < input.len() {
@@ -310,9 +314,9 @@ impl ClientTls {
     /// Sends the alert for `e` (best effort) and turns it into the read error.
     fn fail(&mut self, fd: RawFd, e: RecordError) -> io::Error {
         if let Some(d) = e.alert() {
-            let mut a = Vec::new();
-            self.records.alert(d, &mut a);
-            let _ = crate::rt::sys_send(fd, &a);
+            // Behind what is queued: the alert's sequence number follows it.
+            self.records.alert(d, &mut self.out);
+            let _ = self.flush(fd);
         }
         io::Error::new(io::ErrorKind::InvalidData, e)
     }

@@ -82,12 +82,21 @@ impl Handshake {
             if rest.len() < HEADER + len {
                 break;
             }
+            // rustls takes at most 4 KiB per read: a larger record (a ClientHello with big
+            // key shares or tickets) is handed over in as many reads as it takes.
             let mut record = &rest[..HEADER + len];
-            let fed = conn.read_tls(&mut record);
             at += HEADER + len;
-            let processed = fed
-                .map_err(|e| e.to_string())
-                .and_then(|_| conn.process_new_packets().map_err(|e| e.to_string()));
+            let mut processed = Ok(());
+            while !record.is_empty() && processed.is_ok() {
+                processed = match conn.read_tls(&mut record) {
+                    Ok(0) => Err("the handshake stopped taking bytes".to_owned()),
+                    Ok(_) => conn
+                        .process_new_packets()
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
             // Whatever rustls has to say (its flight, or the alert for a failure) goes out.
             while conn.wants_write() {
                 if conn.write_tls(out).is_err() {
@@ -262,6 +271,17 @@ mod tests {
         let _ = c.process_new_packets();
         let (est, _) = connect(&server, &client, b"y");
         assert!(est.resumed, "the second handshake was a full one");
+    }
+
+    #[test]
+    fn a_client_hello_larger_than_rustls_reads_at_once_completes() {
+        let (server, client) = pair();
+        // 30 ALPN names of 200 bytes: a ClientHello of about 6 KB in one record.
+        let mut big = (*client).clone();
+        big.alpn_protocols = (0..30u8).map(|i| vec![b'a' + i % 26; 200]).collect();
+        big.alpn_protocols.push(b"http/1.1".to_vec());
+        let (est, _) = connect(&server, &Arc::new(big), b"x");
+        assert!(!est.resumed);
     }
 
     #[test]

@@ -106,14 +106,19 @@ fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, TlsError> {
         path: path.into(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(read)?;
-    if meta.len() > max {
+    use std::io::Read;
+    // Read through a bound (a file growing meanwhile, or a FIFO, cannot make this unbounded).
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(read)?;
+    if bytes.len() as u64 > max {
         return Err(TlsError::TooLarge {
             path: path.into(),
             max,
         });
     }
-    std::fs::read(path).map_err(read)
+    Ok(bytes)
 }
 
 /// Reads the configured files.

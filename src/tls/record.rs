@@ -53,6 +53,10 @@ pub enum RecordError {
     KeyUpdate,
     #[error("the cipher's confidentiality limit was reached")]
     Exhausted,
+    #[error("too many records without data in a row")]
+    EmptyFlood,
+    #[error("malformed record content")]
+    Malformed,
 }
 
 impl RecordError {
@@ -61,7 +65,10 @@ impl RecordError {
         match self {
             RecordError::BadRecordMac => Some(alert::BAD_RECORD_MAC),
             RecordError::Overflow => Some(alert::RECORD_OVERFLOW),
-            RecordError::Unexpected(_) | RecordError::KeyUpdate => Some(alert::UNEXPECTED_MESSAGE),
+            RecordError::Unexpected(_) | RecordError::KeyUpdate | RecordError::EmptyFlood => {
+                Some(alert::UNEXPECTED_MESSAGE)
+            }
+            RecordError::Malformed => Some(alert::DECODE_ERROR),
             RecordError::PeerAlert(_) => None,
             RecordError::Exhausted => Some(alert::CLOSE_NOTIFY),
         }
@@ -115,7 +122,13 @@ impl Direction {
 pub struct Records {
     rx: Direction,
     tx: Direction,
+    /// Records in a row that carried no data (each costs a decryption and yields nothing).
+    empty_run: u8,
 }
+
+/// Records without data accepted in a row (rustls allows the same): past it, a flood of
+/// them is refused instead of holding a shard.
+const MAX_EMPTY_RUN: u8 = 32;
 
 /// What [`Records::open`] found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -133,6 +146,7 @@ impl Records {
         Some(Records {
             rx: Direction::new(secrets.rx.0, secrets.rx.1)?,
             tx: Direction::new(secrets.tx.0, secrets.tx.1)?,
+            empty_run: 0,
         })
     }
 
@@ -153,8 +167,11 @@ impl Records {
             if rest[0] != APPLICATION_DATA {
                 return Err(RecordError::Unexpected(rest[0]));
             }
-            if !(TAG + 1..=MAX_CIPHERTEXT).contains(&len) {
+            if len > MAX_CIPHERTEXT {
                 return Err(RecordError::Overflow);
+            }
+            if len < TAG + 1 {
+                return Err(RecordError::BadRecordMac);
             }
             if rest.len() < HEADER + len {
                 return Ok(Opened {
@@ -174,16 +191,26 @@ impl Records {
                 .map_err(|_| RecordError::BadRecordMac)?;
             self.rx.seq += 1;
             at += HEADER + len;
+            // The inner plaintext (content, type, padding) is bounded as a whole (§5.4).
+            if inner.len() > MAX_PLAINTEXT + 1 {
+                return Err(RecordError::Overflow);
+            }
             // The real content type is the last non-zero byte; zeros after it are padding.
             let Some(end) = inner.iter().rposition(|b| *b != 0) else {
                 return Err(RecordError::Unexpected(0));
             };
             let (content, kind) = (&inner[..end], inner[end]);
-            if content.len() > MAX_PLAINTEXT {
-                return Err(RecordError::Overflow);
-            }
             match kind {
-                APPLICATION_DATA => plain.extend_from_slice(content),
+                APPLICATION_DATA if content.is_empty() => {
+                    self.empty_run += 1;
+                    if self.empty_run > MAX_EMPTY_RUN {
+                        return Err(RecordError::EmptyFlood);
+                    }
+                }
+                APPLICATION_DATA => {
+                    self.empty_run = 0;
+                    plain.extend_from_slice(content)
+                }
                 ALERT => {
                     return match content {
                         [_, alert::CLOSE_NOTIFY] => Ok(Opened {
@@ -191,7 +218,7 @@ impl Records {
                             closed: true,
                         }),
                         [_, d] => Err(RecordError::PeerAlert(*d)),
-                        _ => Err(RecordError::Unexpected(ALERT)),
+                        _ => Err(RecordError::Malformed),
                     }
                 }
                 // KeyUpdate (24); anything else from a client after the handshake is wrong.
@@ -374,6 +401,25 @@ mod tests {
             b.open(&mut wire, &mut plain),
             Err(RecordError::PeerAlert(alert::DECODE_ERROR))
         );
+    }
+
+    #[test]
+    fn a_run_of_empty_records_is_bounded() {
+        let (mut a, mut b) = pair(0);
+        let mut wire = Vec::new();
+        for _ in 0..MAX_EMPTY_RUN {
+            a.seal(&[b""], &mut wire).unwrap();
+        }
+        a.seal(&[b"data"], &mut wire).unwrap();
+        let mut plain = Vec::new();
+        b.open(&mut wire, &mut plain).unwrap();
+        assert_eq!(plain, b"data");
+        // Data resets the run; one more than allowed in a row is refused.
+        let mut wire = Vec::new();
+        for _ in 0..=MAX_EMPTY_RUN {
+            a.seal(&[b""], &mut wire).unwrap();
+        }
+        assert_eq!(b.open(&mut wire, &mut plain), Err(RecordError::EmptyFlood));
     }
 
     #[test]
