@@ -19,7 +19,9 @@ command -v nats-server >/dev/null || { echo "needs Debian's nats-server (make na
 cargo build --release -p ringgate -p loadgen >/dev/null
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"; }
+# start() runs in a command substitution, so its PIDS+= is lost: the gateways are found by
+# their state directories under $WORK.
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; pkill -f -- "--state-dir $WORK/" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 nats-server -js -sd "$WORK/js" -a 127.0.0.1 -p -1 >"$WORK/nats.log" 2>&1 &

@@ -18,7 +18,9 @@ LG=target/release/loadgen
 cargo build --release -p ringgate -p loadgen >/dev/null
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; rm -rf "$WORK"; }
+# start() runs in a command substitution, so its PIDS+= is lost: the gateways are found by
+# their state directories under $WORK.
+cleanup() { kill "${PIDS[@]}" 2>/dev/null || true; pkill -f -- "--state-dir $WORK/" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
 start() { # name, config
