@@ -214,6 +214,14 @@ fn cert_of(state: &Path) -> PathBuf {
     state.join("gateway/tls/gateway-cert.pem")
 }
 
+/// A TLS gateway with this config (JSON5), keeping its state in `state`.
+fn start_config(state: &TempDir, config: &str) -> Server {
+    Server::opts()
+        .config(config)
+        .state_dir(state.path())
+        .start()
+}
+
 fn start(state: &TempDir, driver: Option<&str>) -> Server {
     let mut opts = Server::opts().config(TLS_CONFIG).state_dir(state.path());
     if let Some(d) = driver {
@@ -435,10 +443,10 @@ fn wait_for_fingerprint(server: &Server, want: &str) -> String {
 #[test]
 fn hostile_tls_input_costs_only_its_connection() {
     let state = TempDir::new("tls-hostile");
-    let server = Server::opts()
-        .config("{gateway: {tls: {enabled: true}}, ringgate: {limits: {handshakeTimeoutMs: 1500}}}")
-        .state_dir(state.path())
-        .start();
+    let server = start_config(
+        &state,
+        "{gateway: {tls: {enabled: true}}, ringgate: {limits: {handshakeTimeoutMs: 1500}}}",
+    );
     let trust = trusting(&cert_of(state.path()));
     let raw = |bytes: &[u8]| -> Vec<u8> {
         let mut s = TcpStream::connect(server.addr).unwrap();
@@ -496,10 +504,10 @@ fn hostile_tls_input_costs_only_its_connection() {
 #[test]
 fn the_per_ip_cap_refuses_before_the_handshake() {
     let state = TempDir::new("tls-cap");
-    let server = Server::opts()
-        .config("{gateway: {tls: {enabled: true}}, ringgate: {limits: {maxPreauthPerIp: 1}}}")
-        .state_dir(state.path())
-        .start();
+    let server = start_config(
+        &state,
+        "{gateway: {tls: {enabled: true}}, ringgate: {limits: {maxPreauthPerIp: 1}}}",
+    );
     let trust = trusting(&cert_of(state.path()));
     // One socket that never speaks holds the IP's only slot.
     let _held = TcpStream::connect(server.addr).unwrap();

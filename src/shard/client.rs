@@ -120,6 +120,35 @@ fn send_vectored(fd: RawFd, parts: &[&[u8]; 4]) -> usize {
     sent.max(0) as usize
 }
 
+/// Writes `out[*pos..]` until the socket is full: `Ok(true)` (and `out` emptied) when all of
+/// it went, `Ok(false)` when the socket is full (the sent part dropped once it is most of
+/// the buffer). Plain frames and sealed TLS records leave through here alike.
+pub(super) fn send_queued(fd: RawFd, out: &mut Vec<u8>, pos: &mut usize) -> io::Result<bool> {
+    while *pos < out.len() {
+        match crate::rt::sys_send(fd, &out[*pos..]) {
+            Ok(n) => {
+                *pos += n;
+                crate::metrics::record(|m| m.bytes_out += n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                compact(out, pos);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.clear();
+    *pos = 0;
+    Ok(true)
+}
+
+fn compact(out: &mut Vec<u8>, pos: &mut usize) {
+    if *pos > 0 && *pos >= out.len() / 2 {
+        out.drain(..*pos);
+        *pos = 0;
+    }
+}
+
 /// How the connection should end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -412,21 +441,9 @@ impl Client {
         if self.tls.is_some() {
             return self.flush_sealed();
         }
-        while self.out_pos < self.out.len() {
-            match crate::rt::sys_send(self.fd, &self.out[self.out_pos..]) {
-                Ok(n) => {
-                    self.out_pos += n;
-                    crate::metrics::record(|m| m.bytes_out += n as u64);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.compact();
-                    return Ok(false);
-                }
-                Err(e) => return Err(e),
-            }
+        if !send_queued(self.fd, &mut self.out, &mut self.out_pos)? {
+            return Ok(false);
         }
-        self.out.clear();
-        self.out_pos = 0;
         // Give back memory after a burst; [`Client::trim`] frees the rest once idle.
         if self.out.capacity() > 64 * 1024 {
             self.out = Vec::new();
@@ -480,10 +497,7 @@ impl Client {
     }
 
     fn compact(&mut self) {
-        if self.out_pos > 0 && self.out_pos >= self.out.len() / 2 {
-            self.out.drain(..self.out_pos);
-            self.out_pos = 0;
-        }
+        compact(&mut self.out, &mut self.out_pos);
     }
 }
 

@@ -357,25 +357,7 @@ impl ClientTls {
 
     /// Writes sealed bytes until the socket is full; `Ok(true)` when none are left.
     pub fn flush(&mut self, fd: RawFd) -> io::Result<bool> {
-        while self.out_pos < self.out.len() {
-            match crate::rt::sys_send(fd, &self.out[self.out_pos..]) {
-                Ok(n) => {
-                    self.out_pos += n;
-                    crate::metrics::record(|m| m.bytes_out += n as u64);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.out_pos > 0 && self.out_pos >= self.out.len() / 2 {
-                        self.out.drain(..self.out_pos);
-                        self.out_pos = 0;
-                    }
-                    return Ok(false);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        Ok(true)
+        super::client::send_queued(fd, &mut self.out, &mut self.out_pos)
     }
 
     /// Frees the send buffer when nothing is waiting in it.
