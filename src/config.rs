@@ -125,6 +125,8 @@ pub struct Config {
     pub control_ui: ControlUiConfig,
     /// HTTPS and WSS on the gateway port (`gateway.tls.*`).
     pub tls: crate::tls::TlsConfig,
+    /// The OpenAI-compatible HTTP endpoints (`gateway.http.endpoints.*`).
+    pub http: HttpEndpoints,
     /// Shards (threads); 0 = one per online CPU.
     pub shards: usize,
     pub driver: Driver,
@@ -266,6 +268,54 @@ impl Overrides {
     }
 }
 
+/// `gateway.http.endpoints.*`: the original's opt-in HTTP APIs (both off by default). Either
+/// one also serves `GET /v1/models` and `/v1/models/{id}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpEndpoints {
+    /// `POST /v1/chat/completions` (`chatCompletions.enabled`).
+    pub chat_completions: bool,
+    /// `POST /v1/responses` (`responses.enabled`).
+    pub responses: bool,
+}
+
+impl HttpEndpoints {
+    /// `/v1/models` answers when either API is on.
+    pub fn models(&self) -> bool {
+        self.chat_completions || self.responses
+    }
+
+    /// Reads `gateway.http`. The original's media keys beside `enabled` (`images`, `files`,
+    /// `maxUrlParts`) are accepted so its config files load; ringgate takes no media input.
+    fn parse(v: &Value, key: &str) -> Result<HttpEndpoints, ConfigError> {
+        let mut out = HttpEndpoints::default();
+        for (_, v, key) in fields(v, key, &["endpoints", "securityHeaders"])? {
+            if key.ends_with("securityHeaders") {
+                continue;
+            }
+            for (k, v, key) in fields(v, &key, &["chatCompletions", "responses"])? {
+                for (f, v, key) in fields(
+                    v,
+                    &key,
+                    &["enabled", "images", "files", "maxUrlParts", "maxBodyBytes"],
+                )? {
+                    if f != "enabled" {
+                        continue;
+                    }
+                    let on = v
+                        .as_bool()
+                        .ok_or_else(|| invalid(&key, "must be true or false"))?;
+                    if k == "chatCompletions" {
+                        out.chat_completions = on;
+                    } else {
+                        out.responses = on;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// `gateway.controlUi.*` (the original's keys) besides `allowedOrigins`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlUiConfig {
@@ -338,6 +388,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             control_ui: ControlUiConfig::default(),
             tls: crate::tls::TlsConfig::default(),
+            http: HttpEndpoints::default(),
             shards: 0,
             driver: Driver::Auto,
             state_dir: default_state_dir(),
@@ -498,6 +549,7 @@ pub fn defaults_doc() -> Value {
             "auth": {"mode": "token"},
             "controlUi": {"enabled": true, "basePath": "", "allowedOrigins": []},
             "tls": {"enabled": false, "autoGenerate": true},
+            "http": {"endpoints": {"chatCompletions": {"enabled": false}, "responses": {"enabled": false}}},
             "nodes": {"pairing": {"autoApproveLocal": true}},
         },
         "ringgate": {
@@ -599,9 +651,10 @@ impl Config {
                     for (k, v, key) in fields(
                         v,
                         &key,
-                        &["port", "bind", "auth", "controlUi", "nodes", "tls"],
+                        &["port", "bind", "auth", "controlUi", "nodes", "tls", "http"],
                     )? {
                         match k {
+                            "http" => self.http = HttpEndpoints::parse(v, &key)?,
                             "tls" => self.tls = crate::tls::TlsConfig::parse(v, &key)?,
                             "port" => self.port = as_u64(&key, v, 0, 65535)? as u16,
                             "bind" => self.bind = parse_bind(&key, as_str(&key, v)?)?,

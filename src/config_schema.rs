@@ -99,6 +99,16 @@ pub fn schema() -> &'static Value {
                         "keyPath": {"type": "string", "description": "PEM private key; default <stateDir>/gateway/tls/gateway-key.pem."},
                         "caPath": {"type": "string", "description": "PEM CA bundle served after the certificate to complete its chain."},
                     }), "TLS on the gateway port (restart)."),
+                    "http": object(json!({
+                        "endpoints": object(json!({
+                            "chatCompletions": object(json!({
+                                "enabled": {"type": "boolean", "description": "Serve POST /v1/chat/completions (and GET /v1/models)."},
+                            }), "The OpenAI Chat Completions API."),
+                            "responses": object(json!({
+                                "enabled": {"type": "boolean", "description": "Serve POST /v1/responses (and GET /v1/models)."},
+                            }), "The OpenResponses API."),
+                        }), "Opt-in HTTP APIs on the gateway port."),
+                    }), "HTTP APIs."),
                     "nodes": object(json!({
                         "pairing": object(json!({
                             "autoApproveLocal": {"type": "boolean", "description": "Approve pairing of loopback devices silently."},

@@ -264,6 +264,53 @@ fn a_tool_call_turn_runs_through_the_real_worker() {
     assert!(children(&server).len() <= 1, "only the spare is left");
 }
 
+/// A worker started while a browser holds a kept-alive HTTP connection must not inherit that
+/// socket: the gateway's idle close has to reach the browser. (A worker that inherited it kept
+/// the connection open after the gateway closed it; the browser's next request went into a
+/// socket nobody read, and the dashboard's reload hung.)
+#[test]
+fn a_worker_never_holds_a_clients_socket_open() {
+    use std::io::{Read, Write};
+    let Some(oc) = openclaw() else { return };
+    let p = provider();
+    let ws = workspace();
+    // No spare: the worker is forked for the turn, while the connection below is open.
+    let server = start_with(&oc, &p, &ws, 0);
+    let mut kept = std::net::TcpStream::connect(server.addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("\"ok\"") {
+        let n = kept.read(&mut buf).expect("the probe's answer");
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("keep-alive"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let mut c = operator(&server);
+    // A slow turn: the worker is still running when the gateway closes the idle connection.
+    let run = send(&mut c, "slow: read hello.txt", "w-fd");
+    wait_until("the model call", TURN, || !p.bodies.lock().unwrap().is_empty());
+    // The gateway closes an idle kept-alive connection after 5 s: the client must see it.
+    kept.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    match kept.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("unexpected bytes on an idle connection: {n}"),
+        Err(e) => panic!(
+            "the idle connection was not closed after {:?} ({e}): a worker holds the socket",
+            started.elapsed()
+        ),
+    }
+    c.call("chat.abort", Some(json!({"sessionKey": "agent:main:main"})));
+    assert_eq!(terminal(&mut c, &run)["state"], "aborted");
+}
+
 #[test]
 fn abort_mid_turn_stops_the_worker_and_a_killed_worker_fails_its_turn() {
     let Some(oc) = openclaw() else { return };

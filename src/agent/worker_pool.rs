@@ -244,12 +244,23 @@ impl Supervisor {
             let out = File::create(dir.join("stdout"))?;
             let err = File::create(dir.join("stderr"))?;
             let mut cmd = Command::new(command);
-            // SAFETY: only async-signal-safe calls between fork and exec: prctl(2). A worker
-            // must not outlive the gateway that holds its transcript (the supervisor thread
-            // that forks it lives as long as the process).
+            // SAFETY: only async-signal-safe calls between fork and exec: prctl(2) and
+            // close_range(2). A worker must not outlive the gateway that holds its transcript
+            // (the supervisor thread that forks it lives as long as the process). Nor may it
+            // inherit the gateway's descriptors: a client socket a shard accepted a moment
+            // before the fork (before it was marked close-on-exec) would stay open in the
+            // worker after the gateway closed it, and the client would wait on it forever.
+            // Everything past stdio is marked close-on-exec (std's own exec-error pipe already
+            // is); a kernel without close_range (before 5.11) leaves only that race open.
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    libc::syscall(
+                        libc::SYS_close_range,
+                        3u32,
+                        u32::MAX,
+                        libc::CLOSE_RANGE_CLOEXEC,
+                    );
                     Ok(())
                 });
             }

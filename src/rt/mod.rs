@@ -202,11 +202,27 @@ impl Listener {
         })
     }
 
-    /// The next connection and its peer address.
+    /// The next connection and its peer address. The socket is made close-on-exec: io_uring's
+    /// accept sets no flags, and a child process (an agent worker) that inherited a client's
+    /// socket kept it open after the gateway closed it — the browser then sent its next
+    /// request into a connection nobody read, and the dashboard hung.
     pub async fn accept(&self) -> io::Result<(Stream, SocketAddr)> {
-        match self {
-            Listener::Monoio(l) => l.accept().await,
-            Listener::Glommio(l) => l.accept().await,
+        let (s, peer) = match self {
+            Listener::Monoio(l) => l.accept().await?,
+            Listener::Glommio(l) => l.accept().await?,
+        };
+        set_cloexec(s.fd());
+        Ok((s, peer))
+    }
+}
+
+/// Sets `FD_CLOEXEC` on a descriptor this process owns.
+fn set_cloexec(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor we own; F_GETFD/F_SETFD touch only its flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
         }
     }
 }
@@ -425,6 +441,10 @@ mod tests {
             let sent = block_on(kind, async move {
                 let l = Listener::from_std(std_l).unwrap();
                 let (s, _) = l.accept().await.unwrap();
+                // A child process must never inherit a client's socket.
+                // SAFETY: reads the flags of a descriptor this test owns.
+                let fd_flags = unsafe { libc::fcntl(s.fd(), libc::F_GETFD) };
+                assert_eq!(fd_flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC, "{kind:?}");
                 let inbox = RefCell::new(Out(Vec::new(), 0));
                 s.readable(&inbox).await.unwrap();
                 // Whatever the wait did not take into the inbox is read here.

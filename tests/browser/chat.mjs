@@ -34,7 +34,7 @@ const report = {
 };
 const step = (s) => report.steps.push(`${new Date().toISOString()} ${s}`);
 
-const { browser, page } = await openPage({ width: 1280, height: 800 });
+const { browser, page, pendingRequests } = await openPage({ width: 1280, height: 800 });
 
 page.on("console", (m) => {
   if (m.type() === "error") report.consoleErrors.push(m.text());
@@ -104,6 +104,7 @@ try {
     await page.reload({ waitUntil: "domcontentloaded", timeout: 30000 });
   } catch (e) {
     report.reloadTimedOut = String(e?.message ?? e).split("\n")[0];
+    report.pendingAtReloadTimeout = pendingRequests();
     await page.goto(`${base}/chat/main`, { waitUntil: "domcontentloaded", timeout: 30000 });
   }
   await page.locator("textarea:visible").first().waitFor({ state: "visible", timeout: 15000 });
@@ -111,6 +112,7 @@ try {
   await shot("04-reload");
 } catch (e) {
   report.errors.push(String(e?.stack ?? e));
+  report.pendingAtError = pendingRequests();
   await shot("failure");
 } finally {
   await browser.close();

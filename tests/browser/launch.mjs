@@ -24,7 +24,17 @@ export async function openPage(viewport) {
     viewport,
     ignoreHTTPSErrors: process.env.RINGGATE_SCHEME === "https",
   });
-  return { browser, page: await context.newPage() };
+  // Every HTTP request the context makes (the page's and its service worker's), so a
+  // navigation that times out can say which requests were still open.
+  const open = new Map();
+  const started = Date.now();
+  context.on("request", (r) => open.set(r, Date.now() - started));
+  const done = (r) => open.delete(r);
+  context.on("requestfinished", done);
+  context.on("requestfailed", done);
+  const pendingRequests = () =>
+    [...open].map(([r, at]) => `${r.method()} ${r.url()} (${r.resourceType()}, open since ${at} ms)`);
+  return { browser, context, page: await context.newPage(), pendingRequests };
 }
 
 // Watches the page's WebSocket frames as the gateway protocol: `onRequest(frame)` for each
