@@ -8,7 +8,7 @@ OPENCLAW_CLIENT_DIR ?= $(CURDIR)/target/openclaw-client
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps prometheus-deps nats-deps
+.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps prometheus-deps nats-deps openai-client
 
 all: build
 
@@ -36,6 +36,15 @@ browser-deps:
 		mkdir -p $(BROWSER_DIR) && cd $(BROWSER_DIR) && { test -f package.json || npm init -y >/dev/null; } && \
 		npm install --no-audit --no-fund playwright-core@$(PLAYWRIGHT_CORE_VERSION) >/dev/null; }
 
+# The official OpenAI client library (npm, pinned) for the HTTP API test.
+OPENAI_VERSION ?= 7.60.0
+OPENAI_DIR ?= $(CURDIR)/target/openai-client
+openai-client:
+	@test -f $(OPENAI_DIR)/node_modules/openai/package.json && \
+		grep -q '"version": "$(OPENAI_VERSION)"' $(OPENAI_DIR)/node_modules/openai/package.json || { \
+		mkdir -p $(OPENAI_DIR) && cd $(OPENAI_DIR) && { test -f package.json || npm init -y >/dev/null; } && \
+		npm install --no-audit --no-fund openai@$(OPENAI_VERSION) >/dev/null; }
+
 # A real Prometheus (and promtool) for the metrics test: Debian's package.
 prometheus-deps:
 	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
@@ -54,8 +63,8 @@ openclaw-client:
 	@test -f $(SHARED)/conformance/install-openclaw.sh || { echo "missing $(SHARED)/conformance/install-openclaw.sh (set SHARED=path/to/shared)"; exit 1; }
 	bash $(SHARED)/conformance/install-openclaw.sh $(OPENCLAW_CLIENT_DIR)
 
-test: openclaw-client browser-deps prometheus-deps nats-deps
-	OPENCLAW_CLIENT_DIR=$(OPENCLAW_CLIENT_DIR) RINGGATE_REQUIRE_CONFORMANCE=1 \
+test: openclaw-client browser-deps prometheus-deps nats-deps openai-client
+	OPENCLAW_CLIENT_DIR=$(OPENCLAW_CLIENT_DIR) RINGGATE_REQUIRE_CONFORMANCE=1 RINGGATE_OPENAI_DIR=$(OPENAI_DIR) \
 		RINGGATE_BROWSER_DIR=$(BROWSER_DIR) RINGGATE_REQUIRE_BROWSER=1 \
 		$(CARGO) test --release --workspace
 

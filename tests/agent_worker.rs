@@ -295,9 +295,12 @@ fn a_worker_never_holds_a_clients_socket_open() {
     let mut c = operator(&server);
     // A slow turn: the worker is still running when the gateway closes the idle connection.
     let run = send(&mut c, "slow: read hello.txt", "w-fd");
-    wait_until("the model call", TURN, || !p.bodies.lock().unwrap().is_empty());
+    wait_until("the model call", TURN, || {
+        !p.bodies.lock().unwrap().is_empty()
+    });
     // The gateway closes an idle kept-alive connection after 5 s: the client must see it.
-    kept.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let started = Instant::now();
     match kept.read(&mut buf) {
         Ok(0) => {}

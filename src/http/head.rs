@@ -35,6 +35,8 @@ pub enum Request {
     Plain(Box<Plain>),
     /// `POST /channels/...`: an inbound channel message (the body follows the head).
     Inbound(Inbound),
+    /// The HTTP APIs (`/v1/*`, `/tools/invoke`, `/sessions/<key>/{history,kill}`).
+    Api(Box<super::api::ApiHead>),
     /// Refused before routing, with this status line: `400 Bad Request` (malformed, or framed
     /// ambiguously: `Content-Length` with `Transfer-Encoding`, the request-smuggling shape) or
     /// `431 Request Header Fields Too Large`.
@@ -157,6 +159,30 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             Some((p, q)) => (p.to_owned(), q.to_owned()),
             None => (path, String::new()),
         };
+        let close = {
+            let conn = get("connection").unwrap_or_default().to_ascii_lowercase();
+            conn.contains("close") || (req.version == Some(0) && !conn.contains("keep-alive"))
+        };
+        if super::api::owns(&path) && upgrade_header.is_none() {
+            let api = super::api::ApiHead {
+                method: req.method.unwrap_or("GET").to_owned(),
+                path,
+                query,
+                authorization: get("authorization"),
+                content_length,
+                chunked: transfer_encodings > 0,
+                expect: get("expect"),
+                accept: get("accept"),
+                origin: get("origin"),
+                host: get("host"),
+                agent: get("x-openclaw-agent-id").or_else(|| get("x-openclaw-agent")),
+                session_key: get("x-openclaw-session-key"),
+                scopes: get("x-openclaw-scopes"),
+                proxied: forwarded(&req),
+                close,
+            };
+            return Some((Request::Api(Box::new(api)), consumed));
+        }
         let plain = Plain {
             method: req.method.unwrap_or("GET").to_owned(),
             path,
@@ -168,20 +194,11 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             if_modified_since: get("if-modified-since"),
             other_upgrade: upgrade_header.is_some(),
             has_body: content_length.is_some_and(|n| n > 0) || transfer_encodings > 0,
-            close: {
-                let conn = get("connection").unwrap_or_default().to_ascii_lowercase();
-                conn.contains("close") || (req.version == Some(0) && !conn.contains("keep-alive"))
-            },
+            close,
         };
         return Some((Request::Plain(Box::new(plain)), consumed));
     }
-    let proxied = req.headers.iter().any(|h| {
-        let n = h.name.to_ascii_lowercase();
-        n == "forwarded"
-            || n.starts_with("x-forwarded-")
-            || n == "x-real-ip"
-            || n.starts_with("tailscale-")
-    });
+    let proxied = forwarded(&req);
     let accept =
         tungstenite::handshake::derive_accept_key(key.unwrap_or_default().trim().as_bytes());
     let info = UpgradeInfo {
@@ -198,6 +215,19 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         },
         consumed,
     ))
+}
+
+/// Did a proxy say whose request this is (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, Tailscale
+/// identity headers)? From a peer that is not a trusted proxy such a request is refused: its
+/// claims cannot be checked, and ignoring them would attribute every client to the proxy.
+fn forwarded(req: &httparse::Request) -> bool {
+    req.headers.iter().any(|h| {
+        let n = h.name.to_ascii_lowercase();
+        n == "forwarded"
+            || n.starts_with("x-forwarded-")
+            || n == "x-real-ip"
+            || n.starts_with("tailscale-")
+    })
 }
 
 pub fn switching_protocols(accept: &str) -> Vec<u8> {

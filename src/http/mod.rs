@@ -7,6 +7,7 @@
 //! [`route`] decides (pure, no IO); the connection task executes the decision, reading files
 //! through [`files`] so a shard never blocks on disk.
 
+pub mod api;
 pub mod control_ui;
 pub mod files;
 pub mod head;

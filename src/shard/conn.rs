@@ -148,6 +148,13 @@ impl PreauthSlot<'_> {
     fn disarm(mut self) {
         self.held = false;
     }
+
+    /// Gives the slot back now (the socket authenticated as an HTTP API caller).
+    fn release(&mut self) {
+        if std::mem::take(&mut self.held) {
+            self.globals.release_preauth(self.ip);
+        }
+    }
 }
 
 impl Drop for PreauthSlot<'_> {
@@ -190,7 +197,7 @@ async fn upgrade(
     // The per-IP pre-auth budget counts a socket from accept, so slow request heads (and slow
     // TLS handshakes) count too.
     let admitted = globals.acquire_preauth(ip, limits.max_preauth_per_ip);
-    let slot = PreauthSlot {
+    let mut slot = PreauthSlot {
         globals: &globals,
         ip,
         held: admitted,
@@ -234,6 +241,28 @@ async fn upgrade(
     let mut served = 0;
     let (req, leftover) = loop {
         let (req, leftover) = Box::pin(read_head(&sock, pending, head_deadline)).await?;
+        if let Request::Api(head) = &req {
+            // The HTTP APIs read their own bodies and may stream; a kept-alive connection
+            // goes on with what arrived after the body.
+            let mut authenticated = || slot.release();
+            let served_api =
+                super::api::serve(shared, &sock, ip, head, leftover, &mut authenticated);
+            match Box::pin(served_api).await {
+                super::api::Next::KeepAlive(rest)
+                    if served + 1 < super::web::MAX_REQUESTS_PER_CONNECTION
+                        && !shared.borrow().shutting_down =>
+                {
+                    served += 1;
+                    pending = rest;
+                    head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
+                    continue;
+                }
+                _ => {
+                    linger(&sock).await;
+                    return None;
+                }
+            }
+        }
         let Request::Plain(plain) = req else {
             break (req, leftover);
         };
@@ -265,6 +294,20 @@ async fn upgrade(
         pending = leftover;
         head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
     };
+    // An API request earlier on this connection gave its slot back: an upgrade needs one again.
+    if !slot.held {
+        if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
+            crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
+            let r = http::response(
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "Too many unauthenticated sockets",
+            );
+            let _ = sock.write_all(&r, deadline).await;
+            return None;
+        }
+        slot.held = true;
+    }
     let (accept, info) = match req {
         Request::Upgrade {
             accept,
@@ -308,7 +351,7 @@ async fn upgrade(
             }
             return None;
         }
-        Request::Plain(_) => unreachable!("served above"),
+        Request::Plain(_) | Request::Api(_) => unreachable!("served above"),
         Request::Refused(status) => {
             let r = http::response(status, "text/plain; charset=utf-8", status);
             if sock.write_all(&r, deadline).await.is_ok() {

@@ -138,6 +138,8 @@ pub struct ShardCtx {
     /// HTTP requests waiting for the chat layer (inbound channel messages), by the token of
     /// their [`crate::effects::Waiter::Http`].
     pub http_waiters: HashMap<u64, HttpWaiter>,
+    /// Runs an HTTP request on this shard is streaming (`super::tap`).
+    pub run_taps: Vec<std::rc::Rc<super::tap::RunTap>>,
     next_waiter: u64,
     /// Requests of this shard's connections answered by an owner (possibly on another shard),
     /// by connection: their first response is timed when the answer arrives
@@ -229,6 +231,7 @@ impl ShardCtx {
             sends: Default::default(),
             cron: Default::default(),
             http_waiters: HashMap::new(),
+            run_taps: Vec::new(),
             next_waiter: 0,
             awaiting_reply: HashMap::new(),
         }
@@ -647,6 +650,9 @@ impl ShardCtx {
     /// connections [`super::subs::SessionSubs`] names; everything else visits every connection.
     pub fn fanout(&mut self, ev: &Arc<EventTemplate>) {
         crate::metrics::record(|m| m.events_fanned_out += 1);
+        if !self.run_taps.is_empty() {
+            super::tap::feed(&self.run_taps, ev);
+        }
         let filter = Filter::of(ev);
         let rules = Rules {
             filter,

@@ -3,14 +3,16 @@
 //! [`start`] binds the listeners and spawns the threads; everything a shard does afterwards
 //! happens on its own thread.
 
+mod api;
 pub mod client;
 pub mod conn;
 pub mod ctx;
 pub mod dispatch;
 pub mod drive;
 pub mod hello;
-pub mod inbound;
+mod inbound;
 pub mod subs;
+mod tap;
 pub mod timer;
 pub mod tls_io;
 pub mod web;

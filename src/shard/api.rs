@@ -1,0 +1,719 @@
+//! Serves the HTTP APIs ([`crate::http::api`] decides): the original's auth and scope checks,
+//! the bounded body read, and the endpoints. A completion is a normal chat turn of the agent
+//! the `model` names, run by the session's owner shard; its events reach this shard's fan-out
+//! and are taken by a [`RunTap`], so the answer streams as the run does.
+
+use std::{
+    net::IpAddr,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+use super::{conn::Shared, tap::RunTap, tls_io::Sock};
+use crate::{
+    auth::{
+        ratelimit::Gate,
+        secret::{secret_eq, AuthMode},
+    },
+    chat::{key, AbortVia, ChatRequest, SendKind, SendReq, SessionOp},
+    http::{
+        api::{self, models, openai, ApiHead, ApiRoute, Endpoint},
+        Response,
+    },
+    state::now_ms,
+};
+
+/// How long a body may pause between reads (the original's 408).
+const BODY_IDLE: Duration = Duration::from_secs(30);
+/// How long the chat layer may take to accept a turn.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a run may go without an event before the request gives up on it (and aborts it).
+const RUN_IDLE: Duration = Duration::from_secs(600);
+/// How long one write to the caller may wait for room.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the connection does next.
+pub enum Next {
+    /// Read the next request; these bytes already arrived.
+    KeepAlive(Vec<u8>),
+    Close,
+}
+
+/// Serves one API request and writes its answer.
+pub async fn serve(
+    shared: &Shared,
+    sock: &Sock<'_>,
+    ip: IpAddr,
+    head: &ApiHead,
+    leftover: Vec<u8>,
+    authenticated: &mut dyn FnMut(),
+) -> Next {
+    let endpoints = shared.borrow().config.http;
+    // Answered before its body is read, a request with one ends the connection (its body
+    // must never be taken for the next request).
+    let unread = head.chunked || head.content_length.is_some_and(|n| n > 0);
+    let endpoint = match api::route(head, endpoints) {
+        ApiRoute::Done(r) => return respond(sock, r, head, leftover, unread).await,
+        ApiRoute::Serve(e) => e,
+    };
+    let scopes = match authorize(shared, ip, head, &endpoint) {
+        Ok(s) => s,
+        Err(r) => return respond(sock, r, head, leftover, unread).await,
+    };
+    // An authenticated caller no longer counts against its address's pre-auth budget (a
+    // streamed completion may take minutes).
+    authenticated();
+    if !api::scopes_allow(&scopes, endpoint.scope()) {
+        let r = api::missing_scope(endpoint.scope());
+        return respond(sock, r, head, leftover, unread).await;
+    }
+    let (body, rest) = if endpoint.max_body() > 0 {
+        match read_body(sock, head, leftover, endpoint.max_body()).await {
+            Ok(b) => b,
+            Err(r) => return respond(sock, r, head, Vec::new(), true).await,
+        }
+    } else if unread {
+        // A body where none is read (`GET`, kill): answered, then closed.
+        return serve_bodiless(shared, sock, head, endpoint).await;
+    } else {
+        (Value::Null, leftover)
+    };
+    let r = match endpoint {
+        Endpoint::ChatCompletions => return completion(shared, sock, head, &body, rest).await,
+        Endpoint::Models | Endpoint::Model(_) => models_answer(shared, &endpoint),
+        Endpoint::ToolsInvoke => tools_invoke(shared, &body),
+        Endpoint::History(k) => history(shared, head, &k).await,
+        Endpoint::Kill(k) => kill(shared, &k).await,
+    };
+    respond(sock, r, head, rest, false).await
+}
+
+async fn serve_bodiless(
+    shared: &Shared,
+    sock: &Sock<'_>,
+    head: &ApiHead,
+    endpoint: Endpoint,
+) -> Next {
+    let r = match endpoint {
+        Endpoint::History(k) => history(shared, head, &k).await,
+        Endpoint::Kill(k) => kill(shared, &k).await,
+        _ => {
+            return respond(
+                sock,
+                models_answer(shared, &endpoint),
+                head,
+                Vec::new(),
+                true,
+            )
+            .await
+        }
+    };
+    respond(sock, r, head, Vec::new(), true).await
+}
+
+fn models_answer(shared: &Shared, endpoint: &Endpoint) -> Response {
+    let ctx = shared.borrow();
+    let agents: Vec<&str> = ctx.config.agents.iter().map(|a| a.id.as_str()).collect();
+    let default = ctx.config.default_agent();
+    match endpoint {
+        Endpoint::Model(id) => models::detail(id, &agents, default),
+        _ => models::list(&agents, default),
+    }
+}
+
+/// Writes a whole response; keeps the connection when the client and the answer allow.
+async fn respond(
+    sock: &Sock<'_>,
+    mut r: Response,
+    head: &ApiHead,
+    rest: Vec<u8>,
+    close: bool,
+) -> Next {
+    r.close |= close || head.close;
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let mut bytes = r.encode_head();
+    bytes.extend_from_slice(r.body_bytes());
+    if sock.write_all(&bytes, deadline).await.is_err() || r.close {
+        return Next::Close;
+    }
+    Next::KeepAlive(rest)
+}
+
+/// The original's gateway auth for these routes: forwarded headers from an untrusted peer are
+/// refused, a locked-out address gets 429, then `Authorization: Bearer` must carry the shared
+/// secret (with `auth: none`, a browser `Origin` must be allowed). Returns the caller's scopes.
+fn authorize(
+    shared: &Shared,
+    ip: IpAddr,
+    head: &ApiHead,
+    endpoint: &Endpoint,
+) -> Result<Vec<String>, Response> {
+    if head.proxied {
+        return Err(api::proxy_attribution_required());
+    }
+    let mut ctx = shared.borrow_mut();
+    let now = now_ms();
+    if let Gate::Locked { retry_after_ms } = ctx.limiter.gate(ip, now) {
+        return Err(api::rate_limited(retry_after_ms));
+    }
+    let given = head.authorization.as_deref().and_then(bearer);
+    let secret = match &ctx.config.auth {
+        AuthMode::None => {
+            if let Some(origin) = &head.origin {
+                let same_host = head.host.as_deref().is_some_and(|h| {
+                    origin
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == h)
+                });
+                if !same_host && !ctx.config.allowed_origins.iter().any(|o| o == origin) {
+                    return Err(api::unauthorized());
+                }
+            }
+            return Ok(api::header_scopes(head.scopes.as_deref()));
+        }
+        AuthMode::Token(t) | AuthMode::Password(t) => t.clone(),
+    };
+    match given {
+        Some(g) if !secret.is_empty() && secret_eq(&secret, g) => {
+            if ctx.limiter.record_success(ip) {
+                ctx.sender.to_others(crate::bus::BusMsg::AuthSuccess { ip });
+            }
+            // The shared secret is the CLI's operator — except for the kill route, whose
+            // trusted-operator check grants a shared secret no scopes (the original's build).
+            Ok(match endpoint {
+                Endpoint::Kill(_) => Vec::new(),
+                _ => api::header_scopes(None),
+            })
+        }
+        given => {
+            if given.is_some() {
+                ctx.limiter.record_failure(ip, now);
+                ctx.sender
+                    .to_others(crate::bus::BusMsg::AuthFailure { ip, at_ms: now });
+            }
+            if ctx.globals.log_allowed() {
+                tracing::info!(%ip, path = %head.path, "HTTP API request refused: bad or missing bearer token");
+            }
+            Err(api::unauthorized())
+        }
+    }
+}
+
+fn bearer(v: &str) -> Option<&str> {
+    let (scheme, cred) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| cred.trim())
+        .filter(|c| !c.is_empty())
+}
+
+/// Reads and parses the JSON body: `Content-Length` framed, at most `max` bytes, each read
+/// within [`BODY_IDLE`]. An empty body is `{}`. Returns the value and the bytes after it.
+async fn read_body(
+    sock: &Sock<'_>,
+    head: &ApiHead,
+    mut got: Vec<u8>,
+    max: usize,
+) -> Result<(Value, Vec<u8>), Response> {
+    let too_large = || {
+        api::error(
+            "413 Payload Too Large",
+            "Payload too large",
+            "invalid_request_error",
+        )
+    };
+    if head.chunked {
+        return Err(api::error(
+            "411 Length Required",
+            "Content-Length is required",
+            "invalid_request_error",
+        ));
+    }
+    let len = head.content_length.unwrap_or(0);
+    if len > max {
+        return Err(too_large());
+    }
+    match head
+        .expect
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => {}
+        Some("100-continue") if got.len() < len => {
+            let deadline = Instant::now() + WRITE_TIMEOUT;
+            if sock
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", deadline)
+                .await
+                .is_err()
+            {
+                return Err(too_large());
+            }
+        }
+        Some("100-continue") => {}
+        Some(_) => {
+            return Err(api::with_common(Response::text(
+                "417 Expectation Failed",
+                "",
+            )))
+        }
+    }
+    let mut chunk = vec![0u8; 16 * 1024];
+    while got.len() < len {
+        let Some(n) = sock.recv_some(&mut chunk, Instant::now() + BODY_IDLE).await else {
+            return Err(api::error(
+                "408 Request Timeout",
+                "Request body timeout",
+                "invalid_request_error",
+            ));
+        };
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let rest = got.split_off(len);
+    if got.iter().all(u8::is_ascii_whitespace) {
+        return Ok((json!({}), rest));
+    }
+    match serde_json::from_slice::<Value>(&got) {
+        Ok(v) => Ok((v, rest)),
+        Err(e) => Err(api::invalid_request(&format!("Invalid JSON body: {e}"))),
+    }
+}
+
+/// `POST /tools/invoke`: ringgate runs no gateway tools, so every named tool is unavailable —
+/// the original's answer for a tool it does not offer.
+fn tools_invoke(shared: &Shared, body: &Value) -> Response {
+    let name = body
+        .get("name")
+        .or_else(|| body.get("tool"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    let Some(name) = name else {
+        return api::ok_false(
+            "400 Bad Request",
+            "invalid_request",
+            "tools.invoke requires name",
+        );
+    };
+    if let Some(agent) = body.get("agentId").and_then(Value::as_str) {
+        if shared.borrow().config.agent(agent).is_none() {
+            return api::ok_false(
+                "400 Bad Request",
+                "invalid_request",
+                &format!("Unknown agent id \"{agent}\""),
+            );
+        }
+    }
+    api::ok_false(
+        "404 Not Found",
+        "not_found",
+        &format!("Tool not available: {name}"),
+    )
+}
+
+/// Resolves a session key from the URL (short forms belong to the default agent).
+fn session(shared: &Shared, raw: &str) -> Option<key::SessionKey> {
+    let ctx = shared.borrow();
+    key::resolve(raw, None, ctx.config.default_agent()).ok()
+}
+
+fn not_found(raw: &str) -> Response {
+    api::ok_false(
+        "404 Not Found",
+        "not_found",
+        &format!("Session not found: {raw}"),
+    )
+}
+
+/// `GET /sessions/<key>/history`: the newest `limit` transcript messages; `cursor` pages to
+/// older ones (`nextCursor` of the previous page).
+async fn history(shared: &Shared, head: &ApiHead, raw: &str) -> Response {
+    let (limit, cursor) = match api::history_query(&head.query) {
+        Ok(q) => q,
+        Err(msg) => return api::invalid_request(msg),
+    };
+    let Some(k) = session(shared, raw) else {
+        return not_found(raw);
+    };
+    let store = shared.borrow().store.clone();
+    let op = crate::store::Op::History(Box::new(crate::store::sessions::HistoryQuery {
+        key: k.canonical.clone(),
+        limit: limit as u64,
+        offset: cursor.unwrap_or(0),
+        max_bytes: crate::store::sessions::MAX_HISTORY_BYTES,
+    }));
+    match super::conn::call_store(&store, op).await {
+        crate::store::OpResult::History(page) if page.row.is_some() => {
+            let mut out = json!({"sessionKey": k.canonical, "items": page.messages,
+                "messages": page.messages, "hasMore": page.has_more});
+            if page.has_more {
+                out["nextCursor"] = json!(page.next_offset.to_string());
+            }
+            api::json_ok(&out)
+        }
+        crate::store::OpResult::History(_) => not_found(raw),
+        other => api::ok_false(
+            "503 Service Unavailable",
+            "unavailable",
+            &format!("history unavailable: {other:?}"),
+        )
+        .header("Retry-After", "1"),
+    }
+}
+
+/// Asks the chat layer (on the session's owner) and waits for its answer.
+async fn ask(
+    shared: &Shared,
+    req: ChatRequest,
+    timeout: Duration,
+) -> Option<Result<Value, crate::proto::errors::ErrorShape>> {
+    let (token, waiter) = {
+        let mut ctx = shared.borrow_mut();
+        let (caller, token, waiter) = ctx.http_waiter();
+        super::drive::chat_as(&mut ctx, caller, req);
+        (token, waiter)
+    };
+    let r = crate::rt::timeout(timeout, waiter.wait()).await;
+    if r.is_none() {
+        shared.borrow_mut().http_waiters.remove(&token);
+    }
+    r
+}
+
+/// `POST /sessions/<key>/kill`: stops the session's active run.
+async fn kill(shared: &Shared, raw: &str) -> Response {
+    let Some(k) = session(shared, raw) else {
+        return not_found(raw);
+    };
+    let store = shared.borrow().store.clone();
+    let probe = crate::store::Op::History(Box::new(crate::store::sessions::HistoryQuery {
+        key: k.canonical.clone(),
+        limit: 1,
+        offset: 0,
+        max_bytes: 64 * 1024,
+    }));
+    match super::conn::call_store(&store, probe).await {
+        crate::store::OpResult::History(page) if page.row.is_some() => {}
+        _ => return not_found(raw),
+    }
+    let op = SessionOp::Abort {
+        run_id: None,
+        via: AbortVia::Chat,
+    };
+    match ask(shared, ChatRequest::Session(k, op), ACCEPT_TIMEOUT).await {
+        Some(Ok(v)) => api::json_ok(&json!({"ok": true, "killed": v["aborted"] == true})),
+        Some(Err(e)) => api::ok_false("503 Service Unavailable", "unavailable", &e.message),
+        None => api::ok_false(
+            "503 Service Unavailable",
+            "unavailable",
+            "the session did not answer in time",
+        ),
+    }
+}
+
+/// Removes the tap from the shard when the request ends, however it ends.
+struct Tapped<'a> {
+    shared: &'a Shared,
+    tap: Rc<RunTap>,
+}
+
+impl Drop for Tapped<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .borrow_mut()
+            .run_taps
+            .retain(|t| !Rc::ptr_eq(t, &self.tap));
+    }
+}
+
+/// How a run ended, for the answer.
+enum End {
+    Done { finish: &'static str },
+    Failed(Response, Value),
+}
+
+/// `POST /v1/chat/completions`.
+async fn completion(
+    shared: &Shared,
+    sock: &Sock<'_>,
+    head: &ApiHead,
+    body: &Value,
+    rest: Vec<u8>,
+) -> Next {
+    let c = match openai::parse(body) {
+        Ok(c) => c,
+        Err(msg) => return respond(sock, api::invalid_request(&msg), head, rest, false).await,
+    };
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let id = format!("chatcmpl_{uuid}");
+    let created = now_ms() / 1000;
+    let k = match completion_session(shared, head, &c, &uuid) {
+        Ok(k) => k,
+        Err(r) => return respond(sock, r, head, rest, false).await,
+    };
+    let prompt = c.prompt.clone();
+    // The tap is in place before the turn starts: no event of the run can pass it by.
+    let tap = RunTap::new(&k.canonical, &uuid);
+    shared.borrow_mut().run_taps.push(tap.clone());
+    let _tapped = Tapped {
+        shared,
+        tap: tap.clone(),
+    };
+    if shared.borrow().globals.log_allowed() {
+        tracing::info!(session = %k.canonical, run = %uuid, stream = c.stream, "HTTP chat completion");
+    }
+    let send = SendReq {
+        kind: SendKind::Chat,
+        fingerprint: crate::chat::fingerprint(&["openai-http", &k.canonical, &prompt]),
+        message: prompt,
+        run_id: uuid.clone(),
+        key_given: true,
+        reply_to: None,
+    };
+    let session = k.clone();
+    let refused = match ask(
+        shared,
+        ChatRequest::Session(k, SessionOp::Send(send)),
+        ACCEPT_TIMEOUT,
+    )
+    .await
+    {
+        Some(Ok(_)) => None,
+        Some(Err(e)) if e.code == crate::proto::errors::code::INVALID_REQUEST => {
+            Some(api::invalid_request(&e.message))
+        }
+        Some(Err(e)) => Some(api::error(
+            "503 Service Unavailable",
+            &e.message,
+            "service_unavailable",
+        )),
+        None => Some(api::error(
+            "503 Service Unavailable",
+            "the session did not accept the turn in time",
+            "service_unavailable",
+        )),
+    };
+    if let Some(r) = refused {
+        return respond(sock, r, head, rest, false).await;
+    }
+    let mut run = RunText::default();
+    if !c.stream {
+        let end = run.until_end(&tap).await;
+        let r = match end {
+            End::Done { finish } => api::json_ok(&openai::completion_body(
+                &id,
+                created,
+                &c.model,
+                &run.text,
+                finish,
+                openai::Usage::default(),
+            )),
+            End::Failed(r, _) => r,
+        };
+        if run.idle {
+            abort(shared, &session, &uuid);
+        }
+        return respond(sock, r, head, rest, false).await;
+    }
+    // Streamed: the role chunk at once, then a chunk per piece of text, the finish chunk
+    // (and usage), then [DONE] — chunked, so the connection can carry the next request.
+    let mut w = SseWriter { sock, ok: true };
+    let mut start = api::with_common(Response::new(
+        "200 OK",
+        "text/event-stream; charset=utf-8",
+        Vec::new(),
+    ))
+    .header("Cache-Control", "no-cache");
+    start.close = head.close;
+    let head_bytes = start.encode_head();
+    let head_text = String::from_utf8_lossy(&head_bytes)
+        .replace("Content-Length: 0\r\n", "Transfer-Encoding: chunked\r\n");
+    w.raw(head_text.as_bytes()).await;
+    let chunk = |delta: Value, finish: Option<&str>| {
+        openai::sse(&openai::chunk(&id, created, &c.model, delta, finish))
+    };
+    w.frame(&chunk(json!({"role": "assistant"}), None)).await;
+    let end = loop {
+        if !w.ok {
+            abort(shared, &session, &uuid);
+            return Next::Close;
+        }
+        match run.step(&tap).await {
+            Step::Text(piece) => w.frame(&chunk(json!({"content": piece}), None)).await,
+            Step::End(end) => break end,
+        }
+    };
+    match end {
+        End::Done { finish } => {
+            w.frame(&chunk(json!({}), Some(finish))).await;
+            if c.include_usage {
+                let u = openai::usage_chunk(&id, created, &c.model, openai::Usage::default());
+                w.frame(&openai::sse(&u)).await;
+            }
+        }
+        End::Failed(_, error) => {
+            if run.idle {
+                abort(shared, &session, &uuid);
+            }
+            w.frame(&openai::sse(&json!({ "error": error }))).await;
+        }
+    }
+    w.frame(openai::SSE_DONE).await;
+    w.raw(b"0\r\n\r\n").await;
+    if w.ok && !head.close {
+        Next::KeepAlive(rest)
+    } else {
+        Next::Close
+    }
+}
+
+/// The agent (`x-openclaw-agent-id`, else the model's) and the session a completion runs in.
+fn completion_session(
+    shared: &Shared,
+    head: &ApiHead,
+    c: &openai::Completion,
+    uuid: &str,
+) -> Result<key::SessionKey, Response> {
+    let ctx = shared.borrow();
+    let agent = match (head.agent.as_deref().map(str::trim), &c.agent) {
+        (Some(h), _) if !h.is_empty() => h.to_ascii_lowercase(),
+        (_, openai::AgentRef::Id(a)) => a.clone(),
+        (_, openai::AgentRef::Default) => ctx.config.default_agent().to_owned(),
+    };
+    if !openai::valid_agent_id(&agent) || ctx.config.agent(&agent).is_none() {
+        let raw = head.agent.clone().unwrap_or_else(|| agent.clone());
+        return Err(api::invalid_request(&format!("Unknown agent '{raw}'.")));
+    }
+    openai::session_key(&agent, head.session_key.as_deref(), c.user.as_deref(), uuid)
+        .and_then(|k| key::resolve(&k, Some(&agent), ctx.config.default_agent()))
+        .map_err(|msg| api::invalid_request(&msg))
+}
+
+/// Asks the owner to abort a run whose caller went away (or waited too long); the answer is
+/// not awaited.
+fn abort(shared: &Shared, session: &key::SessionKey, run_id: &str) {
+    let mut ctx = shared.borrow_mut();
+    let (caller, token, _) = ctx.http_waiter();
+    ctx.http_waiters.remove(&token);
+    let op = SessionOp::Abort {
+        run_id: Some(run_id.to_owned()),
+        via: AbortVia::Chat,
+    };
+    super::drive::chat_as(&mut ctx, caller, ChatRequest::Session(session.clone(), op));
+}
+
+/// Writes SSE frames as HTTP chunks; after a failed write it writes nothing more.
+struct SseWriter<'a, 'b> {
+    sock: &'a Sock<'b>,
+    ok: bool,
+}
+
+impl SseWriter<'_, '_> {
+    async fn raw(&mut self, bytes: &[u8]) {
+        if self.ok {
+            let deadline = Instant::now() + WRITE_TIMEOUT;
+            self.ok = self.sock.write_all(bytes, deadline).await.is_ok();
+        }
+    }
+
+    async fn frame(&mut self, data: &str) {
+        let framed = format!("{:x}\r\n{data}\r\n", data.len());
+        self.raw(framed.as_bytes()).await;
+    }
+}
+
+/// The text of a run as its `chat` events tell it: deltas carry the whole text so far, so a
+/// piece is what a delta adds to what was already passed on.
+#[derive(Default)]
+struct RunText {
+    text: String,
+    /// The run went quiet past [`RUN_IDLE`].
+    idle: bool,
+    /// The run ended after the last piece handed out (its finish reason).
+    pending_end: Option<&'static str>,
+}
+
+enum Step {
+    Text(String),
+    End(End),
+}
+
+fn message_text(p: &Value) -> Option<&str> {
+    p["message"]["content"][0]["text"].as_str()
+}
+
+impl RunText {
+    /// Takes the whole text up to `full`; returns what is new.
+    fn advance(&mut self, full: &str) -> Option<String> {
+        let piece = full.strip_prefix(self.text.as_str())?;
+        if piece.is_empty() {
+            return None;
+        }
+        let piece = piece.to_owned();
+        self.text = full.to_owned();
+        Some(piece)
+    }
+
+    async fn step(&mut self, tap: &RunTap) -> Step {
+        if let Some(finish) = self.pending_end.take() {
+            return Step::End(End::Done { finish });
+        }
+        loop {
+            let Some(p) = tap.next(Instant::now() + RUN_IDLE).await else {
+                self.idle = true;
+                let error = json!({"message": "the agent run went silent; it was aborted", "type": "api_error"});
+                let r = api::error(
+                    "504 Gateway Timeout",
+                    "the agent run went silent; it was aborted",
+                    "api_error",
+                );
+                return Step::End(End::Failed(r, error));
+            };
+            match p["state"].as_str().unwrap_or_default() {
+                "delta" => {
+                    if let Some(piece) = message_text(&p).and_then(|t| self.advance(t)) {
+                        return Step::Text(piece);
+                    }
+                }
+                "final" | "aborted" => {
+                    if let Some(piece) = message_text(&p).and_then(|t| self.advance(t)) {
+                        // The rest of the text first; the end comes with the next step.
+                        self.pending_end = Some(finish_of(&p));
+                        return Step::Text(piece);
+                    }
+                    return Step::End(End::Done {
+                        finish: finish_of(&p),
+                    });
+                }
+                "error" => {
+                    let message = p["errorMessage"].as_str().unwrap_or("agent run failed");
+                    let (status, message, kind) = openai::failure(
+                        p["errorKind"].as_str(),
+                        p["errorDetail"]["httpStatus"].as_u64(),
+                        message,
+                    );
+                    let error = json!({"message": message, "type": kind});
+                    return Step::End(End::Failed(api::error(status, &message, kind), error));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn until_end(&mut self, tap: &RunTap) -> End {
+        loop {
+            if let Step::End(e) = self.step(tap).await {
+                return e;
+            }
+        }
+    }
+}
+
+fn finish_of(p: &Value) -> &'static str {
+    match p["stopReason"].as_str() {
+        Some("length" | "max_tokens") => "length",
+        _ => "stop",
+    }
+}

@@ -1,0 +1,130 @@
+//! A run's `chat` events for a task on this shard that is not a WebSocket client: an HTTP
+//! completion streams its run through one. Every shard fans out every run event it may
+//! deliver, so the events of a run owned elsewhere arrive here too; a tap takes those of one
+//! run, in order, before any subscription filtering.
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    future::poll_fn,
+    rc::Rc,
+    sync::Arc,
+    task::{Poll, Waker},
+    time::Instant,
+};
+
+use serde_json::Value;
+
+use crate::proto::frame::EventTemplate;
+
+/// Events held for a reader that is behind. A delta carries the whole text so far, so when
+/// the queue is full the oldest delta is dropped and nothing is lost; a run's last event is
+/// never dropped.
+const MAX_QUEUED: usize = 256;
+
+pub struct RunTap {
+    session: Arc<str>,
+    run_id: String,
+    queue: RefCell<VecDeque<Value>>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl RunTap {
+    pub fn new(session: &str, run_id: &str) -> Rc<RunTap> {
+        Rc::new(RunTap {
+            session: Arc::from(session),
+            run_id: run_id.to_owned(),
+            queue: RefCell::new(VecDeque::new()),
+            waker: Cell::new(None),
+        })
+    }
+
+    fn offer(&self, payload: Value) {
+        let mut q = self.queue.borrow_mut();
+        if q.len() >= MAX_QUEUED {
+            if let Some(i) = q.iter().position(|p| p["state"] == "delta") {
+                q.remove(i);
+            } else if payload["state"] == "delta" {
+                return;
+            }
+        }
+        q.push_back(payload);
+        drop(q);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The next `chat` payload of the run, or `None` at `deadline`.
+    pub async fn next(&self, deadline: Instant) -> Option<Value> {
+        let wait = poll_fn(|cx| match self.queue.borrow_mut().pop_front() {
+            Some(p) => Poll::Ready(p),
+            None => {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        });
+        crate::rt::timeout(deadline.saturating_duration_since(Instant::now()), wait).await
+    }
+}
+
+/// Hands a fanned-out event to the taps it belongs to (only `chat` events of a tapped
+/// session are decoded).
+pub fn feed(taps: &[Rc<RunTap>], ev: &EventTemplate) {
+    if ev.name != "chat" {
+        return;
+    }
+    let Some(session) = ev.meta.session.as_deref() else {
+        return;
+    };
+    if !taps.iter().any(|t| &*t.session == session) {
+        return;
+    }
+    let Ok(mut frame) = serde_json::from_slice::<Value>(&ev.to_vec(None)) else {
+        return;
+    };
+    let payload = frame["payload"].take();
+    let Some(run) = payload["runId"].as_str() else {
+        return;
+    };
+    if let Some(t) = taps.iter().find(|t| t.run_id == run) {
+        t.offer(payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::frame::EventMeta;
+    use serde_json::json;
+
+    fn chat(session: &str, run: &str, state: &str, n: u64) -> EventTemplate {
+        EventTemplate::new(
+            "chat",
+            &json!({"runId": run, "sessionKey": session, "state": state, "seq": n}),
+            None,
+        )
+        .with_meta(EventMeta {
+            session: Some(Arc::from(session)),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_tap_takes_its_runs_events_and_keeps_the_last() {
+        let tap = RunTap::new("agent:main:a", "r1");
+        let taps = [tap.clone()];
+        feed(&taps, &chat("agent:main:b", "r1", "delta", 1));
+        feed(&taps, &chat("agent:main:a", "r2", "delta", 1));
+        for n in 0..(MAX_QUEUED as u64 + 10) {
+            feed(&taps, &chat("agent:main:a", "r1", "delta", n));
+        }
+        feed(&taps, &chat("agent:main:a", "r1", "final", 999));
+        let q = tap.queue.borrow();
+        assert_eq!(q.len(), MAX_QUEUED);
+        assert!(q.iter().all(|p| p["runId"] == "r1"));
+        assert_eq!(q.back().unwrap()["state"], "final");
+        // The oldest deltas went; the newest are kept.
+        assert_eq!(q[q.len() - 2]["seq"], MAX_QUEUED as u64 + 9);
+    }
+}
