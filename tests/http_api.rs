@@ -22,7 +22,7 @@ use std::{
 use common::{http_raw, Client, Server, TOKEN};
 use serde_json::{json, Value};
 
-const ENABLED: &str = r#"{gateway: {http: {endpoints: {chatCompletions: {enabled: true}}}}}"#;
+const ENABLED: &str = r#"{gateway: {http: {endpoints: {chatCompletions: {enabled: true}, responses: {enabled: true}}}}}"#;
 
 fn post(path: &str, auth: Option<&str>, body: &str) -> String {
     let auth = auth
@@ -124,6 +124,43 @@ fn the_official_openai_client_streams_a_completion_from_the_echo_agent() {
         || whole["choices"][0]["finish_reason"] != "stop"
     {
         fail("the completion without streaming");
+    }
+    // Responses: the resource, and the streamed events in the original's order.
+    let r = &report["response"];
+    if r["object"] != "response"
+        || r["status"] != "completed"
+        || !r["id"].as_str().unwrap_or_default().starts_with("resp_")
+        || r["output"][0]["content"][0]["text"] != "echo: answer plainly\n\nwhat do responses say"
+        || r["output"][0]["phase"] != "final_answer"
+    {
+        fail("the response resource");
+    }
+    if report["responseStreamed"] != "echo: stream a response"
+        || report["responseCompleted"]["output"][0]["content"][0]["text"]
+            != "echo: stream a response"
+    {
+        fail("the streamed response");
+    }
+    let kinds: Vec<&str> = report["responseEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|k| *k != "response.output_text.delta")
+        .collect();
+    if kinds
+        != [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    {
+        fail("the response events");
     }
     let wrong = &report["wrongKey"];
     if wrong["status"] != 401

@@ -82,6 +82,7 @@ pub async fn serve(
     };
     let r = match endpoint {
         Endpoint::ChatCompletions => return completion(shared, sock, head, &body, rest).await,
+        Endpoint::Responses => return responses(shared, sock, head, &body, rest).await,
         Endpoint::Models | Endpoint::Model(_) => models_answer(shared, &endpoint),
         Endpoint::ToolsInvoke => tools_invoke(shared, &body),
         Endpoint::History(k) => history(shared, head, &k).await,
@@ -435,6 +436,49 @@ enum End {
 }
 
 /// `POST /v1/chat/completions`.
+/// Starts a turn for an HTTP request: the tap first (no event of the run can pass it by),
+/// then the turn, accepted by the session's owner. The tap goes when the guard drops.
+async fn start_run<'a>(
+    shared: &'a Shared,
+    k: key::SessionKey,
+    prompt: String,
+    run_id: &str,
+    what: &'static str,
+) -> Result<Tapped<'a>, Response> {
+    let tap = RunTap::new(&k.canonical, run_id);
+    shared.borrow_mut().run_taps.push(tap.clone());
+    let tapped = Tapped { shared, tap };
+    if shared.borrow().globals.log_allowed() {
+        tracing::info!(session = %k.canonical, run = %run_id, "HTTP {what}");
+    }
+    let send = SendReq {
+        kind: SendKind::Chat,
+        fingerprint: crate::chat::fingerprint(&[what, &k.canonical, &prompt]),
+        message: prompt,
+        run_id: run_id.to_owned(),
+        key_given: true,
+        reply_to: None,
+    };
+    let op = ChatRequest::Session(k, SessionOp::Send(send));
+    match ask(shared, op, ACCEPT_TIMEOUT).await {
+        Some(Ok(_)) => Ok(tapped),
+        Some(Err(e)) if e.code == crate::proto::errors::code::INVALID_REQUEST => {
+            Err(api::invalid_request(&e.message))
+        }
+        Some(Err(e)) => Err(api::error(
+            "503 Service Unavailable",
+            &e.message,
+            "service_unavailable",
+        )),
+        None => Err(api::error(
+            "503 Service Unavailable",
+            "the session did not accept the turn in time",
+            "service_unavailable",
+        )),
+    }
+}
+
+/// `POST /v1/chat/completions`.
 async fn completion(
     shared: &Shared,
     sock: &Sock<'_>,
@@ -449,55 +493,16 @@ async fn completion(
     let uuid = uuid::Uuid::new_v4().to_string();
     let id = format!("chatcmpl_{uuid}");
     let created = now_ms() / 1000;
-    let k = match completion_session(shared, head, &c, &uuid) {
+    let k = match request_session(shared, head, &c.agent, c.user.as_deref(), "openai", &uuid) {
         Ok(k) => k,
         Err(r) => return respond(sock, r, head, rest, false).await,
     };
-    let prompt = c.prompt.clone();
-    // The tap is in place before the turn starts: no event of the run can pass it by.
-    let tap = RunTap::new(&k.canonical, &uuid);
-    shared.borrow_mut().run_taps.push(tap.clone());
-    let _tapped = Tapped {
-        shared,
-        tap: tap.clone(),
-    };
-    if shared.borrow().globals.log_allowed() {
-        tracing::info!(session = %k.canonical, run = %uuid, stream = c.stream, "HTTP chat completion");
-    }
-    let send = SendReq {
-        kind: SendKind::Chat,
-        fingerprint: crate::chat::fingerprint(&["openai-http", &k.canonical, &prompt]),
-        message: prompt,
-        run_id: uuid.clone(),
-        key_given: true,
-        reply_to: None,
-    };
     let session = k.clone();
-    let refused = match ask(
-        shared,
-        ChatRequest::Session(k, SessionOp::Send(send)),
-        ACCEPT_TIMEOUT,
-    )
-    .await
-    {
-        Some(Ok(_)) => None,
-        Some(Err(e)) if e.code == crate::proto::errors::code::INVALID_REQUEST => {
-            Some(api::invalid_request(&e.message))
-        }
-        Some(Err(e)) => Some(api::error(
-            "503 Service Unavailable",
-            &e.message,
-            "service_unavailable",
-        )),
-        None => Some(api::error(
-            "503 Service Unavailable",
-            "the session did not accept the turn in time",
-            "service_unavailable",
-        )),
+    let tapped = match start_run(shared, k, c.prompt.clone(), &uuid, "chat completion").await {
+        Ok(t) => t,
+        Err(r) => return respond(sock, r, head, rest, false).await,
     };
-    if let Some(r) = refused {
-        return respond(sock, r, head, rest, false).await;
-    }
+    let tap = tapped.tap.clone();
     let mut run = RunText::default();
     if !c.stream {
         let end = run.until_end(&tap).await;
@@ -519,18 +524,7 @@ async fn completion(
     }
     // Streamed: the role chunk at once, then a chunk per piece of text, the finish chunk
     // (and usage), then [DONE] — chunked, so the connection can carry the next request.
-    let mut w = SseWriter { sock, ok: true };
-    let mut start = api::with_common(Response::new(
-        "200 OK",
-        "text/event-stream; charset=utf-8",
-        Vec::new(),
-    ))
-    .header("Cache-Control", "no-cache");
-    start.close = head.close;
-    let head_bytes = start.encode_head();
-    let head_text = String::from_utf8_lossy(&head_bytes)
-        .replace("Content-Length: 0\r\n", "Transfer-Encoding: chunked\r\n");
-    w.raw(head_text.as_bytes()).await;
+    let mut w = SseWriter::start(sock, head).await;
     let chunk = |delta: Value, finish: Option<&str>| {
         openai::sse(&openai::chunk(&id, created, &c.model, delta, finish))
     };
@@ -561,23 +555,151 @@ async fn completion(
         }
     }
     w.frame(openai::SSE_DONE).await;
-    w.raw(b"0\r\n\r\n").await;
-    if w.ok && !head.close {
-        Next::KeepAlive(rest)
-    } else {
-        Next::Close
-    }
+    w.finish(head, rest).await
 }
 
-/// The agent (`x-openclaw-agent-id`, else the model's) and the session a completion runs in.
-fn completion_session(
+/// `POST /v1/responses`: the same turn, told as a response resource (streamed: its events).
+async fn responses(
+    shared: &Shared,
+    sock: &Sock<'_>,
+    head: &ApiHead,
+    body: &Value,
+    rest: Vec<u8>,
+) -> Next {
+    use crate::http::api::responses::{self as res, event, message_item, resource};
+    let req = match res::parse(body) {
+        Ok(r) => r,
+        Err(msg) => return respond(sock, api::invalid_request(&msg), head, rest, false).await,
+    };
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let id = format!("resp_{uuid}");
+    let msg_id = format!("msg_{}", uuid::Uuid::new_v4());
+    let created = now_ms() / 1000;
+    let k = match request_session(
+        shared,
+        head,
+        &req.agent,
+        req.user.as_deref(),
+        "openresponses",
+        &uuid,
+    ) {
+        Ok(k) => k,
+        Err(r) => return respond(sock, r, head, rest, false).await,
+    };
+    let session = k.clone();
+    let tapped = match start_run(shared, k, req.prompt.clone(), &uuid, "response").await {
+        Ok(t) => t,
+        Err(r) => return respond(sock, r, head, rest, false).await,
+    };
+    let tap = tapped.tap.clone();
+    let mut run = RunText::default();
+    let done = |run: &RunText, finish: &str| {
+        let status = if finish == "length" {
+            "incomplete"
+        } else {
+            "completed"
+        };
+        let mut item = message_item(&msg_id, &run.text, true);
+        if status == "incomplete" {
+            item["status"] = json!("incomplete");
+        }
+        resource(&id, created, &req.model, status, vec![item], None)
+    };
+    let failed = |error: &Value| {
+        let e = json!({"code": error["type"], "message": error["message"]});
+        resource(&id, created, &req.model, "failed", Vec::new(), Some(e))
+    };
+    if !req.stream {
+        let r = match run.until_end(&tap).await {
+            End::Done { finish } => api::json_ok(&done(&run, finish)),
+            End::Failed(r, error) => {
+                let mut out = api::with_common(Response::json(r.status, &failed(&error)));
+                out.close = r.close;
+                out
+            }
+        };
+        if run.idle {
+            abort(shared, &session, &uuid);
+        }
+        return respond(sock, r, head, rest, false).await;
+    }
+    let mut w = SseWriter::start(sock, head).await;
+    let opening = resource(&id, created, &req.model, "in_progress", Vec::new(), None);
+    w.frame(&event("response.created", json!({"response": opening})))
+        .await;
+    w.frame(&event("response.in_progress", json!({"response": opening})))
+        .await;
+    let part = |text: &str| {
+        json!({"item_id": msg_id, "output_index": 0, "content_index": 0,
+        "part": {"type": "output_text", "text": text}})
+    };
+    w.frame(&event(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": message_item(&msg_id, "", false)}),
+    ))
+    .await;
+    w.frame(&event("response.content_part.added", part("")))
+        .await;
+    let end = loop {
+        if !w.ok {
+            abort(shared, &session, &uuid);
+            return Next::Close;
+        }
+        match run.step(&tap).await {
+            Step::Text(piece) => {
+                let d = json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "delta": piece});
+                w.frame(&event("response.output_text.delta", d)).await
+            }
+            Step::End(end) => break end,
+        }
+    };
+    match end {
+        End::Done { finish } => {
+            let d =
+                json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "text": run.text});
+            w.frame(&event("response.output_text.done", d)).await;
+            w.frame(&event("response.content_part.done", part(&run.text)))
+                .await;
+            let item = done(&run, finish)["output"][0].clone();
+            w.frame(&event(
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item}),
+            ))
+            .await;
+            let final_ = done(&run, finish);
+            let kind = if final_["status"] == "incomplete" {
+                "response.incomplete"
+            } else {
+                "response.completed"
+            };
+            w.frame(&event(kind, json!({"response": final_}))).await;
+        }
+        End::Failed(_, error) => {
+            if run.idle {
+                abort(shared, &session, &uuid);
+            }
+            w.frame(&event(
+                "response.failed",
+                json!({"response": failed(&error)}),
+            ))
+            .await;
+        }
+    }
+    w.frame(openai::SSE_DONE).await;
+    w.finish(head, rest).await
+}
+
+/// The agent (`x-openclaw-agent-id`, else the model's) and the session a request runs in.
+fn request_session(
     shared: &Shared,
     head: &ApiHead,
-    c: &openai::Completion,
+    model_agent: &openai::AgentRef,
+    user: Option<&str>,
+    prefix: &str,
     uuid: &str,
 ) -> Result<key::SessionKey, Response> {
     let ctx = shared.borrow();
-    let agent = match (head.agent.as_deref().map(str::trim), &c.agent) {
+    let agent = match (head.agent.as_deref().map(str::trim), model_agent) {
         (Some(h), _) if !h.is_empty() => h.to_ascii_lowercase(),
         (_, openai::AgentRef::Id(a)) => a.clone(),
         (_, openai::AgentRef::Default) => ctx.config.default_agent().to_owned(),
@@ -586,7 +708,7 @@ fn completion_session(
         let raw = head.agent.clone().unwrap_or_else(|| agent.clone());
         return Err(api::invalid_request(&format!("Unknown agent '{raw}'.")));
     }
-    openai::session_key(&agent, head.session_key.as_deref(), c.user.as_deref(), uuid)
+    openai::session_key(&agent, prefix, head.session_key.as_deref(), user, uuid)
         .and_then(|k| key::resolve(&k, Some(&agent), ctx.config.default_agent()))
         .map_err(|msg| api::invalid_request(&msg))
 }
@@ -610,7 +732,35 @@ struct SseWriter<'a, 'b> {
     ok: bool,
 }
 
-impl SseWriter<'_, '_> {
+impl<'a, 'b> SseWriter<'a, 'b> {
+    /// Sends the `200` head of an event stream (chunked, so the connection can carry the
+    /// next request afterwards).
+    async fn start(sock: &'a Sock<'b>, head: &ApiHead) -> SseWriter<'a, 'b> {
+        let mut w = SseWriter { sock, ok: true };
+        let mut start = api::with_common(Response::new(
+            "200 OK",
+            "text/event-stream; charset=utf-8",
+            Vec::new(),
+        ))
+        .header("Cache-Control", "no-cache");
+        start.close = head.close;
+        let bytes = start.encode_head();
+        let text = String::from_utf8_lossy(&bytes)
+            .replace("Content-Length: 0\r\n", "Transfer-Encoding: chunked\r\n");
+        w.raw(text.as_bytes()).await;
+        w
+    }
+
+    /// Ends the chunked body; what the connection does next.
+    async fn finish(mut self, head: &ApiHead, rest: Vec<u8>) -> Next {
+        self.raw(b"0\r\n\r\n").await;
+        if self.ok && !head.close {
+            Next::KeepAlive(rest)
+        } else {
+            Next::Close
+        }
+    }
+
     async fn raw(&mut self, bytes: &[u8]) {
         if self.ok {
             let deadline = Instant::now() + WRITE_TIMEOUT;

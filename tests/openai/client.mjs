@@ -1,13 +1,14 @@
 // The official `openai` npm client against ringgate's OpenAI-compatible API: list the models,
-// stream a completion from the echo agent, ask for one without streaming, and fail with a
-// wrong key. Prints one JSON report on stdout.
+// stream a completion from the echo agent, ask for one without streaming, create a response
+// (whole and streamed), and fail with a wrong key. Prints one JSON report on stdout.
 //
 // Usage: node client.mjs <baseURL> <token>
 import OpenAI from "openai";
 
 const [baseURL, token] = process.argv.slice(2);
 const report = { models: [], model: null, streamed: "", chunks: 0, finish: null, usage: null,
-  whole: null, wrongKey: null, errors: [] };
+  whole: null, wrongKey: null, response: null, responseStreamed: "", responseEvents: [],
+  responseCompleted: null, errors: [] };
 const client = new OpenAI({ baseURL, apiKey: token, maxRetries: 0 });
 
 try {
@@ -38,6 +39,22 @@ try {
       { role: "user", content: "once more" },
     ],
   });
+
+  report.response = await client.responses.create({
+    model: "openclaw/main",
+    instructions: "answer plainly",
+    input: "what do responses say",
+  });
+  const events = await client.responses.create({
+    model: "openclaw",
+    input: [{ role: "user", content: [{ type: "input_text", text: "stream a response" }] }],
+    stream: true,
+  });
+  for await (const ev of events) {
+    report.responseEvents.push(ev.type);
+    if (ev.type === "response.output_text.delta") report.responseStreamed += ev.delta;
+    if (ev.type === "response.completed") report.responseCompleted = ev.response;
+  }
 
   const wrong = new OpenAI({ baseURL, apiKey: "not-the-token", maxRetries: 0 });
   try {

@@ -18,6 +18,7 @@ SANS_IO=(
   src/store
   src/proto
   src/shard/subs.rs
+  src/http/api
   src/worker
   src/cluster/members.rs
   src/cluster/wire.rs

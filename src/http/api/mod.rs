@@ -7,6 +7,7 @@
 
 pub mod models;
 pub mod openai;
+pub mod responses;
 
 use serde_json::{json, Value};
 
@@ -56,6 +57,7 @@ fn session_route(path: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     ChatCompletions,
+    Responses,
     Models,
     /// `/v1/models/{id}`, decoded.
     Model(String),
@@ -68,7 +70,9 @@ impl Endpoint {
     /// The scope the original requires (of the method the route stands for).
     pub fn scope(&self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::ToolsInvoke => "operator.write",
+            Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::ToolsInvoke => {
+                "operator.write"
+            }
             Endpoint::Models | Endpoint::Model(_) | Endpoint::History(_) => "operator.read",
             Endpoint::Kill(_) => "operator.admin",
         }
@@ -77,7 +81,7 @@ impl Endpoint {
     /// Largest body read (the original's limits).
     pub fn max_body(&self) -> usize {
         match self {
-            Endpoint::ChatCompletions => 20 * 1024 * 1024,
+            Endpoint::ChatCompletions | Endpoint::Responses => 20 * 1024 * 1024,
             Endpoint::ToolsInvoke => 2 * 1024 * 1024,
             _ => 0,
         }
@@ -97,6 +101,8 @@ pub fn route(head: &ApiHead, on: HttpEndpoints) -> ApiRoute {
     let path = head.path.as_str();
     let (endpoint, allow) = if path == "/v1/chat/completions" && on.chat_completions {
         (Endpoint::ChatCompletions, "POST")
+    } else if path == "/v1/responses" && on.responses {
+        (Endpoint::Responses, "POST")
     } else if path == "/v1/models" && on.models() {
         (Endpoint::Models, "GET")
     } else if let Some(id) = path.strip_prefix("/v1/models/").filter(|_| on.models()) {

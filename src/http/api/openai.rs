@@ -275,10 +275,12 @@ pub fn prompt(messages: &[Value]) -> Result<String, Invalid> {
     Ok(out)
 }
 
-/// The session a completion runs in: the caller's `x-openclaw-session-key`, else one per
-/// `user`, else a fresh one per call (`agent:<id>:openai:<uuid>`).
+/// The session a request runs in: the caller's `x-openclaw-session-key`, else one per `user`
+/// (`agent:<id>:<prefix>-user:<user>`), else a fresh one per call (`agent:<id>:<prefix>:<uuid>`).
+/// The prefix is `openai` for chat completions, `openresponses` for responses.
 pub fn session_key(
     agent: &str,
+    prefix: &str,
     header: Option<&str>,
     user: Option<&str>,
     fresh: &str,
@@ -300,8 +302,8 @@ pub fn session_key(
         return Ok(h.to_owned());
     }
     Ok(match user {
-        Some(u) => format!("agent:{agent}:openai-user:{}", u.to_ascii_lowercase()),
-        None => format!("agent:{agent}:openai:{fresh}"),
+        Some(u) => format!("agent:{agent}:{prefix}-user:{}", u.to_ascii_lowercase()),
+        None => format!("agent:{agent}:{prefix}:{fresh}"),
     })
 }
 
@@ -469,19 +471,19 @@ mod tests {
     #[test]
     fn session_keys() {
         assert_eq!(
-            session_key("main", None, Some("Alice"), "u").unwrap(),
+            session_key("main", "openai", None, Some("Alice"), "u").unwrap(),
             "agent:main:openai-user:alice"
         );
         assert_eq!(
-            session_key("main", None, None, "u1").unwrap(),
+            session_key("main", "openai", None, None, "u1").unwrap(),
             "agent:main:openai:u1"
         );
         assert_eq!(
-            session_key("main", Some(" agent:main:x "), None, "u").unwrap(),
+            session_key("main", "openai", Some(" agent:main:x "), None, "u").unwrap(),
             "agent:main:x"
         );
-        assert!(session_key("main", Some("agent:main:subagent:x"), None, "u").is_err());
-        assert!(session_key("main", Some("cron:x"), None, "u").is_err());
+        assert!(session_key("main", "openai", Some("agent:main:subagent:x"), None, "u").is_err());
+        assert!(session_key("main", "openai", Some("cron:x"), None, "u").is_err());
     }
 
     #[test]
