@@ -8,7 +8,7 @@ OPENCLAW_CLIENT_DIR ?= $(CURDIR)/target/openclaw-client
 CARGO ?= cargo
 RUN_ARGS ?=
 
-.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps prometheus-deps nats-deps openai-client
+.PHONY: all build run test unit lint bench openclaw-client clean compare fuzz fuzz-build control-ui browser-deps prometheus-deps nats-deps openai-client nginx-deps
 
 all: build
 
@@ -52,6 +52,13 @@ prometheus-deps:
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null); \
 		else echo "prometheus-deps: install Debian's prometheus (apt-get install prometheus)"; exit 1; fi; }
 
+# A real reverse proxy for the proxy test: Debian's nginx.
+nginx-deps:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null); \
+		else echo "nginx-deps: install Debian's nginx (apt-get install nginx)"; exit 1; fi; }
+
 nats-deps:
 	@command -v nats-server >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
@@ -63,8 +70,8 @@ openclaw-client:
 	@test -f $(SHARED)/conformance/install-openclaw.sh || { echo "missing $(SHARED)/conformance/install-openclaw.sh (set SHARED=path/to/shared)"; exit 1; }
 	bash $(SHARED)/conformance/install-openclaw.sh $(OPENCLAW_CLIENT_DIR)
 
-test: openclaw-client browser-deps prometheus-deps nats-deps openai-client
-	OPENCLAW_CLIENT_DIR=$(OPENCLAW_CLIENT_DIR) RINGGATE_REQUIRE_CONFORMANCE=1 RINGGATE_OPENAI_DIR=$(OPENAI_DIR) \
+test: openclaw-client browser-deps prometheus-deps nats-deps openai-client nginx-deps
+	OPENCLAW_CLIENT_DIR=$(OPENCLAW_CLIENT_DIR) RINGGATE_REQUIRE_CONFORMANCE=1 RINGGATE_OPENAI_DIR=$(OPENAI_DIR) RINGGATE_REQUIRE_NGINX=1 \
 		RINGGATE_BROWSER_DIR=$(BROWSER_DIR) RINGGATE_REQUIRE_BROWSER=1 \
 		$(CARGO) test --release --workspace
 

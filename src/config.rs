@@ -127,6 +127,9 @@ pub struct Config {
     pub tls: crate::tls::TlsConfig,
     /// The OpenAI-compatible HTTP endpoints (`gateway.http.endpoints.*`).
     pub http: HttpEndpoints,
+    /// Reverse proxies whose forwarded-client headers are believed (`gateway.trustedProxies`,
+    /// `gateway.allowRealIpFallback`).
+    pub proxies: crate::http::proxy::TrustedProxies,
     /// Shards (threads); 0 = one per online CPU.
     pub shards: usize,
     pub driver: Driver,
@@ -389,6 +392,7 @@ impl Default for Config {
             control_ui: ControlUiConfig::default(),
             tls: crate::tls::TlsConfig::default(),
             http: HttpEndpoints::default(),
+            proxies: Default::default(),
             shards: 0,
             driver: Driver::Auto,
             state_dir: default_state_dir(),
@@ -550,6 +554,8 @@ pub fn defaults_doc() -> Value {
             "controlUi": {"enabled": true, "basePath": "", "allowedOrigins": []},
             "tls": {"enabled": false, "autoGenerate": true},
             "http": {"endpoints": {"chatCompletions": {"enabled": false}, "responses": {"enabled": false}}},
+            "trustedProxies": [],
+            "allowRealIpFallback": false,
             "nodes": {"pairing": {"autoApproveLocal": true}},
         },
         "ringgate": {
@@ -651,9 +657,41 @@ impl Config {
                     for (k, v, key) in fields(
                         v,
                         &key,
-                        &["port", "bind", "auth", "controlUi", "nodes", "tls", "http"],
+                        &[
+                            "port",
+                            "bind",
+                            "auth",
+                            "controlUi",
+                            "nodes",
+                            "tls",
+                            "http",
+                            "trustedProxies",
+                            "allowRealIpFallback",
+                        ],
                     )? {
                         match k {
+                            "trustedProxies" => {
+                                let arr = v.as_array().ok_or_else(|| {
+                                    invalid(&key, "must be an array of IP addresses or CIDR blocks")
+                                })?;
+                                self.proxies.nets = arr
+                                    .iter()
+                                    .map(|e| {
+                                        let s = as_str(&key, e)?;
+                                        crate::http::proxy::Cidr::parse(s).ok_or_else(|| {
+                                            invalid(
+                                                &key,
+                                                format!("`{s}` is not an IP address or CIDR block"),
+                                            )
+                                        })
+                                    })
+                                    .collect::<Result<_, _>>()?;
+                            }
+                            "allowRealIpFallback" => {
+                                self.proxies.real_ip_fallback = v
+                                    .as_bool()
+                                    .ok_or_else(|| invalid(&key, "must be true or false"))?
+                            }
                             "http" => self.http = HttpEndpoints::parse(v, &key)?,
                             "tls" => self.tls = crate::tls::TlsConfig::parse(v, &key)?,
                             "port" => self.port = as_u64(&key, v, 0, 65535)? as u16,

@@ -99,6 +99,8 @@ pub fn schema() -> &'static Value {
                         "keyPath": {"type": "string", "description": "PEM private key; default <stateDir>/gateway/tls/gateway-key.pem."},
                         "caPath": {"type": "string", "description": "PEM CA bundle served after the certificate to complete its chain."},
                     }), "TLS on the gateway port (restart)."),
+                    "trustedProxies": strings("Reverse proxies (IPs or CIDR blocks) whose X-Forwarded-For names the client; forwarded headers from any other peer are refused (403)."),
+                    "allowRealIpFallback": {"type": "boolean", "description": "Read X-Real-IP from a trusted proxy when X-Forwarded-For names no client."},
                     "http": object(json!({
                         "endpoints": object(json!({
                             "chatCompletions": object(json!({

@@ -440,6 +440,21 @@ fn hostile_requests_get_precise_answers_and_the_gateway_serves_on() {
     );
     assert!(events.iter().all(|e| e["id"] == events[0]["id"]));
 
+    // HTTP/1.0 has no chunks: the stream comes unframed and the connection closes after it.
+    let r = http_raw(
+        a,
+        &post(
+            "/v1/chat/completions",
+            Some(TOKEN),
+            r#"{"stream":true,"messages":[{"role":"user","content":"old"}]}"#,
+        )
+        .replace("HTTP/1.1", "HTTP/1.0"),
+    );
+    assert_eq!(r.status, 200);
+    assert!(!r.head.contains("transfer-encoding"), "{}", r.head);
+    assert!(r.body.starts_with("data: {"), "{}", r.body);
+    assert!(r.body.ends_with("data: [DONE]\n\n"), "{}", r.body);
+
     // Two requests on one kept-alive connection.
     let mut s = TcpStream::connect(a).unwrap();
     let one =
@@ -481,6 +496,23 @@ fn a_caller_that_goes_away_mid_stream_aborts_its_run() {
     let end = watcher.wait_event_where("chat", Duration::from_secs(30), |e| {
         let p = &e["payload"];
         p["sessionKey"] == "agent:main:openai-user:leaver"
+            && ["final", "aborted", "error"].contains(&p["state"].as_str().unwrap_or(""))
+    });
+    assert_eq!(end["payload"]["state"], "aborted", "{end}");
+
+    // Without streaming the caller's hang-up is noticed too (nothing is written until the end).
+    let body = r#"{"user":"quitter","messages":[{"role":"user","content":"another long message that streams in several slow chunks"}]}"#;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(post("/v1/chat/completions", Some(TOKEN), body).as_bytes())
+        .unwrap();
+    watcher.wait_event_where("chat", Duration::from_secs(10), |e| {
+        e["payload"]["sessionKey"] == "agent:main:openai-user:quitter"
+            && e["payload"]["state"] == "delta"
+    });
+    drop(s);
+    let end = watcher.wait_event_where("chat", Duration::from_secs(30), |e| {
+        let p = &e["payload"];
+        p["sessionKey"] == "agent:main:openai-user:quitter"
             && ["final", "aborted", "error"].contains(&p["state"].as_str().unwrap_or(""))
     });
     assert_eq!(end["payload"]["state"], "aborted", "{end}");

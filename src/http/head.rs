@@ -29,7 +29,8 @@ pub enum Request {
     Upgrade {
         accept: String,
         info: UpgradeInfo,
-        proxied: bool,
+        /// Forwarded-client headers (attributed in [`super::proxy`]).
+        forwarded: super::proxy::Forwarded,
     },
     /// A plain HTTP request (probes, the Control UI).
     Plain(Box<Plain>),
@@ -117,6 +118,9 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
     }
     let content_length = match get("content-length") {
         None => None,
+        Some(v) if !v.trim().bytes().all(|b| b.is_ascii_digit()) => {
+            return Some((Request::Refused(BAD_REQUEST), buf.len()))
+        }
         Some(v) => match v.trim().parse::<usize>() {
             Ok(n) => Some(n),
             Err(_) => return Some((Request::Refused(BAD_REQUEST), buf.len())),
@@ -178,8 +182,9 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
                 agent: get("x-openclaw-agent-id").or_else(|| get("x-openclaw-agent")),
                 session_key: get("x-openclaw-session-key"),
                 scopes: get("x-openclaw-scopes"),
-                proxied: forwarded(&req),
+                forwarded: forwarded(&req, &get),
                 close,
+                http10: req.version == Some(0),
             };
             return Some((Request::Api(Box::new(api)), consumed));
         }
@@ -198,7 +203,7 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         };
         return Some((Request::Plain(Box::new(plain)), consumed));
     }
-    let proxied = forwarded(&req);
+    let forwarded = forwarded(&req, &get);
     let accept =
         tungstenite::handshake::derive_accept_key(key.unwrap_or_default().trim().as_bytes());
     let info = UpgradeInfo {
@@ -211,7 +216,7 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
         Request::Upgrade {
             accept,
             info,
-            proxied,
+            forwarded,
         },
         consumed,
     ))
@@ -220,14 +225,22 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
 /// Did a proxy say whose request this is (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, Tailscale
 /// identity headers)? From a peer that is not a trusted proxy such a request is refused: its
 /// claims cannot be checked, and ignoring them would attribute every client to the proxy.
-fn forwarded(req: &httparse::Request) -> bool {
-    req.headers.iter().any(|h| {
+fn forwarded(
+    req: &httparse::Request,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> super::proxy::Forwarded {
+    let present = req.headers.iter().any(|h| {
         let n = h.name.to_ascii_lowercase();
         n == "forwarded"
             || n.starts_with("x-forwarded-")
             || n == "x-real-ip"
             || n.starts_with("tailscale-")
-    })
+    });
+    super::proxy::Forwarded {
+        present,
+        forwarded_for: get("x-forwarded-for"),
+        real_ip: get("x-real-ip"),
+    }
 }
 
 pub fn switching_protocols(accept: &str) -> Vec<u8> {
@@ -287,11 +300,11 @@ mod tests {
             Request::Upgrade {
                 accept,
                 info,
-                proxied,
+                forwarded,
             } => {
                 assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
                 assert_eq!(info.origin.as_deref(), Some("http://127.0.0.1:1"));
-                assert!(!proxied);
+                assert!(!forwarded.present);
             }
             other => panic!("{other:?}"),
         }
@@ -329,6 +342,8 @@ mod tests {
             "POST /channels/webhook HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST /channels/webhook HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "POST /channels/webhook HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            "POST /channels/webhook HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
+            "POST /channels/webhook HTTP/1.1\r\nContent-Length: \r\n\r\n",
             "POST /channels/webhook HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             "GET /healthz HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {

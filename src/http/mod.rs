@@ -11,6 +11,7 @@ pub mod api;
 pub mod control_ui;
 pub mod files;
 pub mod head;
+pub mod proxy;
 
 use std::sync::Arc;
 

@@ -294,6 +294,40 @@ impl Stream {
         }
     }
 
+    /// Resolves when the peer has closed (or reset) the connection, reading nothing: for a
+    /// request that is answered long after it was read (an agent run), so the work stops
+    /// when its caller is gone. Bytes the peer sends meanwhile stay in the socket, and the
+    /// watch then ends without resolving (they are the next request's). glommio has no
+    /// readiness wait that leaves data unread, so there it never resolves.
+    pub async fn hangup(&self) {
+        let Stream::Monoio(s) = self else {
+            return std::future::pending().await;
+        };
+        loop {
+            if s.readable().await.is_err() {
+                return;
+            }
+            let mut b = [0u8; 1];
+            // SAFETY: b is valid for one byte; the fd is this open socket.
+            let n = unsafe {
+                libc::recv(
+                    s.fd(),
+                    b.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            match n {
+                0 => return,
+                n if n > 0 => return std::future::pending().await,
+                _ => match io::Error::last_os_error().kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
+                    _ => return,
+                },
+            }
+        }
+    }
+
     /// Resolves when the connection has input to handle: a `recv` would not block (data,
     /// end of stream or an error is there). On glommio the wait is a read, and what it read
     /// is in `inbox` (see [`Inbox`]); on monoio nothing is read.

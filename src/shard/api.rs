@@ -58,6 +58,16 @@ pub async fn serve(
         ApiRoute::Done(r) => return respond(sock, r, head, leftover, unread).await,
         ApiRoute::Serve(e) => e,
     };
+    // Whose request: behind a trusted proxy the client it names; forwarded headers that
+    // cannot be attributed are refused before auth.
+    let attributed = {
+        let ctx = shared.borrow();
+        crate::http::proxy::attribute(ip, &head.forwarded, &ctx.config.proxies)
+    };
+    let Some(ip) = attributed.ip() else {
+        let r = api::proxy_attribution_required();
+        return respond(sock, r, head, leftover, unread).await;
+    };
     let scopes = match authorize(shared, ip, head, &endpoint) {
         Ok(s) => s,
         Err(r) => return respond(sock, r, head, leftover, unread).await,
@@ -151,9 +161,6 @@ fn authorize(
     head: &ApiHead,
     endpoint: &Endpoint,
 ) -> Result<Vec<String>, Response> {
-    if head.proxied {
-        return Err(api::proxy_attribution_required());
-    }
     let mut ctx = shared.borrow_mut();
     let now = now_ms();
     if let Gate::Locked { retry_after_ms } = ctx.limiter.gate(ip, now) {
@@ -355,12 +362,17 @@ async fn history(shared: &Shared, head: &ApiHead, raw: &str) -> Response {
             api::json_ok(&out)
         }
         crate::store::OpResult::History(_) => not_found(raw),
-        other => api::ok_false(
-            "503 Service Unavailable",
-            "unavailable",
-            &format!("history unavailable: {other:?}"),
-        )
-        .header("Retry-After", "1"),
+        other => {
+            if shared.borrow().globals.log_allowed() {
+                tracing::warn!(result = ?other, "HTTP history read failed");
+            }
+            api::with_common(Response::json(
+                "503 Service Unavailable",
+                &json!({"ok": false, "error": {"type": "unavailable",
+                    "message": "session history is unavailable; retry shortly", "retryable": true}}),
+            ))
+            .header("Retry-After", "1")
+        }
     }
 }
 
@@ -431,8 +443,12 @@ impl Drop for Tapped<'_> {
 
 /// How a run ended, for the answer.
 enum End {
-    Done { finish: &'static str },
+    Done {
+        finish: &'static str,
+    },
     Failed(Response, Value),
+    /// The caller closed the connection: the run is aborted, nothing is written.
+    Gone,
 }
 
 /// `POST /v1/chat/completions`.
@@ -459,8 +475,14 @@ async fn start_run<'a>(
         key_given: true,
         reply_to: None,
     };
+    let session = k.clone();
     let op = ChatRequest::Session(k, SessionOp::Send(send));
-    match ask(shared, op, ACCEPT_TIMEOUT).await {
+    let answer = ask(shared, op, ACCEPT_TIMEOUT).await;
+    if answer.is_none() {
+        // Accepted after all, later, the turn would run for no one.
+        abort(shared, &session, run_id);
+    }
+    match answer {
         Some(Ok(_)) => Ok(tapped),
         Some(Err(e)) if e.code == crate::proto::errors::code::INVALID_REQUEST => {
             Err(api::invalid_request(&e.message))
@@ -505,7 +527,7 @@ async fn completion(
     let tap = tapped.tap.clone();
     let mut run = RunText::default();
     if !c.stream {
-        let end = run.until_end(&tap).await;
+        let end = run.until_end(&tap, sock).await;
         let r = match end {
             End::Done { finish } => api::json_ok(&openai::completion_body(
                 &id,
@@ -516,8 +538,12 @@ async fn completion(
                 openai::Usage::default(),
             )),
             End::Failed(r, _) => r,
+            End::Gone => {
+                abort(shared, &session, &uuid);
+                return Next::Close;
+            }
         };
-        if run.idle {
+        if run.abandoned {
             abort(shared, &session, &uuid);
         }
         return respond(sock, r, head, rest, false).await;
@@ -534,7 +560,7 @@ async fn completion(
             abort(shared, &session, &uuid);
             return Next::Close;
         }
-        match run.step(&tap).await {
+        match run.step(&tap, sock).await {
             Step::Text(piece) => w.frame(&chunk(json!({"content": piece}), None)).await,
             Step::End(end) => break end,
         }
@@ -547,8 +573,12 @@ async fn completion(
                 w.frame(&openai::sse(&u)).await;
             }
         }
+        End::Gone => {
+            abort(shared, &session, &uuid);
+            return Next::Close;
+        }
         End::Failed(_, error) => {
-            if run.idle {
+            if run.abandoned {
                 abort(shared, &session, &uuid);
             }
             w.frame(&openai::sse(&json!({ "error": error }))).await;
@@ -610,15 +640,19 @@ async fn responses(
         resource(&id, created, &req.model, "failed", Vec::new(), Some(e))
     };
     if !req.stream {
-        let r = match run.until_end(&tap).await {
+        let r = match run.until_end(&tap, sock).await {
             End::Done { finish } => api::json_ok(&done(&run, finish)),
             End::Failed(r, error) => {
                 let mut out = api::with_common(Response::json(r.status, &failed(&error)));
                 out.close = r.close;
                 out
             }
+            End::Gone => {
+                abort(shared, &session, &uuid);
+                return Next::Close;
+            }
         };
-        if run.idle {
+        if run.abandoned {
             abort(shared, &session, &uuid);
         }
         return respond(sock, r, head, rest, false).await;
@@ -645,7 +679,7 @@ async fn responses(
             abort(shared, &session, &uuid);
             return Next::Close;
         }
-        match run.step(&tap).await {
+        match run.step(&tap, sock).await {
             Step::Text(piece) => {
                 let d = json!({"item_id": msg_id, "output_index": 0, "content_index": 0, "delta": piece});
                 w.frame(&event("response.output_text.delta", d)).await
@@ -674,8 +708,12 @@ async fn responses(
             };
             w.frame(&event(kind, json!({"response": final_}))).await;
         }
+        End::Gone => {
+            abort(shared, &session, &uuid);
+            return Next::Close;
+        }
         End::Failed(_, error) => {
-            if run.idle {
+            if run.abandoned {
                 abort(shared, &session, &uuid);
             }
             w.frame(&event(
@@ -730,29 +768,43 @@ fn abort(shared: &Shared, session: &key::SessionKey, run_id: &str) {
 struct SseWriter<'a, 'b> {
     sock: &'a Sock<'b>,
     ok: bool,
+    /// HTTP/1.1 chunks (HTTP/1.0: raw, closed at the end).
+    chunked: bool,
 }
 
 impl<'a, 'b> SseWriter<'a, 'b> {
     /// Sends the `200` head of an event stream (chunked, so the connection can carry the
     /// next request afterwards).
     async fn start(sock: &'a Sock<'b>, head: &ApiHead) -> SseWriter<'a, 'b> {
-        let mut w = SseWriter { sock, ok: true };
+        let mut w = SseWriter {
+            sock,
+            ok: true,
+            chunked: !head.http10,
+        };
         let mut start = api::with_common(Response::new(
             "200 OK",
             "text/event-stream; charset=utf-8",
             Vec::new(),
         ))
         .header("Cache-Control", "no-cache");
-        start.close = head.close;
+        // HTTP/1.0 has no chunks: the stream ends when the connection does.
+        start.close = head.close || head.http10;
         let bytes = start.encode_head();
-        let text = String::from_utf8_lossy(&bytes)
-            .replace("Content-Length: 0\r\n", "Transfer-Encoding: chunked\r\n");
+        let framing = if w.chunked {
+            "Transfer-Encoding: chunked\r\n"
+        } else {
+            ""
+        };
+        let text = String::from_utf8_lossy(&bytes).replace("Content-Length: 0\r\n", framing);
         w.raw(text.as_bytes()).await;
         w
     }
 
-    /// Ends the chunked body; what the connection does next.
+    /// Ends the body; what the connection does next.
     async fn finish(mut self, head: &ApiHead, rest: Vec<u8>) -> Next {
+        if !self.chunked {
+            return Next::Close;
+        }
         self.raw(b"0\r\n\r\n").await;
         if self.ok && !head.close {
             Next::KeepAlive(rest)
@@ -769,6 +821,9 @@ impl<'a, 'b> SseWriter<'a, 'b> {
     }
 
     async fn frame(&mut self, data: &str) {
+        if !self.chunked {
+            return self.raw(data.as_bytes()).await;
+        }
         let framed = format!("{:x}\r\n{data}\r\n", data.len());
         self.raw(framed.as_bytes()).await;
     }
@@ -779,8 +834,9 @@ impl<'a, 'b> SseWriter<'a, 'b> {
 #[derive(Default)]
 struct RunText {
     text: String,
-    /// The run went quiet past [`RUN_IDLE`].
-    idle: bool,
+    /// The request gave up on the run (it went quiet past [`RUN_IDLE`], or its caller
+    /// left): the run is to be aborted.
+    abandoned: bool,
     /// The run ended after the last piece handed out (its finish reason).
     pending_end: Option<&'static str>,
 }
@@ -806,13 +862,21 @@ impl RunText {
         Some(piece)
     }
 
-    async fn step(&mut self, tap: &RunTap) -> Step {
+    async fn step(&mut self, tap: &RunTap, sock: &Sock<'_>) -> Step {
         if let Some(finish) = self.pending_end.take() {
             return Step::End(End::Done { finish });
         }
         loop {
-            let Some(p) = tap.next(Instant::now() + RUN_IDLE).await else {
-                self.idle = true;
+            let next = tap.next(Instant::now() + RUN_IDLE);
+            let p = match crate::rt::select(next, sock.stream.hangup()).await {
+                crate::rt::Either::Left(p) => p,
+                crate::rt::Either::Right(()) => {
+                    self.abandoned = true;
+                    return Step::End(End::Gone);
+                }
+            };
+            let Some(p) = p else {
+                self.abandoned = true;
                 let error = json!({"message": "the agent run went silent; it was aborted", "type": "api_error"});
                 let r = api::error(
                     "504 Gateway Timeout",
@@ -852,9 +916,9 @@ impl RunText {
         }
     }
 
-    async fn until_end(&mut self, tap: &RunTap) -> End {
+    async fn until_end(&mut self, tap: &RunTap, sock: &Sock<'_>) -> End {
         loop {
-            if let Step::End(e) = self.step(tap).await {
+            if let Step::End(e) = self.step(tap, sock).await {
                 return e;
             }
         }

@@ -187,7 +187,8 @@ async fn upgrade(
     peer: SocketAddr,
 ) -> Option<(ClientRef, UpgradeInfo)> {
     let _ = stream.set_nodelay();
-    let ip = canonical(peer.ip());
+    // The peer; behind a trusted proxy, the client it names (see the upgrade below).
+    let mut ip = canonical(peer.ip());
     let (limits, globals) = {
         let ctx = shared.borrow();
         (ctx.config.limits.clone(), ctx.globals.clone())
@@ -195,12 +196,14 @@ async fn upgrade(
     let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
     let acceptor = shared.borrow().tls.clone();
     // The per-IP pre-auth budget counts a socket from accept, so slow request heads (and slow
-    // TLS handshakes) count too.
-    let admitted = globals.acquire_preauth(ip, limits.max_preauth_per_ip);
+    // TLS handshakes) count too. A trusted proxy carries many clients: its sockets count
+    // against the client each request names, once the head is read.
+    let trusted_peer = shared.borrow().config.proxies.trusts(ip);
+    let admitted = trusted_peer || globals.acquire_preauth(ip, limits.max_preauth_per_ip);
     let mut slot = PreauthSlot {
         globals: &globals,
         ip,
-        held: admitted,
+        held: admitted && !trusted_peer,
     };
     let sock = match &acceptor {
         // Over its cap, a TLS socket is refused before the handshake costs anything: a
@@ -241,28 +244,31 @@ async fn upgrade(
     let mut served = 0;
     let (req, leftover) = loop {
         let (req, leftover) = Box::pin(read_head(&sock, pending, head_deadline)).await?;
-        if let Request::Api(head) = &req {
-            // The HTTP APIs read their own bodies and may stream; a kept-alive connection
-            // goes on with what arrived after the body.
-            let mut authenticated = || slot.release();
-            let served_api =
-                super::api::serve(shared, &sock, ip, head, leftover, &mut authenticated);
-            match Box::pin(served_api).await {
-                super::api::Next::KeepAlive(rest)
-                    if served + 1 < super::web::MAX_REQUESTS_PER_CONNECTION
-                        && !shared.borrow().shutting_down =>
-                {
-                    served += 1;
-                    pending = rest;
-                    head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
-                    continue;
-                }
-                _ => {
-                    linger(&sock).await;
-                    return None;
+        let req = match req {
+            Request::Api(mut head) => {
+                // The HTTP APIs read their own bodies and may stream; a kept-alive connection
+                // goes on with what arrived after the body. The last request it may carry
+                // (or one while draining) is answered `Connection: close`.
+                head.close |= served + 1 >= super::web::MAX_REQUESTS_PER_CONNECTION
+                    || shared.borrow().shutting_down;
+                let mut authenticated = || slot.release();
+                let served_api =
+                    super::api::serve(shared, &sock, ip, &head, leftover, &mut authenticated);
+                match Box::pin(served_api).await {
+                    super::api::Next::KeepAlive(rest) if !head.close => {
+                        served += 1;
+                        pending = rest;
+                        head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
+                        continue;
+                    }
+                    _ => {
+                        linger(&sock).await;
+                        return None;
+                    }
                 }
             }
-        }
+            other => other,
+        };
         let Request::Plain(plain) = req else {
             break (req, leftover);
         };
@@ -294,32 +300,44 @@ async fn upgrade(
         pending = leftover;
         head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
     };
-    // An API request earlier on this connection gave its slot back: an upgrade needs one again.
-    if !slot.held {
-        if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
-            crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
-            let r = http::response(
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                "Too many unauthenticated sockets",
-            );
-            let _ = sock.write_all(&r, deadline).await;
-            return None;
-        }
-        slot.held = true;
-    }
     let (accept, info) = match req {
         Request::Upgrade {
             accept,
             info,
-            proxied,
+            forwarded,
         } => {
-            let refusal = if proxied {
+            let client = {
+                let ctx = shared.borrow();
+                crate::http::proxy::attribute(ip, &forwarded, &ctx.config.proxies).ip()
+            };
+            if let Some(client) = client.filter(|c| *c != ip) {
+                // The slot moves to the client the proxy named.
+                slot.release();
+                ip = client;
+                slot.ip = client;
+            }
+            // Behind a proxy, or after an API request gave the slot back, the upgrade takes
+            // one now.
+            if client.is_some() && !slot.held {
+                if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
+                    crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
+                    let r = http::response(
+                        "503 Service Unavailable",
+                        "text/plain; charset=utf-8",
+                        "Too many unauthenticated sockets",
+                    );
+                    let _ = sock.write_all(&r, deadline).await;
+                    return None;
+                }
+                slot.held = true;
+            }
+            let refusal = if client.is_none() {
                 crate::metrics::record(|m| m.preauth_refused("proxy_attribution"));
+                let body = crate::http::api::proxy_attribution_required();
                 Some(http::response(
                     "403 Forbidden",
-                    "application/json",
-                    r#"{"error":{"message":"proxy client attribution is required","type":"proxy_attribution_required"}}"#,
+                    "application/json; charset=utf-8",
+                    std::str::from_utf8(&body.body).unwrap_or_default(),
                 ))
             } else if shared.borrow().shutting_down {
                 crate::metrics::record(|m| m.preauth_refused("draining"));

@@ -18,8 +18,8 @@ use serde_json::Value;
 use crate::proto::frame::EventTemplate;
 
 /// Events held for a reader that is behind. A delta carries the whole text so far, so when
-/// the queue is full the oldest delta is dropped and nothing is lost; a run's last event is
-/// never dropped.
+/// the queue is full the oldest delta (or status) is dropped and nothing is lost; a run's
+/// last event is never dropped.
 const MAX_QUEUED: usize = 256;
 
 pub struct RunTap {
@@ -41,10 +41,23 @@ impl RunTap {
 
     fn offer(&self, payload: Value) {
         let mut q = self.queue.borrow_mut();
+        // A delta behind another delta replaces it: it carries the whole text, so a reader
+        // that is behind holds one copy of the reply, not one per delta.
+        if payload["state"] == "delta" && q.back().is_some_and(|p| p["state"] == "delta") {
+            if let Some(last) = q.back_mut() {
+                *last = payload;
+            }
+            drop(q);
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+            return;
+        }
         if q.len() >= MAX_QUEUED {
-            if let Some(i) = q.iter().position(|p| p["state"] == "delta") {
+            let droppable = |p: &Value| p["state"] == "delta" || p["state"] == "status";
+            if let Some(i) = q.iter().position(droppable) {
                 q.remove(i);
-            } else if payload["state"] == "delta" {
+            } else if droppable(&payload) {
                 return;
             }
         }
@@ -116,15 +129,26 @@ mod tests {
         let taps = [tap.clone()];
         feed(&taps, &chat("agent:main:b", "r1", "delta", 1));
         feed(&taps, &chat("agent:main:a", "r2", "delta", 1));
-        for n in 0..(MAX_QUEUED as u64 + 10) {
+        // A reader that is behind holds the newest delta only.
+        for n in 0..1000 {
             feed(&taps, &chat("agent:main:a", "r1", "delta", n));
         }
-        feed(&taps, &chat("agent:main:a", "r1", "final", 999));
+        feed(&taps, &chat("agent:main:a", "r1", "final", 1000));
         let q = tap.queue.borrow();
-        assert_eq!(q.len(), MAX_QUEUED);
-        assert!(q.iter().all(|p| p["runId"] == "r1"));
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0]["seq"], 999);
+        assert_eq!(q[1]["state"], "final");
+        drop(q);
+        // Other events never coalesce; past the bound the oldest delta goes, the end stays.
+        let tap = RunTap::new("agent:main:a", "r1");
+        let taps = [tap.clone()];
+        for n in 0..(MAX_QUEUED as u64 + 10) {
+            feed(&taps, &chat("agent:main:a", "r1", "status", n));
+            feed(&taps, &chat("agent:main:a", "r1", "delta", n));
+        }
+        feed(&taps, &chat("agent:main:a", "r1", "final", 9999));
+        let q = tap.queue.borrow();
+        assert!(q.len() <= MAX_QUEUED);
         assert_eq!(q.back().unwrap()["state"], "final");
-        // The oldest deltas went; the newest are kept.
-        assert_eq!(q[q.len() - 2]["seq"], MAX_QUEUED as u64 + 9);
     }
 }

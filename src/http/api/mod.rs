@@ -36,9 +36,11 @@ pub struct ApiHead {
     pub session_key: Option<String>,
     /// `x-openclaw-scopes` (honoured with `auth: none` only).
     pub scopes: Option<String>,
-    /// Forwarded-client headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`) were present.
-    pub proxied: bool,
+    /// Forwarded-client headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`).
+    pub forwarded: super::proxy::Forwarded,
     pub close: bool,
+    /// An HTTP/1.0 request: no chunked answers (a stream is sent unframed, then closed).
+    pub http10: bool,
 }
 
 /// Paths these routes own (whether or not they are enabled): the rest is the Control UI's.

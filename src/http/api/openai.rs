@@ -362,30 +362,34 @@ pub fn sse(data: &Value) -> String {
 
 pub const SSE_DONE: &str = "data: [DONE]\n\n";
 
-/// How a failed run is answered: status, message and type (the original maps provider
-/// failures by kind; the rest is an internal error).
+/// How a failed run is answered: status, message and type, as the original maps a provider
+/// failure — by the upstream status when there is one, else by the kind of failure; anything
+/// else is an internal error.
 pub fn failure(
     kind: Option<&str>,
     http_status: Option<u64>,
     message: &str,
 ) -> (&'static str, String, &'static str) {
+    let raw = || message.to_owned();
     match (kind, http_status) {
-        (_, Some(401)) => (
-            "401 Unauthorized",
-            message.to_owned(),
-            "authentication_error",
+        (_, Some(400)) => ("400 Bad Request", raw(), "invalid_request_error"),
+        (_, Some(401)) => ("401 Unauthorized", raw(), "authentication_error"),
+        (_, Some(402)) => ("402 Payment Required", raw(), "insufficient_quota"),
+        (_, Some(403)) => ("403 Forbidden", raw(), "permission_error"),
+        (_, Some(404)) => ("404 Not Found", raw(), "invalid_request_error"),
+        (_, Some(410)) => ("410 Gone", raw(), "invalid_request_error"),
+        (_, Some(413)) | (Some("context_length"), _) => {
+            ("413 Payload Too Large", raw(), "invalid_request_error")
+        }
+        (_, Some(429)) | (Some("rate_limit"), _) => {
+            ("429 Too Many Requests", raw(), "rate_limit_error")
+        }
+        (_, Some(503)) => (
+            "503 Service Unavailable",
+            "upstream provider overloaded".into(),
+            "api_error",
         ),
-        (Some("rate_limit"), _) | (_, Some(429)) => (
-            "429 Too Many Requests",
-            message.to_owned(),
-            "rate_limit_error",
-        ),
-        (Some("context_length"), _) => (
-            "413 Payload Too Large",
-            message.to_owned(),
-            "invalid_request_error",
-        ),
-        (Some("timeout"), _) => (
+        (Some("timeout"), _) | (_, Some(504)) => (
             "504 Gateway Timeout",
             "upstream provider timeout".into(),
             "api_error",
@@ -484,6 +488,23 @@ mod tests {
         );
         assert!(session_key("main", "openai", Some("agent:main:subagent:x"), None, "u").is_err());
         assert!(session_key("main", "openai", Some("cron:x"), None, "u").is_err());
+    }
+
+    #[test]
+    fn provider_failures_map_like_the_original() {
+        assert_eq!(failure(None, Some(401), "bad key").0, "401 Unauthorized");
+        assert_eq!(
+            failure(None, Some(404), "no model").2,
+            "invalid_request_error"
+        );
+        assert_eq!(
+            failure(None, Some(503), "x").1,
+            "upstream provider overloaded"
+        );
+        assert_eq!(failure(None, Some(500), "x").0, "502 Bad Gateway");
+        assert_eq!(failure(Some("timeout"), None, "x").0, "504 Gateway Timeout");
+        assert_eq!(failure(Some("rate_limit"), None, "slow").1, "slow");
+        assert_eq!(failure(None, None, "boom").1, "internal error");
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! ringgate behind a real reverse proxy (Debian's nginx, started by the test): WebSocket and
+//! HTTP through it, and who the gateway believes a request is from.
+//!
+//! * Without `gateway.trustedProxies`, forwarded requests are refused (403
+//!   `proxy_attribution_required`): their client cannot be known, and counting them all as the
+//!   proxy would put every client behind it under one address's limits.
+//! * With the proxy trusted, the address `X-Forwarded-For` names (read right to left, past
+//!   loopback and proxy hops) is the client's: presence shows it, and the auth limiter locks
+//!   out that address alone, over WebSocket and HTTP.
+//!
+//! Skips without nginx unless `RINGGATE_REQUIRE_NGINX=1` (as `make test` sets).
+
+mod common;
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{http_raw, recv, send_connect, try_open, Client, Incoming, Server, TempDir, TOKEN};
+use serde_json::{json, Value};
+
+/// An nginx proxying everything (upgrades included) to one upstream, adding the peer to
+/// `X-Forwarded-For` as a proxy does.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nginx_bin() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+impl Nginx {
+    fn start(upstream: SocketAddr) -> Option<Nginx> {
+        let Some(bin) = nginx_bin() else {
+            if std::env::var("RINGGATE_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
+                panic!("RINGGATE_REQUIRE_NGINX=1 but nginx is not installed (make nginx-deps)");
+            }
+            println!("skipping: no nginx (make nginx-deps)");
+            return None;
+        };
+        let dir = TempDir::new("nginx");
+        // A free port (nginx cannot report one it picked).
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+error_log {d}/error.log info;
+pid {d}/nginx.pid;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://{upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"#
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = Command::new(bin)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nginx");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen: {}",
+                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Nginx { child, addr, dir })
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+const API: &str = r#"http: {endpoints: {chatCompletions: {enabled: true}}}"#;
+
+fn models(addr: SocketAddr, token: &str, client: Option<&str>) -> common::HttpResponse {
+    let xff = client
+        .map(|c| format!("X-Forwarded-For: {c}\r\n"))
+        .unwrap_or_default();
+    http_raw(
+        addr,
+        &format!("GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n{xff}Connection: close\r\n\r\n"),
+    )
+}
+
+/// A `connect` through the proxy as `client` (sent as the client's own `X-Forwarded-For`, which
+/// nginx extends with its peer, loopback here).
+fn connect_as(addr: SocketAddr, client: &str, token: &str) -> Value {
+    connect_kept(addr, client, token).1
+}
+
+/// [`connect_as`], keeping the connection.
+fn connect_kept(addr: SocketAddr, client: &str, token: &str) -> (common::Ws, Value) {
+    let mut ws = try_open(addr, &[("X-Forwarded-For", client)]).expect("upgrade through nginx");
+    let _challenge = recv(&mut ws, Duration::from_secs(5));
+    // A desktop app's connect (tracked in presence, unlike the CLI's).
+    let mut p = common::params_for("openclaw-linux", "ui", &["operator.admin"]);
+    p["auth"]["token"] = json!(token);
+    match send_connect(&mut ws, &p) {
+        Incoming::Json(v) => (ws, v),
+        other => panic!("no connect answer: {other:?}"),
+    }
+}
+
+#[test]
+fn without_trusted_proxies_forwarded_requests_are_refused() {
+    let server = Server::opts()
+        .config(&format!("{{gateway: {{{API}}}}}"))
+        .start();
+    let Some(nginx) = Nginx::start(server.addr) else {
+        return;
+    };
+    // The upgrade through nginx carries X-Forwarded-For from an untrusted peer.
+    match try_open(nginx.addr, &[]) {
+        Err(tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 403);
+            let body =
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("proxy_attribution_required"), "{body}");
+        }
+        other => panic!(
+            "expected 403 through an untrusted proxy: {other:?}\n{}",
+            nginx.log()
+        ),
+    }
+    let r = models(nginx.addr, TOKEN, None);
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.body.contains("Configure gateway.trustedProxies"),
+        "{}",
+        r.body
+    );
+    // Direct, the same requests are served.
+    assert_eq!(models(server.addr, TOKEN, None).status, 200);
+    Client::connect(&server);
+}
+
+#[test]
+fn behind_a_trusted_nginx_the_forwarded_client_is_the_client() {
+    let config = format!(r#"{{gateway: {{trustedProxies: ["127.0.0.1"], {API}}}}}"#);
+    let server = Server::opts().config(&config).start();
+    let Some(nginx) = Nginx::start(server.addr) else {
+        return;
+    };
+    // Over WebSocket: a client's connect goes through, and presence shows its address.
+    let (_kept, ok) = connect_kept(nginx.addr, "203.0.113.9", TOKEN);
+    assert_eq!(ok["ok"], true, "{ok}\n{}", nginx.log());
+    let mut me = Client::connect(&server);
+    let presence = me.call("system-presence", None).to_string();
+    assert!(presence.contains("203.0.113.9"), "{presence}");
+
+    // Ten wrong tokens lock out that client's address, not the proxy's (which is loopback,
+    // never locked) and not another client behind the same proxy.
+    for i in 0..10 {
+        let r = connect_as(nginx.addr, "203.0.113.7", "wrong");
+        assert_eq!(r["ok"], false, "attempt {i}: {r}");
+    }
+    let locked = connect_as(nginx.addr, "203.0.113.7", TOKEN);
+    assert!(
+        locked["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many failed authentication attempts"),
+        "{locked}"
+    );
+    let other = connect_as(nginx.addr, "203.0.113.8", TOKEN);
+    assert_eq!(other["ok"], true, "{other}");
+
+    // Over HTTP: the same limiter, per forwarded client.
+    for _ in 0..10 {
+        assert_eq!(
+            models(nginx.addr, "wrong", Some("198.51.100.1")).status,
+            401
+        );
+    }
+    let r = models(nginx.addr, TOKEN, Some("198.51.100.1"));
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.head.contains("retry-after:"), "{}", r.head);
+    assert_eq!(models(nginx.addr, TOKEN, Some("198.51.100.2")).status, 200);
+    // A request that names no client but the proxy's own loopback hop is unattributable.
+    let r = models(nginx.addr, TOKEN, None);
+    assert_eq!(r.status, 403, "{r:?}");
+    // Straight from loopback, with nothing forwarded, a local client is itself.
+    assert_eq!(models(server.addr, TOKEN, None).status, 200);
+    // Junk in the chain names no client either.
+    let r = models(nginx.addr, TOKEN, Some("not-an-ip"));
+    assert_eq!(r.status, 403, "{r:?}");
+}
