@@ -122,6 +122,17 @@ async fn read_head(
     }
 }
 
+/// The answer to a socket over its address's pre-auth cap (counted).
+async fn refuse_over_cap(sock: &Sock<'_>, deadline: Instant) {
+    crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
+    let r = http::response(
+        "503 Service Unavailable",
+        "text/plain; charset=utf-8",
+        "Too many unauthenticated sockets",
+    );
+    let _ = sock.write_all(&r, deadline).await;
+}
+
 /// Logs (within the shard's log budget) and counts a TLS handshake that did not finish.
 fn handshake_failed(shared: &Shared, ip: IpAddr, end: HandshakeEnd) {
     let reason = match &end {
@@ -228,13 +239,7 @@ async fn upgrade(
         },
     };
     if !admitted {
-        crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
-        let r = http::response(
-            "503 Service Unavailable",
-            "text/plain; charset=utf-8",
-            "Too many unauthenticated sockets",
-        );
-        let _ = sock.write_all(&r, deadline).await;
+        refuse_over_cap(&sock, deadline).await;
         return None;
     }
     // Plain HTTP requests (probes, the Control UI) may follow one another on a kept-alive
@@ -320,13 +325,7 @@ async fn upgrade(
             // one now.
             if client.is_some() && !slot.held {
                 if !globals.acquire_preauth(ip, limits.max_preauth_per_ip) {
-                    crate::metrics::record(|m| m.preauth_refused("per_ip_cap"));
-                    let r = http::response(
-                        "503 Service Unavailable",
-                        "text/plain; charset=utf-8",
-                        "Too many unauthenticated sockets",
-                    );
-                    let _ = sock.write_all(&r, deadline).await;
+                    refuse_over_cap(&sock, deadline).await;
                     return None;
                 }
                 slot.held = true;

@@ -70,7 +70,8 @@ fn number_in(
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// A JSON value's type as the original's schema errors name it.
+pub(super) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

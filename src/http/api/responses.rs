@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::openai::{agent_of_model, AgentRef, Invalid};
+use super::openai::{agent_of_model, type_name, AgentRef, Invalid};
 
 const KEYS: &[&str] = &[
     "model",
@@ -33,17 +33,6 @@ pub struct Request {
     pub stream: bool,
     pub user: Option<String>,
     pub prompt: String,
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// The text of an item's `content`: a string, or its text parts.
