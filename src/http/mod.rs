@@ -274,8 +274,12 @@ pub fn missing_scope(scope: &str) -> Response {
 
 /// The Bearer credential of a request, if any.
 pub fn bearer(req: &Plain) -> Option<&str> {
-    let v = req.authorization.as_deref()?.trim();
-    let (scheme, cred) = v.split_once(' ')?;
+    bearer_value(req.authorization.as_deref())
+}
+
+/// The credential of an `Authorization: Bearer …` value (scheme case-insensitive, trimmed).
+pub fn bearer_value(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, cred) = authorization?.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
         .then(|| cred.trim())

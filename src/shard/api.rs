@@ -79,15 +79,14 @@ pub async fn serve(
         let r = api::missing_scope(endpoint.scope());
         return respond(sock, r, head, leftover, unread).await;
     }
+    let endpoint_reads_no_body = endpoint.max_body() == 0;
     let (body, rest) = if endpoint.max_body() > 0 {
         match read_body(sock, head, leftover, endpoint.max_body()).await {
             Ok(b) => b,
             Err(r) => return respond(sock, r, head, Vec::new(), true).await,
         }
-    } else if unread {
-        // A body where none is read (`GET`, kill): answered, then closed.
-        return serve_bodiless(shared, sock, head, endpoint).await;
     } else {
+        // A body where none is read (`GET`, kill) closes the connection after the answer.
         (Value::Null, leftover)
     };
     let r = match endpoint {
@@ -98,30 +97,7 @@ pub async fn serve(
         Endpoint::History(k) => history(shared, head, &k).await,
         Endpoint::Kill(k) => kill(shared, &k).await,
     };
-    respond(sock, r, head, rest, false).await
-}
-
-async fn serve_bodiless(
-    shared: &Shared,
-    sock: &Sock<'_>,
-    head: &ApiHead,
-    endpoint: Endpoint,
-) -> Next {
-    let r = match endpoint {
-        Endpoint::History(k) => history(shared, head, &k).await,
-        Endpoint::Kill(k) => kill(shared, &k).await,
-        _ => {
-            return respond(
-                sock,
-                models_answer(shared, &endpoint),
-                head,
-                Vec::new(),
-                true,
-            )
-            .await
-        }
-    };
-    respond(sock, r, head, Vec::new(), true).await
+    respond(sock, r, head, rest, unread && endpoint_reads_no_body).await
 }
 
 fn models_answer(shared: &Shared, endpoint: &Endpoint) -> Response {
@@ -166,7 +142,7 @@ fn authorize(
     if let Gate::Locked { retry_after_ms } = ctx.limiter.gate(ip, now) {
         return Err(api::rate_limited(retry_after_ms));
     }
-    let given = head.authorization.as_deref().and_then(bearer);
+    let given = crate::http::bearer_value(head.authorization.as_deref());
     let secret = match &ctx.config.auth {
         AuthMode::None => {
             if let Some(origin) = &head.origin {
@@ -207,14 +183,6 @@ fn authorize(
             Err(api::unauthorized())
         }
     }
-}
-
-fn bearer(v: &str) -> Option<&str> {
-    let (scheme, cred) = v.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| cred.trim())
-        .filter(|c| !c.is_empty())
 }
 
 /// Reads and parses the JSON body: `Content-Length` framed, at most `max` bytes, each read
@@ -376,25 +344,6 @@ async fn history(shared: &Shared, head: &ApiHead, raw: &str) -> Response {
     }
 }
 
-/// Asks the chat layer (on the session's owner) and waits for its answer.
-async fn ask(
-    shared: &Shared,
-    req: ChatRequest,
-    timeout: Duration,
-) -> Option<Result<Value, crate::proto::errors::ErrorShape>> {
-    let (token, waiter) = {
-        let mut ctx = shared.borrow_mut();
-        let (caller, token, waiter) = ctx.http_waiter();
-        super::drive::chat_as(&mut ctx, caller, req);
-        (token, waiter)
-    };
-    let r = crate::rt::timeout(timeout, waiter.wait()).await;
-    if r.is_none() {
-        shared.borrow_mut().http_waiters.remove(&token);
-    }
-    r
-}
-
 /// `POST /sessions/<key>/kill`: stops the session's active run.
 async fn kill(shared: &Shared, raw: &str) -> Response {
     let Some(k) = session(shared, raw) else {
@@ -415,7 +364,7 @@ async fn kill(shared: &Shared, raw: &str) -> Response {
         run_id: None,
         via: AbortVia::Chat,
     };
-    match ask(shared, ChatRequest::Session(k, op), ACCEPT_TIMEOUT).await {
+    match super::conn::ask_chat(shared, ChatRequest::Session(k, op), ACCEPT_TIMEOUT).await {
         Some(Ok(v)) => api::json_ok(&json!({"ok": true, "killed": v["aborted"] == true})),
         Some(Err(e)) => api::ok_false("503 Service Unavailable", "unavailable", &e.message),
         None => api::ok_false(
@@ -426,18 +375,32 @@ async fn kill(shared: &Shared, raw: &str) -> Response {
     }
 }
 
-/// Removes the tap from the shard when the request ends, however it ends.
+/// A run an HTTP request started. When the request ends, however it ends, the tap goes; a
+/// run that has not ended by then (its caller left, a write failed, it went silent, or the
+/// owner accepted it too late) is aborted: no run goes on for nobody.
 struct Tapped<'a> {
     shared: &'a Shared,
     tap: Rc<RunTap>,
+    session: key::SessionKey,
 }
 
 impl Drop for Tapped<'_> {
     fn drop(&mut self) {
-        self.shared
-            .borrow_mut()
-            .run_taps
-            .retain(|t| !Rc::ptr_eq(t, &self.tap));
+        // A task dropped while the shard itself is borrowed (its teardown) leaves both alone.
+        let Ok(mut ctx) = self.shared.try_borrow_mut() else {
+            return;
+        };
+        ctx.run_taps.retain(|t| !Rc::ptr_eq(t, &self.tap));
+        if !self.tap.ended() {
+            let (caller, token, _) = ctx.http_waiter();
+            ctx.http_waiters.remove(&token);
+            let op = SessionOp::Abort {
+                run_id: Some(self.tap.run_id().to_owned()),
+                via: AbortVia::Chat,
+            };
+            let turn = ChatRequest::Session(self.session.clone(), op);
+            super::drive::chat_as(&mut ctx, caller, turn);
+        }
     }
 }
 
@@ -451,7 +414,6 @@ enum End {
     Gone,
 }
 
-/// `POST /v1/chat/completions`.
 /// Starts a turn for an HTTP request: the tap first (no event of the run can pass it by),
 /// then the turn, accepted by the session's owner. The tap goes when the guard drops.
 async fn start_run<'a>(
@@ -463,7 +425,11 @@ async fn start_run<'a>(
 ) -> Result<Tapped<'a>, Response> {
     let tap = RunTap::new(&k.canonical, run_id);
     shared.borrow_mut().run_taps.push(tap.clone());
-    let tapped = Tapped { shared, tap };
+    let tapped = Tapped {
+        shared,
+        tap,
+        session: k.clone(),
+    };
     if shared.borrow().globals.log_allowed() {
         tracing::info!(session = %k.canonical, run = %run_id, "HTTP {what}");
     }
@@ -475,14 +441,9 @@ async fn start_run<'a>(
         key_given: true,
         reply_to: None,
     };
-    let session = k.clone();
     let op = ChatRequest::Session(k, SessionOp::Send(send));
-    let answer = ask(shared, op, ACCEPT_TIMEOUT).await;
-    if answer.is_none() {
-        // Accepted after all, later, the turn would run for no one.
-        abort(shared, &session, run_id);
-    }
-    match answer {
+    // Refused or unanswered, the guard drops here (and aborts a turn accepted too late).
+    match super::conn::ask_chat(shared, op, ACCEPT_TIMEOUT).await {
         Some(Ok(_)) => Ok(tapped),
         Some(Err(e)) if e.code == crate::proto::errors::code::INVALID_REQUEST => {
             Err(api::invalid_request(&e.message))
@@ -519,7 +480,6 @@ async fn completion(
         Ok(k) => k,
         Err(r) => return respond(sock, r, head, rest, false).await,
     };
-    let session = k.clone();
     let tapped = match start_run(shared, k, c.prompt.clone(), &uuid, "chat completion").await {
         Ok(t) => t,
         Err(r) => return respond(sock, r, head, rest, false).await,
@@ -538,14 +498,8 @@ async fn completion(
                 openai::Usage::default(),
             )),
             End::Failed(r, _) => r,
-            End::Gone => {
-                abort(shared, &session, &uuid);
-                return Next::Close;
-            }
+            End::Gone => return Next::Close,
         };
-        if run.abandoned {
-            abort(shared, &session, &uuid);
-        }
         return respond(sock, r, head, rest, false).await;
     }
     // Streamed: the role chunk at once, then a chunk per piece of text, the finish chunk
@@ -557,7 +511,6 @@ async fn completion(
     w.frame(&chunk(json!({"role": "assistant"}), None)).await;
     let end = loop {
         if !w.ok {
-            abort(shared, &session, &uuid);
             return Next::Close;
         }
         match run.step(&tap, sock).await {
@@ -573,14 +526,8 @@ async fn completion(
                 w.frame(&openai::sse(&u)).await;
             }
         }
-        End::Gone => {
-            abort(shared, &session, &uuid);
-            return Next::Close;
-        }
+        End::Gone => return Next::Close,
         End::Failed(_, error) => {
-            if run.abandoned {
-                abort(shared, &session, &uuid);
-            }
             w.frame(&openai::sse(&json!({ "error": error }))).await;
         }
     }
@@ -616,7 +563,6 @@ async fn responses(
         Ok(k) => k,
         Err(r) => return respond(sock, r, head, rest, false).await,
     };
-    let session = k.clone();
     let tapped = match start_run(shared, k, req.prompt.clone(), &uuid, "response").await {
         Ok(t) => t,
         Err(r) => return respond(sock, r, head, rest, false).await,
@@ -647,14 +593,8 @@ async fn responses(
                 out.close = r.close;
                 out
             }
-            End::Gone => {
-                abort(shared, &session, &uuid);
-                return Next::Close;
-            }
+            End::Gone => return Next::Close,
         };
-        if run.abandoned {
-            abort(shared, &session, &uuid);
-        }
         return respond(sock, r, head, rest, false).await;
     }
     let mut w = SseWriter::start(sock, head).await;
@@ -676,7 +616,6 @@ async fn responses(
         .await;
     let end = loop {
         if !w.ok {
-            abort(shared, &session, &uuid);
             return Next::Close;
         }
         match run.step(&tap, sock).await {
@@ -708,14 +647,8 @@ async fn responses(
             };
             w.frame(&event(kind, json!({"response": final_}))).await;
         }
-        End::Gone => {
-            abort(shared, &session, &uuid);
-            return Next::Close;
-        }
+        End::Gone => return Next::Close,
         End::Failed(_, error) => {
-            if run.abandoned {
-                abort(shared, &session, &uuid);
-            }
             w.frame(&event(
                 "response.failed",
                 json!({"response": failed(&error)}),
@@ -749,19 +682,6 @@ fn request_session(
     openai::session_key(&agent, prefix, head.session_key.as_deref(), user, uuid)
         .and_then(|k| key::resolve(&k, Some(&agent), ctx.config.default_agent()))
         .map_err(|msg| api::invalid_request(&msg))
-}
-
-/// Asks the owner to abort a run whose caller went away (or waited too long); the answer is
-/// not awaited.
-fn abort(shared: &Shared, session: &key::SessionKey, run_id: &str) {
-    let mut ctx = shared.borrow_mut();
-    let (caller, token, _) = ctx.http_waiter();
-    ctx.http_waiters.remove(&token);
-    let op = SessionOp::Abort {
-        run_id: Some(run_id.to_owned()),
-        via: AbortVia::Chat,
-    };
-    super::drive::chat_as(&mut ctx, caller, ChatRequest::Session(session.clone(), op));
 }
 
 /// Writes SSE frames as HTTP chunks; after a failed write it writes nothing more.
@@ -834,9 +754,6 @@ impl<'a, 'b> SseWriter<'a, 'b> {
 #[derive(Default)]
 struct RunText {
     text: String,
-    /// The request gave up on the run (it went quiet past [`RUN_IDLE`], or its caller
-    /// left): the run is to be aborted.
-    abandoned: bool,
     /// The run ended after the last piece handed out (its finish reason).
     pending_end: Option<&'static str>,
 }
@@ -870,13 +787,9 @@ impl RunText {
             let next = tap.next(Instant::now() + RUN_IDLE);
             let p = match crate::rt::select(next, sock.stream.hangup()).await {
                 crate::rt::Either::Left(p) => p,
-                crate::rt::Either::Right(()) => {
-                    self.abandoned = true;
-                    return Step::End(End::Gone);
-                }
+                crate::rt::Either::Right(()) => return Step::End(End::Gone),
             };
             let Some(p) = p else {
-                self.abandoned = true;
                 let error = json!({"message": "the agent run went silent; it was aborted", "type": "api_error"});
                 let r = api::error(
                     "504 Gateway Timeout",

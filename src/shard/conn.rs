@@ -722,6 +722,26 @@ pub async fn call_store(store: &crate::store::Store, op: Op) -> crate::store::Op
         .unwrap_or_else(|| crate::store::OpResult::Failed("state store timed out".into()))
 }
 
+/// Asks the chat layer (on the session's owner, possibly another shard) for an HTTP request
+/// and waits for its answer, at most `timeout` (`None` then; a late answer is dropped).
+pub async fn ask_chat(
+    shared: &Shared,
+    req: crate::chat::ChatRequest,
+    timeout: Duration,
+) -> Option<Result<serde_json::Value, crate::proto::errors::ErrorShape>> {
+    let (token, waiter) = {
+        let mut ctx = shared.borrow_mut();
+        let (caller, token, waiter) = ctx.http_waiter();
+        super::drive::chat_as(&mut ctx, caller, req);
+        (token, waiter)
+    };
+    let r = crate::rt::timeout(timeout, waiter.wait()).await;
+    if r.is_none() {
+        shared.borrow_mut().http_waiters.remove(&token);
+    }
+    r
+}
+
 /// Runs a deferred reply on its own task so the connection keeps reading meanwhile.
 fn spawn_deferred(
     shared: &Shared,

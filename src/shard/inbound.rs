@@ -133,8 +133,8 @@ async fn serve_request(
     };
     crate::metrics::record(|m| m.message_received(webhook::CHANNEL_ID, "webhook"));
     let replies = wh.account_config(&account).is_some_and(|a| a.url.is_some());
-    let (token, waiter, canonical) = {
-        let mut ctx = shared.borrow_mut();
+    let (turn, canonical) = {
+        let ctx = shared.borrow();
         let default_agent = ctx.config.default_agent().to_owned();
         let k = match key::resolve(&msg.session_key, None, &default_agent) {
             Ok(k) => k,
@@ -162,27 +162,20 @@ async fn serve_request(
                 to: msg.from.clone(),
             }),
         };
-        // The chat layer's answer comes back in-process (`http_waiters`).
-        let (caller, token, waiter) = ctx.http_waiter();
         if ctx.globals.log_allowed() {
             tracing::info!(account, from = %msg.from, session = %k.canonical, "inbound webhook message");
         }
         let canonical = k.canonical.clone();
-        let turn = ChatRequest::Session(k, SessionOp::Send(req));
-        super::drive::chat_as(&mut ctx, caller, turn);
-        (token, waiter, canonical)
+        (ChatRequest::Session(k, SessionOp::Send(req)), canonical)
     };
     // The turn gets its own budget, whatever the upload took.
     let left = std::time::Duration::from_millis(TURN_TIMEOUT_MS);
-    match crate::rt::timeout(left, waiter.wait()).await {
+    match super::conn::ask_chat(shared, turn, left).await {
         Some(answer) => http_answer(answer, &canonical),
-        None => {
-            shared.borrow_mut().http_waiters.remove(&token);
-            error(
-                "503 Service Unavailable",
-                "the session did not answer in time",
-            )
-        }
+        None => error(
+            "503 Service Unavailable",
+            "the session did not answer in time",
+        ),
     }
 }
 

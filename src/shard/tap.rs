@@ -27,6 +27,12 @@ pub struct RunTap {
     run_id: String,
     queue: RefCell<VecDeque<Value>>,
     waker: Cell<Option<Waker>>,
+    /// The run's last event (final, aborted or error) has arrived.
+    ended: Cell<bool>,
+}
+
+fn state(p: &Value) -> &str {
+    p["state"].as_str().unwrap_or_default()
 }
 
 impl RunTap {
@@ -36,32 +42,40 @@ impl RunTap {
             run_id: run_id.to_owned(),
             queue: RefCell::new(VecDeque::new()),
             waker: Cell::new(None),
+            ended: Cell::new(false),
         })
     }
 
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Has the run ended (whether or not its reader has taken the last event)?
+    pub fn ended(&self) -> bool {
+        self.ended.get()
+    }
+
     fn offer(&self, payload: Value) {
+        let droppable = |p: &Value| matches!(state(p), "delta" | "status");
+        if matches!(state(&payload), "final" | "aborted" | "error") {
+            self.ended.set(true);
+        }
         let mut q = self.queue.borrow_mut();
-        // A delta behind another delta replaces it: it carries the whole text, so a reader
-        // that is behind holds one copy of the reply, not one per delta.
-        if payload["state"] == "delta" && q.back().is_some_and(|p| p["state"] == "delta") {
-            if let Some(last) = q.back_mut() {
-                *last = payload;
-            }
-            drop(q);
-            if let Some(w) = self.waker.take() {
-                w.wake();
-            }
-            return;
-        }
-        if q.len() >= MAX_QUEUED {
-            let droppable = |p: &Value| p["state"] == "delta" || p["state"] == "status";
-            if let Some(i) = q.iter().position(droppable) {
-                q.remove(i);
-            } else if droppable(&payload) {
-                return;
+        let full = q.len() >= MAX_QUEUED;
+        match q.back_mut() {
+            // A delta behind another delta replaces it: it carries the whole text, so a
+            // reader that is behind holds one copy of the reply, not one per delta.
+            Some(last) if state(last) == "delta" && state(&payload) == "delta" => *last = payload,
+            _ if full && droppable(&payload) => return,
+            _ => {
+                if full {
+                    if let Some(i) = q.iter().position(droppable) {
+                        q.remove(i);
+                    }
+                }
+                q.push_back(payload);
             }
         }
-        q.push_back(payload);
         drop(q);
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -139,6 +153,7 @@ mod tests {
         assert_eq!(q[0]["seq"], 999);
         assert_eq!(q[1]["state"], "final");
         drop(q);
+        assert!(tap.ended());
         // Other events never coalesce; past the bound the oldest delta goes, the end stays.
         let tap = RunTap::new("agent:main:a", "r1");
         let taps = [tap.clone()];
@@ -146,6 +161,7 @@ mod tests {
             feed(&taps, &chat("agent:main:a", "r1", "status", n));
             feed(&taps, &chat("agent:main:a", "r1", "delta", n));
         }
+        assert!(!tap.ended());
         feed(&taps, &chat("agent:main:a", "r1", "final", 9999));
         let q = tap.queue.borrow();
         assert!(q.len() <= MAX_QUEUED);
