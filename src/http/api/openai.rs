@@ -125,8 +125,17 @@ pub fn parse(body: &Value) -> Result<Completion, Invalid> {
         match obj.get(key) {
             None | Some(Value::Null) => {}
             Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {}
-            Some(Value::Number(_)) => {
+            // Zero or negative (as the original's positive-int check words it) …
+            Some(Value::Number(n))
+                if n.as_i64().is_some() || n.as_f64().is_some_and(|v| v <= 0.0) =>
+            {
                 return Err(format!("{key}: Too small: expected number to be >0"))
+            }
+            // … or fractional, or past any integer the original reads exactly.
+            Some(Value::Number(_)) => {
+                return Err(format!(
+                    "{key}: Invalid input: expected int, received number"
+                ))
             }
             Some(v) => return Err(expected(key, "number", v)),
         }
@@ -444,7 +453,16 @@ mod tests {
             "Invalid stop: stop supports at most 4 sequences"
         );
         assert!(p(json!({"messages": hi, "seed": 1.5})).is_err());
-        assert!(p(json!({"messages": hi, "max_tokens": -1})).is_err());
+        assert_eq!(
+            p(json!({"messages": hi, "max_tokens": -1})).unwrap_err(),
+            "max_tokens: Too small: expected number to be >0"
+        );
+        for bad in [json!(1.5), json!(1e23)] {
+            assert_eq!(
+                p(json!({"messages": hi, "max_tokens": bad})).unwrap_err(),
+                "max_tokens: Invalid input: expected int, received number"
+            );
+        }
         let ok = p(
             json!({"messages": hi, "model": "OpenClaw/Main", "stream": true,
             "stream_options": {"include_usage": true}, "user": " Alice "}),
