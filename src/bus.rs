@@ -75,9 +75,16 @@ pub enum BusMsg {
     Approval(Box<crate::approvals::ApprovalCall>),
     /// A failed shared-secret check from this IP on another shard (the limiter is per IP
     /// across the gateway).
-    AuthFailure { ip: std::net::IpAddr, at_ms: u64 },
+    AuthFailure {
+        ip: std::net::IpAddr,
+        at_ms: u64,
+        scope: crate::auth::ratelimit::Scope,
+    },
     /// A successful connect from this IP cleared its failures on another shard.
-    AuthSuccess { ip: std::net::IpAddr },
+    AuthSuccess {
+        ip: std::net::IpAddr,
+        scope: crate::auth::ratelimit::Scope,
+    },
     /// Presence changes of clients on other hosts (for shard 0, which announces them here).
     RemotePresence(Vec<Delta>),
     /// A cluster host left: its nodes are gone, invokes waiting on them fail, and the

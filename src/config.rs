@@ -130,6 +130,8 @@ pub struct Config {
     /// Reverse proxies whose forwarded-client headers are believed (`gateway.trustedProxies`,
     /// `gateway.allowRealIpFallback`).
     pub proxies: crate::http::proxy::TrustedProxies,
+    /// Inbound webhooks (`hooks.*`); `None` when off.
+    pub hooks: Option<crate::hooks::HooksConfig>,
     /// Shards (threads); 0 = one per online CPU.
     pub shards: usize,
     pub driver: Driver,
@@ -393,6 +395,7 @@ impl Default for Config {
             tls: crate::tls::TlsConfig::default(),
             http: HttpEndpoints::default(),
             proxies: Default::default(),
+            hooks: None,
             shards: 0,
             driver: Driver::Auto,
             state_dir: default_state_dir(),
@@ -499,12 +502,12 @@ pub(crate) fn as_str<'a>(key: &str, v: &'a Value) -> Result<&'a str, ConfigError
     v.as_str().ok_or_else(|| invalid(key, "must be a string"))
 }
 
-fn as_bool(key: &str, v: &Value) -> Result<bool, ConfigError> {
+pub(crate) fn as_bool(key: &str, v: &Value) -> Result<bool, ConfigError> {
     v.as_bool()
         .ok_or_else(|| invalid(key, "must be true or false"))
 }
 
-fn strings(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn strings(key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
     v.as_array()
         .ok_or_else(|| invalid(key, "must be an array of strings"))?
         .iter()
@@ -646,8 +649,9 @@ impl Config {
         let mut auth_mode: Option<String> = None;
         let mut token: Option<String> = None;
         let mut password: Option<String> = None;
-        for (k, v, key) in fields(root, "", &["gateway", "ringgate", "diagnostics"])? {
+        for (k, v, key) in fields(root, "", &["gateway", "ringgate", "diagnostics", "hooks"])? {
             match k {
+                "hooks" => self.hooks = crate::hooks::config::parse(v, &key)?,
                 "diagnostics" => {
                     for (_, v, key) in fields(v, &key, &["enabled"])? {
                         self.diagnostics_enabled = as_bool(&key, v)?;

@@ -117,6 +117,24 @@ pub fn schema() -> &'static Value {
                         }), "Device pairing."),
                     }), "Nodes."),
                 }), "OpenClaw gateway keys."),
+                "hooks": object(json!({
+                    "enabled": {"type": "boolean", "description": "Serve inbound webhooks under hooks.path."},
+                    "token": {"type": "string", "description": "The hook token, sent as Authorization: Bearer or X-OpenClaw-Token (secret; required when enabled)."},
+                    "path": {"type": "string", "description": "Base path of the hook routes (default /hooks; never /)."},
+                    "allowedAgentIds": strings("Agents hooks may target; omitted or \"*\" = all, [] = none."),
+                    "defaultSessionKey": {"type": "string", "description": "Session for hook runs that name none (default: a fresh hook:<uuid>)."},
+                    "allowRequestSessionKey": {"type": "boolean", "description": "Let a request's sessionKey (or a templated mapping key) choose the session."},
+                    "allowedSessionKeyPrefixes": strings("Prefixes every hook session key must start with (case-insensitive)."),
+                    "presets": strings("Built-in mappings: gmail."),
+                    "mappings": {"type": "array", "description": "Routes for other sub-paths: match {path, source}, action agent|wake, messageTemplate/textTemplate with {{…}} expressions, forEach, sessionKey, sessionMode, name, agentId, channel, to, deliver, allowUnsafeExternalContent, timeoutSeconds, wakeMode, model, thinking. JavaScript transforms are refused.",
+                        "items": {"type": "object"}},
+                    "transformsDir": {"type": "string", "description": "Accepted for compatibility; ringgate runs no transform modules."},
+                    "gmail": object(json!({
+                        "allowUnsafeExternalContent": {"type": "boolean", "description": "Give the Gmail preset's messages to the agent without the untrusted-content boundary."},
+                        "maxBytes": int(1, 1 << 30, "Per-message size the Gmail preset's body limit is computed from."),
+                    }), "The Gmail preset (ringgate runs no Gmail watcher)."),
+                    "internal": {"type": "object", "description": "Accepted for compatibility; ringgate runs no internal event hooks."},
+                }), "Inbound webhooks (the original's hooks.*)."),
                 "diagnostics": object(json!({
                     "enabled": {"type": "boolean", "description": "Record metrics (GET /api/diagnostics/prometheus, /metrics); off: the route answers with an empty body and the shards record nothing."},
                 }), "Diagnostics (the original's key)."),
@@ -197,6 +215,7 @@ pub fn ui_hints() -> Value {
         "gateway.auth.password",
         "ringgate.agents.*.apiKey",
         "ringgate.channels.webhook.secret",
+        "hooks.token",
     ] {
         h.insert(p.into(), json!({"sensitive": true}));
     }

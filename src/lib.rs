@@ -64,6 +64,7 @@ pub mod config_schema;
 pub mod cron;
 pub mod effects;
 pub mod fingerprint;
+pub mod hooks;
 pub mod http;
 pub mod logs;
 pub mod methods;

@@ -24,10 +24,51 @@ struct Entry {
     locked_until: u64,
 }
 
+/// How many failures in what window lock an address out, for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub window_ms: u64,
+    pub max_failures: usize,
+    pub lockout_ms: u64,
+    /// Loopback is never locked (its failures are slowed down instead).
+    pub exempt_loopback: bool,
+}
+
+/// The gateway's connect and HTTP API auth (10 in 60 s, 5 minutes, loopback exempt).
+pub const GATEWAY: Policy = Policy {
+    window_ms: WINDOW_MS,
+    max_failures: MAX_FAILURES,
+    lockout_ms: LOCKOUT_MS,
+    exempt_loopback: true,
+};
+
+/// The hook token (the original's hook limiter: 20 in 60 s lock for 60 s; loopback counts,
+/// since a local relay in front of the hooks is the usual shape).
+pub const HOOKS: Policy = Policy {
+    window_ms: 60_000,
+    max_failures: 20,
+    lockout_ms: 60_000,
+    exempt_loopback: false,
+};
+
+/// Which limiter a failure or success shared over the bus belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Gateway,
+    Hooks,
+}
+
 /// Per-IP failure tracker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuthLimiter {
     by_ip: HashMap<IpAddr, Entry>,
+    policy: Policy,
+}
+
+impl Default for AuthLimiter {
+    fn default() -> Self {
+        AuthLimiter::new(GATEWAY)
+    }
 }
 
 /// What to do with the next connect from an IP.
@@ -41,9 +82,16 @@ pub enum Gate {
 }
 
 impl AuthLimiter {
+    pub fn new(policy: Policy) -> AuthLimiter {
+        AuthLimiter {
+            by_ip: HashMap::new(),
+            policy,
+        }
+    }
+
     /// Checked before the shared secret is evaluated.
     pub fn gate(&mut self, ip: IpAddr, now_ms: u64) -> Gate {
-        if ip.is_loopback() {
+        if self.policy.exempt_loopback && ip.is_loopback() {
             return Gate::Allow;
         }
         match self.by_ip.get(&ip) {
@@ -59,15 +107,17 @@ impl AuthLimiter {
         if self.by_ip.len() >= MAX_TRACKED && !self.by_ip.contains_key(&ip) {
             self.prune(now_ms);
         }
+        let p = self.policy;
         let e = self.by_ip.entry(ip).or_default();
-        e.failures.retain(|&t| now_ms.saturating_sub(t) < WINDOW_MS);
+        e.failures
+            .retain(|&t| now_ms.saturating_sub(t) < p.window_ms);
         e.failures.push(now_ms);
-        if ip.is_loopback() {
+        if p.exempt_loopback && ip.is_loopback() {
             let n = e.failures.len().min(16) as u32;
             return (LOOPBACK_BASE_DELAY_MS << (n - 1)).min(LOOPBACK_MAX_DELAY_MS);
         }
-        if e.failures.len() >= MAX_FAILURES {
-            e.locked_until = now_ms + LOCKOUT_MS;
+        if e.failures.len() >= p.max_failures {
+            e.locked_until = now_ms + p.lockout_ms;
             e.failures.clear();
         }
         0
@@ -80,8 +130,12 @@ impl AuthLimiter {
     }
 
     fn prune(&mut self, now_ms: u64) {
+        let window = self.policy.window_ms;
         self.by_ip.retain(|_, e| {
-            e.locked_until > now_ms || e.failures.iter().any(|&t| now_ms - t < WINDOW_MS)
+            e.locked_until > now_ms
+                || e.failures
+                    .iter()
+                    .any(|&t| now_ms.saturating_sub(t) < window)
         });
         if self.by_ip.len() >= MAX_TRACKED {
             // Still full of live failures: forget unlocked addresses, never lockouts.
@@ -110,6 +164,25 @@ mod tests {
             }
         );
         assert_eq!(l.gate(ip, 2000 + LOCKOUT_MS), Gate::Allow);
+    }
+
+    #[test]
+    fn the_hook_policy_locks_loopback_after_twenty() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut l = AuthLimiter::new(HOOKS);
+        for i in 0..19 {
+            assert_eq!(l.record_failure(ip, 1000 + i), 0);
+            assert_eq!(l.gate(ip, 1000 + i), Gate::Allow);
+        }
+        l.record_failure(ip, 2000);
+        assert_eq!(
+            l.gate(ip, 2001),
+            Gate::Locked {
+                retry_after_ms: 59_999
+            }
+        );
+        assert_eq!(l.gate(ip, 62_000), Gate::Allow);
+        assert_eq!(AuthLimiter::default().gate(ip, 0), Gate::Allow);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Request {
     Inbound(Inbound),
     /// The HTTP APIs (`/v1/*`, `/tools/invoke`, `/sessions/<key>/{history,kill}`).
     Api(Box<super::api::ApiHead>),
+    /// An inbound webhook under `hooks.path`.
+    Hook(Box<HookHead>),
     /// Refused before routing, with this status line: `400 Bad Request` (malformed, or framed
     /// ambiguously: `Content-Length` with `Transfer-Encoding`, the request-smuggling shape) or
     /// `431 Request Header Fields Too Large`.
@@ -70,6 +72,15 @@ pub struct Plain {
     pub close: bool,
 }
 
+/// The head of a hook request: what the API routes read, and every header (mapping templates
+/// read `{{headers.<name>}}`).
+#[derive(Debug, Default, Clone)]
+pub struct HookHead {
+    pub api: super::api::ApiHead,
+    /// Lowercased names; a repeated header's values joined with `, `.
+    pub headers: Vec<(String, String)>,
+}
+
 /// The head of an inbound channel request.
 #[derive(Debug)]
 pub struct Inbound {
@@ -82,6 +93,12 @@ pub struct Inbound {
 /// Parses a complete head (`None` until `\r\n\r\n` has arrived); also returns the head's
 /// length (bytes after it already belong to the WebSocket stream).
 pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
+    parse_routed(buf, None)
+}
+
+/// [`parse`], with the hooks' base path when they are on (their requests are
+/// [`Request::Hook`]).
+pub fn parse_routed(buf: &[u8], hooks_base: Option<&str>) -> Option<(Request, usize)> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let consumed = match req.parse(buf) {
@@ -167,7 +184,9 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
             let conn = get("connection").unwrap_or_default().to_ascii_lowercase();
             conn.contains("close") || (req.version == Some(0) && !conn.contains("keep-alive"))
         };
-        if super::api::owns(&path) && upgrade_header.is_none() {
+        let hook = hooks_base
+            .is_some_and(|b| path == b || path.strip_prefix(b).is_some_and(|r| r.starts_with('/')));
+        if (hook || super::api::owns(&path)) && upgrade_header.is_none() {
             let api = super::api::ApiHead {
                 method: req.method.unwrap_or("GET").to_owned(),
                 path,
@@ -186,6 +205,21 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
                 close,
                 http10: req.version == Some(0),
             };
+            if hook {
+                let mut headers: Vec<(String, String)> = Vec::new();
+                for h in req.headers.iter() {
+                    let name = h.name.to_ascii_lowercase();
+                    let value = String::from_utf8_lossy(h.value).into_owned();
+                    match headers.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, v)) => {
+                            v.push_str(", ");
+                            v.push_str(&value);
+                        }
+                        None => headers.push((name, value)),
+                    }
+                }
+                return Some((Request::Hook(Box::new(HookHead { api, headers })), consumed));
+            }
             return Some((Request::Api(Box::new(api)), consumed));
         }
         let plain = Plain {

@@ -162,7 +162,10 @@ fn authorize(
     match given {
         Some(g) if !secret.is_empty() && secret_eq(&secret, g) => {
             if ctx.limiter.record_success(ip) {
-                ctx.sender.to_others(crate::bus::BusMsg::AuthSuccess { ip });
+                ctx.sender.to_others(crate::bus::BusMsg::AuthSuccess {
+                    ip,
+                    scope: crate::auth::ratelimit::Scope::Gateway,
+                });
             }
             // The shared secret is the CLI's operator — except for the kill route, whose
             // trusted-operator check grants a shared secret no scopes (the original's build).
@@ -174,8 +177,11 @@ fn authorize(
         given => {
             if given.is_some() {
                 ctx.limiter.record_failure(ip, now);
-                ctx.sender
-                    .to_others(crate::bus::BusMsg::AuthFailure { ip, at_ms: now });
+                ctx.sender.to_others(crate::bus::BusMsg::AuthFailure {
+                    ip,
+                    at_ms: now,
+                    scope: crate::auth::ratelimit::Scope::Gateway,
+                });
             }
             if ctx.globals.log_allowed() {
                 tracing::info!(%ip, path = %head.path, "HTTP API request refused: bad or missing bearer token");
@@ -185,31 +191,34 @@ fn authorize(
     }
 }
 
-/// Reads and parses the JSON body: `Content-Length` framed, at most `max` bytes, each read
-/// within [`BODY_IDLE`]. An empty body is `{}`. Returns the value and the bytes after it.
-async fn read_body(
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// `Transfer-Encoding` framed (411).
+    Chunked,
+    /// Declared larger than the route takes (413, refused before reading).
+    TooLarge,
+    /// A read paused longer than [`BODY_IDLE`] (408), or the caller left.
+    Timeout,
+    /// An `Expect` other than `100-continue` (417).
+    Expectation,
+}
+
+/// Reads a `Content-Length` framed body of at most `max` bytes, each read within
+/// [`BODY_IDLE`] (answering `Expect: 100-continue` first). Returns the body and the bytes
+/// after it.
+pub async fn read_body_bytes(
     sock: &Sock<'_>,
     head: &ApiHead,
     mut got: Vec<u8>,
     max: usize,
-) -> Result<(Value, Vec<u8>), Response> {
-    let too_large = || {
-        api::error(
-            "413 Payload Too Large",
-            "Payload too large",
-            "invalid_request_error",
-        )
-    };
+) -> Result<(Vec<u8>, Vec<u8>), BodyError> {
     if head.chunked {
-        return Err(api::error(
-            "411 Length Required",
-            "Content-Length is required",
-            "invalid_request_error",
-        ));
+        return Err(BodyError::Chunked);
     }
     let len = head.content_length.unwrap_or(0);
     if len > max {
-        return Err(too_large());
+        return Err(BodyError::TooLarge);
     }
     match head
         .expect
@@ -225,33 +234,57 @@ async fn read_body(
                 .await
                 .is_err()
             {
-                return Err(too_large());
+                return Err(BodyError::Timeout);
             }
         }
         Some("100-continue") => {}
-        Some(_) => {
-            return Err(api::with_common(Response::text(
-                "417 Expectation Failed",
-                "",
-            )))
-        }
+        Some(_) => return Err(BodyError::Expectation),
     }
     let mut chunk = vec![0u8; 16 * 1024];
     while got.len() < len {
         let Some(n) = sock.recv_some(&mut chunk, Instant::now() + BODY_IDLE).await else {
-            return Err(api::error(
-                "408 Request Timeout",
-                "Request body timeout",
-                "invalid_request_error",
-            ));
+            return Err(BodyError::Timeout);
         };
         got.extend_from_slice(&chunk[..n]);
     }
     let rest = got.split_off(len);
-    if got.iter().all(u8::is_ascii_whitespace) {
+    Ok((got, rest))
+}
+
+/// Reads and parses the JSON body (an empty body is `{}`), answering failures as the
+/// OpenAI-compatible routes do. Returns the value and the bytes after it.
+async fn read_body(
+    sock: &Sock<'_>,
+    head: &ApiHead,
+    got: Vec<u8>,
+    max: usize,
+) -> Result<(Value, Vec<u8>), Response> {
+    let (body, rest) = read_body_bytes(sock, head, got, max)
+        .await
+        .map_err(|e| match e {
+            BodyError::Chunked => api::error(
+                "411 Length Required",
+                "Content-Length is required",
+                "invalid_request_error",
+            ),
+            BodyError::TooLarge => api::error(
+                "413 Payload Too Large",
+                "Payload too large",
+                "invalid_request_error",
+            ),
+            BodyError::Timeout => api::error(
+                "408 Request Timeout",
+                "Request body timeout",
+                "invalid_request_error",
+            ),
+            BodyError::Expectation => {
+                api::with_common(Response::text("417 Expectation Failed", ""))
+            }
+        })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Ok((json!({}), rest));
     }
-    match serde_json::from_slice::<Value>(&got) {
+    match serde_json::from_slice::<Value>(&body) {
         Ok(v) => Ok((v, rest)),
         Err(e) => Err(api::invalid_request(&format!("Invalid JSON body: {e}"))),
     }

@@ -100,9 +100,10 @@ async fn read_head(
     sock: &Sock<'_>,
     mut head: Vec<u8>,
     deadline: Instant,
+    hooks_base: Option<&str>,
 ) -> Option<(Request, Vec<u8>)> {
     if !head.is_empty() {
-        if let Some((req, used)) = http::parse(&head) {
+        if let Some((req, used)) = http::parse_routed(&head, hooks_base) {
             let rest = head.split_off(used);
             return Some((req, rest));
         }
@@ -112,7 +113,7 @@ async fn read_head(
     loop {
         let n = sock.recv_some(&mut chunk, deadline).await?;
         head.extend_from_slice(&chunk[..n]);
-        if let Some((req, used)) = http::parse(&head) {
+        if let Some((req, used)) = http::parse_routed(&head, hooks_base) {
             let rest = head.split_off(used);
             return Some((req, rest));
         }
@@ -248,19 +249,49 @@ async fn upgrade(
     let mut head_deadline = deadline;
     let mut served = 0;
     let (req, leftover) = loop {
-        let (req, leftover) = Box::pin(read_head(&sock, pending, head_deadline)).await?;
+        let hooks_base = {
+            let ctx = shared.borrow();
+            ctx.config.hooks.as_ref().map(|h| h.base_path.clone())
+        };
+        let read = read_head(&sock, pending, head_deadline, hooks_base.as_deref());
+        let (req, leftover) = Box::pin(read).await?;
         let req = match req {
-            Request::Api(mut head) => {
-                // The HTTP APIs read their own bodies and may stream; a kept-alive connection
-                // goes on with what arrived after the body. The last request it may carry
-                // (or one while draining) is answered `Connection: close`.
-                head.close |= served + 1 >= super::web::MAX_REQUESTS_PER_CONNECTION
+            Request::Api(_) | Request::Hook(_) => {
+                // The HTTP APIs and hooks read their own bodies and may stream; a kept-alive
+                // connection goes on with what arrived after the body. The last request it
+                // may carry (or one while draining) is answered `Connection: close`.
+                let last = served + 1 >= super::web::MAX_REQUESTS_PER_CONNECTION
                     || shared.borrow().shutting_down;
                 let mut authenticated = || slot.release();
-                let served_api =
-                    super::api::serve(shared, &sock, ip, &head, leftover, &mut authenticated);
-                match Box::pin(served_api).await {
-                    super::api::Next::KeepAlive(rest) if !head.close => {
+                let (next, close) = match req {
+                    Request::Api(mut head) => {
+                        head.close |= last;
+                        let served_api = super::api::serve(
+                            shared,
+                            &sock,
+                            ip,
+                            &head,
+                            leftover,
+                            &mut authenticated,
+                        );
+                        (Box::pin(served_api).await, head.close)
+                    }
+                    Request::Hook(mut head) => {
+                        head.api.close |= last;
+                        let served_hook = super::hooks::serve(
+                            shared,
+                            &sock,
+                            ip,
+                            &head,
+                            leftover,
+                            &mut authenticated,
+                        );
+                        (Box::pin(served_hook).await, head.api.close)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                match next {
+                    super::api::Next::KeepAlive(rest) if !close => {
                         served += 1;
                         pending = rest;
                         head_deadline = Instant::now() + super::web::KEEP_ALIVE_IDLE;
@@ -368,7 +399,9 @@ async fn upgrade(
             }
             return None;
         }
-        Request::Plain(_) | Request::Api(_) => unreachable!("served above"),
+        Request::Plain(_) | Request::Api(_) | Request::Hook(_) => {
+            unreachable!("served above")
+        }
         Request::Refused(status) => {
             let r = http::response(status, "text/plain; charset=utf-8", status);
             if sock.write_all(&r, deadline).await.is_ok() {

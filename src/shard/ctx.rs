@@ -63,6 +63,8 @@ pub struct ShardCtx {
     next_client: u64,
     pub presence: Presence,
     pub limiter: AuthLimiter,
+    /// The hook token's limiter (its own policy: [`crate::auth::ratelimit::HOOKS`]).
+    pub hook_limiter: AuthLimiter,
     pub parser: Parser,
     pub queued_system_events: VecDeque<String>,
     pub heartbeats_enabled: bool,
@@ -193,6 +195,7 @@ impl ShardCtx {
             next_client: 1,
             presence,
             limiter: AuthLimiter::default(),
+            hook_limiter: AuthLimiter::new(crate::auth::ratelimit::HOOKS),
             parser: Parser::default(),
             queued_system_events: VecDeque::new(),
             heartbeats_enabled: true,
@@ -900,11 +903,11 @@ impl ShardCtx {
             }
             BusMsg::Cron(call) => super::drive::cron_call(self, *call),
             BusMsg::ChannelSend(call) => super::drive::send(self, *call),
-            BusMsg::AuthFailure { ip, at_ms } => {
-                self.limiter.record_failure(ip, at_ms);
+            BusMsg::AuthFailure { ip, at_ms, scope } => {
+                self.limiter_for(scope).record_failure(ip, at_ms);
             }
-            BusMsg::AuthSuccess { ip } => {
-                self.limiter.record_success(ip);
+            BusMsg::AuthSuccess { ip, scope } => {
+                self.limiter_for(scope).record_success(ip);
             }
             BusMsg::Metrics(g) => g.offer(self.metrics_snapshot()),
             BusMsg::Tls(a) => self.tls = Some(a),
@@ -984,6 +987,14 @@ impl ShardCtx {
                         .is_some_and(|s| s.device_id.as_deref() == Some(device_id))
                 })
             })
+    }
+
+    /// The limiter a shared failure or success belongs to.
+    pub fn limiter_for(&mut self, scope: crate::auth::ratelimit::Scope) -> &mut AuthLimiter {
+        match scope {
+            crate::auth::ratelimit::Scope::Gateway => &mut self.limiter,
+            crate::auth::ratelimit::Scope::Hooks => &mut self.hook_limiter,
+        }
     }
 
     pub fn record_system_event(&mut self, text: String) {

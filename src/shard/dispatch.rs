@@ -165,8 +165,10 @@ fn on_preauth(
             if !matches!(ctx.config.auth, crate::auth::secret::AuthMode::None)
                 && ctx.limiter.record_success(c.ip)
             {
-                ctx.sender
-                    .to_others(crate::bus::BusMsg::AuthSuccess { ip: c.ip });
+                ctx.sender.to_others(crate::bus::BusMsg::AuthSuccess {
+                    ip: c.ip,
+                    scope: crate::auth::ratelimit::Scope::Gateway,
+                });
             }
             match acc.device.clone() {
                 None => open(ctx, c, &id, acc, None, ctx.auth_gen, after),
@@ -190,6 +192,7 @@ fn on_preauth(
                 ctx.sender.to_others(crate::bus::BusMsg::AuthFailure {
                     ip: c.ip,
                     at_ms: now,
+                    scope: crate::auth::ratelimit::Scope::Gateway,
                 });
                 ctx.limiter.record_failure(c.ip, now)
             } else {

@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod dispatch;
 pub mod drive;
 pub mod hello;
+mod hooks;
 mod inbound;
 pub mod subs;
 mod tap;

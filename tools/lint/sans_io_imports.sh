@@ -19,6 +19,7 @@ SANS_IO=(
   src/proto
   src/shard/subs.rs
   src/http/api
+  src/hooks
   src/worker
   src/cluster/members.rs
   src/cluster/wire.rs
