@@ -97,7 +97,7 @@ compare: build
 # toolchain, each target for FUZZ_SECONDS; a crash fails the run and is kept under
 # target/fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= http_head websocket frame config_json5 cron session_key webhook_inbound ui_path tls http_api
+FUZZ_TARGETS ?= http_head websocket frame config_json5 cron session_key webhook_inbound ui_path tls http_api hooks
 FUZZ_DIR := $(CURDIR)/target/fuzz
 FUZZ_TRIPLE := x86_64-unknown-linux-gnu
 FUZZ_RUSTFLAGS := -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

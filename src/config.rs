@@ -8,6 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::auth::trusted_proxy::{self, TrustedProxyAuth};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -649,6 +650,8 @@ impl Config {
         let mut auth_mode: Option<String> = None;
         let mut token: Option<String> = None;
         let mut password: Option<String> = None;
+        let mut trusted_proxy: Option<TrustedProxyAuth> = None;
+        let mut identity_scopes = std::collections::HashMap::new();
         for (k, v, key) in fields(root, "", &["gateway", "ringgate", "diagnostics", "hooks"])? {
             match k {
                 "hooks" => self.hooks = crate::hooks::config::parse(v, &key)?,
@@ -701,13 +704,30 @@ impl Config {
                             "port" => self.port = as_u64(&key, v, 0, 65535)? as u16,
                             "bind" => self.bind = parse_bind(&key, as_str(&key, v)?)?,
                             "auth" => {
-                                for (k, v, key) in fields(v, &key, &["mode", "token", "password"])?
-                                {
-                                    let s = as_str(&key, v)?.to_owned();
+                                let keys = [
+                                    "mode",
+                                    "token",
+                                    "password",
+                                    "trustedProxy",
+                                    "identityScopes",
+                                ];
+                                for (k, v, key) in fields(v, &key, &keys)? {
                                     match k {
-                                        "mode" => auth_mode = Some(s),
-                                        "token" => token = Some(s),
-                                        _ => password = Some(s),
+                                        "trustedProxy" => {
+                                            trusted_proxy = Some(TrustedProxyAuth::parse(v, &key)?)
+                                        }
+                                        "identityScopes" => {
+                                            identity_scopes =
+                                                trusted_proxy::parse_identity_scopes(v, &key)?
+                                        }
+                                        _ => {
+                                            let s = as_str(&key, v)?.to_owned();
+                                            match k {
+                                                "mode" => auth_mode = Some(s),
+                                                "token" => token = Some(s),
+                                                _ => password = Some(s),
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -784,12 +804,33 @@ impl Config {
             })),
             "password" => AuthMode::Password(password.unwrap_or_default()),
             "none" => AuthMode::None,
+            "trusted-proxy" => {
+                let mut tp = trusted_proxy.ok_or_else(|| {
+                    invalid(
+                        "gateway.auth",
+                        "gateway auth mode is trusted-proxy, but no trustedProxy config was provided (set gateway.auth.trustedProxy)",
+                    )
+                })?;
+                if token.as_deref().is_some_and(|t| !t.trim().is_empty()) {
+                    return Err(invalid(
+                        "gateway.auth",
+                        "gateway auth mode is trusted-proxy, but a shared token is also configured; remove gateway.auth.token / OPENCLAW_GATEWAY_TOKEN because trusted-proxy and token auth are mutually exclusive",
+                    ));
+                }
+                if self.proxies.nets.is_empty() {
+                    return Err(invalid(
+                        "gateway.trustedProxies",
+                        "gateway auth mode=trusted-proxy requires gateway.trustedProxies to be configured with at least one proxy IP",
+                    ));
+                }
+                tp.password = password.filter(|p| !p.is_empty());
+                tp.identity_scopes = identity_scopes;
+                AuthMode::TrustedProxy(Box::new(tp))
+            }
             other => {
                 return Err(invalid(
                     "gateway.auth.mode",
-                    format!(
-                        "`{other}` is not token, password or none (trusted-proxy is not supported)"
-                    ),
+                    format!("`{other}` is not token, password, none or trusted-proxy"),
                 ))
             }
         };

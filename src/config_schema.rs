@@ -82,10 +82,18 @@ pub fn schema() -> &'static Value {
                     "port": int(0, 65_535, "TCP port (restart)."),
                     "bind": {"type": "string", "description": "loopback, lan, or an IP address (restart)."},
                     "auth": object(json!({
-                        "mode": {"type": "string", "enum": ["token", "password", "none"]},
+                        "mode": {"type": "string", "enum": ["token", "password", "none", "trusted-proxy"]},
                         "token": {"type": "string", "description": "Shared token (secret)."},
-                        "password": {"type": "string", "description": "Shared password (secret)."},
-                    }), "Shared-secret authentication. Changing it closes connections that used the old secret (4001)."),
+                        "password": {"type": "string", "description": "Shared password (secret); in trusted-proxy mode, what a local client connecting directly may use."},
+                        "trustedProxy": object(json!({
+                            "userHeader": {"type": "string", "description": "Header the proxy names the authenticated user in (required), e.g. x-forwarded-user."},
+                            "requiredHeaders": strings("Headers every proxied request must carry (non-blank)."),
+                            "allowUsers": strings("Users let in (exact match); empty = every user the proxy names."),
+                            "allowLoopback": {"type": "boolean", "description": "Accept a proxy on loopback (it must be in gateway.trustedProxies too)."},
+                        }), "trusted-proxy mode: an identity-aware proxy in gateway.trustedProxies authenticates users."),
+                        "identityScopes": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                            "description": "Operator scopes granted per proxy user (trusted-proxy mode)."},
+                    }), "Gateway authentication. Changing it closes connections that used the old secret (4001)."),
                     "controlUi": object(json!({
                         "enabled": {"type": "boolean", "description": "Serve the Control UI (dashboard) on the gateway port (restart)."},
                         "basePath": {"type": "string", "description": "URL path the Control UI is served under, e.g. \"/ui\" (restart)."},
@@ -407,7 +415,16 @@ mod tests {
             .iter()
             .map(|c| c["key"].as_str().unwrap())
             .collect();
-        assert_eq!(keys, ["mode", "token", "password"]);
+        assert_eq!(
+            keys,
+            [
+                "mode",
+                "token",
+                "password",
+                "trustedProxy",
+                "identityScopes"
+            ]
+        );
         assert_eq!(lookup("gateway.port").unwrap()["reloadKind"], "restart");
         assert_eq!(
             lookup("ringgate.limits.maxPayload").unwrap()["reloadKind"],

@@ -303,6 +303,13 @@ fn main() -> ExitCode {
                 );
             }
         }
+        (AuthMode::TrustedProxy(tp), _) => {
+            let _ = writeln!(
+                out,
+                "auth: trusted-proxy (users named in {} by a proxy in gateway.trustedProxies)",
+                tp.user_header
+            );
+        }
         (AuthMode::None, _) => {
             let _ = writeln!(out, "auth: none (any client on this address may connect)");
             if let Some(url) = &dashboard {

@@ -8,6 +8,11 @@
 //!   loopback and proxy hops) is the client's: presence shows it, and the auth limiter locks
 //!   out that address alone, over WebSocket and HTTP.
 //!
+//! * In `trusted-proxy` auth mode, nginx is an identity-aware proxy (HTTP basic auth, the user
+//!   in `X-Forwarded-User`): its users reach the APIs and a device-less Control UI with their
+//!   identity scopes; users it does not vouch for, forged identity headers and other peers do
+//!   not; a local client connecting directly may use the password.
+//!
 //! Skips without nginx unless `RINGGATE_REQUIRE_NGINX=1` (as `make test` sets).
 
 mod common;
@@ -46,6 +51,14 @@ fn nginx_bin() -> Option<PathBuf> {
 
 impl Nginx {
     fn start(upstream: SocketAddr) -> Option<Nginx> {
+        Nginx::start_with(upstream, &|_| String::new())
+    }
+
+    /// An nginx whose proxying location also holds `extra(dir)` (its files live in `dir`).
+    fn start_with(
+        upstream: SocketAddr,
+        extra: &dyn Fn(&std::path::Path) -> String,
+    ) -> Option<Nginx> {
         let Some(bin) = nginx_bin() else {
             if std::env::var("RINGGATE_REQUIRE_NGINX").is_ok_and(|v| v == "1") {
                 panic!("RINGGATE_REQUIRE_NGINX=1 but nginx is not installed (make nginx-deps)");
@@ -61,6 +74,7 @@ impl Nginx {
             .unwrap()
             .port();
         let d = dir.path().display();
+        let extra = extra(dir.path());
         let conf = format!(
             r#"daemon off;
 master_process off;
@@ -87,6 +101,7 @@ http {{
       proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_buffering off;
       proxy_read_timeout 300s;
+      {extra}
     }}
   }}
 }}
@@ -237,4 +252,196 @@ fn behind_a_trusted_nginx_the_forwarded_client_is_the_client() {
     // Junk in the chain names no client either.
     let r = models(nginx.addr, TOKEN, Some("not-an-ip"));
     assert_eq!(r.status, 403, "{r:?}");
+}
+
+/// Sends one request on an open connection and returns its `res` frame.
+fn rpc(ws: &mut common::Ws, id: &str, method: &str) -> Value {
+    common::send_json(
+        ws,
+        &json!({"type": "req", "id": id, "method": method, "params": {}}),
+    );
+    loop {
+        match recv(ws, Duration::from_secs(10)) {
+            Incoming::Json(v) if v["type"] == "res" && v["id"] == id => return v,
+            Incoming::Json(_) => continue,
+            other => panic!("no answer to {method}: {other:?}"),
+        }
+    }
+}
+
+fn basic(user: &str, pw: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+    )
+}
+
+#[test]
+fn trusted_proxy_auth_believes_the_proxys_user_and_nobody_else() {
+    let config = format!(
+        r#"{{gateway: {{trustedProxies: ["127.0.0.1"], {API},
+            controlUi: {{allowedOrigins: ["https://gw.example.com"]}},
+            auth: {{mode: "trusted-proxy", password: "local-pw",
+              trustedProxy: {{userHeader: "x-forwarded-user", requiredHeaders: ["x-auth-proof"], allowUsers: ["ann", "bob"], allowLoopback: true}},
+              identityScopes: {{ann: ["operator.read", "operator.write"]}}}}}}}}"#
+    );
+    let server = Server::opts().config(&config).without_token_flag().start();
+    // nginx authenticates users (basic auth) and names them; a client's own header is replaced.
+    let Some(nginx) = Nginx::start_with(server.addr, &|dir| {
+        std::fs::write(
+            dir.join("htpasswd"),
+            "ann:{PLAIN}ann-pw\nbob:{PLAIN}bob-pw\ncarol:{PLAIN}carol-pw\n",
+        )
+        .unwrap();
+        format!(
+            "auth_basic \"gw\"; auth_basic_user_file {}/htpasswd; proxy_set_header X-Forwarded-User $remote_user; proxy_set_header X-Auth-Proof nginx; proxy_set_header Authorization \"\";",
+            dir.display()
+        )
+    }) else {
+        return;
+    };
+    let models_as = |addr: SocketAddr, auth: &str, extra: &str| {
+        http_raw(
+            addr,
+            &format!("GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\nX-Forwarded-For: 203.0.113.20\r\n{extra}Connection: close\r\n\r\n"),
+        )
+    };
+    // Over HTTP: the proxy's users are served; one it does not allow is not; nginx itself
+    // refuses a wrong password before ringgate sees it.
+    let r = models_as(nginx.addr, &basic("ann", "ann-pw"), "");
+    assert_eq!(r.status, 200, "{r:?}\n{}", nginx.log());
+    assert!(r.body.contains("openclaw/main"), "{}", r.body);
+    let r = models_as(nginx.addr, &basic("carol", "carol-pw"), "");
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.body.contains("\"type\":\"unauthorized\""), "{}", r.body);
+    assert_eq!(
+        models_as(nginx.addr, &basic("ann", "wrong"), "").status,
+        401
+    );
+    // A forged identity header is overwritten by the proxy with the real user.
+    let r = models_as(
+        nginx.addr,
+        &basic("carol", "carol-pw"),
+        "X-Forwarded-User: ann\r\n",
+    );
+    assert_eq!(r.status, 401, "a forged user got through: {r:?}");
+    // Straight to ringgate: no identity; a local client may use the password instead.
+    let direct = |auth: &str| {
+        http_raw(
+            server.addr,
+            &format!("GET /v1/models HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    assert_eq!(direct("Bearer local-pw").status, 200);
+    assert_eq!(direct("Bearer nope").status, 401);
+    // A direct request claiming a user, without the proof header nginx adds, is refused.
+    let r = models_as(server.addr, "Bearer x", "X-Forwarded-User: ann\r\n");
+    assert_eq!(r.status, 401, "{r:?}");
+
+    // Over WebSocket: a device-less Control UI as ann gets ann's identity scopes.
+    let ann = basic("ann", "ann-pw");
+    let headers = [
+        ("Authorization", ann.as_str()),
+        ("X-Forwarded-For", "203.0.113.21"),
+        ("Origin", "https://gw.example.com"),
+    ];
+    let mut ws = try_open(nginx.addr, &headers).expect("upgrade through nginx");
+    let _challenge = recv(&mut ws, Duration::from_secs(5));
+    let mut p = common::params_for("openclaw-control-ui", "webchat", &["operator.admin"]);
+    p["auth"] = json!({});
+    let hello = match send_connect(&mut ws, &p) {
+        Incoming::Json(v) => v,
+        other => panic!("no connect answer: {other:?}"),
+    };
+    assert_eq!(hello["ok"], true, "{hello}\n{}", nginx.log());
+    assert_eq!(
+        hello["payload"]["auth"]["method"], "trusted-proxy",
+        "{hello}"
+    );
+    let scopes = hello["payload"]["auth"]["scopes"].clone();
+    assert_eq!(
+        scopes,
+        json!(["operator.read", "operator.write"]),
+        "{hello}"
+    );
+    assert_eq!(rpc(&mut ws, "2", "sessions.list")["ok"], true);
+    let admin = rpc(&mut ws, "3", "config.apply");
+    assert_eq!(
+        admin["ok"], false,
+        "an admin method with read/write scopes: {admin}"
+    );
+    assert!(
+        admin["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing scope: operator.admin"),
+        "{admin}"
+    );
+
+    // bob is let in but has no identity scopes: a device-less UI gets none.
+    let bob = basic("bob", "bob-pw");
+    let headers = [
+        ("Authorization", bob.as_str()),
+        ("X-Forwarded-For", "203.0.113.22"),
+        ("Origin", "https://gw.example.com"),
+    ];
+    let mut ws = try_open(nginx.addr, &headers).expect("upgrade through nginx");
+    let _challenge = recv(&mut ws, Duration::from_secs(5));
+    let hello = match send_connect(&mut ws, &p) {
+        Incoming::Json(v) => v,
+        other => panic!("no connect answer: {other:?}"),
+    };
+    assert_eq!(hello["payload"]["auth"]["scopes"], json!([]), "{hello}");
+
+    // carol is refused with the original's message and reason.
+    let carol = basic("carol", "carol-pw");
+    let headers = [
+        ("Authorization", carol.as_str()),
+        ("X-Forwarded-For", "203.0.113.23"),
+        ("Origin", "https://gw.example.com"),
+    ];
+    let mut ws = try_open(nginx.addr, &headers).expect("upgrade through nginx");
+    let _challenge = recv(&mut ws, Duration::from_secs(5));
+    let refused = match send_connect(&mut ws, &p) {
+        Incoming::Json(v) => v,
+        other => panic!("no connect answer: {other:?}"),
+    };
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"]["message"], "unauthorized");
+    assert_eq!(
+        refused["error"]["details"]["authReason"],
+        "trusted_proxy_user_not_allowed"
+    );
+    assert_eq!(refused["error"]["details"]["code"], "AUTH_UNAUTHORIZED");
+
+    // A direct connect names no proxy user: refused, unless the local client has the password.
+    let mut ws = try_open(server.addr, &[]).expect("direct upgrade");
+    let _challenge = recv(&mut ws, Duration::from_secs(5));
+    let mut cli = common::connect_params();
+    cli["auth"] = json!({"password": "local-pw"});
+    match send_connect(&mut ws, &cli) {
+        Incoming::Json(v) => {
+            assert_eq!(v["ok"], true, "{v}");
+            assert_eq!(v["payload"]["auth"]["method"], "password", "{v}");
+        }
+        other => panic!("no connect answer: {other:?}"),
+    }
+    let mut ws = try_open(server.addr, &[]).expect("direct upgrade");
+    let _challenge = recv(&mut ws, Duration::from_secs(5));
+    cli["auth"] = json!({});
+    match send_connect(&mut ws, &cli) {
+        Incoming::Json(v) => {
+            assert_eq!(v["ok"], false, "{v}");
+            assert_eq!(
+                v["error"]["details"]["authReason"], "trusted_proxy_missing_header_x-auth-proof",
+                "{v}"
+            );
+            assert_eq!(
+                v["error"]["details"]["code"], "AUTH_IDENTITY_HEADER_REQUIRED",
+                "{v}"
+            );
+        }
+        other => panic!("no connect answer: {other:?}"),
+    }
 }

@@ -101,6 +101,7 @@ pub fn detail_code(reason: &str) -> &'static str {
         "rate_limited" => "AUTH_RATE_LIMITED",
         "device_token_mismatch" => "AUTH_DEVICE_TOKEN_MISMATCH",
         "scope_mismatch" => "AUTH_SCOPE_MISMATCH",
+        r if r.starts_with("trusted_proxy_missing_header_") => "AUTH_IDENTITY_HEADER_REQUIRED",
         "" => "AUTH_REQUIRED",
         _ => "AUTH_UNAUTHORIZED",
     }

@@ -5,3 +5,4 @@ pub mod device;
 pub mod messages;
 pub mod ratelimit;
 pub mod secret;
+pub mod trusted_proxy;

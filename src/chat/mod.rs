@@ -68,6 +68,10 @@ pub struct SendReq {
     /// Deliver the reply through a channel too (a message that came in through one).
     #[serde(skip)]
     pub reply_to: Option<crate::channels::ReplyRoute>,
+    /// Wait for the session's active run to end instead of interrupting it (hook runs: the
+    /// original queues them per session). Carried to a session another cluster host owns.
+    #[serde(default)]
+    pub queue: bool,
 }
 
 /// Which method asked for an abort (the two answer differently).

@@ -174,8 +174,22 @@ pub struct ChatOwner {
     runs: HashMap<Arc<str>, Run>,
     /// Session key → its active run.
     active: HashMap<Arc<str>, Arc<str>>,
+    /// Session key → turns that asked to wait for the active run ([`SendReq::queue`]), in
+    /// arrival order; each starts when the one before it has ended.
+    waiting: HashMap<Arc<str>, VecDeque<Waiting>>,
     pub dedupe: Dedupe,
     next_serial: u64,
+}
+
+/// Most turns one session holds waiting behind its active run.
+pub const MAX_WAITING: usize = 64;
+
+/// A turn waiting for its session's active run to end.
+#[derive(Debug)]
+struct Waiting {
+    caller: Caller,
+    agent_id: String,
+    req: SendReq,
 }
 
 /// What a step needs of the gateway.
@@ -306,7 +320,7 @@ impl ChatOwner {
             SessionOp::Send(req) => self.send(env, caller, key, agent_id, req, fx),
             SessionOp::Worker(call) => self.worker_call(env, caller, *call, fx),
             SessionOp::Abort { run_id, via } => {
-                let ids: Vec<Arc<str>> = match run_id {
+                let ids: Vec<Arc<str>> = match &run_id {
                     Some(id) => self
                         .runs
                         .get(id.as_str())
@@ -316,11 +330,16 @@ impl ChatOwner {
                         .collect(),
                     None => self.active.get(&key).cloned().into_iter().collect(),
                 };
-                let aborted: Vec<String> = ids
+                let mut aborted: Vec<String> = ids
                     .into_iter()
                     .filter(|id| self.abort(env, id, fx))
                     .map(|id| id.to_string())
                     .collect();
+                if let Some(id) = run_id.filter(|_| aborted.is_empty()) {
+                    if self.cancel_waiting(&key, &id, fx) {
+                        aborted.push(id);
+                    }
+                }
                 let answer = match via {
                     AbortVia::Chat => {
                         json!({"ok": true, "aborted": !aborted.is_empty(), "runIds": aborted})
@@ -519,11 +538,84 @@ impl ChatOwner {
             fx.err(&caller, e);
             return;
         }
+        if req.queue && self.active.contains_key(&key) {
+            let q = self.waiting.entry(key.clone()).or_default();
+            if q.len() >= MAX_WAITING {
+                let e = ErrorShape::new(
+                    crate::proto::errors::code::UNAVAILABLE,
+                    format!("session {key} already has {MAX_WAITING} turns waiting"),
+                );
+                fx.err(&caller, e);
+                return;
+            }
+            // A retry while it waits is the same turn.
+            self.dedupe.start(dkey, req.fingerprint, now);
+            q.push_back(Waiting {
+                caller,
+                agent_id,
+                req,
+            });
+            return;
+        }
+        self.dedupe.start(dkey, req.fingerprint, now);
+        self.begin(env, caller, key, agent_id, req, fx);
+    }
+
+    /// Starts the next waiting turn of `key` once nothing runs there.
+    fn next_waiting(&mut self, env: &Env, key: &Arc<str>, fx: &mut Fx) {
+        if self.active.contains_key(key) {
+            return;
+        }
+        let Some(q) = self.waiting.get_mut(key) else {
+            return;
+        };
+        let next = q.pop_front();
+        if q.is_empty() {
+            self.waiting.remove(key);
+        }
+        if let Some(w) = next {
+            self.begin(env, w.caller, key.clone(), w.agent_id, w.req, fx);
+        }
+    }
+
+    /// Takes a waiting turn out of its queue (aborted before it started).
+    fn cancel_waiting(&mut self, key: &Arc<str>, run_id: &str, fx: &mut Fx) -> bool {
+        let Some(q) = self.waiting.get_mut(key) else {
+            return false;
+        };
+        let Some(i) = q.iter().position(|w| w.req.run_id == run_id) else {
+            return false;
+        };
+        let w = q.remove(i).expect("found above");
+        if q.is_empty() {
+            self.waiting.remove(key);
+        }
+        self.dedupe.forget(&dedupe_key(w.req.kind, &w.req.run_id));
+        let e = ErrorShape::new(
+            crate::proto::errors::code::UNAVAILABLE,
+            format!("run {run_id} was aborted before it started"),
+        );
+        fx.err(&w.caller, e);
+        true
+    }
+
+    /// Starts a turn: interrupts the session's active run, registers the run and writes the
+    /// user message (the runtime starts once it is durable).
+    fn begin(
+        &mut self,
+        env: &Env,
+        caller: Caller,
+        key: Arc<str>,
+        agent_id: String,
+        req: SendReq,
+        fx: &mut Fx,
+    ) {
+        let now = env.now_ms;
+        let dkey = dedupe_key(req.kind, &req.run_id);
         let interrupted = match self.active.get(&key).cloned() {
             Some(id) => self.abort(env, &id, fx),
             None => false,
         };
-        self.dedupe.start(dkey.clone(), req.fingerprint, now);
         let id: Arc<str> = Arc::from(req.run_id.as_str());
         self.next_serial += 1;
         self.runs.insert(
@@ -601,7 +693,9 @@ impl ChatOwner {
             Some(OpResult::Appended(a)) => a,
             Some(OpResult::DuplicateRun(rec)) => {
                 if let Some(run) = self.drop_run(&id) {
+                    let key = run.key.clone();
                     self.duplicate(run, &rec, fx);
+                    self.next_waiting(env, &key, fx);
                 }
                 return;
             }
@@ -613,6 +707,7 @@ impl ChatOwner {
                         e.message = format!("message not saved: {}", e.message);
                     }
                     fx.err(&run.caller, e);
+                    self.next_waiting(env, &run.key, fx);
                 }
                 return;
             }
@@ -1029,6 +1124,7 @@ impl ChatOwner {
         if run.kind == SendKind::Agent {
             fx.push(Effect::Answer(run.caller, answer));
         }
+        self.next_waiting(env, &run.key, fx);
     }
 
     /// The store found the run already recorded (its cache entry was evicted): nothing was
@@ -1264,6 +1360,7 @@ mod tests {
                 agent_id: "main".into(),
             },
             op: SessionOp::Send(SendReq {
+                queue: false,
                 kind: SendKind::Chat,
                 message: message.into(),
                 run_id: run_id.into(),
@@ -1465,6 +1562,64 @@ mod tests {
         // The same key may be sent again, and runs.
         let id = running(&mut o, &c, "run-1");
         assert_eq!(&*id, "run-1");
+    }
+
+    fn queued_call(n: u64, run_id: &str) -> SessionCall {
+        let mut call = send_call(n, run_id, "hook");
+        if let SessionOp::Send(r) = &mut call.op {
+            r.queue = true;
+        }
+        call
+    }
+
+    #[test]
+    fn a_queued_send_waits_for_the_active_run_then_starts() {
+        let c = config();
+        let mut o = ChatOwner::default();
+        let id = running(&mut o, &c, "run-1");
+        // Behind the active run: nothing is written, nothing answered yet.
+        let mut fx = Fx::default();
+        o.handle(&env(&c, T0 + 5), queued_call(2, "run-2"), &mut fx);
+        o.handle(&env(&c, T0 + 5), queued_call(3, "run-3"), &mut fx);
+        assert!(fx.0.is_empty(), "{:?}", names(&fx));
+        // A retry while it waits is the same turn.
+        o.handle(&env(&c, T0 + 6), queued_call(4, "run-2"), &mut fx);
+        let Some(Effect::Answer(_, Answer::Ok(v))) = fx.0.first() else {
+            panic!("{:?}", names(&fx))
+        };
+        assert_eq!(v["status"], "in_flight");
+        // Aborting a waiting turn takes it out of the queue; its caller hears why.
+        let mut fx = Fx::default();
+        let abort = SessionCall {
+            caller: caller(5),
+            key: SessionKey {
+                canonical: KEY.into(),
+                agent_id: "main".into(),
+            },
+            op: SessionOp::Abort {
+                run_id: Some("run-3".into()),
+                via: AbortVia::Chat,
+            },
+        };
+        o.handle(&env(&c, T0 + 7), abort, &mut fx);
+        let n = names(&fx);
+        assert_eq!(n.len(), 2, "{n:?}");
+        // When run-1 has ended, run-2 begins (its user turn is written).
+        let mut fx = Fx::default();
+        let done = Output::Done {
+            usage: Usage::default(),
+            stop_reason: "stop".into(),
+        };
+        o.output(&env(&c, T0 + 8), &id, done, &mut fx);
+        let ended = store_resume(fx);
+        let mut fx = Fx::default();
+        o.resume(&env(&c, T0 + 9), ended, appended(2), &mut fx);
+        let next = fx.0.iter().any(|e| {
+            matches!(e, Effect::Store(Op::Append(a), Resume::UserCommitted { .. })
+                if matches!(&a.run, RunMark::Start { run_id, .. } if run_id == "run-2"))
+        });
+        assert!(next, "{:?}", names(&fx));
+        assert!(o.waiting.is_empty());
     }
 
     #[test]

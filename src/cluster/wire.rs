@@ -805,6 +805,7 @@ mod tests {
             caller: crate::effects::Caller::conn(1, 42, "req-7"),
             key: resolve("work", None, "main").unwrap(),
             op: SessionOp::Send(SendReq {
+                queue: false,
                 kind: SendKind::Agent,
                 message: "hi".into(),
                 run_id: "r1".into(),

@@ -454,6 +454,7 @@ impl CronService {
                     }
                 };
                 let req = SendReq {
+                    queue: false,
                     kind: SendKind::Chat,
                     fingerprint: chat::fingerprint(&["cron", &k.canonical, &message]),
                     message,

@@ -123,11 +123,27 @@ pub fn plan(
     }
 }
 
+/// JavaScript's `trim()`: Unicode white space and the byte-order mark.
+fn js_trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
+}
+
 fn opt_str(v: &Value) -> Option<String> {
     v.as_str()
-        .map(str::trim)
+        .map(js_trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
+}
+
+/// A hook name as logs and system events show it: control characters become spaces, runs
+/// of white space one space, at most 500 characters (the original's `sanitizeHookConsoleValue`).
+fn console_safe(s: &str) -> String {
+    let spaced: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let words: Vec<&str> = spaced.split_whitespace().collect();
+    words.join(" ").chars().take(500).collect()
 }
 
 /// A payload `agentId`: absent, or a non-empty string.
@@ -316,8 +332,9 @@ fn timeout_secs(v: Option<&Value>) -> Option<u64> {
 
 /// The idempotency key: `Idempotency-Key`, `X-OpenClaw-Idempotency-Key`, then the payload's.
 fn idempotency_key<'a>(req: &'a HookRequest, p: &'a Value) -> Option<&'a str> {
-    let ok =
-        |s: &'a str| Some(s.trim()).filter(|s| !s.is_empty() && s.len() <= MAX_IDEMPOTENCY_KEY);
+    let ok = |s: &'a str| {
+        Some(js_trim(s)).filter(|s| !s.is_empty() && s.chars().count() <= MAX_IDEMPOTENCY_KEY)
+    };
     let header = |name: &str| {
         req.headers
             .iter()
@@ -357,10 +374,11 @@ fn agent(
         .get("message")
         .and_then(opt_str)
         .ok_or("message required")?;
-    let name = p
-        .get("name")
-        .and_then(opt_str)
-        .unwrap_or_else(|| "Hook".into());
+    let name = console_safe(
+        &p.get("name")
+            .and_then(opt_str)
+            .unwrap_or_else(|| "Hook".into()),
+    );
     let agent = payload_agent(p)?;
     let persistent = match p.get("sessionMode") {
         None => false,
@@ -433,38 +451,35 @@ fn mapped(
     let Some(m) = env.hooks.mappings.iter().find(|m| matches(m, req, p)) else {
         return Ok(Plan::NotFound);
     };
-    // One context per action: a fan-out sees `payload[forEach] = [item]`.
-    let (payloads, fan_out, dropped): (Vec<Value>, bool, usize) = match &m.for_each {
-        None => (vec![p.clone()], false, 0),
+    // One context per action: a fan-out sees `payload[forEach] = [item]` (read through, not
+    // copied: a copy of the payload per item would multiply a large body by 200).
+    let none: &[Value] = &[];
+    let (items, fan_out, dropped): (Vec<Option<&Value>>, bool, usize) = match &m.for_each {
+        None => (vec![None], false, 0),
         Some(k) => {
-            let items = p
+            let all = p
                 .get(k)
                 .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let dropped = items.len().saturating_sub(MAX_FAN_OUT);
-            let each = items
-                .into_iter()
-                .take(MAX_FAN_OUT)
-                .map(|item| {
-                    let mut one = p.clone();
-                    one[k.as_str()] = Value::Array(vec![item]);
-                    one
-                })
-                .collect();
-            (each, true, dropped)
+                .map_or(none, Vec::as_slice);
+            let dropped = all.len().saturating_sub(MAX_FAN_OUT);
+            (
+                all.iter().take(MAX_FAN_OUT).map(Some).collect(),
+                true,
+                dropped,
+            )
         }
     };
     let (mut wakes, mut runs) = (Vec::new(), Vec::new());
     let mut seen_scopes: Vec<String> = Vec::new();
     let idem = idempotency_key(req, p).map(str::to_owned);
-    for one in &payloads {
+    for item in items {
         let ctx = Ctx {
-            payload: one,
+            payload: p,
             headers: req.headers,
             query: req.query,
             path: req.sub_path,
             now: req.now_iso,
+            each: item.zip(m.for_each.as_deref()).map(|(i, k)| (k, i)),
         };
         let session = template::render_optional(m.session_key.as_deref(), &ctx);
         let source = if m
@@ -505,8 +520,9 @@ fn mapped(
         if persistent && session.is_none() && env.hooks.default_session_key.is_none() {
             return Err("sessionKey or hooks.defaultSessionKey is required when mapped hook sessionMode is persistent".into());
         }
-        let name =
-            template::render_optional(m.name.as_deref(), &ctx).unwrap_or_else(|| "Hook".into());
+        let name = console_safe(
+            &template::render_optional(m.name.as_deref(), &ctx).unwrap_or_else(|| "Hook".into()),
+        );
         let to = template::render_optional(m.to.as_deref(), &ctx);
         let channel = channel(
             m.channel
@@ -641,6 +657,16 @@ mod tests {
             })
         );
         assert_eq!(run(&h, "wake", json!({})).unwrap_err(), "text required");
+        assert_eq!(
+            run(&h, "wake", json!({"text": "\u{feff} "})).unwrap_err(),
+            "text required"
+        );
+        let r = agent_run(run(
+            &h,
+            "agent",
+            json!({"message": "m", "name": "a\nFORGED\tline  x"}),
+        ));
+        assert_eq!(r.name, "a FORGED line x");
         assert_eq!(run(&h, "wake", json!([1, 2])).unwrap_err(), "text required");
         assert_eq!(
             run(&h, "wake", json!({"text": "x", "agentId": 5})).unwrap_err(),

@@ -22,6 +22,9 @@ pub struct Ctx<'a> {
     pub path: &'a str,
     /// ISO-8601 time for `{{now}}`.
     pub now: &'a str,
+    /// A fan-out item: `payload[key]` reads as `[item]` (the original gives each item a copy
+    /// of the payload with that key replaced; reading through is the same, without the copy).
+    pub each: Option<(&'a str, &'a Value)>,
 }
 
 /// Does `s` hold a `{{…}}` expression?
@@ -106,6 +109,17 @@ fn resolve(expr: &str, ctx: &Ctx) -> Option<Value> {
         return lookup(ctx.query, k);
     }
     let path = expr.strip_prefix("payload.").unwrap_or(expr);
+    if let Some((key, item)) = ctx.each {
+        let mut segs = segments(path).into_iter();
+        if matches!(segs.next(), Some(Seg::Key(k)) if k == key) {
+            // `[item]`: index 0 is the item, any other index is missing.
+            return match segs.next() {
+                None => Some(Value::Array(vec![item.clone()])),
+                Some(Seg::Index(0)) => walk(item, segs).cloned(),
+                Some(_) => None,
+            };
+        }
+    }
     get_by_path(ctx.payload, path).cloned()
 }
 
@@ -114,8 +128,12 @@ pub fn get_by_path<'a>(input: &'a Value, path: &str) -> Option<&'a Value> {
     if path.is_empty() {
         return None;
     }
+    walk(input, segments(path).into_iter())
+}
+
+fn walk<'a, 'p>(input: &'a Value, segs: impl Iterator<Item = Seg<'p>>) -> Option<&'a Value> {
     let mut cur = input;
-    for seg in segments(path) {
+    for seg in segs {
         match seg {
             Seg::Index(i) => cur = cur.as_array()?.get(i)?,
             Seg::Key(k) => {
@@ -178,6 +196,7 @@ mod tests {
             query: &[],
             path: "gmail",
             now: "2026-01-01T00:00:00.000Z",
+            each: None,
         }
     }
 
@@ -208,6 +227,18 @@ mod tests {
         let c = ctx(&p, &[]);
         assert_eq!(render_optional(Some("{{id}}"), &c), None);
         assert_eq!(render_optional(Some(" x{{id}} "), &c), Some("x".into()));
+    }
+
+    #[test]
+    fn a_fan_out_item_reads_as_a_one_item_array() {
+        let p = json!({"messages": [{"id": "a"}, {"id": "b"}], "other": 1});
+        let item = json!({"id": "b"});
+        let mut c = ctx(&p, &[]);
+        c.each = Some(("messages", &item));
+        assert_eq!(
+            render("{{messages[0].id}} {{payload.messages[0].id}} {{messages[1].id}} {{messages}} {{other}}", &c),
+            "b b  [{\"id\":\"b\"}] 1"
+        );
     }
 
     #[test]

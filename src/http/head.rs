@@ -11,6 +11,20 @@ pub struct UpgradeInfo {
     /// The upgrade asked for the worker channel ([`WORKER_PATH`]): only `openclaw worker`
     /// processes ringgate launched connect there, with the credential it minted for them.
     pub worker: bool,
+    /// In trusted-proxy mode: the user the proxy named, or why it could not vouch.
+    pub proxy_identity: Option<Result<String, String>>,
+    /// A loopback peer that forwarded nothing.
+    pub direct_local: bool,
+}
+
+/// What routing needs from the config before a head is parsed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Routing<'a> {
+    /// `hooks.path` when hooks are on.
+    pub hooks_base: Option<&'a str>,
+    /// Keep every header of upgrades and API requests (trusted-proxy mode reads the
+    /// identity headers it was configured with).
+    pub keep_headers: bool,
 }
 
 /// The path of the worker channel (the original's `/__openclaw__/worker`).
@@ -31,6 +45,8 @@ pub enum Request {
         info: UpgradeInfo,
         /// Forwarded-client headers (attributed in [`super::proxy`]).
         forwarded: super::proxy::Forwarded,
+        /// Every header, when [`Routing::keep_headers`] asked for them (else empty).
+        headers: Vec<(String, String)>,
     },
     /// A plain HTTP request (probes, the Control UI).
     Plain(Box<Plain>),
@@ -38,8 +54,8 @@ pub enum Request {
     Inbound(Inbound),
     /// The HTTP APIs (`/v1/*`, `/tools/invoke`, `/sessions/<key>/{history,kill}`).
     Api(Box<super::api::ApiHead>),
-    /// An inbound webhook under `hooks.path`.
-    Hook(Box<HookHead>),
+    /// An inbound webhook under `hooks.path` (its head keeps every header).
+    Hook(Box<super::api::ApiHead>),
     /// Refused before routing, with this status line: `400 Bad Request` (malformed, or framed
     /// ambiguously: `Content-Length` with `Transfer-Encoding`, the request-smuggling shape) or
     /// `431 Request Header Fields Too Large`.
@@ -72,15 +88,6 @@ pub struct Plain {
     pub close: bool,
 }
 
-/// The head of a hook request: what the API routes read, and every header (mapping templates
-/// read `{{headers.<name>}}`).
-#[derive(Debug, Default, Clone)]
-pub struct HookHead {
-    pub api: super::api::ApiHead,
-    /// Lowercased names; a repeated header's values joined with `, `.
-    pub headers: Vec<(String, String)>,
-}
-
 /// The head of an inbound channel request.
 #[derive(Debug)]
 pub struct Inbound {
@@ -93,12 +100,30 @@ pub struct Inbound {
 /// Parses a complete head (`None` until `\r\n\r\n` has arrived); also returns the head's
 /// length (bytes after it already belong to the WebSocket stream).
 pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
-    parse_routed(buf, None)
+    parse_routed(buf, Routing::default())
 }
 
-/// [`parse`], with the hooks' base path when they are on (their requests are
-/// [`Request::Hook`]).
-pub fn parse_routed(buf: &[u8], hooks_base: Option<&str>) -> Option<(Request, usize)> {
+/// Every header: lowercased names, a repeated header's values joined with `, `.
+fn all_headers(req: &httparse::Request) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for h in req.headers.iter() {
+        let name = h.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(h.value).into_owned();
+        match headers.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.push_str(", ");
+                v.push_str(&value);
+            }
+            None => headers.push((name, value)),
+        }
+    }
+    headers
+}
+
+/// [`parse`], routed by the config: requests under the hooks' base path are
+/// [`Request::Hook`].
+pub fn parse_routed(buf: &[u8], routing: Routing) -> Option<(Request, usize)> {
+    let hooks_base = routing.hooks_base;
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let consumed = match req.parse(buf) {
@@ -204,21 +229,18 @@ pub fn parse_routed(buf: &[u8], hooks_base: Option<&str>) -> Option<(Request, us
                 forwarded: forwarded(&req, &get),
                 close,
                 http10: req.version == Some(0),
+                headers: Vec::new(),
             };
             if hook {
-                let mut headers: Vec<(String, String)> = Vec::new();
-                for h in req.headers.iter() {
-                    let name = h.name.to_ascii_lowercase();
-                    let value = String::from_utf8_lossy(h.value).into_owned();
-                    match headers.iter_mut().find(|(n, _)| *n == name) {
-                        Some((_, v)) => {
-                            v.push_str(", ");
-                            v.push_str(&value);
-                        }
-                        None => headers.push((name, value)),
-                    }
-                }
-                return Some((Request::Hook(Box::new(HookHead { api, headers })), consumed));
+                let api = super::api::ApiHead {
+                    headers: all_headers(&req),
+                    ..api
+                };
+                return Some((Request::Hook(Box::new(api)), consumed));
+            }
+            let mut api = api;
+            if routing.keep_headers {
+                api.headers = all_headers(&req);
             }
             return Some((Request::Api(Box::new(api)), consumed));
         }
@@ -245,12 +267,20 @@ pub fn parse_routed(buf: &[u8], hooks_base: Option<&str>) -> Option<(Request, us
         host: get("host"),
         scopes_header: get("x-openclaw-scopes"),
         worker: path.split('?').next() == Some(WORKER_PATH),
+        proxy_identity: None,
+        direct_local: false,
+    };
+    let headers = if routing.keep_headers {
+        all_headers(&req)
+    } else {
+        Vec::new()
     };
     Some((
         Request::Upgrade {
             accept,
             info,
             forwarded,
+            headers,
         },
         consumed,
     ))
@@ -335,7 +365,9 @@ mod tests {
                 accept,
                 info,
                 forwarded,
+                headers,
             } => {
+                assert!(headers.is_empty(), "kept only when routing asks");
                 assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
                 assert_eq!(info.origin.as_deref(), Some("http://127.0.0.1:1"));
                 assert!(!forwarded.present);

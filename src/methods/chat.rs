@@ -101,6 +101,7 @@ fn run(ctx: &mut ShardCtx, call: &Call) -> Result<Outcome, ErrorShape> {
             session(
                 k,
                 SessionOp::Send(SendReq {
+                    queue: false,
                     kind,
                     message,
                     run_id,

@@ -34,6 +34,10 @@ pub struct Peer<'a> {
     pub host: Option<&'a str>,
     /// `x-openclaw-scopes` request header (caps the granted scopes when present).
     pub scopes_header: Option<&'a str>,
+    /// In trusted-proxy mode: the user the proxy named in the upgrade, or why not.
+    pub proxy_identity: Option<&'a Result<String, String>>,
+    /// A loopback peer that forwarded nothing (the trusted-proxy password fallback).
+    pub direct_local: bool,
 }
 
 /// Inputs of one connect decision.
@@ -260,11 +264,14 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
     let auth = p.get("auth");
     let token = auth.and_then(|a| s(a, "token"));
     let password = auth.and_then(|a| s(a, "password"));
-    let secret_result = secret::check(input.auth, token, password);
+    let (secret_result, proxy_user) = match input.auth {
+        AuthMode::TrustedProxy(tp) => trusted_proxy_secret(tp, &input.peer, password),
+        mode => (secret::check(mode, token, password), None),
+    };
     let local = input.peer.ip.is_loopback();
     let kind = ClientKind::of(client_id, mode, local);
     let device_param = p.get("device");
-    let auth_failed = |reason: &'static str| -> Rejected {
+    let auth_failed = |reason: &str| -> Rejected {
         let can_retry = reason == "token_mismatch"
             && device_param.is_some()
             && token.is_some()
@@ -284,14 +291,25 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
     let backend_self = client_id == "gateway-client" && mode == "backend" && local;
     let cli_local = client_id == "cli" && mode == "cli" && local;
     let Some(device_param) = device_param else {
-        if let SecretCheck::Failed(reason) = secret_result {
+        if let SecretCheck::Failed(reason) = &secret_result {
             return Err(auth_failed(reason));
         }
-        // Operator UIs (Control UI, browser copilot, TUI) need a device identity.
+        // Operator UIs (Control UI, browser copilot, TUI) need a device identity — except
+        // behind an identity-aware proxy, which vouches for the user instead.
         let control_ui = matches!(
             client_id,
             "openclaw-control-ui" | "openclaw-browser-copilot" | "openclaw-tui"
         );
+        let proxy_vouches = control_ui && role == Role::Operator && proxy_user.is_some();
+        if proxy_vouches {
+            let AuthMode::TrustedProxy(tp) = input.auth else {
+                unreachable!("a proxy user only in trusted-proxy mode")
+            };
+            let user = proxy_user.unwrap_or_default();
+            let granted: Vec<&str> = tp.scopes_of(user).iter().map(String::as_str).collect();
+            let scopes = cap_scopes(&granted, input.peer.scopes_header);
+            return Ok(accepted(role, scopes, "trusted-proxy", client, p, None));
+        }
         if control_ui && !matches!(input.auth, AuthMode::None) {
             return Err(Rejected::policy(
                 ErrorShape::invalid(
@@ -307,7 +325,7 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
             ));
         }
         let SecretCheck::Ok(method) = secret_result else {
-            unreachable!()
+            unreachable!("failures returned above")
         };
         // Scope clearing: a device-less shared-secret connection gets no scopes, except the
         // local CLI and the local backend self-connect.
@@ -353,8 +371,8 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
 
     // Step 9: credentials: the shared secret, else a device token (the explicit
     // `auth.deviceToken`, else `auth.token` as a fallback) checked against the paired device.
-    let method = match secret_result {
-        SecretCheck::Ok(m) => m,
+    let method = match &secret_result {
+        SecretCheck::Ok(m) => *m,
         SecretCheck::Failed(reason) => {
             let explicit = auth.and_then(|a| s(a, "deviceToken"));
             let scopes: Vec<String> = requested_scopes.iter().map(|s| s.to_string()).collect();
@@ -380,9 +398,46 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
         }
     };
 
-    // Step 10 (pairing) needs the store: the caller decides with `crate::pairing`.
+    // Step 10 (pairing) needs the store: the caller decides with `crate::pairing`. A proxy
+    // user's identity scopes join the requested ones (operators only).
+    let mut requested_scopes = requested_scopes;
+    if let (Some(user), AuthMode::TrustedProxy(tp), Role::Operator) = (proxy_user, input.auth, role)
+    {
+        for s in tp.scopes_of(user) {
+            if !requested_scopes.contains(&s.as_str()) {
+                requested_scopes.push(s);
+            }
+        }
+    }
     let scopes = cap_scopes(&requested_scopes, input.peer.scopes_header);
     Ok(accepted(role, scopes, method, client, p, Some(verified)))
+}
+
+/// The shared-secret step in trusted-proxy mode: the user the proxy named at the upgrade;
+/// failing that, a local client connecting directly may use `gateway.auth.password`.
+fn trusted_proxy_secret<'a>(
+    tp: &crate::auth::trusted_proxy::TrustedProxyAuth,
+    peer: &Peer<'a>,
+    password: Option<&str>,
+) -> (SecretCheck, Option<&'a str>) {
+    match peer.proxy_identity {
+        Some(Ok(user)) => (SecretCheck::Ok("trusted-proxy"), Some(user.as_str())),
+        other => {
+            if let (Some(pw), true, Some(given)) = (&tp.password, peer.direct_local, password) {
+                let r = if secret::secret_eq(pw, given) {
+                    SecretCheck::Ok("password")
+                } else {
+                    SecretCheck::Failed("password_mismatch".into())
+                };
+                return (r, None);
+            }
+            let reason = match other {
+                Some(Err(r)) => r.clone(),
+                _ => "trusted_proxy_no_request".to_owned(),
+            };
+            (SecretCheck::Failed(reason.into()), None)
+        }
+    }
 }
 
 /// Applies the `x-openclaw-scopes` cap: present-but-empty ⇒ no scopes.
@@ -476,6 +531,8 @@ mod tests {
                 origin: None,
                 host: None,
                 scopes_header: None,
+                proxy_identity: None,
+                direct_local: false,
             },
             auth,
             allowed_origins: &[],
@@ -616,6 +673,8 @@ mod tests {
                     origin: Some(origin),
                     host: Some(host),
                     scopes_header: None,
+                    proxy_identity: None,
+                    direct_local: false,
                 },
                 auth: &tok(),
                 allowed_origins: allowed,
@@ -684,5 +743,102 @@ mod tests {
         assert!(claims_worker(&json!({"role": "worker"})));
         assert!(claims_worker(&json!({"client": {"mode": "worker"}})));
         assert!(!claims_worker(&json!({"client": {"mode": "cli"}})));
+    }
+
+    fn proxied(
+        p: &Value,
+        identity: Result<String, String>,
+        direct_local: bool,
+        scopes_header: Option<&str>,
+    ) -> Result<Accepted, Rejected> {
+        let mut tp = crate::auth::trusted_proxy::TrustedProxyAuth {
+            user_header: "x-forwarded-user".into(),
+            password: Some("local-pw".into()),
+            ..Default::default()
+        };
+        tp.identity_scopes.insert(
+            "ann".into(),
+            vec!["operator.read".into(), "operator.write".into()],
+        );
+        let auth = AuthMode::TrustedProxy(Box::new(tp));
+        evaluate(&ConnectInput {
+            params: p,
+            challenge_nonce: "nonce",
+            now_ms: 1_000_000,
+            peer: Peer {
+                ip: REMOTE.parse().unwrap(),
+                origin: Some("https://gw.example.com"),
+                host: Some("gw.example.com"),
+                scopes_header,
+                proxy_identity: Some(&identity),
+                direct_local,
+            },
+            auth: &auth,
+            allowed_origins: &["https://gw.example.com".to_owned()],
+            paired: None,
+        })
+    }
+
+    #[test]
+    fn trusted_proxy_users_and_refusals() {
+        let mut ui = params("webchat", &["operator.admin"], None);
+        ui["client"]["id"] = json!("openclaw-control-ui");
+        // A device-less Control UI the proxy vouches for: its own scopes are cleared, the
+        // user's identity scopes granted, capped by the proxy's header.
+        let a = proxied(&ui, Ok("ann".into()), false, None).unwrap();
+        assert_eq!(a.auth_method, "trusted-proxy");
+        assert_eq!(a.scopes, ["operator.read", "operator.write"]);
+        let a = proxied(&ui, Ok("ann".into()), false, Some("operator.read")).unwrap();
+        assert_eq!(a.scopes, ["operator.read"]);
+        // Another device-less client still needs a device.
+        let cli = params("cli", &["operator.admin"], None);
+        let e = proxied(&cli, Ok("ann".into()), false, None);
+        assert!(e.is_ok_and(|a| a.scopes.is_empty()));
+        // Refusals say "unauthorized"; the reason and its code are in the details.
+        let e = proxied(
+            &ui,
+            Err("trusted_proxy_missing_header_X-Auth".into()),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.error.message, "unauthorized");
+        assert_eq!(
+            e.error.details.as_ref().unwrap()["code"],
+            "AUTH_IDENTITY_HEADER_REQUIRED"
+        );
+        assert_eq!(
+            e.error.details.as_ref().unwrap()["authReason"],
+            "trusted_proxy_missing_header_X-Auth"
+        );
+        assert_eq!(e.close_reason, "unauthorized");
+        let e = proxied(
+            &ui,
+            Err("trusted_proxy_untrusted_source".into()),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.error.details.as_ref().unwrap()["code"],
+            "AUTH_UNAUTHORIZED"
+        );
+        // A local client connecting directly may use the password; a remote one may not.
+        let mut local = params("cli", &["operator.read"], None);
+        local["auth"] = json!({"password": "local-pw"});
+        let why = Err("trusted_proxy_untrusted_source".to_owned());
+        assert_eq!(
+            proxied(&local, why.clone(), true, None)
+                .unwrap()
+                .auth_method,
+            "password"
+        );
+        assert!(proxied(&local, why.clone(), false, None).is_err());
+        local["auth"] = json!({"password": "nope"});
+        let e = proxied(&local, why, true, None).unwrap_err();
+        assert_eq!(
+            e.error.details.as_ref().unwrap()["authReason"],
+            "password_mismatch"
+        );
     }
 }

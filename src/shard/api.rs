@@ -25,8 +25,9 @@ use crate::{
     state::now_ms,
 };
 
-/// How long a body may pause between reads (the original's 408).
-const BODY_IDLE: Duration = Duration::from_secs(30);
+/// How long a whole body may take to arrive (the original's 408): a deadline per read would
+/// let a client trickle a byte at a time and hold the connection for ever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the chat layer may take to accept a turn.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a run may go without an event before the request gives up on it (and aborts it).
@@ -64,11 +65,12 @@ pub async fn serve(
         let ctx = shared.borrow();
         crate::http::proxy::attribute(ip, &head.forwarded, &ctx.config.proxies)
     };
+    let peer = ip;
     let Some(ip) = attributed.ip() else {
         let r = api::proxy_attribution_required();
         return respond(sock, r, head, leftover, unread).await;
     };
-    let scopes = match authorize(shared, ip, head, &endpoint) {
+    let scopes = match authorize(shared, ip, head, &endpoint, (peer, attributed)) {
         Ok(s) => s,
         Err(r) => return respond(sock, r, head, leftover, unread).await,
     };
@@ -136,6 +138,7 @@ fn authorize(
     ip: IpAddr,
     head: &ApiHead,
     endpoint: &Endpoint,
+    (peer, attributed): (IpAddr, crate::http::proxy::Attribution),
 ) -> Result<Vec<String>, Response> {
     let mut ctx = shared.borrow_mut();
     let now = now_ms();
@@ -144,14 +147,47 @@ fn authorize(
     }
     let given = crate::http::bearer_value(head.authorization.as_deref());
     let secret = match &ctx.config.auth {
+        AuthMode::TrustedProxy(tp) => {
+            let header = |n: &str| head.header(n).map(str::to_owned);
+            let proxied = crate::auth::trusted_proxy::authorize(
+                tp,
+                &ctx.config.proxies,
+                peer,
+                attributed,
+                &header,
+            )
+            .and_then(|user| match &head.origin {
+                Some(o)
+                    if !origin_allowed(&ctx.config.allowed_origins, o, head.host.as_deref()) =>
+                {
+                    Err("trusted_proxy_origin_not_allowed".to_owned())
+                }
+                _ => Ok(user),
+            });
+            match proxied {
+                Ok(user) => {
+                    if ctx.globals.log_allowed() {
+                        tracing::debug!(%user, path = %head.path, "HTTP API request from a proxy user");
+                    }
+                    return Ok(api::header_scopes(head.scopes.as_deref()));
+                }
+                // A local client connecting directly may use the password instead.
+                Err(_)
+                    if tp.password.is_some() && peer.is_loopback() && !head.forwarded.present =>
+                {
+                    tp.password.clone().unwrap_or_default()
+                }
+                Err(reason) => {
+                    if ctx.globals.log_allowed() {
+                        tracing::info!(%peer, path = %head.path, reason, "HTTP API request refused by trusted-proxy auth");
+                    }
+                    return Err(api::unauthorized());
+                }
+            }
+        }
         AuthMode::None => {
             if let Some(origin) = &head.origin {
-                let same_host = head.host.as_deref().is_some_and(|h| {
-                    origin
-                        .split_once("://")
-                        .is_some_and(|(_, rest)| rest.trim_end_matches('/') == h)
-                });
-                if !same_host && !ctx.config.allowed_origins.iter().any(|o| o == origin) {
+                if !origin_allowed(&ctx.config.allowed_origins, origin, head.host.as_deref()) {
                     return Err(api::unauthorized());
                 }
             }
@@ -191,6 +227,17 @@ fn authorize(
     }
 }
 
+/// A browser `Origin` the API routes accept: the request's own host, or one of
+/// `gateway.controlUi.allowedOrigins`.
+fn origin_allowed(allowed: &[String], origin: &str, host: Option<&str>) -> bool {
+    let same_host = host.is_some_and(|h| {
+        origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.trim_end_matches('/') == h)
+    });
+    same_host || allowed.iter().any(|o| o == origin)
+}
+
 /// Why a body could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
@@ -198,14 +245,14 @@ pub enum BodyError {
     Chunked,
     /// Declared larger than the route takes (413, refused before reading).
     TooLarge,
-    /// A read paused longer than [`BODY_IDLE`] (408), or the caller left.
+    /// The body took longer than [`BODY_TIMEOUT`] (408), or the caller left.
     Timeout,
     /// An `Expect` other than `100-continue` (417).
     Expectation,
 }
 
-/// Reads a `Content-Length` framed body of at most `max` bytes, each read within
-/// [`BODY_IDLE`] (answering `Expect: 100-continue` first). Returns the body and the bytes
+/// Reads a `Content-Length` framed body of at most `max` bytes within [`BODY_TIMEOUT`]
+/// (answering `Expect: 100-continue` first). Returns the body and the bytes
 /// after it.
 pub async fn read_body_bytes(
     sock: &Sock<'_>,
@@ -241,8 +288,9 @@ pub async fn read_body_bytes(
         Some(_) => return Err(BodyError::Expectation),
     }
     let mut chunk = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + BODY_TIMEOUT;
     while got.len() < len {
-        let Some(n) = sock.recv_some(&mut chunk, Instant::now() + BODY_IDLE).await else {
+        let Some(n) = sock.recv_some(&mut chunk, deadline).await else {
             return Err(BodyError::Timeout);
         };
         got.extend_from_slice(&chunk[..n]);
@@ -467,6 +515,7 @@ async fn start_run<'a>(
         tracing::info!(session = %k.canonical, run = %run_id, "HTTP {what}");
     }
     let send = SendReq {
+        queue: false,
         kind: SendKind::Chat,
         fingerprint: crate::chat::fingerprint(&[what, &k.canonical, &prompt]),
         message: prompt,

@@ -22,6 +22,7 @@ use super::{
     dispatch::{self, presence_disconnect, PendingConnect, UpgradeInfo},
     tls_io::{HandshakeEnd, Sock},
 };
+use crate::auth::secret::AuthMode;
 use crate::http::head::{self as http, Request};
 use crate::proto::{
     wsframe,
@@ -100,10 +101,10 @@ async fn read_head(
     sock: &Sock<'_>,
     mut head: Vec<u8>,
     deadline: Instant,
-    hooks_base: Option<&str>,
+    routing: http::Routing<'_>,
 ) -> Option<(Request, Vec<u8>)> {
     if !head.is_empty() {
-        if let Some((req, used)) = http::parse_routed(&head, hooks_base) {
+        if let Some((req, used)) = http::parse_routed(&head, routing) {
             let rest = head.split_off(used);
             return Some((req, rest));
         }
@@ -113,7 +114,7 @@ async fn read_head(
     loop {
         let n = sock.recv_some(&mut chunk, deadline).await?;
         head.extend_from_slice(&chunk[..n]);
-        if let Some((req, used)) = http::parse_routed(&head, hooks_base) {
+        if let Some((req, used)) = http::parse_routed(&head, routing) {
             let rest = head.split_off(used);
             return Some((req, rest));
         }
@@ -249,11 +250,18 @@ async fn upgrade(
     let mut head_deadline = deadline;
     let mut served = 0;
     let (req, leftover) = loop {
-        let hooks_base = {
+        let (hooks_base, keep_headers) = {
             let ctx = shared.borrow();
-            ctx.config.hooks.as_ref().map(|h| h.base_path.clone())
+            (
+                ctx.config.hooks.as_ref().map(|h| h.base_path.clone()),
+                matches!(ctx.config.auth, AuthMode::TrustedProxy(_)),
+            )
         };
-        let read = read_head(&sock, pending, head_deadline, hooks_base.as_deref());
+        let routing = http::Routing {
+            hooks_base: hooks_base.as_deref(),
+            keep_headers,
+        };
+        let read = read_head(&sock, pending, head_deadline, routing);
         let (req, leftover) = Box::pin(read).await?;
         let req = match req {
             Request::Api(_) | Request::Hook(_) => {
@@ -277,7 +285,7 @@ async fn upgrade(
                         (Box::pin(served_api).await, head.close)
                     }
                     Request::Hook(mut head) => {
-                        head.api.close |= last;
+                        head.close |= last;
                         let served_hook = super::hooks::serve(
                             shared,
                             &sock,
@@ -286,7 +294,7 @@ async fn upgrade(
                             leftover,
                             &mut authenticated,
                         );
-                        (Box::pin(served_hook).await, head.api.close)
+                        (Box::pin(served_hook).await, head.close)
                     }
                     _ => unreachable!("matched above"),
                 };
@@ -339,13 +347,35 @@ async fn upgrade(
     let (accept, info) = match req {
         Request::Upgrade {
             accept,
-            info,
+            mut info,
             forwarded,
+            headers,
         } => {
-            let client = {
+            let peer_ip = ip;
+            let (client, identity) = {
                 let ctx = shared.borrow();
-                crate::http::proxy::attribute(ip, &forwarded, &ctx.config.proxies).ip()
+                let attributed = crate::http::proxy::attribute(ip, &forwarded, &ctx.config.proxies);
+                // Behind an identity-aware proxy, who it says the user is (decided now, while
+                // the upgrade's headers are at hand; the connect frame cannot carry them).
+                let identity = match &ctx.config.auth {
+                    AuthMode::TrustedProxy(tp) => {
+                        let header =
+                            |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                        Some(crate::auth::trusted_proxy::authorize(
+                            tp,
+                            &ctx.config.proxies,
+                            peer_ip,
+                            attributed,
+                            &header,
+                        ))
+                    }
+                    _ => None,
+                };
+                (attributed.ip(), identity)
             };
+            info.proxy_identity = identity;
+            info.direct_local = peer_ip.is_loopback() && !forwarded.present;
+            drop(headers);
             if let Some(client) = client.filter(|c| *c != ip) {
                 // The slot moves to the client the proxy named.
                 slot.release();

@@ -150,6 +150,8 @@ fn on_preauth(
             origin: up.origin.as_deref(),
             host: up.host.as_deref(),
             scopes_header: up.scopes_header.as_deref(),
+            proxy_identity: up.proxy_identity.as_ref(),
+            direct_local: up.direct_local,
         },
         auth: &ctx.config.auth,
         allowed_origins: &ctx.config.allowed_origins,

@@ -31,7 +31,10 @@ use crate::{
         plan::{self, AgentRun, HookEnv, HookRequest, Plan, Wake},
         HooksConfig,
     },
-    http::{api, head::HookHead, Response},
+    http::{
+        api::{self, ApiHead},
+        Response,
+    },
     state::now_ms,
 };
 
@@ -40,8 +43,12 @@ use crate::{
 const ADMISSION_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a followed run may go without an event when it set no `timeoutSeconds`.
 const RUN_IDLE: Duration = Duration::from_secs(600);
-/// How long a fan-out waits for its runs to be admitted before answering.
+/// How long a fan-out waits for its runs to be admitted before answering (the rest go on
+/// being admitted in the background).
 const FAN_OUT_DEADLINE: Duration = Duration::from_secs(8);
+/// How long a fan-out's run may wait for admission in the background (items sharing a
+/// session run one after another).
+const BACKGROUND_ADMISSION: Duration = Duration::from_secs(600);
 /// How long one write to the caller may wait for room.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -62,11 +69,11 @@ pub async fn serve(
     shared: &Shared,
     sock: &Sock<'_>,
     ip: IpAddr,
-    head: &HookHead,
+    head: &ApiHead,
     leftover: Vec<u8>,
     authenticated: &mut dyn FnMut(),
 ) -> Next {
-    let h = &head.api;
+    let h = head;
     let unread = h.chunked || h.content_length.is_some_and(|n| n > 0);
     let (hooks, attributed) = {
         let ctx = shared.borrow();
@@ -95,7 +102,14 @@ pub async fn serve(
         .await;
     };
     let query = query_pairs(&h.query);
-    if query.iter().any(|(k, _)| k == "token") {
+    // Any `token` key, however it is encoded (or mis-encoded).
+    let token_in_query = h.query.split('&').any(|p| {
+        let k = p.split('=').next().unwrap_or_default();
+        k == "token"
+            || crate::http::control_ui::percent_decode(&k.replace('+', " ")).as_deref()
+                == Some("token")
+    });
+    if token_in_query {
         let r = text("400 Bad Request", "Hook token must be provided via Authorization: Bearer <token> or X-OpenClaw-Token header (query parameters are not allowed).");
         return respond(sock, r, h.close, leftover, unread).await;
     }
@@ -184,13 +198,8 @@ async fn respond(
 }
 
 /// `Authorization: Bearer <t>` (non-empty), else `X-OpenClaw-Token`.
-fn hook_token(head: &HookHead) -> Option<&str> {
-    let header = |name: &str| {
-        head.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-    };
+fn hook_token(head: &ApiHead) -> Option<&str> {
+    let header = |name: &str| head.header(name).map(str::trim);
     let bearer = header("authorization")
         .filter(|a| a.len() > 7 && a[..7].eq_ignore_ascii_case("bearer "))
         .map(|a| a[7..].trim())
@@ -253,7 +262,7 @@ fn query_pairs(q: &str) -> Vec<(String, String)> {
 async fn run_plan(
     shared: &Shared,
     hooks: &HooksConfig,
-    head: &HookHead,
+    head: &ApiHead,
     sub_path: &str,
     payload: &Value,
     query: &[(String, String)],
@@ -304,7 +313,7 @@ async fn run_plan(
             )
         }
         Plan::Agent { run, wait } => {
-            let (status, mut body, done) = admit(shared, &run).await;
+            let (status, mut body, done) = admit(shared, &run, ADMISSION_TIMEOUT).await;
             if let (true, Some(done)) = (wait, done) {
                 body["completion"] = done.await;
             }
@@ -339,7 +348,11 @@ type Completion = std::pin::Pin<Box<dyn std::future::Future<Output = Value>>>;
 
 /// Starts a run (its follower first, so no event passes it by). Returns the answer's status
 /// and body, and, once admitted, the follower's completion.
-async fn admit(shared: &Shared, run: &AgentRun) -> (&'static str, Value, Option<Completion>) {
+async fn admit(
+    shared: &Shared,
+    run: &AgentRun,
+    admission: Duration,
+) -> (&'static str, Value, Option<Completion>) {
     let tap = RunTap::new(&run.session.canonical, &run.run_id);
     shared.borrow_mut().run_taps.push(tap.clone());
     let guard = TapGuard {
@@ -347,6 +360,9 @@ async fn admit(shared: &Shared, run: &AgentRun) -> (&'static str, Value, Option<
         tap: tap.clone(),
     };
     let send = SendReq {
+        // Behind the session's active run, never interrupting it (the original's per-session
+        // hook queue).
+        queue: true,
         kind: SendKind::Chat,
         fingerprint: run.fingerprint,
         message: run.prompt.clone(),
@@ -359,7 +375,7 @@ async fn admit(shared: &Shared, run: &AgentRun) -> (&'static str, Value, Option<
         }),
     };
     if shared.borrow().globals.log_allowed() {
-        tracing::info!(session = %run.session.canonical, run = %run.run_id, name = %run.name, "hook agent run");
+        tracing::info!(session = ?run.session.canonical, run = %run.run_id, name = ?run.name, "hook agent run");
     }
     let op = ChatRequest::Session(run.session.clone(), SessionOp::Send(send));
     let err = |status: &'static str, error: &str| {
@@ -369,9 +385,10 @@ async fn admit(shared: &Shared, run: &AgentRun) -> (&'static str, Value, Option<
             None,
         )
     };
-    let answer = match super::conn::ask_chat(shared, op, ADMISSION_TIMEOUT).await {
+    let answer = match super::conn::ask_chat(shared, op, admission).await {
         None => {
-            // Too late: abort it should it start after all.
+            // Too late (it waits behind other runs of its session, or the owner is stuck):
+            // cancel it, waiting or started.
             abort(shared, run);
             return err(
                 "503 Service Unavailable",
@@ -541,44 +558,56 @@ async fn mapped(
         return json_answer("200 OK", &with_wake(json!({"ok": true, "mode": mode})));
     }
     if !fan_out && runs.len() == 1 {
-        let (status, body, _) = admit(shared, &runs[0]).await;
+        let (status, body, _) = admit(shared, &runs[0], ADMISSION_TIMEOUT).await;
         return json_answer(status, &with_wake(body));
     }
+    // Every item is admitted on its own task, at once: the answer reports what was admitted
+    // by the deadline, and the rest carry on.
     let total = runs.len();
-    let all = async {
-        let mut out = Vec::with_capacity(total);
-        for r in &runs {
-            out.push(admit(shared, r).await);
-        }
-        out
-    };
-    let settled = crate::rt::timeout(FAN_OUT_DEADLINE, Box::pin(all)).await;
-    let Some(settled) = settled else {
-        let body = json!({"ok": false, "error": format!("hook fan-out incomplete: 0/{total} dispatched, 0 failed, {total} pending"), "runIds": []});
-        return json_answer("503 Service Unavailable", &with_wake(body));
-    };
-    if settled.len() == 1 {
-        let (status, body, _) = &settled[0];
+    let slots: Vec<_> = runs
+        .into_iter()
+        .map(|run| {
+            let slot = crate::store::oneshot::Oneshot::new();
+            let (tx, shared) = (slot.clone(), shared.clone());
+            crate::rt::spawn(async move {
+                let (status, body, _) = admit(&shared, &run, BACKGROUND_ADMISSION).await;
+                tx.complete((status, body));
+            });
+            slot
+        })
+        .collect();
+    let deadline = Instant::now() + FAN_OUT_DEADLINE;
+    let mut settled = Vec::with_capacity(total);
+    for slot in &slots {
+        let left = deadline.saturating_duration_since(Instant::now());
+        settled.push(crate::rt::timeout(left, slot.wait()).await);
+    }
+    if let [Some((status, body))] = &settled[..] {
         return json_answer(status, &with_wake(body.clone()));
     }
     let ids: Vec<&Value> = settled
         .iter()
-        .filter(|(s, _, _)| *s == "200 OK")
-        .map(|(_, b, _)| &b["runId"])
+        .flatten()
+        .filter(|(s, _)| *s == "200 OK")
+        .map(|(_, b)| &b["runId"])
         .collect();
-    let failures: Vec<&(&'static str, Value, Option<Completion>)> =
-        settled.iter().filter(|(s, _, _)| *s != "200 OK").collect();
-    if failures.is_empty() {
+    let failures: Vec<&(&'static str, Value)> = settled
+        .iter()
+        .flatten()
+        .filter(|(s, _)| *s != "200 OK")
+        .collect();
+    let pending = settled.iter().filter(|s| s.is_none()).count();
+    if failures.is_empty() && pending == 0 {
         let body = json!({"ok": true, "runId": ids[0], "runIds": ids, "dispatched": ids.len()});
         return json_answer("200 OK", &with_wake(body));
     }
-    let errors: Vec<&Value> = failures
-        .iter()
-        .take(5)
-        .map(|(_, b, _)| &b["error"])
-        .collect();
-    let body = json!({"ok": false,
-        "error": format!("hook fan-out incomplete: {}/{total} dispatched, {} failed, 0 pending", ids.len(), failures.len()),
-        "runIds": ids, "errors": errors});
-    json_answer(failures[0].0, &with_wake(body))
+    let errors: Vec<&Value> = failures.iter().take(5).map(|(_, b)| &b["error"]).collect();
+    let mut body = json!({"ok": false,
+        "error": format!("hook fan-out incomplete: {}/{total} dispatched, {} failed, {pending} pending", ids.len(), failures.len()),
+        "runIds": ids});
+    if !errors.is_empty() {
+        body["errors"] = json!(errors);
+    }
+    let status = failures.first().map_or("503 Service Unavailable", |f| f.0);
+    json_answer(status, &with_wake(body))
 }

@@ -151,6 +151,7 @@ async fn serve_request(
             ),
         };
         let req = SendReq {
+            queue: false,
             kind: SendKind::Chat,
             fingerprint: chat::fingerprint(&["webhook", &k.canonical, &msg.text]),
             message: msg.text.clone(),

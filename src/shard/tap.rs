@@ -96,7 +96,7 @@ impl RunTap {
 }
 
 /// Hands a fanned-out event to the taps it belongs to (only `chat` events of a tapped
-/// session are decoded).
+/// session are decoded), every tap of its run.
 pub fn feed(taps: &[Rc<RunTap>], ev: &EventTemplate) {
     if ev.name != "chat" {
         return;
@@ -114,8 +114,15 @@ pub fn feed(taps: &[Rc<RunTap>], ev: &EventTemplate) {
     let Some(run) = payload["runId"].as_str() else {
         return;
     };
-    if let Some(t) = taps.iter().find(|t| t.run_id == run) {
-        t.offer(payload);
+    // Several readers may follow one run (a hook retried with its idempotency key).
+    let mut readers = taps.iter().filter(|t| t.run_id == run).peekable();
+    while let Some(t) = readers.next() {
+        if readers.peek().is_some() {
+            t.offer(payload.clone());
+        } else {
+            t.offer(payload);
+            break;
+        }
     }
 }
 
@@ -135,6 +142,17 @@ mod tests {
             session: Some(Arc::from(session)),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn every_reader_of_a_run_gets_its_events() {
+        let (a, b) = (
+            RunTap::new("agent:main:a", "r1"),
+            RunTap::new("agent:main:a", "r1"),
+        );
+        let taps = [a.clone(), b.clone()];
+        feed(&taps, &chat("agent:main:a", "r1", "final", 1));
+        assert!(a.ended() && b.ended());
     }
 
     #[test]

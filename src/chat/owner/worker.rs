@@ -710,6 +710,7 @@ mod tests {
                 agent_id: "main".into(),
             },
             op: SessionOp::Send(SendReq {
+                queue: false,
                 kind: SendKind::Chat,
                 message: "hi".into(),
                 run_id: "run-1".into(),

@@ -41,6 +41,19 @@ pub struct ApiHead {
     pub close: bool,
     /// An HTTP/1.0 request: no chunked answers (a stream is sent unframed, then closed).
     pub http10: bool,
+    /// Every header (lowercased names, repeats joined with `, `), kept for hooks (mapping
+    /// templates read them) and in trusted-proxy mode (the identity headers); else empty.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ApiHead {
+    /// A kept header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Paths these routes own (whether or not they are enabled): the rest is the Control UI's.

@@ -42,6 +42,8 @@ fuzz_target!(|data: &[u8]| {
                     origin: Some("http://127.0.0.1:18789"),
                     host: Some("127.0.0.1:18789"),
                     scopes_header: None,
+                    proxy_identity: None,
+                    direct_local: false,
                 },
                 auth: &auth,
                 allowed_origins: &origins,
