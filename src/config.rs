@@ -825,6 +825,7 @@ impl Config {
                 }
                 tp.password = password.filter(|p| !p.is_empty());
                 tp.identity_scopes = identity_scopes;
+                tp.local_addrs = crate::sysinfo::local_addresses();
                 AuthMode::TrustedProxy(Box::new(tp))
             }
             other => {

@@ -101,6 +101,44 @@ fn disk_usage(dir: &Path) -> Option<(u64, u64)> {
     Some((s.f_blocks as u64 * frag, s.f_bavail as u64 * frag))
 }
 
+/// This host's own interface addresses (`getifaddrs`), non-loopback: a request from one of
+/// them came from a process on this host, whatever proxy it claims to be.
+pub fn local_addresses() -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: the family tells which sockaddr type `ifa_addr` points to.
+            let ip = match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))))
+                }
+                libc::AF_INET6 => {
+                    let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                    Some(IpAddr::V6(Ipv6Addr::from(sa.sin6_addr.s6_addr)))
+                }
+                _ => None,
+            };
+            if let Some(ip) = ip.filter(|ip| !ip.is_loopback() && !out.contains(ip)) {
+                out.push(ip);
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: freed once, after the walk.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

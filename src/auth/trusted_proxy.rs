@@ -29,6 +29,9 @@ pub struct TrustedProxyAuth {
     pub password: Option<String>,
     /// `gateway.auth.identityScopes`: operator scopes granted per proxy user.
     pub identity_scopes: HashMap<String, Vec<String>>,
+    /// This host's own (non-loopback) addresses when the config was loaded: a "proxy" at one
+    /// of them is a local process, which `allowLoopback` governs.
+    pub local_addrs: Vec<IpAddr>,
 }
 
 impl TrustedProxyAuth {
@@ -111,9 +114,16 @@ pub fn authorize(
     if peer.is_loopback() && !auth.allow_loopback {
         return Err("trusted_proxy_loopback_source".into());
     }
+    let peer_canonical = match peer {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+        v4 => v4,
+    };
+    if !peer.is_loopback() && auth.local_addrs.contains(&peer_canonical) {
+        return Err("trusted_proxy_local_interface_source".into());
+    }
     let present = |name: &str| {
         header(&name.trim().to_ascii_lowercase())
-            .map(|v| v.trim().to_owned())
+            .map(|v| crate::http::js_trim(&v).to_owned())
             .filter(|v| !v.is_empty())
     };
     for h in &auth.required_headers {
@@ -175,12 +185,17 @@ mod tests {
             authorize(&c, &proxies(&["10.0.0.0/8"]), proxy, client, &ok),
             Ok("ann@example.com".into())
         );
+        let err2 = |c: &TrustedProxyAuth,
+                    p: &TrustedProxies,
+                    peer: IpAddr,
+                    a: Attribution,
+                    h: &dyn Fn(&str) -> Option<String>| {
+            authorize(c, p, peer, a, h).unwrap_err()
+        };
         let err = |p: &TrustedProxies,
                    peer: IpAddr,
                    a: Attribution,
-                   h: &dyn Fn(&str) -> Option<String>| {
-            authorize(&c, p, peer, a, h).unwrap_err()
-        };
+                   h: &dyn Fn(&str) -> Option<String>| err2(&c, p, peer, a, h);
         assert_eq!(
             err(&proxies(&[]), proxy, client, &ok),
             "trusted_proxy_no_proxies_configured"
@@ -232,6 +247,26 @@ mod tests {
         let mut c2 = c.clone();
         c2.allow_loopback = true;
         assert!(authorize(&c2, &proxies(&["127.0.0.1"]), lo, client, &ok).is_ok());
+        // A process on this host, at one of its own addresses, is not a proxy.
+        c2.local_addrs = vec![proxy];
+        assert_eq!(
+            err2(&c2, &p, proxy, client, &ok),
+            "trusted_proxy_local_interface_source"
+        );
+        // JavaScript's trim: a look-alike space is part of the name, a no-break space is not.
+        let nbsp = headers(&[
+            ("x-auth-proof", "1"),
+            ("x-forwarded-user", "ann@example.com\u{a0}"),
+        ]);
+        assert!(authorize(&c, &p, proxy, client, &nbsp).is_ok());
+        let nel = headers(&[
+            ("x-auth-proof", "1"),
+            ("x-forwarded-user", "\u{85}ann@example.com"),
+        ]);
+        assert_eq!(
+            err(&p, proxy, client, &nel),
+            "trusted_proxy_user_not_allowed"
+        );
     }
 
     #[test]

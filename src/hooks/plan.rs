@@ -11,10 +11,16 @@ use super::{
     template::{self, Ctx},
     wrap,
 };
-use crate::chat::key::{self, SessionKey};
+use crate::{
+    chat::key::{self, SessionKey},
+    http::js_trim,
+};
 
 /// Most items a `forEach` mapping dispatches (the rest are dropped, as the original).
 pub const MAX_FAN_OUT: usize = 200;
+/// Most message bytes one request's actions may render in all: 200 items, each rendering a
+/// large part of the payload, would otherwise multiply a 256 KiB body into gigabytes.
+pub const MAX_RENDERED_TOTAL: usize = 8 * 1024 * 1024;
 /// Longest idempotency key honoured.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
@@ -121,11 +127,6 @@ pub fn plan(
         "agent" => agent(req, payload, env, fresh_id),
         _ => mapped(req, payload, env, fresh_id),
     }
-}
-
-/// JavaScript's `trim()`: Unicode white space and the byte-order mark.
-fn js_trim(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}')
 }
 
 fn opt_str(v: &Value) -> Option<String> {
@@ -471,6 +472,7 @@ fn mapped(
     };
     let (mut wakes, mut runs) = (Vec::new(), Vec::new());
     let mut seen_scopes: Vec<String> = Vec::new();
+    let mut rendered = 0usize;
     let idem = idempotency_key(req, p).map(str::to_owned);
     for item in items {
         let ctx = Ctx {
@@ -566,6 +568,13 @@ fn mapped(
             };
             wrap::safe_prompt(&message, src, &name, req.now_iso)
         };
+        rendered += prompt.len();
+        if rendered > MAX_RENDERED_TOTAL {
+            return Err(format!(
+                "hook mapping renders more than {} MiB of messages; send fewer or smaller items",
+                MAX_RENDERED_TOTAL >> 20
+            ));
+        }
         runs.push(AgentRun {
             session,
             prompt,
@@ -882,6 +891,13 @@ mod tests {
             run(&h, "gmail", json!({"messages": []})),
             Ok(Plan::NoContent)
         );
+        // Items that each render a large shared field are bounded in all.
+        let big = "x".repeat(60_000);
+        let many: Vec<Value> = (0..200)
+            .map(|i| json!({"id": format!("b{i}"), "from": big}))
+            .collect();
+        let e = run(&h, "gmail", json!({ "messages": many })).unwrap_err();
+        assert!(e.starts_with("hook mapping renders more than 8 MiB"), "{e}");
         // A template that renders only its static part is not empty (as the original).
         match run(&h, "gmail", json!({"messages": [{}]})).unwrap() {
             Plan::Mapped { runs, .. } => {

@@ -103,13 +103,39 @@ pub fn parse(buf: &[u8]) -> Option<(Request, usize)> {
     parse_routed(buf, Routing::default())
 }
 
-/// Every header: lowercased names, a repeated header's values joined with `, `.
+/// Headers Node reads once (a repeat is dropped), unlike the rest, whose repeats it joins.
+const SINGLE_HEADERS: [&str; 18] = [
+    "age",
+    "authorization",
+    "content-length",
+    "content-type",
+    "etag",
+    "expires",
+    "from",
+    "host",
+    "if-modified-since",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "proxy-authorization",
+    "referer",
+    "retry-after",
+    "server",
+    "user-agent",
+];
+
+/// Every header: lowercased names, a repeated header's values joined with `, `, each byte one
+/// character (Latin-1, as Node reads them: a user name a proxy sends compares as the
+/// original compares it).
 fn all_headers(req: &httparse::Request) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::new();
     for h in req.headers.iter() {
         let name = h.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(h.value).into_owned();
+        let value: String = h.value.iter().map(|&b| char::from(b)).collect();
         match headers.iter_mut().find(|(n, _)| *n == name) {
+            // Node keeps the first of these and drops the rest.
+            Some(_) if SINGLE_HEADERS.contains(&name.as_str()) => {}
             Some((_, v)) => {
                 v.push_str(", ");
                 v.push_str(&value);
@@ -226,7 +252,7 @@ pub fn parse_routed(buf: &[u8], routing: Routing) -> Option<(Request, usize)> {
                 agent: get("x-openclaw-agent-id").or_else(|| get("x-openclaw-agent")),
                 session_key: get("x-openclaw-session-key"),
                 scopes: get("x-openclaw-scopes"),
-                forwarded: forwarded(&req, &get),
+                forwarded: forwarded(&req),
                 close,
                 http10: req.version == Some(0),
                 headers: Vec::new(),
@@ -259,7 +285,7 @@ pub fn parse_routed(buf: &[u8], routing: Routing) -> Option<(Request, usize)> {
         };
         return Some((Request::Plain(Box::new(plain)), consumed));
     }
-    let forwarded = forwarded(&req, &get);
+    let forwarded = forwarded(&req);
     let accept =
         tungstenite::handshake::derive_accept_key(key.unwrap_or_default().trim().as_bytes());
     let info = UpgradeInfo {
@@ -289,10 +315,7 @@ pub fn parse_routed(buf: &[u8], routing: Routing) -> Option<(Request, usize)> {
 /// Did a proxy say whose request this is (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, Tailscale
 /// identity headers)? From a peer that is not a trusted proxy such a request is refused: its
 /// claims cannot be checked, and ignoring them would attribute every client to the proxy.
-fn forwarded(
-    req: &httparse::Request,
-    get: &dyn Fn(&str) -> Option<String>,
-) -> super::proxy::Forwarded {
+fn forwarded(req: &httparse::Request) -> super::proxy::Forwarded {
     let present = req.headers.iter().any(|h| {
         let n = h.name.to_ascii_lowercase();
         n == "forwarded"
@@ -300,10 +323,21 @@ fn forwarded(
             || n == "x-real-ip"
             || n.starts_with("tailscale-")
     });
+    // Repeated lines are one list, as Node joins them (some proxies add a line rather than
+    // append to the last one).
+    let joined = |name: &str| {
+        let all: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .collect();
+        (!all.is_empty()).then(|| all.join(", "))
+    };
     super::proxy::Forwarded {
         present,
-        forwarded_for: get("x-forwarded-for"),
-        real_ip: get("x-real-ip"),
+        forwarded_for: joined("x-forwarded-for"),
+        real_ip: joined("x-real-ip"),
     }
 }
 

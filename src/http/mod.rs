@@ -22,6 +22,12 @@ use self::{
     head::Plain,
 };
 
+/// JavaScript's `String.prototype.trim()`: the original trims header values and payload
+/// strings with it (Unicode white space without U+0085, plus the byte-order mark).
+pub fn js_trim(s: &str) -> &str {
+    s.trim_matches(|c: char| (c.is_whitespace() && c != '\u{85}') || c == '\u{feff}')
+}
+
 /// A response: status line, headers and body (the body is left out for `HEAD`).
 #[derive(Debug)]
 pub struct Response {

@@ -283,7 +283,10 @@ pub fn evaluate(input: &ConnectInput) -> Result<Accepted, Rejected> {
             error,
             close_code: close::POLICY,
             close_reason: truncate_reason(&message),
-            auth_failure: true,
+            // A proxy refusing its user is not a guess at a secret (the original counts only
+            // password mismatches in trusted-proxy mode).
+            auth_failure: !reason.starts_with("trusted_proxy_")
+                && reason != "proxy_attribution_required",
         }
     };
 

@@ -271,33 +271,22 @@ async fn upgrade(
                 let last = served + 1 >= super::web::MAX_REQUESTS_PER_CONNECTION
                     || shared.borrow().shutting_down;
                 let mut authenticated = || slot.release();
-                let (next, close) = match req {
-                    Request::Api(mut head) => {
-                        head.close |= last;
-                        let served_api = super::api::serve(
-                            shared,
-                            &sock,
-                            ip,
-                            &head,
-                            leftover,
-                            &mut authenticated,
-                        );
-                        (Box::pin(served_api).await, head.close)
-                    }
-                    Request::Hook(mut head) => {
-                        head.close |= last;
-                        let served_hook = super::hooks::serve(
-                            shared,
-                            &sock,
-                            ip,
-                            &head,
-                            leftover,
-                            &mut authenticated,
-                        );
-                        (Box::pin(served_hook).await, head.close)
-                    }
+                let (mut head, hook) = match req {
+                    Request::Api(head) => (head, false),
+                    Request::Hook(head) => (head, true),
                     _ => unreachable!("matched above"),
                 };
+                head.close |= last;
+                let next = if hook {
+                    let served =
+                        super::hooks::serve(shared, &sock, ip, &head, leftover, &mut authenticated);
+                    Box::pin(served).await
+                } else {
+                    let served =
+                        super::api::serve(shared, &sock, ip, &head, leftover, &mut authenticated);
+                    Box::pin(served).await
+                };
+                let close = head.close;
                 match next {
                     super::api::Next::KeepAlive(rest) if !close => {
                         served += 1;

@@ -325,10 +325,10 @@ fn voided_meanwhile(ctx: &ShardCtx, pc: &PendingConnect, token: &DeviceToken) ->
         })
 }
 
-/// Did the client authenticate with the gateway-wide setting (a shared token or password, or
-/// no auth at all)? Those sessions end when that setting changes.
+/// Did the client authenticate with the gateway-wide setting (a shared token or password, a
+/// trusted proxy's user, or no auth at all)? Those sessions end when that setting changes.
 pub fn uses_shared_secret(auth_method: &str) -> bool {
-    matches!(auth_method, "token" | "password" | "none")
+    matches!(auth_method, "token" | "password" | "none" | "trusted-proxy")
 }
 
 /// Finishes a connect with the storage thread's answer.

@@ -398,6 +398,10 @@ async fn admit(
         Some(Err(e)) if e.code == crate::proto::errors::code::INVALID_REQUEST => {
             return err("409 Conflict", &e.message);
         }
+        // Its session's queue is full: busy, not broken.
+        Some(Err(e)) if e.message.contains("turns waiting") => {
+            return err("503 Service Unavailable", &e.message);
+        }
         Some(Err(e)) => {
             if shared.borrow().globals.log_allowed() {
                 tracing::warn!(run = %run.run_id, error = %e.message, "hook agent run refused");

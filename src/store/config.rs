@@ -257,7 +257,10 @@ impl ConfigKeeper {
 
     fn install(&mut self, mut config: Config, path: &std::path::Path, hash: &str) -> ConfigUpdate {
         config.applied_hash = Some(hash.to_owned());
-        let auth_changed = config.auth != self.live.auth;
+        // Who a trusted proxy may vouch for changes with the proxies too.
+        let auth_changed = config.auth != self.live.auth
+            || (matches!(config.auth, crate::auth::secret::AuthMode::TrustedProxy(_))
+                && config.proxies != self.live.proxies);
         let chat_metadata = (catalog::chat_metadata(&config) != catalog::chat_metadata(&self.live))
             .then(|| {
                 Arc::new(EventTemplate::new(
