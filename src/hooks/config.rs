@@ -14,15 +14,6 @@ const GMAIL_MAX_BODY_CEILING: usize = 32 * 1024 * 1024;
 /// `hooks.gmail.maxBytes` when unset (the original's Gmail watcher default).
 const GMAIL_DEFAULT_MAX_BYTES: u64 = 20_000;
 
-/// What a mapping does with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MappingAction {
-    /// Run an agent turn (`messageTemplate`).
-    Agent,
-    /// Queue a system event (`textTemplate`).
-    Wake,
-}
-
 /// `hooks.mappings[]` (and the presets): which requests it takes and how it renders them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mapping {
@@ -31,6 +22,7 @@ pub struct Mapping {
     pub match_path: Option<String>,
     /// `match.source`: must equal the payload's `source`.
     pub match_source: Option<String>,
+    /// `action: "wake"` (queue a system event), else an agent run.
     pub wake: bool,
     /// `wakeMode: "next-heartbeat"` (else `now`).
     pub next_heartbeat: bool,
@@ -51,16 +43,6 @@ pub struct Mapping {
     pub timeout_seconds: Option<u64>,
     /// The largest body this mapping's path takes (the Gmail preset takes more).
     pub max_body: Option<usize>,
-}
-
-impl Mapping {
-    pub fn action(&self) -> MappingAction {
-        if self.wake {
-            MappingAction::Wake
-        } else {
-            MappingAction::Agent
-        }
-    }
 }
 
 /// `hooks.*` once enabled and checked.

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    config::{HooksConfig, Mapping, MappingAction},
+    config::{HooksConfig, Mapping},
     template::{self, Ctx},
     wrap,
 };
@@ -497,7 +497,7 @@ fn mapped(
             return Err("hook mapping sessionKey template rendered empty".into());
         }
         let target = target_agent(env, m.agent_id.as_deref(), false)?;
-        if m.action() == MappingAction::Wake {
+        if m.wake {
             let text = template::render(m.text_template.as_deref().unwrap_or(""), &ctx);
             if text.trim().is_empty() {
                 return Err("hook mapping requires text".into());

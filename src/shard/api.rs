@@ -113,7 +113,7 @@ fn models_answer(shared: &Shared, endpoint: &Endpoint) -> Response {
 }
 
 /// Writes a whole response; keeps the connection when the client and the answer allow.
-async fn respond(
+pub(super) async fn respond(
     sock: &Sock<'_>,
     mut r: Response,
     head: &ApiHead,

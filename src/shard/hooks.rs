@@ -49,19 +49,8 @@ const FAN_OUT_DEADLINE: Duration = Duration::from_secs(8);
 /// How long a fan-out's run may wait for admission in the background (items sharing a
 /// session run one after another).
 const BACKGROUND_ADMISSION: Duration = Duration::from_secs(600);
-/// How long one write to the caller may wait for room.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn text(status: &'static str, body: &str) -> Response {
-    Response::text(status, body)
-}
-
-fn json_answer(status: &'static str, v: &Value) -> Response {
-    Response::json(status, v)
-}
-
 fn failed(status: &'static str, error: &str) -> Response {
-    json_answer(status, &json!({"ok": false, "error": error}))
+    Response::json(status, &json!({"ok": false, "error": error}))
 }
 
 /// Serves one hook request and writes its answer.
@@ -82,20 +71,20 @@ pub async fn serve(
     };
     // Turned off between the head and now: as if they never were.
     let Some(hooks) = hooks.filter(|c| c.owns(&h.path)) else {
-        return respond(
+        return super::api::respond(
             sock,
             api::with_common(crate::http::not_found()),
-            h.close,
+            h,
             leftover,
             unread,
         )
         .await;
     };
     let Some(ip) = attributed.ip() else {
-        return respond(
+        return super::api::respond(
             sock,
-            api::proxy_attribution_required(),
-            h.close,
+            api::with_common(api::proxy_attribution_required()),
+            h,
             leftover,
             unread,
         )
@@ -110,24 +99,25 @@ pub async fn serve(
                 == Some("token")
     });
     if token_in_query {
-        let r = text("400 Bad Request", "Hook token must be provided via Authorization: Bearer <token> or X-OpenClaw-Token header (query parameters are not allowed).");
-        return respond(sock, r, h.close, leftover, unread).await;
+        let r = Response::text("400 Bad Request", "Hook token must be provided via Authorization: Bearer <token> or X-OpenClaw-Token header (query parameters are not allowed).");
+        return super::api::respond(sock, api::with_common(r), h, leftover, unread).await;
     }
     if h.method != "POST" {
-        let r = text("405 Method Not Allowed", "Method Not Allowed").header("Allow", "POST");
-        return respond(sock, r, h.close, leftover, unread).await;
+        let r =
+            Response::text("405 Method Not Allowed", "Method Not Allowed").header("Allow", "POST");
+        return super::api::respond(sock, api::with_common(r), h, leftover, unread).await;
     }
     let token = hook_token(head);
     if let Err(r) = check_token(shared, &hooks, ip, token, &h.path) {
-        return respond(sock, r, h.close, leftover, unread).await;
+        return super::api::respond(sock, api::with_common(r), h, leftover, unread).await;
     }
     authenticated();
     let sub_path = h.path[hooks.base_path.len()..].trim_start_matches('/');
     if sub_path.is_empty() {
-        return respond(
+        return super::api::respond(
             sock,
-            text("404 Not Found", "Not Found"),
-            h.close,
+            api::with_common(Response::text("404 Not Found", "Not Found")),
+            h,
             leftover,
             unread,
         )
@@ -140,9 +130,9 @@ pub async fn serve(
                 BodyError::TooLarge => failed("413 Payload Too Large", "payload too large"),
                 BodyError::Timeout => failed("408 Request Timeout", "request body timeout"),
                 BodyError::Chunked => failed("411 Length Required", "Content-Length is required"),
-                BodyError::Expectation => text("417 Expectation Failed", ""),
+                BodyError::Expectation => Response::text("417 Expectation Failed", ""),
             };
-            return respond(sock, r, true, Vec::new(), true).await;
+            return super::api::respond(sock, api::with_common(r), h, Vec::new(), true).await;
         }
     };
     let payload = if body.iter().all(u8::is_ascii_whitespace) {
@@ -152,14 +142,14 @@ pub async fn serve(
             Ok(v) => v,
             Err(e) => {
                 let r = failed("400 Bad Request", &e.to_string());
-                return respond(sock, r, h.close, rest, false).await;
+                return super::api::respond(sock, api::with_common(r), h, rest, false).await;
             }
         }
     };
     // A reload between the token check and now changes what the request means.
     if shared.borrow().config.hooks.as_ref() != Some(&hooks) {
         let r = failed("409 Conflict", "hook configuration changed; retry request");
-        return respond(sock, r, h.close, rest, false).await;
+        return super::api::respond(sock, api::with_common(r), h, rest, false).await;
     }
     let r = run_plan(
         shared,
@@ -171,40 +161,16 @@ pub async fn serve(
         token.unwrap_or_default(),
     )
     .await;
-    respond(sock, r, h.close, rest, false).await
-}
-
-/// Writes a whole answer; keeps the connection when the client and the answer allow.
-async fn respond(
-    sock: &Sock<'_>,
-    r: Response,
-    client_close: bool,
-    rest: Vec<u8>,
-    close: bool,
-) -> Next {
-    let mut r = api::with_common(r);
-    r.close |= close || client_close;
-    let mut bytes = r.encode_head();
-    bytes.extend_from_slice(r.body_bytes());
-    if sock
-        .write_all(&bytes, Instant::now() + WRITE_TIMEOUT)
-        .await
-        .is_err()
-        || r.close
-    {
-        return Next::Close;
-    }
-    Next::KeepAlive(rest)
+    super::api::respond(sock, api::with_common(r), h, rest, false).await
 }
 
 /// `Authorization: Bearer <t>` (non-empty), else `X-OpenClaw-Token`.
 fn hook_token(head: &ApiHead) -> Option<&str> {
-    let header = |name: &str| head.header(name).map(str::trim);
-    let bearer = header("authorization")
-        .filter(|a| a.len() > 7 && a[..7].eq_ignore_ascii_case("bearer "))
-        .map(|a| a[7..].trim())
-        .filter(|t| !t.is_empty());
-    bearer.or_else(|| header("x-openclaw-token").filter(|t| !t.is_empty()))
+    crate::http::bearer_value(head.authorization.as_deref()).or_else(|| {
+        head.header("x-openclaw-token")
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
 }
 
 /// The token check: a match always passes (and clears the address's failures); a mismatch
@@ -232,7 +198,7 @@ fn check_token(
             tracing::warn!(%ip, "hook auth throttled");
         }
         let secs = retry_after_ms.div_ceil(1000).max(1);
-        return Err(text("429 Too Many Requests", "Too Many Requests")
+        return Err(Response::text("429 Too Many Requests", "Too Many Requests")
             .header("Retry-After", secs.to_string()));
     }
     ctx.hook_limiter.record_failure(ip, now);
@@ -244,7 +210,7 @@ fn check_token(
     if ctx.globals.log_allowed() {
         tracing::info!(%ip, path, "hook request refused: bad or missing hook token");
     }
-    Err(text("401 Unauthorized", "Unauthorized"))
+    Err(Response::text("401 Unauthorized", "Unauthorized"))
 }
 
 /// `a=1&b=x+y` decoded (`+` is a space); undecodable pairs are skipped.
@@ -303,11 +269,11 @@ async fn run_plan(
         Err(msg) => return failed("400 Bad Request", &msg),
     };
     match plan {
-        Plan::NotFound => text("404 Not Found", "Not Found"),
+        Plan::NotFound => Response::text("404 Not Found", "Not Found"),
         Plan::NoContent => Response::new("204 No Content", "text/plain; charset=utf-8", ""),
         Plan::Wake(w) => {
             let outcome = wake(shared, &w);
-            json_answer(
+            Response::json(
                 "200 OK",
                 &json!({"ok": true, "mode": w.mode(), "eventOutcome": outcome}),
             )
@@ -317,7 +283,7 @@ async fn run_plan(
             if let (true, Some(done)) = (wait, done) {
                 body["completion"] = done.await;
             }
-            json_answer(status, &body)
+            Response::json(status, &body)
         }
         Plan::Mapped {
             wakes,
@@ -559,11 +525,11 @@ async fn mapped(
         );
     }
     if runs.is_empty() {
-        return json_answer("200 OK", &with_wake(json!({"ok": true, "mode": mode})));
+        return Response::json("200 OK", &with_wake(json!({"ok": true, "mode": mode})));
     }
     if !fan_out && runs.len() == 1 {
         let (status, body, _) = admit(shared, &runs[0], ADMISSION_TIMEOUT).await;
-        return json_answer(status, &with_wake(body));
+        return Response::json(status, &with_wake(body));
     }
     // Every item is admitted on its own task, at once: the answer reports what was admitted
     // by the deadline, and the rest carry on.
@@ -587,7 +553,7 @@ async fn mapped(
         settled.push(crate::rt::timeout(left, slot.wait()).await);
     }
     if let [Some((status, body))] = &settled[..] {
-        return json_answer(status, &with_wake(body.clone()));
+        return Response::json(status, &with_wake(body.clone()));
     }
     let ids: Vec<&Value> = settled
         .iter()
@@ -603,7 +569,7 @@ async fn mapped(
     let pending = settled.iter().filter(|s| s.is_none()).count();
     if failures.is_empty() && pending == 0 {
         let body = json!({"ok": true, "runId": ids[0], "runIds": ids, "dispatched": ids.len()});
-        return json_answer("200 OK", &with_wake(body));
+        return Response::json("200 OK", &with_wake(body));
     }
     let errors: Vec<&Value> = failures.iter().take(5).map(|(_, b)| &b["error"]).collect();
     let mut body = json!({"ok": false,
@@ -613,5 +579,5 @@ async fn mapped(
         body["errors"] = json!(errors);
     }
     let status = failures.first().map_or("503 Service Unavailable", |f| f.0);
-    json_answer(status, &with_wake(body))
+    Response::json(status, &with_wake(body))
 }
